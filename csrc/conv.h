@@ -1,0 +1,49 @@
+// Convolution, cuda-convnet's three passes:
+//   filterActs  (forward)             out[n,f,oy,ox] = sum_{c,i,j} img[n,g*Cg+c, oy*sh-ph+i, ox*sw-pw+j]
+//                                                            * w[f,c,i,j]  (+ bias[f])
+//   imgActs     (gradient w.r.t. images)   the adjoint of filterActs in the images
+//   weightActs  (gradient w.r.t. filters)  the adjoint of filterActs in the filters
+// Layout: images (N, C, H, W), filters (F, C/groups, kh, kw), outputs (N, F, Ho, Wo), all dense
+// row-major float32. Group g owns input channels [g*C/groups, (g+1)*C/groups) and output channels
+// [g*F/groups, (g+1)*F/groups). Reads outside the image (padding, ceil_mode overhang) are zeros.
+//
+// Every pass has cuda-convnet's accumulate form: target = scale_targets * target
+// + scale_output * result. scale_targets == 0 never reads the target (it may hold NaNs).
+#pragma once
+#include <cstdint>
+
+namespace alexnet_ext {
+
+struct ConvGeometry {
+  int64_t n, c, h, w;     // images
+  int64_t f, kh, kw;      // filters: f total, each over c/groups channels
+  int64_t sh, sw, ph, pw; // stride, padding (top/left; the bottom/right extent follows from ho/wo)
+  int64_t groups;
+  int64_t ho, wo;         // output size, computed by the caller (floor or ceil mode)
+
+  int64_t cg() const { return c / groups; }      // input channels per group
+  int64_t fg() const { return f / groups; }      // filters per group
+  int64_t k() const { return cg() * kh * kw; }   // reduction length per output
+  int64_t p() const { return ho * wo; }          // output pixels per map
+};
+
+// Output size along one axis: floor((size + 2*pad - k)/stride) + 1, or with ceil_mode
+// cuda-convnet's 1 + ceil((size + 2*pad - k)/stride). Caller guarantees size + 2*pad >= k.
+inline int64_t conv_out_size(int64_t size, int64_t k, int64_t stride, int64_t pad, bool ceil_mode) {
+  int64_t span = size + 2 * pad - k;
+  return (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+}
+
+namespace cpu {
+void filter_acts(const float* images, const float* filters, const float* bias, float* out,
+                 const ConvGeometry& g, float scale_targets, float scale_output);
+void img_acts(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
+              float scale_targets, float scale_output);
+void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
+                 float scale_targets, float scale_output);
+// out[f] = scale_targets * out[f] + scale_output * sum_{n,y,x} hid_grads[n,f,y,x]
+void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
+                    float scale_targets, float scale_output);
+}  // namespace cpu
+
+}  // namespace alexnet_ext

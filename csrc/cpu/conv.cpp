@@ -1,0 +1,206 @@
+// CPU convolution: im2col / col2im + OpenBLAS sgemm, one image per OpenMP iteration.
+//
+// For image n and group g the patch matrix col (K x P), K = Cg*kh*kw, P = Ho*Wo, holds in row
+// (c*kh + i)*kw + j the input pixel each output position reads through filter tap (c, i, j).
+// The filter block of group g is then a dense (Fg x K) matrix and
+//   filterActs:  out_g (Fg x P)  = W_g (Fg x K) . col (K x P)          written straight into NCHW
+//   imgActs:     col   (K x P)   = W_g^T . hid_g (Fg x P), then col2im scatter-adds into the image
+//   weightActs:  dW_g  (Fg x K) += hid_g (Fg x P) . col^T, summed over images
+// so no pass needs a transpose of the activations. A 1x1 stride-1 unpadded filter reads the image
+// as col directly. weightActs keeps one accumulator per thread with a static schedule, so for a
+// given thread count the result is deterministic.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <omp.h>
+
+#include "conv.h"
+#include "cpu/blas.h"
+
+namespace alexnet_ext::cpu {
+namespace {
+
+bool is_pointwise(const ConvGeometry& g) {
+  return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
+         g.ho == g.h && g.wo == g.w;
+}
+
+// Output columns ox whose input column ox*s - pad + tap lies in [0, size): [lo, hi).
+inline void valid_range(int64_t size, int64_t out, int64_t s, int64_t pad, int64_t tap,
+                        int64_t& lo, int64_t& hi) {
+  int64_t a = pad - tap;              // need ox*s >= a
+  int64_t b = size - 1 + pad - tap;   // need ox*s <= b
+  lo = a <= 0 ? 0 : (a + s - 1) / s;
+  hi = b < 0 ? 0 : std::min(out, b / s + 1);
+  lo = std::min(lo, hi);
+}
+
+// img: the Cg channels of one group of one image.
+void im2col(const float* img, float* col, const ConvGeometry& g) {
+  const int64_t P = g.p();
+  for (int64_t c = 0; c < g.cg(); ++c) {
+    const float* plane = img + c * g.h * g.w;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        float* row = col + ((c * g.kh + i) * g.kw + j) * P;
+        int64_t lo, hi;
+        valid_range(g.w, g.wo, g.sw, g.pw, j, lo, hi);
+        for (int64_t oy = 0; oy < g.ho; ++oy) {
+          float* dst = row + oy * g.wo;
+          const int64_t iy = oy * g.sh - g.ph + i;
+          if (iy < 0 || iy >= g.h) {
+            std::fill(dst, dst + g.wo, 0.f);
+            continue;
+          }
+          std::fill(dst, dst + lo, 0.f);
+          const float* src = plane + iy * g.w - g.pw + j;
+          if (g.sw == 1) {
+            std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) dst[ox] = src[ox * g.sw];
+          }
+          std::fill(dst + hi, dst + g.wo, 0.f);
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: img += scale * (scatter of col).
+void col2im_add(const float* col, float* img, const ConvGeometry& g, float scale) {
+  const int64_t P = g.p();
+  for (int64_t c = 0; c < g.cg(); ++c) {
+    float* plane = img + c * g.h * g.w;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const float* row = col + ((c * g.kh + i) * g.kw + j) * P;
+        int64_t lo, hi;
+        valid_range(g.w, g.wo, g.sw, g.pw, j, lo, hi);
+        for (int64_t oy = 0; oy < g.ho; ++oy) {
+          const int64_t iy = oy * g.sh - g.ph + i;
+          if (iy < 0 || iy >= g.h) continue;
+          const float* src = row + oy * g.wo;
+          float* dst = plane + iy * g.w - g.pw + j;
+          for (int64_t ox = lo; ox < hi; ++ox) dst[ox * g.sw] += scale * src[ox];
+        }
+      }
+    }
+  }
+}
+
+// target = st * target over n elements, never reading target when st == 0.
+inline void scale_in_place(float* x, int64_t n, float st) {
+  if (st == 0.f)
+    std::fill(x, x + n, 0.f);
+  else if (st != 1.f)
+    for (int64_t i = 0; i < n; ++i) x[i] *= st;
+}
+
+}  // namespace
+
+void filter_acts(const float* images, const float* filters, const float* bias, float* out,
+                 const ConvGeometry& g, float st, float so) {
+  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
+  const bool direct = is_pointwise(g);
+#pragma omp parallel
+  {
+    std::vector<float> col(direct ? 0 : K * P);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
+        const float* b = img;
+        if (!direct) {
+          im2col(img, col.data(), g);
+          b = col.data();
+        }
+        float* o = out + (n * g.f + gi * Fg) * P;
+        sgemm(false, false, Fg, P, K, so, filters + gi * Fg * K, K, b, P, st, o, P);
+        if (bias) {
+          for (int64_t f = 0; f < Fg; ++f) {
+            const float v = so * bias[gi * Fg + f];
+            float* row = o + f * P;
+            for (int64_t p = 0; p < P; ++p) row[p] += v;
+          }
+        }
+      }
+    }
+  }
+}
+
+void img_acts(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
+              float st, float so) {
+  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
+  const bool direct = is_pointwise(g);
+#pragma omp parallel
+  {
+    std::vector<float> col(direct ? 0 : K * P);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* hid = hid_grads + (n * g.f + gi * Fg) * P;
+        const float* w = filters + gi * Fg * K;
+        float* img = out + (n * g.c + gi * Cg) * g.h * g.w;
+        if (direct) {  // the group's image block is exactly K x P
+          sgemm(true, false, K, P, Fg, so, w, K, hid, P, st, img, P);
+          continue;
+        }
+        sgemm(true, false, K, P, Fg, 1.f, w, K, hid, P, 0.f, col.data(), P);
+        scale_in_place(img, Cg * g.h * g.w, st);
+        col2im_add(col.data(), img, g, so);
+      }
+    }
+  }
+}
+
+void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
+                 float st, float so) {
+  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
+  const int64_t total = g.f * K;
+  const bool direct = is_pointwise(g);
+  const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), g.n)));
+  std::vector<std::vector<float>> partial(threads);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float>& acc = partial[omp_get_thread_num()];
+    acc.assign(total, 0.f);
+    std::vector<float> col(direct ? 0 : K * P);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t gi = 0; gi < g.groups; ++gi) {
+        const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
+        const float* b = img;
+        if (!direct) {
+          im2col(img, col.data(), g);
+          b = col.data();
+        }
+        sgemm(false, true, Fg, K, P, 1.f, hid_grads + (n * g.f + gi * Fg) * P, P, b, P, 1.f,
+              acc.data() + gi * Fg * K, K);
+      }
+    }
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < total; ++i) {
+    float sum = 0.f;
+    for (int t = 0; t < threads; ++t) sum += partial[t][i];
+    out[i] = (st == 0.f ? 0.f : st * out[i]) + so * sum;
+  }
+}
+
+void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
+                    float st, float so) {
+#pragma omp parallel for schedule(static)
+  for (int64_t fi = 0; fi < f; ++fi) {
+    double sum = 0.0;
+    for (int64_t ni = 0; ni < n; ++ni) {
+      const float* row = hid_grads + (ni * f + fi) * pixels;
+      float s = 0.f;
+      for (int64_t p = 0; p < pixels; ++p) s += row[p];
+      sum += s;
+    }
+    out[fi] = (st == 0.f ? 0.f : st * out[fi]) + so * static_cast<float>(sum);
+  }
+}
+
+}  // namespace alexnet_ext::cpu

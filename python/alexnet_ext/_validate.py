@@ -1,0 +1,138 @@
+"""Argument checks shared by every op in :mod:`alexnet_ext.ops`.
+
+One rule for all ops: data must already be a C-contiguous ``float32`` array (integer index and
+label arrays: ``int32`` or ``int64``). Nothing is converted silently, because a silent copy hides
+a slow path and turns ``out=`` writes into writes to a temporary. A wrong dtype raises
+``TypeError``; a wrong rank, shape, layout or value raises ``ValueError``. Each message names the
+argument and what was expected.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _core
+
+FLOAT = np.dtype(np.float32)
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def backend(*arrays):
+    """The kernel module for these arrays: ``_core.cpu`` for NumPy arrays.
+
+    Every array argument of an op goes through here, so this is where device dispatch lives.
+    """
+    for a in arrays:
+        if a is not None and not isinstance(a, np.ndarray):
+            raise TypeError(f"expected numpy.ndarray arguments, got {type(a).__module__}.{type(a).__name__}")
+    return _core.cpu
+
+
+def _type_name(x) -> str:
+    t = type(x)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
+
+
+def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
+    """``x`` must be a non-empty, C-contiguous float32 ndarray of ``ndim`` dimensions.
+
+    ``layout`` (e.g. ``"(N, C, H, W)"``) is quoted in the error for a wrong rank.
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray of float32, got {_type_name(x)}")
+    if x.dtype != FLOAT:
+        raise TypeError(f"{name}: expected dtype float32, got {x.dtype} "
+                        f"(convert with {name}.astype(np.float32))")
+    if ndim is not None and x.ndim != ndim:
+        what = f" {layout}" if layout else ""
+        raise ValueError(f"{name}: expected {ndim} dimensions{what}, got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
+    return x
+
+
+def index_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
+    """Like :func:`float_array` for integer arrays (labels, switches): int32 or int64."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray of int32 or int64, got {_type_name(x)}")
+    if x.dtype not in INDEX_DTYPES:
+        raise TypeError(f"{name}: expected dtype int32 or int64, got {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        what = f" {layout}" if layout else ""
+        raise ValueError(f"{name}: expected {ndim} dimensions{what}, got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
+    return x
+
+
+def expect_shape(x: np.ndarray, shape: tuple, name: str, why: str = "") -> None:
+    if tuple(x.shape) != tuple(shape):
+        extra = f" ({why})" if why else ""
+        raise ValueError(f"{name}: expected shape {tuple(shape)}{extra}, got {tuple(x.shape)}")
+
+
+def integer(v, name: str, minimum: int | None = None) -> int:
+    """A Python or NumPy integer (not bool, not float) that is >= ``minimum``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {_type_name(v)}")
+    v = int(v)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+    return v
+
+
+def int_pair(v, name: str, minimum: int) -> tuple[int, int]:
+    """An int, or a (height, width) pair of ints, each >= ``minimum``."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name}: expected an int or a (height, width) pair, got {v!r}")
+        return integer(v[0], f"{name}[0]", minimum), integer(v[1], f"{name}[1]", minimum)
+    v = integer(v, name, minimum)
+    return v, v
+
+
+def real(v, name: str, minimum: float | None = None, maximum: float | None = None,
+         exclusive_min: bool = False) -> float:
+    """A finite real number in range."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {_type_name(v)}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {v}")
+    if minimum is not None and (v <= minimum if exclusive_min else v < minimum):
+        op = ">" if exclusive_min else ">="
+        raise ValueError(f"{name}: expected a number {op} {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name}: expected a number <= {maximum}, got {v}")
+    return v
+
+
+def no_alias(out: np.ndarray, **inputs) -> None:
+    """``out`` must not overlap any input: the kernels read inputs while writing ``out``."""
+    for name, x in inputs.items():
+        if x is not None and np.may_share_memory(out, x):
+            raise ValueError(f"out: must not share memory with {name}")
+
+
+def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, **inputs) -> np.ndarray:
+    """The target array of an op: a fresh one when ``out`` is None, else a checked ``out``.
+
+    ``scale_targets`` other than 0 reads the target, so it needs an ``out`` to read.
+    """
+    if out is None:
+        if scale_targets != 0.0:
+            raise ValueError("scale_targets: a non-zero scale_targets accumulates into out=, "
+                             "so out must be given")
+        return np.empty(shape, dtype=np.float32)
+    float_array(out, name, len(shape))
+    expect_shape(out, shape, name)
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    no_alias(out, **inputs)
+    return out

@@ -1,0 +1,166 @@
+"""Convolution: filterActs (forward), imgActs (grad w.r.t. images), weightActs (grad w.r.t. filters).
+
+Kernels: ``csrc/cpu/conv.cpp`` (im2col + OpenBLAS sgemm). See ``csrc/conv.h`` for the formula.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as V
+
+__all__ = ["conv_bias_grad", "conv_output_size", "filter_acts", "img_acts", "weight_acts"]
+
+
+def conv_output_size(size: int, filter_size: int, stride: int = 1, padding: int = 0,
+                     ceil_mode: bool = False) -> int:
+    """Output length along one axis.
+
+    ``floor((size + 2*padding - filter_size) / stride) + 1``; with ``ceil_mode`` cuda-convnet's
+    ``1 + ceil((size + 2*padding - filter_size) / stride)`` (the overhanging windows read zeros).
+    """
+    span = size + 2 * padding - filter_size
+    if span < 0:
+        raise ValueError(f"filter of size {filter_size} is larger than the padded input "
+                         f"({size} + 2*{padding})")
+    return (-(-span // stride) if ceil_mode else span // stride) + 1
+
+
+def _params(stride, padding, groups, ceil_mode):
+    sh, sw = V.int_pair(stride, "stride", 1)
+    ph, pw = V.int_pair(padding, "padding", 0)
+    groups = V.integer(groups, "groups", 1)
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"ceil_mode: expected a bool, got {type(ceil_mode).__name__}")
+    return sh, sw, ph, pw, groups, bool(ceil_mode)
+
+
+def _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, image_name):
+    if c % groups:
+        raise ValueError(f"{image_name}: {c} channels are not divisible by groups={groups}")
+    if f % groups:
+        raise ValueError(f"filters: {f} filters are not divisible by groups={groups}")
+    if kh > h + 2 * ph or kw > w + 2 * pw:
+        raise ValueError(f"filters: a {kh}x{kw} window is larger than the padded input "
+                         f"{h + 2 * ph}x{w + 2 * pw} ({h}x{w} with padding ({ph}, {pw}))")
+    ho = conv_output_size(h, kh, sh, ph, ceil_mode)
+    wo = conv_output_size(w, kw, sw, pw, ceil_mode)
+    return (n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ho, wo)
+
+
+def _scales(scale_targets, scale_output):
+    return V.real(scale_targets, "scale_targets"), V.real(scale_output, "scale_output")
+
+
+def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ceil_mode=False,
+                out=None, scale_targets=0.0, scale_output=1.0):
+    """Convolution forward (cuda-convnet's filterActs).
+
+    Args:
+        images: (N, C, H, W) float32.
+        filters: (F, C/groups, kh, kw) float32.
+        bias: optional (F,) float32, added to every output position of its map.
+        stride, padding: int or (h, w) pair. Padding is zeros on all four sides.
+        groups: the channels and filters split into this many independent groups
+            (AlexNet's two columns are groups=2).
+        ceil_mode: output size ``1 + ceil((H + 2p - kh) / s)`` instead of floor; windows that
+            overhang the padded input read zeros.
+        out, scale_targets, scale_output: accumulate form,
+            ``out = scale_targets * out + scale_output * result``. With ``scale_targets == 0``
+            ``out`` is not read (it may hold garbage or NaNs).
+
+    Returns:
+        (N, F, Ho, Wo) float32, ``out`` itself when given.
+    """
+    V.float_array(images, "images", 4, "(N, C, H, W)")
+    V.float_array(filters, "filters", 4, "(F, C/groups, kh, kw)")
+    sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
+    st, so = _scales(scale_targets, scale_output)
+    n, c, h, w = images.shape
+    f, cg, kh, kw = filters.shape
+    if c % groups:
+        raise ValueError(f"images: {c} channels are not divisible by groups={groups}")
+    if cg * groups != c:
+        raise ValueError(f"filters: expected {c}/{groups} = {c / groups:g} input channels per "
+                         f"filter for images with {c} channels and groups={groups}, got {cg}")
+    geo = _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
+    if bias is not None:
+        V.float_array(bias, "bias", 1, "(F,)")
+        V.expect_shape(bias, (f,), "bias", "one per filter")
+    k = V.backend(images, filters, bias, out)
+    out = V.output(out, (n, f, geo[12], geo[13]), scale_targets=st, images=images,
+                   filters=filters, bias=bias)
+    k.filter_acts(images, filters, bias, out, geo, st, so)
+    return out
+
+
+def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, ceil_mode=False,
+             out=None, scale_targets=0.0, scale_output=1.0):
+    """Gradient of :func:`filter_acts` with respect to its images (cuda-convnet's imgActs).
+
+    Args:
+        hid_grads: (N, F, Ho, Wo) float32, the gradient w.r.t. filter_acts' output.
+        filters: (F, C/groups, kh, kw) float32.
+        image_size: (H, W) of the images (or an int for square ones): several image sizes map to
+            the same output size, so it must be given.
+        stride, padding, groups, ceil_mode: as passed to :func:`filter_acts`.
+        out, scale_targets, scale_output: accumulate form (see :func:`filter_acts`).
+
+    Returns:
+        (N, C, H, W) float32 with C = (C/groups) * groups.
+    """
+    V.float_array(hid_grads, "hid_grads", 4, "(N, F, Ho, Wo)")
+    V.float_array(filters, "filters", 4, "(F, C/groups, kh, kw)")
+    h, w = V.int_pair(image_size, "image_size", 1)
+    sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
+    st, so = _scales(scale_targets, scale_output)
+    n, f = hid_grads.shape[:2]
+    fk, cg, kh, kw = filters.shape
+    if fk != f:
+        raise ValueError(f"filters: expected {f} filters to match hid_grads' {f} maps, got {fk}")
+    geo = _geometry(n, cg * groups, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
+    V.expect_shape(hid_grads, (n, f, geo[12], geo[13]), "hid_grads",
+                   f"the output size of a {kh}x{kw} filter over a {h}x{w} image")
+    k = V.backend(hid_grads, filters, out)
+    out = V.output(out, (n, cg * groups, h, w), scale_targets=st, hid_grads=hid_grads,
+                   filters=filters)
+    k.img_acts(hid_grads, filters, out, geo, st, so)
+    return out
+
+
+def weight_acts(images, hid_grads, *, filter_size, stride=1, padding=0, groups=1,
+                ceil_mode=False, out=None, scale_targets=0.0, scale_output=1.0):
+    """Gradient of :func:`filter_acts` with respect to its filters (cuda-convnet's weightActs).
+
+    Sums over the batch. Args as :func:`img_acts`, with ``images`` (N, C, H, W) and
+    ``filter_size`` (kh, kw) or an int.
+
+    Returns:
+        (F, C/groups, kh, kw) float32.
+    """
+    V.float_array(images, "images", 4, "(N, C, H, W)")
+    V.float_array(hid_grads, "hid_grads", 4, "(N, F, Ho, Wo)")
+    kh, kw = V.int_pair(filter_size, "filter_size", 1)
+    sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
+    st, so = _scales(scale_targets, scale_output)
+    n, c, h, w = images.shape
+    f = hid_grads.shape[1]
+    if hid_grads.shape[0] != n:
+        raise ValueError(f"hid_grads: expected {n} images to match images, got {hid_grads.shape[0]}")
+    geo = _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
+    V.expect_shape(hid_grads, (n, f, geo[12], geo[13]), "hid_grads",
+                   f"the output size of a {kh}x{kw} filter over a {h}x{w} image")
+    k = V.backend(images, hid_grads, out)
+    out = V.output(out, (f, c // groups, kh, kw), scale_targets=st, images=images,
+                   hid_grads=hid_grads)
+    k.weight_acts(images, hid_grads, out, geo, st, so)
+    return out
+
+
+def conv_bias_grad(hid_grads, *, out=None, scale_targets=0.0, scale_output=1.0):
+    """Gradient of :func:`filter_acts`' bias: ``hid_grads`` (N, F, Ho, Wo) summed to (F,)."""
+    V.float_array(hid_grads, "hid_grads", 4, "(N, F, Ho, Wo)")
+    st, so = _scales(scale_targets, scale_output)
+    k = V.backend(hid_grads, out)
+    out = V.output(out, (hid_grads.shape[1],), scale_targets=st, hid_grads=hid_grads)
+    k.conv_bias_grad(hid_grads, out, st, so)
+    return out

@@ -1,0 +1,32 @@
+"""Shared test setup: fresh random data every run, reproducible from the printed seed."""
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+import alexnet_ext
+
+BASE_SEED = int(os.environ.get("ALEXNET_TEST_SEED", np.random.SeedSequence().entropy % 2**32))
+
+
+def pytest_report_header(config):
+    s = alexnet_ext.cuda_status()
+    cuda = "available" if s["available"] else f"not available ({s['reason']})"
+    return [f"alexnet_ext {alexnet_ext.__version__}, {alexnet_ext.get_num_threads()} CPU threads, CUDA {cuda}",
+            f"random seed {BASE_SEED} (ALEXNET_TEST_SEED={BASE_SEED} repeats this run)"]
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the run's seed and the test's id: fresh data each run."""
+    return np.random.default_rng([BASE_SEED, zlib.crc32(request.node.nodeid.encode())])
+
+
+def pytest_collection_modifyitems(config, items):
+    if alexnet_ext.cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: " + alexnet_ext.cuda_status()["reason"])
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
