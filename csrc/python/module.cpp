@@ -13,6 +13,9 @@ namespace py = pybind11;
 
 namespace alexnet_ext::binding {
 void bind_conv(py::module_& cpu);
+#ifdef ALEXNET_EXT_WITH_CUDA
+void bind_cuda_array(py::module_& cuda);
+#endif
 }  // namespace alexnet_ext::binding
 
 namespace {
@@ -58,6 +61,10 @@ PYBIND11_MODULE(_core, m) {
 
   py::module_ cpu = m.def_submodule("cpu", "CPU kernels on NumPy arrays (unchecked: use alexnet_ext.ops)");
   alexnet_ext::binding::bind_conv(cpu);
+#ifdef ALEXNET_EXT_WITH_CUDA
+  py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
+  alexnet_ext::binding::bind_cuda_array(cuda);
+#endif
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
   m.def("set_num_threads", [](int n) {
