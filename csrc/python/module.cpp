@@ -13,6 +13,11 @@ namespace py = pybind11;
 
 namespace alexnet_ext::binding {
 void bind_conv(py::module_& cpu);
+void bind_relu(py::module_& cpu);
+void bind_dropout(py::module_& cpu);
+void bind_fc(py::module_& cpu);
+void bind_softmax_log_loss(py::module_& cpu);
+void bind_sgd_update(py::module_& cpu);
 }  // namespace alexnet_ext::binding
 
 namespace {
@@ -58,6 +63,11 @@ PYBIND11_MODULE(_core, m) {
 
   py::module_ cpu = m.def_submodule("cpu", "CPU kernels on NumPy arrays (unchecked: use alexnet_ext.ops)");
   alexnet_ext::binding::bind_conv(cpu);
+  alexnet_ext::binding::bind_relu(cpu);
+  alexnet_ext::binding::bind_dropout(cpu);
+  alexnet_ext::binding::bind_fc(cpu);
+  alexnet_ext::binding::bind_softmax_log_loss(cpu);
+  alexnet_ext::binding::bind_sgd_update(cpu);
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
   m.def("set_num_threads", [](int n) {
