@@ -192,3 +192,58 @@ def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, **i
         raise ValueError(f"{name}: array is read-only")
     no_alias(out, **inputs)
     return out
+
+
+MASK = np.dtype(np.uint8)
+
+
+def mask_array(x, name: str, shape: tuple | None = None, why: str = "") -> np.ndarray:
+    """A non-empty, C-contiguous uint8 ndarray (a dropout mask: nonzero = kept) of ``shape``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray of uint8, got {_type_name(x)}")
+    if x.dtype != MASK:
+        raise TypeError(f"{name}: expected dtype uint8, got {x.dtype}")
+    if shape is not None:
+        expect_shape(x, shape, name, why)
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
+    return x
+
+
+def uint64(v, name: str) -> int:
+    """A Python or NumPy integer in [0, 2**64) (RNG seeds and counters)."""
+    v = integer(v, name, 0)
+    if v >= 2**64:
+        raise ValueError(f"{name}: expected an int < 2**64, got {v}")
+    return v
+
+
+def same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` are exactly the same elements (same start, shape, strides, dtype)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def elementwise_output(out, shape: tuple, name: str = "out", may_be=(), **inputs) -> np.ndarray:
+    """The float32 target of an elementwise op: fresh when ``out`` is None, else a checked ``out``.
+
+    An elementwise kernel reads element i of every input before writing element i of ``out``,
+    so ``out`` may be one of the inputs named in ``may_be`` itself (in place). Any other overlap
+    (a shifted or strided view of the same memory) is rejected.
+    """
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    float_array(out, name)
+    expect_shape(out, shape, name)
+    if not out.flags.writeable:
+        raise ValueError(f"{name}: array is read-only")
+    for in_name, x in inputs.items():
+        if x is None or not np.may_share_memory(out, x):
+            continue
+        if in_name in may_be and same_view(out, x):
+            continue
+        allowed = f" (only {name}={in_name} itself is allowed)" if in_name in may_be else ""
+        raise ValueError(f"{name}: must not share memory with {in_name}{allowed}")
+    return out
