@@ -39,10 +39,19 @@ void for_slabs(int64_t total, int64_t work, Body body) {
   }
 }
 
+// sgemm's 32-bit dimension check throws; do it before any OpenMP region (an exception escaping
+// one would terminate the process).
+void check_dims(int64_t n, int64_t d, int64_t f) {
+  blas_dim(n, "batch");
+  blas_dim(d, "input features");
+  blas_dim(f, "output features");
+}
+
 }  // namespace
 
 void fc_forward(const float* x, const float* w, const float* bias, float* y, int64_t n,
                 int64_t d, int64_t f, float st, float so) {
+  check_dims(n, d, f);
   for_slabs(f, n * d * f, [&](int64_t f0, int64_t f1) {
     float* ys = y + f0;
     sgemm(false, true, n, f1 - f0, d, so, x, d, w + f0 * d, d, st, ys, f);
@@ -57,6 +66,7 @@ void fc_forward(const float* x, const float* w, const float* bias, float* y, int
 
 void fc_grad_x(const float* gy, const float* w, float* gx, int64_t n, int64_t d, int64_t f,
                float st, float so) {
+  check_dims(n, d, f);
   for_slabs(d, n * d * f, [&](int64_t d0, int64_t d1) {
     sgemm(false, false, n, d1 - d0, f, so, gy, f, w + d0, d, st, gx + d0, d);
   });
@@ -64,6 +74,7 @@ void fc_grad_x(const float* gy, const float* w, float* gx, int64_t n, int64_t d,
 
 void fc_grad_w(const float* gy, const float* x, float* gw, int64_t n, int64_t d, int64_t f,
                float st, float so) {
+  check_dims(n, d, f);
   for_slabs(f, n * d * f, [&](int64_t f0, int64_t f1) {
     sgemm(true, false, f1 - f0, d, n, so, gy + f0, f, x, d, st, gw + f0 * d, d);
   });
