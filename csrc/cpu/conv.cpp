@@ -89,6 +89,19 @@ void col2im_add(const float* col, float* img, const ConvGeometry& g, float scale
   }
 }
 
+// Everything that can throw happens here, before any OpenMP region: an exception escaping a
+// parallel region would terminate the process instead of reaching Python.
+void check_gemm_dims(const ConvGeometry& g) {
+  blas_dim(g.k(), "K (channels per group * kh * kw)");
+  blas_dim(g.p(), "P (output pixels)");
+  blas_dim(g.fg(), "filters per group");
+}
+
+// One K x P patch matrix per thread (none for pointwise filters, which read the image directly).
+std::vector<float> scratch_columns(const ConvGeometry& g, int threads) {
+  return std::vector<float>(is_pointwise(g) ? 0 : static_cast<size_t>(threads) * g.k() * g.p());
+}
+
 // target = st * target over n elements, never reading target when st == 0.
 inline void scale_in_place(float* x, int64_t n, float st) {
   if (st == 0.f)
@@ -103,17 +116,20 @@ void filter_acts(const float* images, const float* filters, const float* bias, f
                  const ConvGeometry& g, float st, float so) {
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   const bool direct = is_pointwise(g);
-#pragma omp parallel
+  check_gemm_dims(g);
+  const int threads = omp_get_max_threads();
+  std::vector<float> scratch = scratch_columns(g, threads);
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<float> col(direct ? 0 : K * P);
+    float* col = direct ? nullptr : scratch.data() + omp_get_thread_num() * K * P;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
         const float* b = img;
         if (!direct) {
-          im2col(img, col.data(), g);
-          b = col.data();
+          im2col(img, col, g);
+          b = col;
         }
         float* o = out + (n * g.f + gi * Fg) * P;
         sgemm(false, false, Fg, P, K, so, filters + gi * Fg * K, K, b, P, st, o, P);
@@ -133,9 +149,12 @@ void img_acts(const float* hid_grads, const float* filters, float* out, const Co
               float st, float so) {
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   const bool direct = is_pointwise(g);
-#pragma omp parallel
+  check_gemm_dims(g);
+  const int threads = omp_get_max_threads();
+  std::vector<float> scratch = scratch_columns(g, threads);
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<float> col(direct ? 0 : K * P);
+    float* col = direct ? nullptr : scratch.data() + omp_get_thread_num() * K * P;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
@@ -146,9 +165,9 @@ void img_acts(const float* hid_grads, const float* filters, float* out, const Co
           sgemm(true, false, K, P, Fg, so, w, K, hid, P, st, img, P);
           continue;
         }
-        sgemm(true, false, K, P, Fg, 1.f, w, K, hid, P, 0.f, col.data(), P);
+        sgemm(true, false, K, P, Fg, 1.f, w, K, hid, P, 0.f, col, P);
         scale_in_place(img, Cg * g.h * g.w, st);
-        col2im_add(col.data(), img, g, so);
+        col2im_add(col, img, g, so);
       }
     }
   }
@@ -159,31 +178,32 @@ void weight_acts(const float* images, const float* hid_grads, float* out, const 
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   const int64_t total = g.f * K;
   const bool direct = is_pointwise(g);
+  check_gemm_dims(g);
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), g.n)));
-  std::vector<std::vector<float>> partial(threads);
+  std::vector<float> partial(static_cast<size_t>(threads) * total, 0.f);
+  std::vector<float> scratch = scratch_columns(g, threads);
 #pragma omp parallel num_threads(threads)
   {
-    std::vector<float>& acc = partial[omp_get_thread_num()];
-    acc.assign(total, 0.f);
-    std::vector<float> col(direct ? 0 : K * P);
+    float* acc = partial.data() + omp_get_thread_num() * total;
+    float* col = direct ? nullptr : scratch.data() + omp_get_thread_num() * K * P;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t gi = 0; gi < g.groups; ++gi) {
         const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
         const float* b = img;
         if (!direct) {
-          im2col(img, col.data(), g);
-          b = col.data();
+          im2col(img, col, g);
+          b = col;
         }
         sgemm(false, true, Fg, K, P, 1.f, hid_grads + (n * g.f + gi * Fg) * P, P, b, P, 1.f,
-              acc.data() + gi * Fg * K, K);
+              acc + gi * Fg * K, K);
       }
     }
   }
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < total; ++i) {
     float sum = 0.f;
-    for (int t = 0; t < threads; ++t) sum += partial[t][i];
+    for (int t = 0; t < threads; ++t) sum += partial[t * total + i];
     out[i] = (st == 0.f ? 0.f : st * out[i]) + so * sum;
   }
 }

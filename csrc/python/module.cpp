@@ -13,6 +13,14 @@ namespace py = pybind11;
 
 namespace alexnet_ext::binding {
 void bind_conv(py::module_& cpu);
+void bind_relu(py::module_& cpu);
+void bind_dropout(py::module_& cpu);
+void bind_fc(py::module_& cpu);
+void bind_softmax_log_loss(py::module_& cpu);
+void bind_sgd_update(py::module_& cpu);
+#ifdef ALEXNET_EXT_WITH_CUDA
+void bind_cuda_array(py::module_& cuda);
+#endif
 }  // namespace alexnet_ext::binding
 
 namespace {
@@ -58,6 +66,15 @@ PYBIND11_MODULE(_core, m) {
 
   py::module_ cpu = m.def_submodule("cpu", "CPU kernels on NumPy arrays (unchecked: use alexnet_ext.ops)");
   alexnet_ext::binding::bind_conv(cpu);
+  alexnet_ext::binding::bind_relu(cpu);
+  alexnet_ext::binding::bind_dropout(cpu);
+  alexnet_ext::binding::bind_fc(cpu);
+  alexnet_ext::binding::bind_softmax_log_loss(cpu);
+  alexnet_ext::binding::bind_sgd_update(cpu);
+#ifdef ALEXNET_EXT_WITH_CUDA
+  py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
+  alexnet_ext::binding::bind_cuda_array(cuda);
+#endif
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
   m.def("set_num_threads", [](int n) {

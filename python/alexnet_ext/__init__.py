@@ -10,7 +10,7 @@ import functools
 
 import scipy_openblas32 as _openblas  # noqa: F401  (loads libscipy_openblas.so for _core)
 
-from . import _core, ops
+from . import _core, cuda, ops
 
 try:
     from importlib.metadata import version as _version
@@ -20,6 +20,7 @@ except Exception:  # pragma: no cover - running from a source tree without metad
     __version__ = "0+unknown"
 
 __all__ = [
+    "cuda",
     "ops",
     "cuda_available",
     "cuda_status",

@@ -19,15 +19,55 @@ FLOAT = np.dtype(np.float32)
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
+def _is_device(x) -> bool:
+    c = getattr(_core, "cuda", None)
+    return c is not None and isinstance(x, c.DeviceArray)
+
+
+class _Kernels:
+    """A kernel module (``_core.cpu`` or ``_core.cuda``); a missing kernel is a clear error."""
+
+    def __init__(self, module, where: str):
+        self._module, self.where = module, where
+
+    def __getattr__(self, name):
+        try:
+            return getattr(self._module, name)
+        except AttributeError:
+            raise NotImplementedError(f"{name} has no {self.where} kernel in this build") from None
+
+
+_CPU = _Kernels(_core.cpu, "CPU")
+_CUDA = _Kernels(_core.cuda, "CUDA") if hasattr(_core, "cuda") else None
+
+
 def backend(*arrays):
-    """The kernel module for these arrays: ``_core.cpu`` for NumPy arrays.
+    """The kernels for these arrays: CPU for NumPy arrays, CUDA for DeviceArrays.
 
     Every array argument of an op goes through here, so this is where device dispatch lives.
+    Host and device arrays, or arrays on different GPUs, cannot be mixed in one call.
     """
+    host = device = None
+    devices = set()
     for a in arrays:
-        if a is not None and not isinstance(a, np.ndarray):
-            raise TypeError(f"expected numpy.ndarray arguments, got {type(a).__module__}.{type(a).__name__}")
-    return _core.cpu
+        if a is None:
+            continue
+        if isinstance(a, np.ndarray):
+            host = a
+        elif _is_device(a):
+            device = a
+            devices.add(a.device)
+        else:
+            raise TypeError(f"expected numpy.ndarray or alexnet_ext.cuda.DeviceArray arguments, got "
+                            f"{_type_name(a)} (use alexnet_ext.cuda.asarray() for other GPU arrays)")
+    if device is None:
+        return _CPU
+    if host is not None:
+        raise TypeError("arguments mix host (numpy) and device (DeviceArray) arrays: move them to one "
+                        "side with alexnet_ext.cuda.to_device() or DeviceArray.get()")
+    if len(devices) > 1:
+        raise TypeError(f"arguments live on different GPUs {sorted(devices)}: copy them to one device")
+    return _CUDA
 
 
 def _type_name(x) -> str:
@@ -40,7 +80,7 @@ def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
 
     ``layout`` (e.g. ``"(N, C, H, W)"``) is quoted in the error for a wrong rank.
     """
-    if not isinstance(x, np.ndarray):
+    if not isinstance(x, np.ndarray) and not _is_device(x):
         raise TypeError(f"{name}: expected a numpy.ndarray of float32, got {_type_name(x)}")
     if x.dtype != FLOAT:
         raise TypeError(f"{name}: expected dtype float32, got {x.dtype} "
@@ -48,7 +88,7 @@ def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
     if ndim is not None and x.ndim != ndim:
         what = f" {layout}" if layout else ""
         raise ValueError(f"{name}: expected {ndim} dimensions{what}, got shape {x.shape}")
-    if not x.flags.c_contiguous:
+    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:  # DeviceArrays are always dense
         raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
     if x.size == 0:
         raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
@@ -57,14 +97,14 @@ def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
 
 def index_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
     """Like :func:`float_array` for integer arrays (labels, switches): int32 or int64."""
-    if not isinstance(x, np.ndarray):
+    if not isinstance(x, np.ndarray) and not _is_device(x):
         raise TypeError(f"{name}: expected a numpy.ndarray of int32 or int64, got {_type_name(x)}")
     if x.dtype not in INDEX_DTYPES:
         raise TypeError(f"{name}: expected dtype int32 or int64, got {x.dtype}")
     if ndim is not None and x.ndim != ndim:
         what = f" {layout}" if layout else ""
         raise ValueError(f"{name}: expected {ndim} dimensions{what}, got shape {x.shape}")
-    if not x.flags.c_contiguous:
+    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:  # DeviceArrays are always dense
         raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
     if x.size == 0:
         raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
@@ -113,11 +153,27 @@ def real(v, name: str, minimum: float | None = None, maximum: float | None = Non
     return v
 
 
-def no_alias(out: np.ndarray, **inputs) -> None:
+def _overlap(a, b) -> bool:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.may_share_memory(a, b)
+    if _is_device(a) and _is_device(b):
+        return a.device == b.device and a.ptr < b.ptr + b.nbytes and b.ptr < a.ptr + a.nbytes
+    return False
+
+
+def no_alias(out, **inputs) -> None:
     """``out`` must not overlap any input: the kernels read inputs while writing ``out``."""
     for name, x in inputs.items():
-        if x is not None and np.may_share_memory(out, x):
+        if x is not None and _overlap(out, x):
             raise ValueError(f"out: must not share memory with {name}")
+
+
+def empty_like_inputs(shape: tuple, dtype, inputs) -> object:
+    """A new array on the side (host or GPU) where the op's inputs live."""
+    for x in inputs:
+        if _is_device(x):
+            return _core.cuda.empty(tuple(shape), np.dtype(dtype), x.device)
+    return np.empty(shape, dtype=dtype)
 
 
 def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, **inputs) -> np.ndarray:
@@ -129,10 +185,65 @@ def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, **i
         if scale_targets != 0.0:
             raise ValueError("scale_targets: a non-zero scale_targets accumulates into out=, "
                              "so out must be given")
-        return np.empty(shape, dtype=np.float32)
+        return empty_like_inputs(shape, np.float32, inputs.values())
     float_array(out, name, len(shape))
+    expect_shape(out, shape, name)
+    if (out.readonly if _is_device(out) else not out.flags.writeable):
+        raise ValueError(f"{name}: array is read-only")
+    no_alias(out, **inputs)
+    return out
+
+
+MASK = np.dtype(np.uint8)
+
+
+def mask_array(x, name: str, shape: tuple | None = None, why: str = "") -> np.ndarray:
+    """A non-empty, C-contiguous uint8 ndarray (a dropout mask: nonzero = kept) of ``shape``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy.ndarray of uint8, got {_type_name(x)}")
+    if x.dtype != MASK:
+        raise TypeError(f"{name}: expected dtype uint8, got {x.dtype}")
+    if shape is not None:
+        expect_shape(x, shape, name, why)
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
+    return x
+
+
+def uint64(v, name: str) -> int:
+    """A Python or NumPy integer in [0, 2**64) (RNG seeds and counters)."""
+    v = integer(v, name, 0)
+    if v >= 2**64:
+        raise ValueError(f"{name}: expected an int < 2**64, got {v}")
+    return v
+
+
+def same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``a`` and ``b`` are exactly the same elements (same start, shape, strides, dtype)."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def elementwise_output(out, shape: tuple, name: str = "out", may_be=(), **inputs) -> np.ndarray:
+    """The float32 target of an elementwise op: fresh when ``out`` is None, else a checked ``out``.
+
+    An elementwise kernel reads element i of every input before writing element i of ``out``,
+    so ``out`` may be one of the inputs named in ``may_be`` itself (in place). Any other overlap
+    (a shifted or strided view of the same memory) is rejected.
+    """
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    float_array(out, name)
     expect_shape(out, shape, name)
     if not out.flags.writeable:
         raise ValueError(f"{name}: array is read-only")
-    no_alias(out, **inputs)
+    for in_name, x in inputs.items():
+        if x is None or not np.may_share_memory(out, x):
+            continue
+        if in_name in may_be and same_view(out, x):
+            continue
+        allowed = f" (only {name}={in_name} itself is allowed)" if in_name in may_be else ""
+        raise ValueError(f"{name}: must not share memory with {in_name}{allowed}")
     return out

@@ -7,11 +7,27 @@ weightActs, "undo" for a backward pass). Every function checks its arguments and
 argument; see :mod:`alexnet_ext._validate` for the rules shared by all ops.
 """
 from .conv import conv_bias_grad, conv_output_size, filter_acts, img_acts, weight_acts
+from .dropout import dropout, dropout_undo, philox4x32_10
+from .fc import fc, fc_undo
+from .relu import relu, relu_undo
+from .sgd_update import sgd_update
+from .softmax_log_loss import softmax_log_loss, softmax_log_loss_undo, top_k_errors
 
 __all__ = [
     "conv_bias_grad",
     "conv_output_size",
+    "dropout",
+    "dropout_undo",
+    "fc",
+    "fc_undo",
     "filter_acts",
     "img_acts",
+    "philox4x32_10",
+    "relu",
+    "relu_undo",
+    "sgd_update",
+    "softmax_log_loss",
+    "softmax_log_loss_undo",
+    "top_k_errors",
     "weight_acts",
 ]

@@ -1,0 +1,31 @@
+// Inverted dropout (Hinton et al. 2012; the paper's fc6/fc7 with p = 0.5), random numbers from
+// Philox-4x32-10 (philox.h):
+//   u[i]    = philox_uniform(word i % 4 of philox_block(seed, offset, i / 4))   in [0, 1)
+//   mask[i] = u[i] >= p                (kept with probability 1 - p; p = 0 keeps everything)
+//   y[i]    = mask[i] ? x[i] * scale : 0,   scale = float(1 / (1 - p))
+//   dropout_undo:  grad_x[i] = mask[i] ? grad_y[i] * scale : 0
+// The mask (uint8, 0/1, x's shape) is the state the backward needs; it is an explicit output.
+// Because u[i] depends on (seed, offset, i) only, the mask is the same for every thread count and
+// on every device. The comparison runs on integers: u >= p  <=>  (word >> 8) >= ceil(p * 2^24),
+// so no float rounding of p can move the boundary. In place (y = x, grad_x = grad_y) is allowed.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace alexnet_ext {
+
+// ceil(p * 2^24) for p in [0, 1): keep element i iff (word >> 8) >= this.
+inline uint32_t dropout_threshold(double p) {
+  return static_cast<uint32_t>(std::ceil(p * 16777216.0));
+}
+
+// The factor kept activations are multiplied by.
+inline float dropout_scale(double p) { return static_cast<float>(1.0 / (1.0 - p)); }
+
+namespace cpu {
+void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
+             uint64_t seed, uint64_t offset);
+void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale);
+}  // namespace cpu
+
+}  // namespace alexnet_ext

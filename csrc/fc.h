@@ -1,0 +1,22 @@
+// Fully connected layer (the paper's fc6, fc7, fc8):
+//   forward   y (N, F)      = x (N, D) . w^T + b          w is (F, D): PyTorch Linear's layout,
+//                                                         and conv's OIHW filters with 1x1 maps
+//   grad_x    gx (N, D)     = gy (N, F) . w
+//   grad_w    gw (F, D)     = gy^T . x                    (summed over the batch)
+//   grad_b    gb (F,)       = sum_n gy[n, :]
+// All dense row-major float32. A (N, C, H, W) activation is the (N, C*H*W) matrix x as is.
+// Every pass has cuda-convnet's accumulate form: target = scale_targets * target
+// + scale_output * result; scale_targets == 0 never reads the target (it may hold NaNs).
+#pragma once
+#include <cstdint>
+
+namespace alexnet_ext::cpu {
+void fc_forward(const float* x, const float* w, const float* bias, float* y, int64_t n,
+                int64_t d, int64_t f, float scale_targets, float scale_output);
+void fc_grad_x(const float* grad_y, const float* w, float* grad_x, int64_t n, int64_t d,
+               int64_t f, float scale_targets, float scale_output);
+void fc_grad_w(const float* grad_y, const float* x, float* grad_w, int64_t n, int64_t d,
+               int64_t f, float scale_targets, float scale_output);
+void fc_grad_b(const float* grad_y, float* grad_b, int64_t n, int64_t f, float scale_targets,
+               float scale_output);
+}  // namespace alexnet_ext::cpu

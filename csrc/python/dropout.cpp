@@ -1,0 +1,55 @@
+// Bindings for csrc/cpu/dropout.cpp, plus the raw Philox-4x32-10 generator (for tests and for
+// anyone reproducing a mask outside the package).
+#include <cmath>
+
+#include "dropout.h"
+#include "philox.h"
+#include "python/array.h"
+#include "python/same_shape.h"
+
+namespace alexnet_ext::binding {
+
+namespace {
+using MaskArray = Array<uint8_t>;
+
+void check_p(double p) {
+  if (!(p >= 0.0 && p < 1.0)) throw py::value_error("p: expected 0 <= p < 1");
+}
+}  // namespace
+
+void bind_dropout(py::module_& m) {
+  m.def("dropout", [](FArray x, FArray out, MaskArray mask, double p, uint64_t seed,
+                      uint64_t offset) {
+    check_p(p);
+    expect_same_shape(out, x, "out", "x");
+    expect_same_shape(mask, x, "mask", "x");
+    float* o = writable(out, "out");
+    uint8_t* mk = writable(mask, "mask");
+    const int64_t n = x.size();
+    const uint32_t threshold = dropout_threshold(p);
+    const float scale = dropout_scale(p);
+    py::gil_scoped_release release;
+    cpu::dropout(x.data(), o, mk, n, threshold, scale, seed, offset);
+  }, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("mask").noconvert(),
+     py::arg("p"), py::arg("seed"), py::arg("offset"));
+
+  m.def("dropout_undo", [](FArray grad_y, MaskArray mask, FArray out, double p) {
+    check_p(p);
+    expect_same_shape(mask, grad_y, "mask", "grad_y");
+    expect_same_shape(out, grad_y, "out", "grad_y");
+    float* o = writable(out, "out");
+    const int64_t n = grad_y.size();
+    const float scale = dropout_scale(p);
+    py::gil_scoped_release release;
+    cpu::dropout_undo(grad_y.data(), mask.data(), o, n, scale);
+  }, py::arg("grad_y").noconvert(), py::arg("mask").noconvert(), py::arg("out").noconvert(),
+     py::arg("p"));
+
+  m.def("philox4x32_10", [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                            uint32_t k1) {
+    const Philox4x32 r = philox4x32_10(c0, c1, c2, c3, k0, k1);
+    return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
+  }, py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"), py::arg("k0"), py::arg("k1"));
+}
+
+}  // namespace alexnet_ext::binding

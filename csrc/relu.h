@@ -1,0 +1,14 @@
+// Rectified linear unit (the paper's f(x) = max(0, x)) and its gradient ("undo").
+//   relu:       y[i] = x[i] > 0 ? x[i] : 0      (NaN propagates: NaN in, NaN out)
+//   relu_undo:  grad_x[i] = y[i] > 0 ? grad_y[i] : 0
+// The backward reads the forward's output y, not x: y > 0 exactly where x > 0, and keeping y is
+// free because the next layer keeps it anyway. Arrays of any shape, seen as n dense float32.
+// Each element i is read and then written at index i only, so the output may be the same buffer
+// as an input (in place); a partially overlapping buffer is not allowed.
+#pragma once
+#include <cstdint>
+
+namespace alexnet_ext::cpu {
+void relu(const float* x, float* y, int64_t n);
+void relu_undo(const float* grad_y, const float* y, float* grad_x, int64_t n);
+}  // namespace alexnet_ext::cpu

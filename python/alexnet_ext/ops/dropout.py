@@ -1,0 +1,116 @@
+"""Inverted dropout with a counter-based RNG (Philox-4x32-10): ``dropout`` and ``dropout_undo``.
+
+Kernels: ``csrc/cpu/dropout.cpp``, generator ``csrc/philox.h``. The random number of element i
+(in C order) is a pure function of ``(seed, offset, i)``::
+
+    words = philox4x32_10(counter=(lo(i // 4), hi(i // 4), lo(offset), hi(offset)),
+                          key=(lo(seed), hi(seed)))
+    u[i]  = (words[i % 4] >> 8) * 2**-24          # exact uniform in [0, 1)
+    mask[i] = u[i] >= p                            # kept with probability 1 - p
+
+so a mask never depends on the thread count (or, later, the GPU launch shape) and can be
+recomputed anywhere. Different ``offset`` values give disjoint streams for the same ``seed``
+whatever the array sizes: a training loop can keep one seed and use e.g. ``offset = step * L + l``
+for layer ``l`` of ``L`` at step ``step``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as V
+
+__all__ = ["dropout", "dropout_undo", "philox4x32_10"]
+
+
+def _p(p) -> float:
+    p = V.real(p, "p", 0.0)
+    if p >= 1.0:
+        raise ValueError(f"p: expected a drop probability 0 <= p < 1, got {p}")
+    return p
+
+
+def dropout(x, *, p, seed, offset=0, out=None, mask_out=None):
+    """Inverted dropout (training mode): ``y = x * mask / (1 - p)``.
+
+    Args:
+        x: float32 array of any shape (ndim >= 1), C-contiguous.
+        p: drop probability, 0 <= p < 1 (the paper uses 0.5). p = 0 keeps everything (y = x).
+        seed: int in [0, 2**64), the Philox key.
+        offset: int in [0, 2**64), the upper 64 bits of the Philox counter; use a new one for
+            every call that needs fresh randomness (see the module docstring).
+        out: optional float32 target of x's shape; ``out=x`` drops out in place.
+        mask_out: optional uint8 target for the mask, x's shape.
+
+    Returns:
+        (y, mask): y float32 of x's shape; mask uint8 of x's shape, 1 where the element was kept,
+        0 where it was dropped. Kept elements are ``x * float32(1 / (1 - p))``, dropped ones
+        are exactly 0 (also for non-finite x). Element i is kept iff
+        ``u[i] >= p`` with ``u`` as in the module docstring, whatever the thread count.
+        At test time use x itself (inverted dropout needs no rescaling there).
+    """
+    V.float_array(x, "x")
+    if x.ndim < 1:
+        raise ValueError(f"x: expected at least 1 dimension, got shape {x.shape}")
+    p = _p(p)
+    seed = V.uint64(seed, "seed")
+    offset = V.uint64(offset, "offset")
+    k = V.backend(x, out, mask_out)
+    out = V.elementwise_output(out, x.shape, may_be=("x",), x=x)
+    if mask_out is None:
+        mask_out = np.empty(x.shape, dtype=np.uint8)
+    else:
+        V.mask_array(mask_out, "mask_out", x.shape, "the shape of x")
+        if not mask_out.flags.writeable:
+            raise ValueError("mask_out: array is read-only")
+        for name, a in (("x", x), ("out", out)):
+            if np.may_share_memory(mask_out, a):
+                raise ValueError(f"mask_out: must not share memory with {name}")
+    k.dropout(x, out, mask_out, p, seed, offset)
+    return out, mask_out
+
+
+def dropout_undo(grad_y, mask, *, p, out=None):
+    """Gradient of :func:`dropout`: ``grad_x = grad_y * mask / (1 - p)``.
+
+    Args:
+        grad_y: float32, the gradient w.r.t. dropout's output.
+        mask: uint8 of grad_y's shape, the mask :func:`dropout` returned (nonzero = kept).
+        p: the same p as the forward call.
+        out: optional float32 target of grad_y's shape; ``out=grad_y`` works in place.
+
+    Returns:
+        grad_x, grad_y's shape: ``grad_y * float32(1 / (1 - p))`` where kept, exactly 0 where
+        dropped (the same arithmetic as the forward, so ``dropout_undo(x, mask, p=p)`` equals
+        the forward's y bit for bit).
+    """
+    V.float_array(grad_y, "grad_y")
+    if grad_y.ndim < 1:
+        raise ValueError(f"grad_y: expected at least 1 dimension, got shape {grad_y.shape}")
+    V.mask_array(mask, "mask", grad_y.shape, "the shape of grad_y")
+    p = _p(p)
+    k = V.backend(grad_y, mask, out)
+    out = V.elementwise_output(out, grad_y.shape, may_be=("grad_y",), grad_y=grad_y, mask=mask)
+    k.dropout_undo(grad_y, mask, out, p)
+    return out
+
+
+def philox4x32_10(counter, key):
+    """The raw Philox-4x32-10 generator the dropout masks come from (``csrc/philox.h``).
+
+    Args:
+        counter: four ints in [0, 2**32), the 128-bit counter as 32-bit words, low word first.
+        key: two ints in [0, 2**32), the 64-bit key, low word first.
+
+    Returns:
+        A tuple of four ints in [0, 2**32).
+    """
+    words = []
+    for name, v, count in (("counter", counter, 4), ("key", key, 2)):
+        if not isinstance(v, (tuple, list)) or len(v) != count:
+            raise ValueError(f"{name}: expected a tuple of {count} ints, got {v!r}")
+        for j, w in enumerate(v):
+            w = V.integer(w, f"{name}[{j}]", 0)
+            if w >= 2**32:
+                raise ValueError(f"{name}[{j}]: expected an int < 2**32, got {w}")
+            words.append(w)
+    return tuple(V.backend().philox4x32_10(*words))

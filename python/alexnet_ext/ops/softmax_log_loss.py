@@ -1,0 +1,99 @@
+"""Softmax with multinomial logistic loss (the paper's objective) and top-k error counts.
+
+Kernels: ``csrc/cpu/softmax_log_loss.cpp``. See ``csrc/softmax_log_loss.h``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as V
+
+__all__ = ["softmax_log_loss", "softmax_log_loss_undo", "top_k_errors"]
+
+
+def _labels(labels, n: int, k: int, rows: str) -> np.ndarray:
+    V.index_array(labels, "labels", 1, "(N,)")
+    V.expect_shape(labels, (n,), "labels", f"one per row of {rows}")
+    bad = np.flatnonzero((labels < 0) | (labels >= k))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"labels: labels[{i}] = {int(labels[i])} is outside [0, {k}) "
+                         f"({bad.size} bad label{'s' if bad.size > 1 else ''} in all)")
+    return labels
+
+
+def softmax_log_loss(logits, labels, *, out=None):
+    """Softmax and the mean negative log-probability of the correct labels.
+
+    Args:
+        logits: (N, K) float32 scores (fc8's output).
+        labels: (N,) int32 or int64, each in [0, K); a label outside raises ValueError naming it.
+        out: optional (N, K) float32 target for probs (must not overlap logits).
+
+    Returns:
+        (loss, probs): loss a Python float,
+        ``mean_n -log probs[n, labels[n]]``, computed as ``log sum_k exp(logits - max) + max -
+        logits[label]`` in double (finite even when a probability underflows to 0);
+        probs (N, K) float32, ``softmax(logits)`` per row, computed with the row maximum
+        subtracted (no overflow for large logits). probs is what :func:`softmax_log_loss_undo`
+        and :func:`top_k_errors` take.
+    """
+    V.float_array(logits, "logits", 2, "(N, K)")
+    n, k = logits.shape
+    _labels(labels, n, k, "logits")
+    kern = V.backend(logits, labels, out)
+    out = V.output(out, (n, k), logits=logits, labels=labels)
+    total = kern.softmax_log_loss(logits, labels, out)
+    return total / n, out
+
+
+def softmax_log_loss_undo(probs, labels, *, scale=None, out=None):
+    """Gradient of the loss w.r.t. the logits: ``(probs - onehot(labels)) * scale``.
+
+    Args:
+        probs: (N, K) float32, the probs :func:`softmax_log_loss` returned.
+        labels: (N,) int32 or int64 in [0, K), the same labels.
+        scale: a finite number; default ``1 / N``, which makes this the gradient of the *mean*
+            loss that :func:`softmax_log_loss` returns. Use 1.0 for the summed loss.
+        out: optional (N, K) float32 target; ``out=probs`` overwrites probs in place.
+
+    Returns:
+        (N, K) float32 gradient w.r.t. the logits (``out`` itself when given).
+    """
+    V.float_array(probs, "probs", 2, "(N, K)")
+    n, k = probs.shape
+    _labels(labels, n, k, "probs")
+    scale = 1.0 / n if scale is None else V.real(scale, "scale")
+    kern = V.backend(probs, labels, out)
+    out = V.elementwise_output(out, (n, k), may_be=("probs",), probs=probs, labels=labels)
+    kern.softmax_log_loss_undo(probs, labels, out, scale)
+    return out
+
+
+def top_k_errors(probs, labels, ks=(1, 5)):
+    """How many rows' label is not among their k highest scores, for each k in ``ks``.
+
+    A label counts as in the top k iff fewer than k entries of its row are strictly greater
+    than the label's own score. Ties therefore count in the label's favour (a row of all-equal
+    scores is correct for every k); a NaN score for the label is always an error, NaN entries
+    elsewhere are never greater. k > K is treated as K (an error only for a NaN label score).
+
+    Args:
+        probs: (N, K) float32 scores; probs from :func:`softmax_log_loss`, or logits (same
+            order up to rounding), or the paper's 10-view average.
+        labels: (N,) int32 or int64 in [0, K).
+        ks: a tuple or list of ints >= 1; the paper reports top-1 and top-5.
+
+    Returns:
+        A tuple of ints, one error count per k (divide by N for the error rate).
+    """
+    V.float_array(probs, "probs", 2, "(N, K)")
+    n, k = probs.shape
+    _labels(labels, n, k, "probs")
+    if not isinstance(ks, (tuple, list)) or len(ks) == 0:
+        raise ValueError(f"ks: expected a non-empty tuple of ints, got {ks!r}")
+    ks = [V.integer(v, f"ks[{i}]", 1) for i, v in enumerate(ks)]
+    kern = V.backend(probs, labels)
+    ranks = np.empty(n, dtype=np.int64)
+    kern.label_ranks(probs, labels, ranks)
+    return tuple(int(np.count_nonzero(ranks >= min(j, k))) for j in ks)
