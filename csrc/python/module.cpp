@@ -13,6 +13,9 @@ namespace py = pybind11;
 
 namespace alexnet_ext::binding {
 void bind_conv(py::module_& cpu);
+void bind_response_norm(py::module_& cpu);
+void bind_max_pool(py::module_& cpu);
+void bind_avg_pool(py::module_& cpu);
 }  // namespace alexnet_ext::binding
 
 namespace {
@@ -58,6 +61,9 @@ PYBIND11_MODULE(_core, m) {
 
   py::module_ cpu = m.def_submodule("cpu", "CPU kernels on NumPy arrays (unchecked: use alexnet_ext.ops)");
   alexnet_ext::binding::bind_conv(cpu);
+  alexnet_ext::binding::bind_response_norm(cpu);
+  alexnet_ext::binding::bind_max_pool(cpu);
+  alexnet_ext::binding::bind_avg_pool(cpu);
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
   m.def("set_num_threads", [](int n) {
