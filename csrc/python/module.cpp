@@ -13,6 +13,9 @@ namespace py = pybind11;
 
 namespace alexnet_ext::binding {
 void bind_conv(py::module_& cpu);
+void bind_response_norm(py::module_& cpu);
+void bind_max_pool(py::module_& cpu);
+void bind_avg_pool(py::module_& cpu);
 void bind_relu(py::module_& cpu);
 void bind_dropout(py::module_& cpu);
 void bind_fc(py::module_& cpu);
@@ -66,6 +69,9 @@ PYBIND11_MODULE(_core, m) {
 
   py::module_ cpu = m.def_submodule("cpu", "CPU kernels on NumPy arrays (unchecked: use alexnet_ext.ops)");
   alexnet_ext::binding::bind_conv(cpu);
+  alexnet_ext::binding::bind_response_norm(cpu);
+  alexnet_ext::binding::bind_max_pool(cpu);
+  alexnet_ext::binding::bind_avg_pool(cpu);
   alexnet_ext::binding::bind_relu(cpu);
   alexnet_ext::binding::bind_dropout(cpu);
   alexnet_ext::binding::bind_fc(cpu);

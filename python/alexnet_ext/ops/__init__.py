@@ -6,14 +6,20 @@ weightActs, "undo" for a backward pass). Every function checks its arguments and
 ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, layout or value) naming the
 argument; see :mod:`alexnet_ext._validate` for the rules shared by all ops.
 """
+from ._pool import pool_output_size
+from .avg_pool import avg_pool, avg_pool_undo
 from .conv import conv_bias_grad, conv_output_size, filter_acts, img_acts, weight_acts
 from .dropout import dropout, dropout_undo, philox4x32_10
 from .fc import fc, fc_undo
+from .max_pool import max_pool, max_pool_undo, switch_dtype
 from .relu import relu, relu_undo
+from .response_norm import response_norm, response_norm_undo
 from .sgd_update import sgd_update
 from .softmax_log_loss import softmax_log_loss, softmax_log_loss_undo, top_k_errors
 
 __all__ = [
+    "avg_pool",
+    "avg_pool_undo",
     "conv_bias_grad",
     "conv_output_size",
     "dropout",
@@ -22,12 +28,18 @@ __all__ = [
     "fc_undo",
     "filter_acts",
     "img_acts",
+    "max_pool",
+    "max_pool_undo",
     "philox4x32_10",
+    "pool_output_size",
     "relu",
     "relu_undo",
+    "response_norm",
+    "response_norm_undo",
     "sgd_update",
     "softmax_log_loss",
     "softmax_log_loss_undo",
+    "switch_dtype",
     "top_k_errors",
     "weight_acts",
 ]

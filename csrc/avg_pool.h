@@ -1,0 +1,18 @@
+// Average pooling and its gradient.
+//   y[n,c,oy,ox] = (sum of x over the window's real pixels) / (number of real pixels)
+// Windows: see pool.h. Padding and ceil-mode overhang are excluded from the count (PyTorch's
+// count_include_pad=False); every window holds at least one real pixel.
+// Backward (the exact adjoint): grad_x[iy,ix] = sum over the windows w holding (iy,ix) of
+// grad_y[w] / count[w], computed as a gather so each grad_x element is written once.
+// Layout: (N, C, H, W) / (N, C, Ho, Wo) dense row-major float32. Deterministic.
+#pragma once
+#include <cstdint>
+
+#include "pool.h"
+
+namespace alexnet_ext::cpu {
+
+void avg_pool(const float* x, float* y, const PoolGeometry& g);
+void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g);
+
+}  // namespace alexnet_ext::cpu

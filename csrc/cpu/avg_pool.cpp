@@ -1,0 +1,83 @@
+// CPU average pooling. Forward: one output row per OpenMP iteration. Backward: a gather, one
+// input row per iteration, over the outputs whose windows hold each pixel (tabulated once per
+// axis by covering()), so no two threads write the same element and the sum order is fixed.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "avg_pool.h"
+
+namespace alexnet_ext::cpu {
+namespace {
+
+// Real pixels in each output's window along one axis, as float (exact: small integers).
+std::vector<float> window_counts(int64_t out, int64_t k, int64_t s, int64_t p, int64_t size) {
+  std::vector<float> n(out);
+  for (int64_t o = 0; o < out; ++o) {
+    int64_t lo, hi;
+    pool_window(o, k, s, p, size, lo, hi);
+    n[o] = static_cast<float>(hi - lo);
+  }
+  return n;
+}
+
+// For each input index i along one axis, the outputs [lo[i], hi[i]) whose windows hold it:
+// o*s - p <= i <= o*s - p + k - 1.
+void covering(int64_t size, int64_t k, int64_t s, int64_t p, int64_t out,
+              std::vector<int64_t>& lo, std::vector<int64_t>& hi) {
+  lo.resize(size);
+  hi.resize(size);
+  for (int64_t i = 0; i < size; ++i) {
+    const int64_t a = i + p - k + 1;  // o >= ceil(a / s)
+    hi[i] = std::min(out, (i + p) / s + 1);
+    lo[i] = std::min(a <= 0 ? 0 : (a + s - 1) / s, hi[i]);
+  }
+}
+
+}  // namespace
+
+void avg_pool(const float* x, float* y, const PoolGeometry& g) {
+  const int64_t planes = g.planes();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    for (int64_t oy = 0; oy < g.ho; ++oy) {
+      const float* plane = x + pl * g.h * g.w;
+      float* yrow = y + (pl * g.ho + oy) * g.wo;
+      int64_t y0, y1;
+      pool_window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
+      for (int64_t ox = 0; ox < g.wo; ++ox) {
+        int64_t x0, x1;
+        pool_window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
+        float sum = 0.f;
+        for (int64_t iy = y0; iy < y1; ++iy)
+          for (int64_t ix = x0; ix < x1; ++ix) sum += plane[iy * g.w + ix];
+        yrow[ox] = sum / static_cast<float>((y1 - y0) * (x1 - x0));  // = rows * cols, as in undo
+      }
+    }
+  }
+}
+
+void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g) {
+  const int64_t planes = g.planes();
+  const std::vector<float> rows = window_counts(g.ho, g.kh, g.sh, g.ph, g.h);
+  const std::vector<float> cols = window_counts(g.wo, g.kw, g.sw, g.pw, g.w);
+  std::vector<int64_t> oy_lo, oy_hi, ox_lo, ox_hi;
+  covering(g.h, g.kh, g.sh, g.ph, g.ho, oy_lo, oy_hi);
+  covering(g.w, g.kw, g.sw, g.pw, g.wo, ox_lo, ox_hi);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    for (int64_t iy = 0; iy < g.h; ++iy) {
+      const float* gy = grad_y + pl * g.ho * g.wo;
+      float* gxrow = grad_x + (pl * g.h + iy) * g.w;
+      for (int64_t ix = 0; ix < g.w; ++ix) {
+        float sum = 0.f;
+        for (int64_t oy = oy_lo[iy]; oy < oy_hi[iy]; ++oy)
+          for (int64_t ox = ox_lo[ix]; ox < ox_hi[ix]; ++ox)
+            sum += gy[oy * g.wo + ox] / (rows[oy] * cols[ox]);
+        gxrow[ix] = sum;
+      }
+    }
+  }
+}
+
+}  // namespace alexnet_ext::cpu

@@ -1,0 +1,72 @@
+// CPU max pooling: one output row per OpenMP iteration (planes x rows); the backward scatters
+// one plane per iteration, so windows that share a pixel add up in a fixed order.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "max_pool.h"
+
+namespace alexnet_ext::cpu {
+
+template <class I>
+void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g) {
+  const int64_t planes = g.planes();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    for (int64_t oy = 0; oy < g.ho; ++oy) {
+      const float* plane = x + pl * g.h * g.w;
+      float* yrow = y + (pl * g.ho + oy) * g.wo;
+      I* srow = switches + (pl * g.ho + oy) * g.wo;
+      int64_t y0, y1;
+      pool_window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
+      for (int64_t ox = 0; ox < g.wo; ++ox) {
+        int64_t x0, x1;
+        pool_window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
+        int64_t best_i = y0 * g.w + x0;
+        float best = plane[best_i];
+        for (int64_t iy = y0; iy < y1; ++iy) {
+          for (int64_t ix = x0; ix < x1; ++ix) {
+            const float v = plane[iy * g.w + ix];
+            // Take v when it is larger (strict: ties keep the earlier pixel) or NaN, unless best
+            // is already NaN: a NaN replaces a number, never a NaN. Written as selects, not
+            // branches, since random data makes the outcome unpredictable.
+            const bool take = !(v <= best) & (best == best);
+            best = take ? v : best;
+            best_i = take ? iy * g.w + ix : best_i;
+          }
+        }
+        yrow[ox] = best;
+        srow[ox] = static_cast<I>(best_i);
+      }
+    }
+  }
+}
+
+template <class I>
+int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
+                      int64_t in_pixels, int64_t out_pixels) {
+  int64_t first_bad = std::numeric_limits<int64_t>::max();
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    float* gx = grad_x + pl * in_pixels;
+    std::fill(gx, gx + in_pixels, 0.f);
+    const I* sw = switches + pl * out_pixels;
+    const float* gy = grad_y + pl * out_pixels;
+    for (int64_t q = 0; q < out_pixels; ++q) {
+      const int64_t s = static_cast<int64_t>(sw[q]);
+      if (s < 0 || s >= in_pixels) {
+        first_bad = std::min(first_bad, pl * out_pixels + q);
+        continue;
+      }
+      gx[s] += gy[q];
+    }
+  }
+  return first_bad == std::numeric_limits<int64_t>::max() ? -1 : first_bad;
+}
+
+template void max_pool<int32_t>(const float*, float*, int32_t*, const PoolGeometry&);
+template void max_pool<int64_t>(const float*, float*, int64_t*, const PoolGeometry&);
+template int64_t max_pool_undo<int32_t>(const float*, const int32_t*, float*, int64_t, int64_t, int64_t);
+template int64_t max_pool_undo<int64_t>(const float*, const int64_t*, float*, int64_t, int64_t, int64_t);
+
+}  // namespace alexnet_ext::cpu

@@ -1,0 +1,27 @@
+// Max pooling (the paper's overlapping pooling: 3x3 windows, stride 2) and its gradient.
+//   y[n,c,oy,ox]        = max over the window's real pixels of x[n,c,iy,ix]
+//   switches[n,c,oy,ox] = iy*W + ix of that maximum, the flat index inside its input plane
+// Windows: see pool.h (padding never wins: it is not read). Ties go to the first maximum in
+// row-major scan order of the window; a NaN wins over every number and the first NaN is kept,
+// so NaNs propagate. Backward: grad_x[n,c,s] += grad_y[n,c,oy,ox] for s = switches[n,c,oy,ox]
+// (overlapping windows may share a pixel, hence the sum).
+// Layout: (N, C, H, W) / (N, C, Ho, Wo) dense row-major; switches int32 or int64 (the index type
+// I; int64 is needed when H*W > 2^31 - 1). Parallel over planes; deterministic.
+#pragma once
+#include <cstdint>
+
+#include "pool.h"
+
+namespace alexnet_ext::cpu {
+
+template <class I>
+void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g);
+
+// grad_x (planes x in_pixels) = scatter-add of grad_y (planes x out_pixels) through switches.
+// Switches outside [0, in_pixels) are skipped, never written through; the return value is the
+// flat position in switches of the first such one, or -1 when all are in range.
+template <class I>
+int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
+                      int64_t in_pixels, int64_t out_pixels);
+
+}  // namespace alexnet_ext::cpu

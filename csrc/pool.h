@@ -1,0 +1,48 @@
+// Window geometry shared by max_pool and avg_pool.
+//
+// Output size along one axis: floor((size + 2*pad - k)/stride) + 1, or with ceil_mode
+// ceil((size + 2*pad - k)/stride) + 1, less one when that last window would start at or beyond
+// the end of the input plus its leading padding ((out-1)*stride >= size + pad; PyTorch's rule).
+// With pad <= k/2 (required) every window then holds at least one real pixel. Padding is never
+// read: windows are clipped to the image.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+namespace alexnet_ext {
+
+struct PoolGeometry {
+  int64_t n, c, h, w;     // input
+  int64_t kh, kw;         // window
+  int64_t sh, sw, ph, pw; // stride, padding (top/left)
+  int64_t ho, wo;         // output size, computed by the caller with pool_out_size
+
+  int64_t planes() const { return n * c; }
+};
+
+inline int64_t pool_out_size(int64_t size, int64_t k, int64_t stride, int64_t pad, bool ceil_mode) {
+  const int64_t span = size + 2 * pad - k;
+  int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
+  return out;
+}
+
+// Everything the kernels rely on (in-bounds windows, each with a real pixel).
+inline bool pool_geometry_ok(const PoolGeometry& g) {
+  auto axis_ok = [](int64_t size, int64_t k, int64_t s, int64_t p, int64_t out) {
+    return size >= 1 && k >= 1 && s >= 1 && p >= 0 && 2 * p <= k && size + 2 * p >= k &&
+           (out == pool_out_size(size, k, s, p, false) || out == pool_out_size(size, k, s, p, true));
+  };
+  return g.n >= 1 && g.c >= 1 && axis_ok(g.h, g.kh, g.sh, g.ph, g.ho) &&
+         axis_ok(g.w, g.kw, g.sw, g.pw, g.wo);
+}
+
+// The input rows (or columns) [lo, hi) of output row o's window, clipped to the image.
+inline void pool_window(int64_t o, int64_t k, int64_t stride, int64_t pad, int64_t size,
+                        int64_t& lo, int64_t& hi) {
+  const int64_t start = o * stride - pad;
+  lo = std::max<int64_t>(start, 0);
+  hi = std::min(start + k, size);
+}
+
+}  // namespace alexnet_ext

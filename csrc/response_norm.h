@@ -1,0 +1,43 @@
+// Local response normalization across kernel maps (the paper's "response normalization"):
+//   denoms[n,i,y,x] = k + a * sum_{j in window(i)} x[n,j,y,x]^2
+//   y[n,i,y,x]      = x[n,i,y,x] * denoms[n,i,y,x]^(-beta)
+// window(i) = channels j with i - size/2 <= j <= i + (size-1)/2 (integer division), clipped to
+// [0, C-1]. For odd sizes that is the paper's centred window; for even sizes it holds one more
+// channel below i than above, PyTorch's LocalResponseNorm rule. a is the coefficient the caller
+// passes: the paper's alpha, or alpha/size for the Caffe / cuda-convnet / PyTorch convention.
+//
+// Backward (grad_x never aliases an input; the inputs are read only):
+//   grad_x[j] = grad_y[j] * denoms[j]^(-beta)
+//             - 2 a beta x[j] * sum_{i : j in window(i)} grad_y[i] * y[i] / denoms[i]
+// where i ranges over j - (size-1)/2 .. j + size/2 (the mirrored window), clipped.
+//
+// Layout: x, y, denoms, grads (N, C, H, W) dense row-major float32. Both directions are one pass
+// per pixel column with a running window sum over channels, kept in double so that adding and
+// removing channels does not drift (its error stays near 2^-53 times the largest window sum seen
+// at that pixel, far below float32 resolution of denoms since denoms >= k). Where a running sum
+// is not finite (NaN or inf input) it is recomputed over the window, so a non-finite value
+// reaches exactly the outputs whose windows hold it. OpenMP splits the work over
+// (image, block of pixels).
+#pragma once
+#include <cstdint>
+
+namespace alexnet_ext {
+
+struct ResponseNormParams {
+  int64_t size;  // window length in channels, >= 1
+  double k;      // additive constant, > 0
+  double a;      // coefficient of the window sum of squares (alpha or alpha/size), >= 0
+  double beta;   // exponent, >= 0
+};
+
+namespace cpu {
+// y, denoms: outputs of the shape of x, (n, c, pixels) with pixels = H*W.
+void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
+                   const ResponseNormParams& p);
+// grad_x: output; grad_y, x, y, denoms are what response_norm read and wrote.
+void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
+                        float* grad_x, int64_t n, int64_t c, int64_t pixels,
+                        const ResponseNormParams& p);
+}  // namespace cpu
+
+}  // namespace alexnet_ext

@@ -1,0 +1,71 @@
+"""Average pooling over the real pixels of each window, and its gradient.
+
+Kernels: ``csrc/cpu/avg_pool.cpp``. See ``csrc/avg_pool.h`` and ``csrc/pool.h`` for the rules.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as V
+from . import _pool
+
+__all__ = ["avg_pool", "avg_pool_undo"]
+
+
+def avg_pool(x, *, size, stride, padding=0, ceil_mode=False):
+    """Average pooling forward.
+
+    ``y[n, c, oy, ox]`` is the mean of ``x[n, c]`` over the window's real pixels: the window of
+    rows ``oy*sh - ph ... oy*sh - ph + kh - 1`` and columns ``ox*sw - pw ... ox*sw - pw + kw - 1``
+    clipped to the image. Padding and ceil-mode overhang are not counted in the divisor
+    (PyTorch's ``count_include_pad=False``), so a corner window of 4 real pixels divides by 4.
+
+    Output size per axis as :func:`max_pool` (see :func:`pool_output_size`); every window holds
+    at least one real pixel.
+
+    Args:
+        x: (N, C, H, W) float32.
+        size: window, int or (kh, kw).
+        stride: int or (sh, sw).
+        padding: int or (ph, pw), each at most half the window (``ph <= kh // 2``).
+        ceil_mode: ceil instead of floor in the output size.
+
+    Returns:
+        y, (N, C, Ho, Wo) float32.
+    """
+    V.float_array(x, "x", 4, "(N, C, H, W)")
+    kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
+    n, c, h, w = x.shape
+    geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
+    kern = V.backend(x)
+    y = np.empty((n, c, geo[10], geo[11]), dtype=np.float32)
+    kern.avg_pool(x, y, geo)
+    return y
+
+
+def avg_pool_undo(grad_y, *, image_size, size, stride, padding=0, ceil_mode=False):
+    """Gradient of :func:`avg_pool` with respect to its input (its exact adjoint).
+
+    ``grad_x[n, c, iy, ix]`` is the sum, over the windows holding pixel (iy, ix), of
+    ``grad_y[window] / (real pixels in that window)``.
+
+    Args:
+        grad_y: (N, C, Ho, Wo) float32, the gradient w.r.t. ``y``.
+        image_size: (H, W) of the pooled input, or an int for a square one.
+        size, stride, padding, ceil_mode: as passed to :func:`avg_pool`.
+
+    Returns:
+        grad_x, (N, C, H, W) float32.
+    """
+    V.float_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
+    h, w = V.int_pair(image_size, "image_size", 1)
+    kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
+    n, c = grad_y.shape[:2]
+    geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
+    V.expect_shape(grad_y, (n, c, geo[10], geo[11]), "grad_y",
+                   f"the output size of a {kh}x{kw} window, stride ({sh}, {sw}), over a "
+                   f"{h}x{w} image")
+    kern = V.backend(grad_y)
+    grad_x = np.empty((n, c, h, w), dtype=np.float32)
+    kern.avg_pool_undo(grad_y, grad_x, geo)
+    return grad_x

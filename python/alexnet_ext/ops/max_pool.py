@@ -1,0 +1,84 @@
+"""Max pooling (the paper's overlapping pooling, section 3.4) with switches, and its gradient.
+
+Kernels: ``csrc/cpu/max_pool.cpp``. See ``csrc/max_pool.h`` and ``csrc/pool.h`` for the rules.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as V
+from . import _pool
+
+__all__ = ["max_pool", "max_pool_undo", "switch_dtype"]
+
+INT32_MAX = 2**31 - 1
+
+
+def switch_dtype(height: int, width: int) -> np.dtype:
+    """The dtype :func:`max_pool` gives its switches for an input plane of ``height x width``.
+
+    int32 when every flat index ``iy*W + ix`` fits (``H*W <= 2**31 - 1``), int64 otherwise.
+    """
+    return np.dtype(np.int32 if height * width <= INT32_MAX else np.int64)
+
+
+def max_pool(x, *, size=3, stride=2, padding=0, ceil_mode=False):
+    """Max pooling forward; also returns where each maximum came from.
+
+    ``y[n, c, oy, ox]`` is the maximum of ``x[n, c]`` over the window of rows
+    ``oy*sh - ph ... oy*sh - ph + kh - 1`` and columns ``ox*sw - pw ... ox*sw - pw + kw - 1``,
+    clipped to the image: padding is never a candidate (it acts as -inf).
+
+    Output size per axis: ``floor((H + 2p - k) / s) + 1``; with ``ceil_mode``
+    ``ceil((H + 2p - k) / s) + 1``, less one if the last window would start at or beyond
+    ``H + p`` (PyTorch's rule; see :func:`pool_output_size`). Every window holds a real pixel.
+
+    Ties go to the first maximum in row-major scan order of the window. NaN propagates: a window
+    holding a NaN outputs NaN and its switch points at the window's first NaN.
+
+    Args:
+        x: (N, C, H, W) float32.
+        size: window, int or (kh, kw) (paper: 3).
+        stride: int or (sh, sw) (paper: 2; stride < size gives overlapping pooling).
+        padding: int or (ph, pw), each at most half the window (``ph <= kh // 2``).
+        ceil_mode: see above.
+
+    Returns:
+        ``(y, switches)``: y (N, C, Ho, Wo) float32; switches (N, C, Ho, Wo) with the argmax's flat
+        index ``iy*W + ix`` inside its input plane, dtype :func:`switch_dtype` (H, W) (int32
+        unless a plane has more than 2**31 - 1 pixels). Pass switches to :func:`max_pool_undo`.
+    """
+    V.float_array(x, "x", 4, "(N, C, H, W)")
+    kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
+    n, c, h, w = x.shape
+    geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
+    kern = V.backend(x)
+    y = np.empty((n, c, geo[10], geo[11]), dtype=np.float32)
+    switches = np.empty(y.shape, dtype=switch_dtype(h, w))
+    kern.max_pool(x, y, switches, geo)
+    return y, switches
+
+
+def max_pool_undo(grad_y, switches, *, image_size):
+    """Gradient of :func:`max_pool` with respect to its input.
+
+    Every ``grad_y[n, c, oy, ox]`` goes to exactly the pixel ``switches[n, c, oy, ox]`` of plane
+    ``(n, c)``; pixels that several overlapping windows chose receive the sum, all others zero.
+
+    Args:
+        grad_y: (N, C, Ho, Wo) float32, the gradient w.r.t. ``y``.
+        switches: (N, C, Ho, Wo) int32 or int64, as returned by :func:`max_pool`. Values outside
+            ``[0, H*W)`` raise ``ValueError`` (nothing is written out of bounds).
+        image_size: (H, W) of the pooled input, or an int for a square one.
+
+    Returns:
+        grad_x, (N, C, H, W) float32.
+    """
+    V.float_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
+    V.index_array(switches, "switches", 4, "(N, C, Ho, Wo)")
+    V.expect_shape(switches, grad_y.shape, "switches", "the shape of grad_y")
+    h, w = V.int_pair(image_size, "image_size", 1)
+    kern = V.backend(grad_y, switches)
+    grad_x = np.empty((grad_y.shape[0], grad_y.shape[1], h, w), dtype=np.float32)
+    kern.max_pool_undo(grad_y, switches, grad_x)
+    return grad_x
