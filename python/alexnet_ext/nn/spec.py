@@ -33,7 +33,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from ..ops.conv import conv_output_size
+from ..ops import conv_output_size, pool_output_size
 
 __all__ = ["ModelError", "LayerSpec", "ModelSpec", "available_models", "load_model",
            "parse_model", "models_dir"]
@@ -544,8 +544,8 @@ def _infer(spec: ModelSpec) -> None:
             if p > z // 2:
                 fail(f"padding {p} is more than half the {z}x{z} window")
             try:
-                ho = conv_output_size(h, z, st, p, a["ceil_mode"])
-                wo = conv_output_size(w, z, st, p, a["ceil_mode"])
+                ho = pool_output_size(h, z, st, p, a["ceil_mode"])
+                wo = pool_output_size(w, z, st, p, a["ceil_mode"])
             except ValueError:
                 fail(f"a {z}x{z} window does not fit the {h}x{w} input with padding {p}")
             L.out_shape = (c, ho, wo)
