@@ -5,7 +5,6 @@ import re
 import numpy as np
 import pytest
 
-import alexnet_ext
 from alexnet_ext import _core
 
 needs_cuda_build = pytest.mark.skipif(not hasattr(_core, "cuda"),

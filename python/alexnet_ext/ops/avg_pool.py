@@ -6,8 +6,6 @@ Kernels: ``csrc/cpu/avg_pool.cpp`` and ``csrc/cuda/avg_pool.cu`` (same results b
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _validate as V
 from . import _pool
 
