@@ -45,14 +45,13 @@ def test_idx_file_list_resize_and_errors(tmp_path, rng):
 
 
 def test_cifar10(tmp_path, rng):
-    tr_x, tr_y, te_x, te_y, names = cifar10_dir(tmp_path, rng)
-    ds = open_dataset(tmp_path)
+    tr_x, tr_y, te_x, te_y, names = cifar10_dir(tmp_path / "cifar-10-batches-py", rng)
+    ds = open_dataset(tmp_path)  # the archive's top folder is looked into
     assert ds.format == "cifar10" and ds.class_names == names and ds.image_size == (32, 32)
     tr = ds.split("train")
     np.testing.assert_array_equal(tr.images(np.arange(len(tr))), tr_x)
     np.testing.assert_array_equal(tr.labels, tr_y)
     np.testing.assert_array_equal(ds.split("val").images(np.arange(len(te_y))), te_x)
-    # The red plane of row 0 of the first image is the first 32 bytes of its data row.
     np.testing.assert_allclose(ds.mean, tr_x.mean(0), rtol=1e-6)
     pix = tr_x.transpose(1, 0, 2, 3).reshape(3, -1).astype(float)
     np.testing.assert_allclose(ds.pca[0], np.linalg.eigvalsh(np.cov(pix, bias=True))[::-1], rtol=1e-9)

@@ -158,6 +158,8 @@ def test_prepare_resumes_and_refuses_other_settings(tmp_path, rng):
     (tmp_path / "full" / "x.txt").write_text("x")
     with pytest.raises(DatasetError, match="not empty"):
         prepare(root, tmp_path / "full", size=SIZE, progress=False)
+    with pytest.raises(DatasetError, match="OUT must not be inside SRC"):
+        prepare(root, root / "shards", size=SIZE, progress=False)
 
 
 def _cli(*args):

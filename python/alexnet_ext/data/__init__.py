@@ -12,7 +12,7 @@
 from .crops import TEN_VIEW_ORDER, center_crop, ten_view_crops
 from .dataset import Dataset, Split, open_dataset
 from .errors import DatasetError
-from .loader import BatchLoader, default_workers
+from .loader import BatchLoader, WorkerError, default_workers
 from .prepare import prepare
 from .shards import write_shards
 
@@ -22,6 +22,7 @@ __all__ = [
     "DatasetError",
     "Split",
     "TEN_VIEW_ORDER",
+    "WorkerError",
     "center_crop",
     "default_workers",
     "open_dataset",

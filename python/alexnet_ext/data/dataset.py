@@ -233,7 +233,16 @@ def open_dataset(path, *, image_size: int | None = None, val_fraction: float = 0
     scan = folder.scan_tree(path, val_fraction)
     if scan is not None:
         return _open_tree(scan, image_size, workers)
-    raise _not_a_dataset(path)
+    error = _not_a_dataset(path)
+    subdirs = folder._subdirs(path)
+    if len(subdirs) == 1 and not files:
+        # An archive's top folder (e.g. cifar-10-batches-py/): look one level down.
+        try:
+            return open_dataset(subdirs[0], image_size=image_size, val_fraction=val_fraction,
+                                workers=workers)
+        except DatasetError:
+            pass
+    raise error
 
 
 def _open_idx(found: dict, location, image_size) -> Dataset:

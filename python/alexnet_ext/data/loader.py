@@ -141,10 +141,6 @@ def _worker_main(wid, conn, spec, aug):
             conn.send(("error", traceback.format_exc()))
         except OSError:
             pass
-    finally:
-        store = None
-        for shm in slots.values():
-            shm.close()
 
 
 class _Slots:
@@ -157,14 +153,13 @@ class _Slots:
         self.closed = False
 
     def take(self, grow: bool) -> int | None:
+        """A free block; a new one if none is free and ``grow``; else None."""
         if self.free:
-            s = self.free.popleft()
-        elif grow:
-            self.blocks.append(shared_memory.SharedMemory(create=True, size=self.nbytes))
-            s = len(self.blocks) - 1
-        else:
+            return self.free.popleft()
+        if not grow:
             return None
-        return s
+        self.blocks.append(shared_memory.SharedMemory(create=True, size=self.nbytes))
+        return len(self.blocks) - 1
 
     def release(self, s: int) -> None:
         if not self.closed:
@@ -209,6 +204,10 @@ def _exit_reason(proc) -> str:
     return f"exited with code {code}"
 
 
+class WorkerError(RuntimeError):
+    """A loader worker process died, raised, or stopped answering."""
+
+
 class _Workers:
     def __init__(self, n: int, spec, aug: _Augmenter, slot_bytes: int):
         ctx = mp.get_context("spawn")
@@ -243,7 +242,7 @@ class _Workers:
         sentinels = [p.sentinel for p in self.procs]
         ready = set(mp.connection.wait(self.conns + sentinels, timeout))
         if not ready:
-            raise RuntimeError(f"data loader: no batch from {len(self.procs)} worker process(es) "
+            raise WorkerError(f"data loader: no batch from {len(self.procs)} worker process(es) "
                                f"in {timeout:.0f} s (workers alive but stuck?)")
         got = []
         for w, conn in enumerate(self.conns):
@@ -256,7 +255,7 @@ class _Workers:
                 except (EOFError, OSError):
                     break
                 if msg[0] == "error":
-                    raise RuntimeError(f"data loader worker {w} (pid {self.procs[w].pid}) raised "
+                    raise WorkerError(f"data loader worker {w} (pid {self.procs[w].pid}) raised "
                                        f"an exception:\n{msg[1]}")
                 _, token, b, slot = msg
                 self.pending[w] -= 1
@@ -272,7 +271,7 @@ class _Workers:
     def _raise_dead(self, w: int):
         p = self.procs[w]
         p.join(1.0)
-        raise RuntimeError(f"data loader worker {w} (pid {p.pid}) {_exit_reason(p)}; "
+        raise WorkerError(f"data loader worker {w} (pid {p.pid}) {_exit_reason(p)}; "
                            "the loader is closed")
 
     def close(self) -> None:
@@ -423,16 +422,16 @@ class BatchLoader:
                     if pool.token != token:
                         raise RuntimeError("this epoch iterator was superseded by a later "
                                            "loader.epoch() call")
-                    while issued < n and pool.outstanding + len(ready) < self.prefetch:
-                        slot = pool.slots.take(grow=issued == want)
-                        if slot is None:
-                            break
-                        pool.submit(epoch, issued, self._batch(order, issued), slot)
-                        issued += 1
                     t0 = time.perf_counter()
                     try:
+                        while issued < n and pool.outstanding + len(ready) < self.prefetch:
+                            slot = pool.slots.take(grow=issued == want)
+                            if slot is None:
+                                break
+                            pool.submit(epoch, issued, self._batch(order, issued), slot)
+                            issued += 1
                         ready.update(pool.receive(self.timeout))
-                    except RuntimeError as e:
+                    except WorkerError as e:
                         self._fail(str(e).splitlines()[0])
                         raise
                     finally:

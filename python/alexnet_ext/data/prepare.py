@@ -90,11 +90,8 @@ def _read_json(path: Path):
 def _check_out(src: Path, out: Path, plan: dict) -> None:
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is not a directory")
-    try:
-        out.resolve().relative_to(src.resolve())
+    if out.resolve().is_relative_to(src.resolve()):
         raise DatasetError(f"{out}: OUT must not be inside SRC ({src})")
-    except ValueError:
-        pass
     if not out.exists():
         return
     old = _read_json(out / PLAN)

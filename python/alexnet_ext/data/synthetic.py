@@ -32,6 +32,7 @@ from PIL import Image, ImageDraw
 
 from .. import _validate as V
 from .errors import DatasetError
+from .parallel import map_ordered
 
 VERSION = 1
 CLASS_NAMES = ("disc", "ring", "square", "triangle", "cross", "star", "bars", "two-discs",
@@ -107,40 +108,41 @@ def _draw_shape(draw, kind, cx, cy, r, angle, fill):
 
 def render(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """One image of class ``kind``: uint8 (size, size, 3)."""
+    f32 = np.float32
     # Background: a random linear colour gradient plus noise.
-    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    t = np.linspace(0.0, 1.0, size)
+    c0, c1 = rng.uniform(0, 255, 3).astype(f32), rng.uniform(0, 255, 3).astype(f32)
     theta = rng.uniform(0, 2 * math.pi)
-    ramp = (np.cos(theta) * t[None, :] + np.sin(theta) * t[:, None])
-    ramp = (ramp - ramp.min()) / max(ramp.max() - ramp.min(), 1e-9)
-    bg = c0 + (c1 - c0) * ramp[..., None]
-    bg += rng.normal(0, rng.uniform(8, 24), bg.shape)
+    t = np.linspace(0.0, 1.0, size, dtype=f32)
+    ramp = f32(math.cos(theta)) * t[None, :] + f32(math.sin(theta)) * t[:, None]
+    ramp -= ramp.min()
+    ramp /= max(float(ramp.max()), 1e-6)
+    img = c0 + (c1 - c0) * ramp[..., None]
+    img += rng.standard_normal((size, size, 3), dtype=f32) * f32(rng.uniform(8, 24))
     # Shape colour: random, but at least some distance from the background's mean colour.
-    mean_bg = bg.mean(axis=(0, 1))
+    mean_bg = (c0 + c1) / 2
     for _ in range(20):
-        colour = rng.uniform(0, 255, 3)
-        if np.linalg.norm(colour - mean_bg) > 100:
+        colour = rng.uniform(0, 255, 3).astype(f32)
+        if float(np.sum((colour - mean_bg) ** 2)) > 100.0 ** 2:
             break
-    # Shape mask drawn at _SS x and downsampled: an anti-aliased coverage map in [0, 1].
-    big = size * _SS
-    mask = Image.new("L", (big, big), 0)
-    draw = ImageDraw.Draw(mask)
-    r = rng.uniform(0.18, 0.32) * size * _SS
-    jitter = size * _SS / 10
-    cx, cy = big / 2 + rng.uniform(-jitter, jitter), big / 2 + rng.uniform(-jitter, jitter)
-    _draw_shape(draw, kind, cx, cy, r, rng.uniform(0, 2 * math.pi), 255)
-    # Clutter: thin lines in random colours, drawn under the shape.
-    img = bg
+    # Clutter: thin lines in random colours, under the shape.
     lines = Image.new("L", (size, size), 0)
     ldraw = ImageDraw.Draw(lines)
     for _ in range(int(rng.integers(1, 5))):
         ldraw.line([tuple(rng.uniform(0, size, 2)), tuple(rng.uniform(0, size, 2))], fill=255, width=1)
-    lm = np.asarray(lines, np.float32)[..., None] / 255.0
-    img = img * (1 - lm) + rng.uniform(0, 255, 3) * lm
-    m = np.asarray(mask.resize((size, size), Image.Resampling.BOX), np.float32)[..., None] / 255.0
-    shade = colour + rng.normal(0, 10, (size, size, 3))  # texture on the shape
-    img = img * (1 - m) + shade * m
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    lm = np.asarray(lines, f32)[..., None] * f32(1 / 255)
+    img += (rng.uniform(0, 255, 3).astype(f32) - img) * lm
+    # Shape mask drawn at _SS x and downsampled: an anti-aliased coverage map in [0, 1].
+    big = size * _SS
+    mask = Image.new("L", (big, big), 0)
+    r = rng.uniform(0.18, 0.32) * big
+    jitter = big / 10
+    cx, cy = big / 2 + rng.uniform(-jitter, jitter), big / 2 + rng.uniform(-jitter, jitter)
+    _draw_shape(ImageDraw.Draw(mask), kind, cx, cy, r, rng.uniform(0, 2 * math.pi), 255)
+    m = np.asarray(mask.resize((size, size), Image.Resampling.BOX), f32)[..., None] * f32(1 / 255)
+    shade = colour + rng.standard_normal((size, size, 3), dtype=f32) * f32(10)  # texture
+    img += (shade - img) * m
+    np.clip(img, 0, 255, out=img)
+    return np.rint(img).astype(np.uint8)
 
 
 def _class_dir(c: int) -> str:
@@ -187,9 +189,9 @@ def default_dataset(root=None, *, classes: int = 10, train_per_class: int = 500,
     try:
         counts = [("train", params["train_per_class"]), ("val", params["val_per_class"])]
         jobs = [(str(tmp), c, counts, params["size"], params["seed"]) for c in range(classes)]
-        from .parallel import map_ordered
         total = classes * (params["train_per_class"] + params["val_per_class"])
-        for _ in map_ordered(_generate_class, jobs, workers=workers, min_parallel=2 if total > 2000 else 10**9,
+        # A pool costs ~1 s to start: worth it for the full dataset, not for small test sets.
+        for _ in map_ordered(_generate_class, jobs, workers=1 if total <= 2000 else workers,
                              chunksize=1):
             pass
         with open(tmp / "dataset.json", "w") as f:
