@@ -163,13 +163,14 @@ def _files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def _listing(names: list[str], what: str) -> str:
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return f"{len(names)} {what}(s)" + (f" ({shown})" if names else "")
+
+
 def _not_a_dataset(path: Path) -> DatasetError:
-    files = _files(path)
     dirs = [p.name for p in folder._subdirs(path)]
-    found = (f"{len(files)} file(s)" + (f" ({', '.join(p.name for p in files[:5])}"
-                                         f"{', ...' if len(files) > 5 else ''})" if files else "")
-             + f" and {len(dirs)} folder(s)" + (f" ({', '.join(dirs[:5])}{', ...' if len(dirs) > 5 else ''})"
-                                                if dirs else "")
+    found = (_listing([p.name for p in _files(path)], "file") + " and " + _listing(dirs, "folder")
              + (" without image files" if dirs else ""))
     return DatasetError(
         f"{path}: not a dataset. Looked for: a prepared shard directory (index.json), MNIST-style "
@@ -192,7 +193,9 @@ def open_dataset(path, *, image_size: int | None = None, val_fraction: float = 0
       (1 channel, stored size unless ``image_size`` is given);
     - CIFAR-10 / CIFAR-100 python batches (a directory holding them).
 
-    ``workers``: processes for decoding an image tree (default: all cores).
+    ``workers``: processes for decoding an image tree (default: all cores; they are started
+    with the spawn method, so a calling script needs the ``if __name__ == "__main__":`` guard;
+    ``workers=1`` decodes in this process).
     Raises :class:`DatasetError` (a ``ValueError``) saying what was looked for and found.
     """
     if image_size is not None:

@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import re
 import sys
 import time
@@ -72,10 +73,12 @@ def _shard_job(job) -> dict:
     return manifest
 
 
-def _digest(items, size, draft) -> str:
+def _digest(items, src: Path, size, draft) -> str:
+    """Identifies a shard's content: its files (relative to SRC, so that spelling SRC another
+    way does not redo everything), labels and decoding settings."""
     h = hashlib.sha1(f"{size}\n{draft}\n".encode())
     for path, label in items:
-        h.update(f"{path}\t{label}\n".encode())
+        h.update(f"{os.path.relpath(path, src)}\t{label}\n".encode())
     return h.hexdigest()
 
 
@@ -137,7 +140,7 @@ def prepare(src, out, *, size: int = 256, val_fraction: float = 0.1, workers: in
         for k, s in enumerate(range(0, len(items), shard_size)):
             chunk = items[s:s + shard_size]
             jobs.append({"split": split, "k": k, "name": S.shard_name(split, k), "items": chunk,
-                         "sha1": _digest(chunk, size, draft), "out": str(out), "size": size,
+                         "sha1": _digest(chunk, src, size, draft), "out": str(out), "size": size,
                          "draft": draft})
     plan = {"version": S.VERSION, "src": str(src.resolve()), "size": size, "draft": draft,
             "shard_size": shard_size, "val_fraction": val_fraction if scan.layout == "classes" else None,
