@@ -311,7 +311,7 @@ class BatchLoader:
             None: :func:`default_workers`.
         pin_memory: accepted for the CUDA path; batches are already in shared memory and there
             is no device copy on the CPU, so it changes nothing here.
-        prefetch: batches computed ahead (default ``max(2, 2 * workers)``).
+        prefetch: batches computed ahead (default ``max(4, 2 * workers)``).
         timeout: seconds without any answer from live workers before giving up.
 
     ``len(loader)``: batches per epoch. ``loader.epoch(e, start_batch=0)``: iterator of
@@ -340,7 +340,7 @@ class BatchLoader:
         self.scale = V.real(scale, "scale")
         self.seed = V.integer(seed, "seed", 0)
         self.workers = default_workers() if workers is None else V.integer(workers, "workers", 0)
-        self.prefetch = (max(2, 2 * self.workers) if prefetch is None
+        self.prefetch = (max(4, 2 * self.workers) if prefetch is None
                          else V.integer(prefetch, "prefetch", 1))
         self.timeout = V.real(timeout, "timeout", 0.0, exclusive_min=True)
         if pca is not None:
