@@ -54,15 +54,19 @@ class Entry:
     result: dict = field(default_factory=dict)
 
 
-def _time(fn, repeat: int, sync: Callable[[], None]) -> float:
+def _time(fn, repeat: int, sync: Callable[[], None], inner: int = 1) -> float:
+    """Median over `repeat` trials of the mean time of `inner` back-to-back calls. On the GPU the
+    calls are queued asynchronously and the trial ends with a device sync, so launch overhead is
+    hidden the way it is in a training step."""
     fn()
     sync()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()
+        for _ in range(inner):
+            fn()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0) / inner)
     return statistics.median(times)
 
 
@@ -70,24 +74,34 @@ def _f32(rng, shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
-def build_entries(batch: int, rng, torch) -> list[Entry]:
+def build_entries(batch: int, rng, torch, device: str = "cpu") -> list[Entry]:
+    """The benchmark table. Inputs are made on the host, then moved where the op runs."""
     n = batch
     E: list[Entry] = []
-    T = (lambda a: torch.from_numpy(a)) if torch else None
+    if device == "cuda":
+        from alexnet_ext import cuda
+        put = cuda.to_device
+        empty = lambda shape, dtype=np.float32: cuda.empty(shape, dtype)
+        T = (lambda a: torch.from_numpy(a).cuda()) if torch else None
+    else:
+        put = lambda a: a
+        empty = lambda shape, dtype=np.float32: np.empty(shape, dtype)
+        T = (lambda a: torch.from_numpy(a)) if torch else None
     aten = torch.ops.aten if torch else None
 
     for name, (c, h, f, k, s, p, g) in CONV_LAYERS.items():
-        x = _f32(rng, (n, c, h, h))
-        w = _f32(rng, (f, c // g, k, k), 0.01)
+        hx = _f32(rng, (n, c, h, h))
+        hw = _f32(rng, (f, c // g, k, k), 0.01)
         ho = ops.conv_output_size(h, k, s, p)
-        gy = _f32(rng, (n, f, ho, ho))
-        out = np.empty((n, f, ho, ho), np.float32)
-        gx = np.empty_like(x)
-        gw = np.empty_like(w)
+        hgy = _f32(rng, (n, f, ho, ho))
+        x, w, gy = put(hx), put(hw), put(hgy)
+        out = empty((n, f, ho, ho))
+        gx = empty(hx.shape)
+        gw = empty(hw.shape)
         flops = 2.0 * n * f * ho * ho * (c // g) * k * k
         shape = f"{n}x{c}x{h}x{h} * {f}x{c // g}x{k}x{k} s{s} p{p} g{g}"
         kw = dict(stride=s, padding=p, groups=g)
-        tx, tw, tgy = (T(x), T(w), T(gy)) if torch else (None, None, None)
+        tx, tw, tgy = (T(hx), T(hw), T(hgy)) if torch else (None, None, None)
 
         def t_bwd(mask, tx=tx, tw=tw, tgy=tgy, s=s, p=p, g=g):
             return aten.convolution_backward(tgy, tx, tw, None, [s, s], [p, p], [1, 1], False,
@@ -105,17 +119,18 @@ def build_entries(batch: int, rng, torch) -> list[Entry]:
                        (lambda t_bwd=t_bwd: t_bwd([False, True, False])) if torch else None, flops))
 
     # Memory-bound layers at conv1/conv2's output sizes.
-    a1 = np.maximum(_f32(rng, (n, 96, 55, 55)), 0)
+    ha1 = np.maximum(_f32(rng, (n, 96, 55, 55)), 0)
+    a1 = put(ha1)
     if hasattr(ops, "response_norm"):
-        y, d = ops.response_norm(a1)
-        g1 = _f32(rng, a1.shape)
-        nb = a1.nbytes
+        hg1 = _f32(rng, ha1.shape)
+        g1 = put(hg1)
+        nb = ha1.nbytes
         lrn = torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0) if torch else None
-        ta = T(a1) if torch else None
+        ta, tg1 = (T(ha1), T(hg1)) if torch else (None, None)
 
-        def t_lrn_fb(ta=ta, g1=g1):
+        def t_lrn_fb(ta=ta, tg1=tg1):
             t = ta.clone().requires_grad_()
-            lrn(t).backward(T(g1))
+            lrn(t).backward(tg1)
         E.append(Entry("lrn1.fprop", f"{n}x96x55x55 n5", lambda: ops.response_norm(a1),
                        (lambda: lrn(ta)) if torch else None, bytes=3 * nb))
         E.append(Entry("lrn1.fprop+bprop", f"{n}x96x55x55 n5",
@@ -123,60 +138,67 @@ def build_entries(batch: int, rng, torch) -> list[Entry]:
                        t_lrn_fb if torch else None, bytes=3 * nb + 5 * nb))
     if hasattr(ops, "max_pool"):
         y, sw = ops.max_pool(a1)
-        gp = _f32(rng, y.shape)
-        ta = T(a1) if torch else None
+        hgp = _f32(rng, y.shape)
+        gp = put(hgp)
+        ta, tgp = (T(ha1), T(hgp)) if torch else (None, None)
 
-        def t_pool_fb(ta=ta, gp=gp):
+        def t_pool_fb(ta=ta, tgp=tgp):
             t = ta.clone().requires_grad_()
-            torch.nn.functional.max_pool2d(t, 3, 2).backward(T(gp))
+            torch.nn.functional.max_pool2d(t, 3, 2).backward(tgp)
         E.append(Entry("pool1.fprop", f"{n}x96x55x55 3/2", lambda: ops.max_pool(a1),
                        (lambda: torch.nn.functional.max_pool2d(ta, 3, 2, return_indices=True)) if torch else None,
-                       bytes=a1.nbytes + y.nbytes + sw.nbytes))
+                       bytes=ha1.nbytes + y.nbytes + sw.nbytes))
         E.append(Entry("pool1.fprop+bprop", f"{n}x96x55x55 3/2",
                        lambda: ops.max_pool_undo(gp, ops.max_pool(a1)[1], image_size=55),
                        t_pool_fb if torch else None,
-                       bytes=a1.nbytes + 2 * (y.nbytes + sw.nbytes) + a1.nbytes))
+                       bytes=ha1.nbytes + 2 * (y.nbytes + sw.nbytes) + ha1.nbytes))
     if hasattr(ops, "relu"):
-        r_out = np.empty_like(a1)
+        r_out = empty(ha1.shape)
         E.append(Entry("relu1.fprop", f"{n}x96x55x55", lambda: ops.relu(a1, out=r_out),
-                       (lambda ta=T(a1): torch.relu(ta)) if torch else None, bytes=2 * a1.nbytes))
+                       (lambda ta=T(ha1) if torch else None: torch.relu(ta)) if torch else None,
+                       bytes=2 * ha1.nbytes))
     if hasattr(ops, "fc"):
-        x6 = _f32(rng, (n, 9216))
-        w6 = _f32(rng, (4096, 9216), 0.01)
-        b6 = _f32(rng, (4096,))
-        g6 = _f32(rng, (n, 4096))
-        o6 = np.empty((n, 4096), np.float32)
+        hx6, hw6, hb6, hg6 = (_f32(rng, (n, 9216)), _f32(rng, (4096, 9216), 0.01),
+                              _f32(rng, (4096,)), _f32(rng, (n, 4096)))
+        x6, w6, b6, g6 = put(hx6), put(hw6), put(hb6), put(hg6)
+        o6 = empty((n, 4096))
         fl = 2.0 * n * 9216 * 4096
+        if torch:
+            tx6, tw6, tb6, tg6 = T(hx6), T(hw6), T(hb6), T(hg6)
         E.append(Entry("fc6.fprop", f"{n}x9216 * 4096x9216", lambda: ops.fc(x6, w6, b6, out=o6),
-                       (lambda: torch.nn.functional.linear(T(x6), T(w6), T(b6))) if torch else None, fl))
+                       (lambda: torch.nn.functional.linear(tx6, tw6, tb6)) if torch else None, fl))
         E.append(Entry("fc6.bprop", f"{n}x9216 * 4096x9216", lambda: ops.fc_undo(g6, x6, w6),
-                       (lambda: (T(g6) @ T(w6), T(g6).t() @ T(x6), T(g6).sum(0))) if torch else None, 2 * fl))
+                       (lambda: (tg6 @ tw6, tg6.t() @ tx6, tg6.sum(0))) if torch else None, 2 * fl))
     if hasattr(ops, "dropout"):
-        x7 = _f32(rng, (n, 4096))
+        hx7 = _f32(rng, (n, 4096))
+        x7 = put(hx7)
+        tx7 = T(hx7) if torch else None
         E.append(Entry("dropout7.fprop", f"{n}x4096 p0.5", lambda: ops.dropout(x7, p=0.5, seed=1),
-                       (lambda: torch.nn.functional.dropout(T(x7), 0.5, True)) if torch else None,
-                       bytes=2 * x7.nbytes + x7.size))
+                       (lambda: torch.nn.functional.dropout(tx7, 0.5, True)) if torch else None,
+                       bytes=2 * hx7.nbytes + hx7.size))
     if hasattr(ops, "softmax_log_loss"):
-        z = _f32(rng, (n, 1000))
-        lab = rng.integers(0, 1000, n).astype(np.int64)
+        hz = _f32(rng, (n, 1000))
+        hlab = rng.integers(0, 1000, n).astype(np.int64)
+        z, lab = put(hz), put(hlab)
+        tz, tlab = (T(hz), T(hlab)) if torch else (None, None)
 
-        def t_sm(z=z, lab=lab):
-            t = T(z).clone().requires_grad_()
-            torch.nn.functional.cross_entropy(t, T(lab)).backward()
+        def t_sm(tz=tz, tlab=tlab):
+            t = tz.clone().requires_grad_()
+            torch.nn.functional.cross_entropy(t, tlab).backward()
         E.append(Entry("softmax8.fprop+bprop", f"{n}x1000",
                        lambda: ops.softmax_log_loss_undo(ops.softmax_log_loss(z, lab)[1], lab),
-                       t_sm if torch else None, bytes=3 * z.nbytes))
+                       t_sm if torch else None, bytes=3 * hz.nbytes))
     if hasattr(ops, "sgd_update"):
-        wp = _f32(rng, (4096, 9216), 0.01)
-        gp_ = _f32(rng, wp.shape, 0.01)
-        vp = np.zeros_like(wp)
+        hwp = _f32(rng, (4096, 9216), 0.01)
+        hgp_ = _f32(rng, hwp.shape, 0.01)
+        wp, gp_, vp = put(hwp), put(hgp_), put(np.zeros_like(hwp))
         if torch:
-            tw_, tg_ = T(wp.copy()), T(gp_)
+            tw_, tg_ = T(hwp.copy()), T(hgp_)
             topt = torch.optim.SGD([torch.nn.Parameter(tw_)], lr=0.01, momentum=0.9, weight_decay=5e-4)
             topt.param_groups[0]["params"][0].grad = tg_
         E.append(Entry("sgd.fc6_weights", "4096x9216",
                        lambda: ops.sgd_update(wp, gp_, vp, lr=1e-6, momentum=0.9, weight_decay=5e-4),
-                       (lambda: topt.step()) if torch else None, bytes=5 * wp.nbytes))
+                       (lambda: topt.step()) if torch else None, bytes=5 * hwp.nbytes))
     return E
 
 
@@ -190,21 +212,40 @@ def run_ops(args) -> dict:
         except ImportError:
             print("PyTorch is not installed: printing alexnet_ext timings only")
     rng = np.random.default_rng(args.seed)
-    entries = build_entries(args.batch, rng, torch)
+    if args.device == "cuda":
+        from alexnet_ext import cuda
+        if torch is not None:
+            if not torch.cuda.is_available():
+                print("PyTorch has no CUDA here: printing alexnet_ext timings only")
+                torch = None
+            else:
+                # The baseline the project races: cuDNN fp32 with TF32 off, autotuned.
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cudnn.benchmark = True
+
+        def sync():
+            cuda.synchronize()
+            if torch is not None:
+                torch.cuda.synchronize()
+        inner = 10
+    else:
+        sync = lambda: None  # CPU ops return when done
+        inner = 1
+    entries = build_entries(args.batch, rng, torch, args.device)
     if args.ops:
         wanted = args.ops.split(",")
         entries = [e for e in entries if any(e.name.startswith(w) for w in wanted)]
-    nosync = lambda: None  # CPU ops return when done
 
     print(f"{'op':<22}{'shape':<34}{'ours ms':>9}{'rate':>13}{'torch ms':>10}{'speedup':>9}")
     for e in entries:
-        t = _time(e.ours, args.repeat, nosync) * 1e3
+        t = _time(e.ours, args.repeat, sync, inner) * 1e3
         rate = (f"{e.flops / t / 1e6:8.1f} GF/s" if e.flops else f"{e.bytes / t / 1e6:8.2f} GB/s")
         e.result = {"ms": t, "gflops": e.flops / t / 1e6 if e.flops else None,
                     "gbps": e.bytes / t / 1e6 if e.bytes else None}
         line = f"{e.name:<22}{e.shape:<34}{t:9.2f}{rate:>13}"
         if e.torch is not None:
-            tt = _time(e.torch, args.repeat, nosync) * 1e3
+            tt = _time(e.torch, args.repeat, sync, inner) * 1e3
             e.result.update(torch_ms=tt, speedup=tt / t)
             line += f"{tt:10.2f}{tt / t:8.2f}x"
         print(line, flush=True)
@@ -226,15 +267,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     ap.add_argument("--json", default=None,
                     help="write results here (default: bench/results/<date>-<device>.json)")
+    sys.path.insert(0, str(HERE))
+    import data as data_bench  # bench/data.py: the loader benchmark and its options
+    data_bench.add_arguments(ap)
     args = ap.parse_args(argv)
 
     if args.threads:
         alexnet_ext.set_num_threads(args.threads)
     if args.device == "cuda" and not alexnet_ext.cuda_available():
         print(f"--device cuda: no usable GPU: {alexnet_ext.cuda_status()['reason']}", file=sys.stderr)
-        return 2
-    if args.device == "cuda":
-        print("--device cuda: the CUDA kernels are not part of this build yet", file=sys.stderr)
         return 2
     if args.batch is None:
         args.batch = 128 if args.device == "cuda" else 16
@@ -260,8 +301,6 @@ def main(argv=None) -> int:
           f"alexnet_ext {header['alexnet_ext']}  torch {header['torch']}  batch {args.batch}")
 
     if args.data:
-        sys.path.insert(0, str(HERE))
-        import data as data_bench
         results = data_bench.run(args)
     else:
         results = run_ops(args)

@@ -16,3 +16,14 @@ void avg_pool(const float* x, float* y, const PoolGeometry& g);
 void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g);
 
 }  // namespace alexnet_ext::cpu
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include <cuda_runtime.h>
+
+// The same on device pointers, queued on `stream` (cuda/avg_pool.cu): one thread per output
+// forward, a gather (one thread per input pixel) backward; both equal the CPU's bit for bit.
+namespace alexnet_ext::cuda {
+void avg_pool(const float* x, float* y, const PoolGeometry& g, cudaStream_t stream);
+void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g, cudaStream_t stream);
+}  // namespace alexnet_ext::cuda
+#endif

@@ -12,6 +12,10 @@
 #include <cmath>
 #include <cstdint>
 
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
 namespace alexnet_ext {
 
 // ceil(p * 2^24) for p in [0, 1): keep element i iff (word >> 8) >= this.
@@ -27,5 +31,16 @@ void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t thresh
              uint64_t seed, uint64_t offset);
 void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale);
 }  // namespace cpu
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+// The same on device pointers, queued on `stream` (cuda/dropout.cu). The mask is the CPU's bit
+// for bit for the same (seed, offset), whatever the launch shape.
+namespace cuda {
+void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
+             uint64_t seed, uint64_t offset, cudaStream_t stream);
+void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale,
+                  cudaStream_t stream);
+}  // namespace cuda
+#endif
 
 }  // namespace alexnet_ext

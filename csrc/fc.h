@@ -20,3 +20,22 @@ void fc_grad_w(const float* grad_y, const float* x, float* grad_w, int64_t n, in
 void fc_grad_b(const float* grad_y, float* grad_b, int64_t n, int64_t f, float scale_targets,
                float scale_output);
 }  // namespace alexnet_ext::cpu
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include <cuda_runtime.h>
+
+// The same on device pointers, queued on `stream` (cuda/fc.cu): the GEMMs through cuBLAS in plain
+// FP32 (one handle per device, bound to `stream` for each call), the bias and grad_b in small
+// kernels (grad_b sums rows in order in double, as the CPU does). Only built when CMake found
+// cuBLAS (ALEXNET_EXT_WITH_CUBLAS). Dimensions above 2^31 - 1 throw std::length_error.
+namespace alexnet_ext::cuda {
+void fc_forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t d,
+                int64_t f, float scale_targets, float scale_output, cudaStream_t stream);
+void fc_grad_x(const float* grad_y, const float* w, float* grad_x, int64_t n, int64_t d, int64_t f,
+               float scale_targets, float scale_output, cudaStream_t stream);
+void fc_grad_w(const float* grad_y, const float* x, float* grad_w, int64_t n, int64_t d, int64_t f,
+               float scale_targets, float scale_output, cudaStream_t stream);
+void fc_grad_b(const float* grad_y, float* grad_b, int64_t n, int64_t f, float scale_targets,
+               float scale_output, cudaStream_t stream);
+}  // namespace alexnet_ext::cuda
+#endif

@@ -25,3 +25,22 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
                       int64_t in_pixels, int64_t out_pixels);
 
 }  // namespace alexnet_ext::cpu
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "cuda/report.h"
+
+// The same on device pointers, queued on `stream` (cuda/max_pool.cu). y and switches equal the
+// CPU's exactly. The undo is a deterministic, atomic-free scatter (one warp per plane, outputs in
+// order) whose grad_x equals the CPU's bit for bit; an out-of-range switch is skipped and
+// recorded in `bad` (cuda/report.h) instead of being returned, since the result lives on the GPU.
+namespace alexnet_ext::cuda {
+void max_pool(const float* x, float* y, int32_t* switches, const PoolGeometry& g, cudaStream_t stream);
+void max_pool(const float* x, float* y, int64_t* switches, const PoolGeometry& g, cudaStream_t stream);
+void max_pool_undo(const float* grad_y, const int32_t* switches, float* grad_x, int64_t planes,
+                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream);
+void max_pool_undo(const float* grad_y, const int64_t* switches, float* grad_x, int64_t planes,
+                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream);
+}  // namespace alexnet_ext::cuda
+#endif

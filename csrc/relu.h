@@ -12,3 +12,14 @@ namespace alexnet_ext::cpu {
 void relu(const float* x, float* y, int64_t n);
 void relu_undo(const float* grad_y, const float* y, float* grad_x, int64_t n);
 }  // namespace alexnet_ext::cpu
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include <cuda_runtime.h>
+
+// The same on device pointers, queued on `stream` (cuda/relu.cu; float4 when aligned). Same
+// in-place rule, results identical to the CPU's.
+namespace alexnet_ext::cuda {
+void relu(const float* x, float* y, int64_t n, cudaStream_t stream);
+void relu_undo(const float* grad_y, const float* y, float* grad_x, int64_t n, cudaStream_t stream);
+}  // namespace alexnet_ext::cuda
+#endif

@@ -21,6 +21,10 @@
 #pragma once
 #include <cstdint>
 
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
 namespace alexnet_ext {
 
 struct ResponseNormParams {
@@ -39,5 +43,29 @@ void response_norm_undo(const float* grad_y, const float* x, const float* y, con
                         float* grad_x, int64_t n, int64_t c, int64_t pixels,
                         const ResponseNormParams& p);
 }  // namespace cpu
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+// The same two functions on device pointers, queued on `stream` (cuda/response_norm.cu): one
+// thread per pixel column walks the channels with the running double sum, one fused pass over
+// memory each way (forward: 3 tensors of traffic, undo: 5).
+//
+// Fusing with the next op (not implemented yet). In AlexNet LRN is followed by 3x3/2 max pooling
+// (norm1 -> pool1, norm2 -> pool2). A fused forward would give each block a tile of pooled
+// outputs for one image plus the input rows and columns their windows cover (one extra row and
+// column of halo for the overlapping 3x3/2 windows), walk the channels exactly as here with a
+// running sum per input pixel, normalise each channel of the tile into shared memory, max-pool it
+// at once and write only the pooled y, the switches and denoms: the full-size LRN output is
+// never written nor read back (2 of the 5 full-size tensors of traffic of the unfused pair). The
+// fused undo would gather grad_y of the pool through the switches into the tile (as max_pool_undo
+// does), then run this undo on it, recomputing the LRN output it needs as x * denoms^(-beta)
+// instead of reading it.
+namespace cuda {
+void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
+                   const ResponseNormParams& p, cudaStream_t stream);
+void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
+                        float* grad_x, int64_t n, int64_t c, int64_t pixels,
+                        const ResponseNormParams& p, cudaStream_t stream);
+}  // namespace cuda
+#endif
 
 }  // namespace alexnet_ext

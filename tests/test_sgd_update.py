@@ -161,3 +161,100 @@ def test_core_backstop(rng):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="velocity: array is read-only"):
         _core.cpu.sgd_update(w, np.zeros((4, 5), np.float32), ro, 0.1, 0.9, 0.0)
+
+
+# ---------------------------------------------------------------- sgd_update_many
+def _params(rng, shapes):
+    ws = [rng.normal(0, 0.5, s).astype(np.float32) for s in shapes]
+    gs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    vs = [rng.normal(0, 0.05, s).astype(np.float32) for s in shapes]
+    return ws, gs, vs
+
+
+def test_many_equals_one_call_per_tensor(rng):
+    """Bit for bit what sgd_update gives, with shared and with per-tensor hyper-parameters."""
+    shapes = [(96, 3, 11, 11), (96,), (256, 4), (7,), (3, 5, 2)]
+    for hyper in (dict(lr=0.01), dict(lr=[0.01, 0.02, 0.005, 0.1, 0.03], momentum=[0.9, 0.5, 0.0, 1.0, 0.9],
+                                      weight_decay=[5e-4, 0.0, 0.01, 0.0, 0.3])):
+        ws, gs, vs = _params(rng, shapes)
+        ws1, vs1 = [w.copy() for w in ws], [v.copy() for v in vs]
+        assert ops.sgd_update_many(ws, gs, vs, **hyper) is None
+        for i in range(len(shapes)):
+            per = {k: (v[i] if isinstance(v, list) else v) for k, v in hyper.items()}
+            ops.sgd_update(ws1[i], gs[i], vs1[i], **per)
+            np.testing.assert_array_equal(ws[i], ws1[i])
+            np.testing.assert_array_equal(vs[i], vs1[i])
+
+
+def test_many_accepts_tuples_and_empty_lists(rng):
+    ops.sgd_update_many([], [], [], lr=0.1)
+    ws, gs, vs = _params(rng, [(4,), (2, 3)])
+    w0 = [w.copy() for w in ws]
+    ops.sgd_update_many(tuple(ws), tuple(gs), tuple(vs), lr=0.1, momentum=0.0, weight_decay=0.0)
+    for w, g, v, a in zip(ws, gs, vs, w0):
+        np.testing.assert_allclose(w, a - 0.1 * g, rtol=1e-6, atol=1e-7)
+
+
+def test_many_grads_may_share_memory_with_each_other(rng):
+    """Grads are only read: two parameters may take the same gradient buffer."""
+    ws, _, vs = _params(rng, [(6,), (6,)])
+    g = rng.standard_normal(6).astype(np.float32)
+    ops.sgd_update_many(ws, [g, g], vs, lr=0.1)
+
+
+def test_many_bad_input(rng):
+    ws, gs, vs = _params(rng, [(4, 5), (3,)])
+    with pytest.raises(TypeError, match="ws: expected a list of arrays, got numpy.ndarray"):
+        ops.sgd_update_many(ws[0], gs, vs, lr=0.1)
+    with pytest.raises(ValueError, match="grads: expected 2 arrays"):
+        ops.sgd_update_many(ws, gs[:1], vs, lr=0.1)
+    with pytest.raises(ValueError, match="velocities: expected 2 arrays"):
+        ops.sgd_update_many(ws, gs, vs + vs, lr=0.1)
+    with pytest.raises(ValueError, match=r"lr: expected a number or 2 numbers \(one per tensor\), got 3"):
+        ops.sgd_update_many(ws, gs, vs, lr=[0.1, 0.1, 0.1])
+    with pytest.raises(TypeError, match="momentum: expected a number or a list of numbers"):
+        ops.sgd_update_many(ws, gs, vs, lr=0.1, momentum="0.9")
+    with pytest.raises(ValueError, match=r"lr\[1\]: expected a number > 0.0"):
+        ops.sgd_update_many(ws, gs, vs, lr=[0.1, 0.0])
+    with pytest.raises(ValueError, match=r"weight_decay\[0\]: expected a number >= 0.0"):
+        ops.sgd_update_many(ws, gs, vs, lr=0.1, weight_decay=[-1.0, 0.0])
+    with pytest.raises(TypeError, match=r"grads\[1\]: expected dtype float32"):
+        ops.sgd_update_many(ws, [gs[0], gs[1].astype(np.float64)], vs, lr=0.1)
+    with pytest.raises(ValueError, match=r"velocities\[0\]: expected shape \(4, 5\) \(the shape of ws\[0\]\)"):
+        ops.sgd_update_many(ws, gs, [vs[0].T.copy(), vs[1]], lr=0.1)
+    with pytest.raises(ValueError, match=r"ws\[1\]: expected a C-contiguous"):
+        ops.sgd_update_many([ws[0], np.zeros(6, np.float32)[::2]], gs, vs, lr=0.1)
+    ro = ws[1].copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"ws\[1\]: array is read-only"):
+        ops.sgd_update_many([ws[0], ro], gs, vs, lr=0.1)
+    # memory shared across tensors, not only within a triple
+    with pytest.raises(ValueError, match=r"velocities\[1\]: must not share memory with ws\[1\]"):
+        ops.sgd_update_many(ws, gs, [vs[0], ws[1]], lr=0.1)
+    buf = np.zeros(40, np.float32)
+    with pytest.raises(ValueError, match=r"ws\[1\]: must not share memory with ws\[0\]"):
+        ops.sgd_update_many([buf[:20].reshape(4, 5), buf[18:21]], gs, vs, lr=0.1)
+    with pytest.raises(ValueError, match=r"grads\[1\]: must not share memory with velocities\[1\]"):
+        ops.sgd_update_many(ws, [gs[0], vs[1]], vs, lr=0.1)
+    big = np.zeros(23, np.float32)  # grads[0] reaches into another tensor's velocity
+    vs_in = [vs[0], big[20:]]
+    with pytest.raises(ValueError, match=r"grads\[0\]: must not share memory with velocities\[1\]"):
+        ops.sgd_update_many(ws, [big[1:21].reshape(4, 5), gs[1]],
+                            vs_in, lr=0.1)
+    with pytest.raises(ValueError, match=r"grads\[0\]: must not share memory with ws\[0\]"):
+        ops.sgd_update_many(ws, [ws[0], gs[1]], vs, lr=0.1)
+
+
+def test_many_core_backstop(rng):
+    from alexnet_ext import _core
+    ws, gs, vs = _params(rng, [(4, 5), (3,)])
+    with pytest.raises(ValueError, match="must have the same length"):
+        _core.cpu.sgd_update_many(ws, gs, vs, [0.1], [0.9, 0.9], [0.0, 0.0])
+    with pytest.raises(ValueError, match=r"grads\[1\]: expected the shape of ws\[1\]"):
+        _core.cpu.sgd_update_many(ws, [gs[0], np.zeros(4, np.float32)], vs, [0.1] * 2, [0.9] * 2, [0.0] * 2)
+    with pytest.raises(TypeError, match=r"ws\[0\]: expected a C-contiguous float32 numpy array"):
+        _core.cpu.sgd_update_many([ws[0].astype(np.float64), ws[1]], gs, vs, [0.1] * 2, [0.9] * 2, [0.0] * 2)
+    ro = vs[0].copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"velocities\[0\]: array is read-only"):
+        _core.cpu.sgd_update_many(ws, gs, [ro, vs[1]], [0.1] * 2, [0.9] * 2, [0.0] * 2)

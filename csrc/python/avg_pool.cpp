@@ -1,6 +1,9 @@
 // Bindings for csrc/cpu/avg_pool.cpp (average pooling over real pixels, and its gradient).
 #include "avg_pool.h"
 #include "python/array.h"
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include "python/cuda_array.h"
+#endif
 
 namespace alexnet_ext::binding {
 
@@ -37,5 +40,34 @@ void bind_avg_pool(py::module_& m) {
     cpu::avg_pool_undo(grad_y.data(), gx, g);
   }, py::arg("grad_y").noconvert(), py::arg("grad_x").noconvert(), py::arg("geometry"));
 }
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+// The same functions on _core.cuda, for DeviceArrays (cuda/avg_pool.cu).
+void bind_avg_pool_cuda(py::module_& m) {
+  m.def("avg_pool", [](const DeviceArray& x, const DeviceArray& y, py::tuple geo) {
+    const PoolGeometry g = geometry(geo);
+    expect_dshape(x, {g.n, g.c, g.h, g.w}, "x");
+    expect_dshape(y, {g.n, g.c, g.ho, g.wo}, "y");
+    const float* xp = dptr<float>(x, "x");
+    float* yp = dptr_mut<float>(y, "y");
+    DeviceScope scope(common_device({&x, &y}));
+    const cudaStream_t stream = cuda::current_stream();
+    py::gil_scoped_release release;
+    cuda::avg_pool(xp, yp, g, stream);
+  }, py::arg("x"), py::arg("y"), py::arg("geometry"));
+
+  m.def("avg_pool_undo", [](const DeviceArray& grad_y, const DeviceArray& grad_x, py::tuple geo) {
+    const PoolGeometry g = geometry(geo);
+    expect_dshape(grad_y, {g.n, g.c, g.ho, g.wo}, "grad_y");
+    expect_dshape(grad_x, {g.n, g.c, g.h, g.w}, "grad_x");
+    const float* gyp = dptr<float>(grad_y, "grad_y");
+    float* gxp = dptr_mut<float>(grad_x, "grad_x");
+    DeviceScope scope(common_device({&grad_y, &grad_x}));
+    const cudaStream_t stream = cuda::current_stream();
+    py::gil_scoped_release release;
+    cuda::avg_pool_undo(gyp, gxp, g, stream);
+  }, py::arg("grad_y"), py::arg("grad_x"), py::arg("geometry"));
+}
+#endif  // ALEXNET_EXT_WITH_CUDA
 
 }  // namespace alexnet_ext::binding

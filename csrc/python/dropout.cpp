@@ -6,6 +6,9 @@
 #include "philox.h"
 #include "python/array.h"
 #include "python/same_shape.h"
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include "python/cuda_array.h"
+#endif
 
 namespace alexnet_ext::binding {
 
@@ -51,5 +54,43 @@ void bind_dropout(py::module_& m) {
     return py::make_tuple(r.v[0], r.v[1], r.v[2], r.v[3]);
   }, py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"), py::arg("k0"), py::arg("k1"));
 }
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+// The same functions on _core.cuda, for DeviceArrays (cuda/dropout.cu): the same Philox stream,
+// so the same masks as the CPU for the same (seed, offset).
+void bind_dropout_cuda(py::module_& m) {
+  m.def("dropout", [](const DeviceArray& x, const DeviceArray& out, const DeviceArray& mask,
+                      double p, uint64_t seed, uint64_t offset) {
+    check_p(p);
+    expect_same_dshape(out, x, "out", "x");
+    expect_same_dshape(mask, x, "mask", "x");
+    const float* xp = dptr<float>(x, "x");
+    float* o = dptr_mut<float>(out, "out");
+    uint8_t* mk = dptr_mut<uint8_t>(mask, "mask");
+    const uint32_t threshold = dropout_threshold(p);
+    const float scale = dropout_scale(p);
+    DeviceScope scope(common_device({&x, &out, &mask}));
+    const cudaStream_t stream = cuda::current_stream();
+    py::gil_scoped_release release;
+    cuda::dropout(xp, o, mk, x.size(), threshold, scale, seed, offset, stream);
+  }, py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("p"), py::arg("seed"),
+     py::arg("offset"));
+
+  m.def("dropout_undo", [](const DeviceArray& grad_y, const DeviceArray& mask,
+                           const DeviceArray& out, double p) {
+    check_p(p);
+    expect_same_dshape(mask, grad_y, "mask", "grad_y");
+    expect_same_dshape(out, grad_y, "out", "grad_y");
+    const float* gyp = dptr<float>(grad_y, "grad_y");
+    const uint8_t* mk = dptr<uint8_t>(mask, "mask");
+    float* o = dptr_mut<float>(out, "out");
+    const float scale = dropout_scale(p);
+    DeviceScope scope(common_device({&grad_y, &mask, &out}));
+    const cudaStream_t stream = cuda::current_stream();
+    py::gil_scoped_release release;
+    cuda::dropout_undo(gyp, mk, o, grad_y.size(), scale, stream);
+  }, py::arg("grad_y"), py::arg("mask"), py::arg("out"), py::arg("p"));
+}
+#endif  // ALEXNET_EXT_WITH_CUDA
 
 }  // namespace alexnet_ext::binding

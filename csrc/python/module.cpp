@@ -23,6 +23,14 @@ void bind_softmax_log_loss(py::module_& cpu);
 void bind_sgd_update(py::module_& cpu);
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
+void bind_response_norm_cuda(py::module_& cuda);
+void bind_max_pool_cuda(py::module_& cuda);
+void bind_avg_pool_cuda(py::module_& cuda);
+void bind_relu_cuda(py::module_& cuda);
+void bind_dropout_cuda(py::module_& cuda);
+void bind_fc_cuda(py::module_& cuda);
+void bind_softmax_log_loss_cuda(py::module_& cuda);
+void bind_sgd_update_cuda(py::module_& cuda);
 #endif
 }  // namespace alexnet_ext::binding
 
@@ -80,6 +88,14 @@ PYBIND11_MODULE(_core, m) {
 #ifdef ALEXNET_EXT_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
   alexnet_ext::binding::bind_cuda_array(cuda);
+  alexnet_ext::binding::bind_response_norm_cuda(cuda);
+  alexnet_ext::binding::bind_max_pool_cuda(cuda);
+  alexnet_ext::binding::bind_avg_pool_cuda(cuda);
+  alexnet_ext::binding::bind_relu_cuda(cuda);
+  alexnet_ext::binding::bind_dropout_cuda(cuda);
+  alexnet_ext::binding::bind_fc_cuda(cuda);
+  alexnet_ext::binding::bind_softmax_log_loss_cuda(cuda);
+  alexnet_ext::binding::bind_sgd_update_cuda(cuda);
 #endif
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");

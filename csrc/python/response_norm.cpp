@@ -5,6 +5,9 @@
 
 #include "python/array.h"
 #include "response_norm.h"
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include "python/cuda_array.h"
+#endif
 
 namespace alexnet_ext::binding {
 
@@ -58,5 +61,51 @@ void bind_response_norm(py::module_& m) {
      py::arg("denoms").noconvert(), py::arg("grad_x").noconvert(), py::arg("size"), py::arg("k"),
      py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 }
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+// The same functions on _core.cuda, for DeviceArrays (cuda/response_norm.cu).
+void bind_response_norm_cuda(py::module_& m) {
+  m.def("response_norm", [](const DeviceArray& x, const DeviceArray& y, const DeviceArray& denoms,
+                            int64_t size, double k, double alpha, double beta,
+                            bool alpha_over_size) {
+    const ResponseNormParams p = params(size, k, alpha, beta, alpha_over_size);
+    if (x.shape.size() != 4) throw py::value_error("x: expected 4 dimensions (N, C, H, W)");
+    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+    expect_dshape(y, {n, c, h, w}, "y");
+    expect_dshape(denoms, {n, c, h, w}, "denoms");
+    const float* xp = dptr<float>(x, "x");
+    float* yp = dptr_mut<float>(y, "y");
+    float* dp = dptr_mut<float>(denoms, "denoms");
+    DeviceScope scope(common_device({&x, &y, &denoms}));
+    const cudaStream_t stream = cuda::current_stream();
+    py::gil_scoped_release release;
+    cuda::response_norm(xp, yp, dp, n, c, h * w, p, stream);
+  }, py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("size"), py::arg("k"),
+     py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
+
+  m.def("response_norm_undo", [](const DeviceArray& grad_y, const DeviceArray& x,
+                                 const DeviceArray& y, const DeviceArray& denoms,
+                                 const DeviceArray& grad_x, int64_t size, double k, double alpha,
+                                 double beta, bool alpha_over_size) {
+    const ResponseNormParams p = params(size, k, alpha, beta, alpha_over_size);
+    if (grad_y.shape.size() != 4) throw py::value_error("grad_y: expected 4 dimensions (N, C, H, W)");
+    const int64_t n = grad_y.shape[0], c = grad_y.shape[1], h = grad_y.shape[2], w = grad_y.shape[3];
+    expect_dshape(x, {n, c, h, w}, "x");
+    expect_dshape(y, {n, c, h, w}, "y");
+    expect_dshape(denoms, {n, c, h, w}, "denoms");
+    expect_dshape(grad_x, {n, c, h, w}, "grad_x");
+    const float* gyp = dptr<float>(grad_y, "grad_y");
+    const float* xp = dptr<float>(x, "x");
+    const float* yp = dptr<float>(y, "y");
+    const float* dp = dptr<float>(denoms, "denoms");
+    float* gxp = dptr_mut<float>(grad_x, "grad_x");
+    DeviceScope scope(common_device({&grad_y, &x, &y, &denoms, &grad_x}));
+    const cudaStream_t stream = cuda::current_stream();
+    py::gil_scoped_release release;
+    cuda::response_norm_undo(gyp, xp, yp, dp, gxp, n, c, h * w, p, stream);
+  }, py::arg("grad_y"), py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("grad_x"),
+     py::arg("size"), py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
+}
+#endif  // ALEXNET_EXT_WITH_CUDA
 
 }  // namespace alexnet_ext::binding

@@ -8,6 +8,9 @@ def main() -> None:
     print(f"CPU threads : {ax.get_num_threads()}")
     print(f"BLAS        : {ax._core.blas_config()}")
     print(f"CUDA build  : {'yes' if s['built_with_cuda'] else 'no'}")
+    if s["built_with_cuda"]:
+        cublas = hasattr(getattr(ax._core, "cuda", None), "fc_forward")
+        print(f"cuBLAS      : {'yes' if cublas else 'no (fc has no GPU kernel in this build)'}")
     if s["available"]:
         for d in s["devices"]:
             cc = ".".join(map(str, d["compute_capability"]))

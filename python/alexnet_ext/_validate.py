@@ -1,13 +1,15 @@
 """Argument checks shared by every op in :mod:`alexnet_ext.ops`.
 
 One rule for all ops: data must already be a C-contiguous ``float32`` array (integer index and
-label arrays: ``int32`` or ``int64``). Nothing is converted silently, because a silent copy hides
+label arrays: ``int32`` or ``int64``), a NumPy array for the CPU kernels or an
+:class:`alexnet_ext.cuda.DeviceArray` for the GPU ones. Nothing is converted silently, because a silent copy hides
 a slow path and turns ``out=`` writes into writes to a temporary. A wrong dtype raises
 ``TypeError``; a wrong rank, shape, layout or value raises ``ValueError``. Each message names the
 argument and what was expected.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 
@@ -161,11 +163,47 @@ def _overlap(a, b) -> bool:
     return False
 
 
-def no_alias(out, **inputs) -> None:
+def writable(x, name: str) -> None:
+    """``x`` (an ndarray or a DeviceArray) must be writable."""
+    if (x.readonly if _is_device(x) else not x.flags.writeable):
+        raise ValueError(f"{name}: array is read-only")
+
+
+def _extent(x):
+    """(memory space, first byte, end byte) of a dense array: its whole footprint."""
+    if _is_device(x):
+        return ("cuda", x.device), x.ptr, x.ptr + x.nbytes
+    start = x.__array_interface__["data"][0]
+    return ("host",), start, start + x.nbytes
+
+
+def disjoint(written, read=()) -> None:
+    """No two arrays of ``written`` may overlap, nor may any of ``read`` overlap one of
+    ``written`` (arrays of ``read`` may overlap each other: they are only read). Both are
+    sequences of (name, dense array); O(m log m) over all of them. A clash is reported as
+    "<later name>: must not share memory with <earlier name>" (order of ``written``, then
+    ``read``)."""
+    spans = sorted((*_extent(a), i) for i, (_, a) in enumerate(written) if a.nbytes)
+    for (sa, a0, a1, i), (sb, b0, b1, j) in zip(spans, spans[1:]):
+        if sa == sb and b0 < a1:  # sorted by start: overlapping spans are neighbours somewhere
+            i, j = min(i, j), max(i, j)
+            raise ValueError(f"{written[j][0]}: must not share memory with {written[i][0]}")
+    starts = [(sp, a0) for sp, a0, _, _ in spans]
+    for name, r in read:
+        if not r.nbytes:
+            continue
+        sr, r0, r1 = _extent(r)
+        # the spans are disjoint now, so only the last one starting before r1 can reach into r
+        k = bisect.bisect_left(starts, (sr, r1)) - 1
+        if k >= 0 and spans[k][0] == sr and spans[k][2] > r0:
+            raise ValueError(f"{name}: must not share memory with {written[spans[k][3]][0]}")
+
+
+def no_alias(out, out_name: str = "out", /, **inputs) -> None:
     """``out`` must not overlap any input: the kernels read inputs while writing ``out``."""
     for name, x in inputs.items():
         if x is not None and _overlap(out, x):
-            raise ValueError(f"out: must not share memory with {name}")
+            raise ValueError(f"{out_name}: must not share memory with {name}")
 
 
 def empty_like_inputs(shape: tuple, dtype, inputs) -> object:
@@ -174,6 +212,12 @@ def empty_like_inputs(shape: tuple, dtype, inputs) -> object:
         if _is_device(x):
             return _core.cuda.empty(tuple(shape), np.dtype(dtype), x.device)
     return np.empty(shape, dtype=dtype)
+
+
+def empty_like(x, shape: tuple | None = None, dtype=None) -> object:
+    """A new array beside ``x`` (host or the same GPU), of x's shape and dtype unless given."""
+    return empty_like_inputs(x.shape if shape is None else shape,
+                             x.dtype if dtype is None else dtype, (x,))
 
 
 def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, **inputs) -> np.ndarray:
@@ -188,9 +232,8 @@ def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, **i
         return empty_like_inputs(shape, np.float32, inputs.values())
     float_array(out, name, len(shape))
     expect_shape(out, shape, name)
-    if (out.readonly if _is_device(out) else not out.flags.writeable):
-        raise ValueError(f"{name}: array is read-only")
-    no_alias(out, **inputs)
+    writable(out, name)
+    no_alias(out, name, **inputs)
     return out
 
 
@@ -198,14 +241,14 @@ MASK = np.dtype(np.uint8)
 
 
 def mask_array(x, name: str, shape: tuple | None = None, why: str = "") -> np.ndarray:
-    """A non-empty, C-contiguous uint8 ndarray (a dropout mask: nonzero = kept) of ``shape``."""
-    if not isinstance(x, np.ndarray):
+    """A non-empty, C-contiguous uint8 array (a dropout mask: nonzero = kept) of ``shape``."""
+    if not isinstance(x, np.ndarray) and not _is_device(x):
         raise TypeError(f"{name}: expected a numpy.ndarray of uint8, got {_type_name(x)}")
     if x.dtype != MASK:
         raise TypeError(f"{name}: expected dtype uint8, got {x.dtype}")
     if shape is not None:
         expect_shape(x, shape, name, why)
-    if not x.flags.c_contiguous:
+    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:  # DeviceArrays are always dense
         raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
     if x.size == 0:
         raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
@@ -220,8 +263,11 @@ def uint64(v, name: str) -> int:
     return v
 
 
-def same_view(a: np.ndarray, b: np.ndarray) -> bool:
+def same_view(a, b) -> bool:
     """True when ``a`` and ``b`` are exactly the same elements (same start, shape, strides, dtype)."""
+    if _is_device(a) or _is_device(b):
+        return (_is_device(a) and _is_device(b) and a.device == b.device and a.ptr == b.ptr
+                and a.shape == b.shape and a.dtype == b.dtype)  # DeviceArrays are dense
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
             and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
@@ -234,13 +280,12 @@ def elementwise_output(out, shape: tuple, name: str = "out", may_be=(), **inputs
     (a shifted or strided view of the same memory) is rejected.
     """
     if out is None:
-        return np.empty(shape, dtype=np.float32)
+        return empty_like_inputs(shape, np.float32, inputs.values())
     float_array(out, name)
     expect_shape(out, shape, name)
-    if not out.flags.writeable:
-        raise ValueError(f"{name}: array is read-only")
+    writable(out, name)
     for in_name, x in inputs.items():
-        if x is None or not np.may_share_memory(out, x):
+        if x is None or not _overlap(out, x):
             continue
         if in_name in may_be and same_view(out, x):
             continue

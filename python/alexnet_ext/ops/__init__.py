@@ -1,7 +1,8 @@
 """The functional API: every AlexNet layer as forward and backward ("undo") functions.
 
 Arrays are float32, C-contiguous, NCHW (N images, C channels, H, W); filters are
-(F, C/groups, kh, kw). Names follow cuda-convnet where it has the word (filterActs, imgActs,
+(F, C/groups, kh, kw). Every function runs on the CPU for NumPy arrays and on the GPU for
+:class:`alexnet_ext.cuda.DeviceArray` arguments (results on the same side). Names follow cuda-convnet where it has the word (filterActs, imgActs,
 weightActs, "undo" for a backward pass). Every function checks its arguments and raises
 ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, layout or value) naming the
 argument; see :mod:`alexnet_ext._validate` for the rules shared by all ops.
@@ -14,7 +15,7 @@ from .fc import fc, fc_undo
 from .max_pool import max_pool, max_pool_undo, switch_dtype
 from .relu import relu, relu_undo
 from .response_norm import response_norm, response_norm_undo
-from .sgd_update import sgd_update
+from .sgd_update import sgd_update, sgd_update_many
 from .softmax_log_loss import softmax_log_loss, softmax_log_loss_undo, top_k_errors
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "response_norm",
     "response_norm_undo",
     "sgd_update",
+    "sgd_update_many",
     "softmax_log_loss",
     "softmax_log_loss_undo",
     "switch_dtype",

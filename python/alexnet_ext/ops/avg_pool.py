@@ -1,10 +1,10 @@
 """Average pooling over the real pixels of each window, and its gradient.
 
-Kernels: ``csrc/cpu/avg_pool.cpp``. See ``csrc/avg_pool.h`` and ``csrc/pool.h`` for the rules.
+Kernels: ``csrc/cpu/avg_pool.cpp`` and ``csrc/cuda/avg_pool.cu`` (same results bit for bit). See
+``csrc/avg_pool.h`` and ``csrc/pool.h`` for the rules. Arrays may be NumPy arrays (CPU) or
+``alexnet_ext.cuda.DeviceArray`` (GPU).
 """
 from __future__ import annotations
-
-import numpy as np
 
 from .. import _validate as V
 from . import _pool
@@ -38,7 +38,7 @@ def avg_pool(x, *, size, stride, padding=0, ceil_mode=False):
     n, c, h, w = x.shape
     geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
     kern = V.backend(x)
-    y = np.empty((n, c, geo[10], geo[11]), dtype=np.float32)
+    y = V.empty_like(x, (n, c, geo[10], geo[11]))
     kern.avg_pool(x, y, geo)
     return y
 
@@ -66,6 +66,6 @@ def avg_pool_undo(grad_y, *, image_size, size, stride, padding=0, ceil_mode=Fals
                    f"the output size of a {kh}x{kw} window, stride ({sh}, {sw}), over a "
                    f"{h}x{w} image")
     kern = V.backend(grad_y)
-    grad_x = np.empty((n, c, h, w), dtype=np.float32)
+    grad_x = V.empty_like(grad_y, (n, c, h, w))
     kern.avg_pool_undo(grad_y, grad_x, geo)
     return grad_x

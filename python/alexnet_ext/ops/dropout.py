@@ -8,8 +8,9 @@ Kernels: ``csrc/cpu/dropout.cpp``, generator ``csrc/philox.h``. The random numbe
     u[i]  = (words[i % 4] >> 8) * 2**-24          # exact uniform in [0, 1)
     mask[i] = u[i] >= p                            # kept with probability 1 - p
 
-so a mask never depends on the thread count (or, later, the GPU launch shape) and can be
-recomputed anywhere. Different ``offset`` values give disjoint streams for the same ``seed``
+so a mask never depends on the thread count or the GPU launch shape and can be recomputed
+anywhere: the CPU (``csrc/cpu/dropout.cpp``) and the GPU (``csrc/cuda/dropout.cu``, for
+``alexnet_ext.cuda.DeviceArray`` inputs) give the same mask bit for bit. Different ``offset`` values give disjoint streams for the same ``seed``
 whatever the array sizes: a training loop can keep one seed and use e.g. ``offset = step * L + l``
 for layer ``l`` of ``L`` at step ``step``.
 """
@@ -57,13 +58,12 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None):
     k = V.backend(x, out, mask_out)
     out = V.elementwise_output(out, x.shape, may_be=("x",), x=x)
     if mask_out is None:
-        mask_out = np.empty(x.shape, dtype=np.uint8)
+        mask_out = V.empty_like(x, dtype=np.uint8)
     else:
         V.mask_array(mask_out, "mask_out", x.shape, "the shape of x")
-        if not mask_out.flags.writeable:
-            raise ValueError("mask_out: array is read-only")
+        V.writable(mask_out, "mask_out")
         for name, a in (("x", x), ("out", out)):
-            if np.may_share_memory(mask_out, a):
+            if V._overlap(mask_out, a):
                 raise ValueError(f"mask_out: must not share memory with {name}")
     k.dropout(x, out, mask_out, p, seed, offset)
     return out, mask_out
@@ -74,7 +74,8 @@ def dropout_undo(grad_y, mask, *, p, out=None):
 
     Args:
         grad_y: float32, the gradient w.r.t. dropout's output.
-        mask: uint8 of grad_y's shape, the mask :func:`dropout` returned (nonzero = kept).
+        mask: uint8 of grad_y's shape, the mask :func:`dropout` returned (nonzero = kept), on
+            the same side (host or GPU) as grad_y.
         p: the same p as the forward call.
         out: optional float32 target of grad_y's shape; ``out=grad_y`` works in place.
 

@@ -1,6 +1,8 @@
 """Fully connected layer: ``fc`` (forward) and ``fc_undo`` (gradients).
 
-Kernels: ``csrc/cpu/fc.cpp`` (OpenBLAS sgemm, one slab per OpenMP thread). See ``csrc/fc.h``.
+Kernels: ``csrc/cpu/fc.cpp`` (OpenBLAS sgemm, one slab per OpenMP thread) and ``csrc/cuda/fc.cu``
+(cuBLAS sgemm in plain FP32, for ``alexnet_ext.cuda.DeviceArray`` inputs; present when the build
+found cuBLAS). See ``csrc/fc.h``.
 """
 from __future__ import annotations
 
@@ -82,14 +84,15 @@ def fc_undo(grad_y, x, w, *, need_grad_x=True, grad_x_out=None, grad_w_out=None,
     if not need_grad_x and grad_x_out is not None:
         raise ValueError("grad_x_out: given, but need_grad_x is False")
     k = V.backend(grad_y, x, w, grad_x_out, grad_w_out, grad_b_out)
-    gx = V.output(grad_x_out, (n, d), "grad_x_out", st) if need_grad_x else None
-    gw = V.output(grad_w_out, (f, d), "grad_w_out", st)
-    gb = V.output(grad_b_out, (f,), "grad_b_out", st)
+    ins = dict(grad_y=grad_y, x=x, w=w)  # new targets go where the inputs are (host or GPU)
+    gx = V.output(grad_x_out, (n, d), "grad_x_out", st, **ins) if need_grad_x else None
+    gw = V.output(grad_w_out, (f, d), "grad_w_out", st, **ins)
+    gb = V.output(grad_b_out, (f,), "grad_b_out", st, **ins)
     # Every target is written while the inputs are read, and no two targets may overlap.
     targets = (("grad_x_out", gx), ("grad_w_out", gw), ("grad_b_out", gb))
     for i, (t_name, t) in enumerate(targets):
         for o_name, o in (("grad_y", grad_y), ("x", x), ("w", w)) + targets[i + 1:]:
-            if t is not None and o is not None and np.may_share_memory(t, o):
+            if t is not None and o is not None and V._overlap(t, o):
                 raise ValueError(f"{t_name}: must not share memory with {o_name}")
     if gx is not None:
         k.fc_grad_x(grad_y, w, gx, st, so)

@@ -1,6 +1,8 @@
 """Max pooling (the paper's overlapping pooling, section 3.4) with switches, and its gradient.
 
-Kernels: ``csrc/cpu/max_pool.cpp``. See ``csrc/max_pool.h`` and ``csrc/pool.h`` for the rules.
+Kernels: ``csrc/cpu/max_pool.cpp`` and ``csrc/cuda/max_pool.cu`` (same results bit for bit). See
+``csrc/max_pool.h`` and ``csrc/pool.h`` for the rules. Arrays may be NumPy arrays (CPU) or
+``alexnet_ext.cuda.DeviceArray`` (GPU).
 """
 from __future__ import annotations
 
@@ -53,8 +55,8 @@ def max_pool(x, *, size=3, stride=2, padding=0, ceil_mode=False):
     n, c, h, w = x.shape
     geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
     kern = V.backend(x)
-    y = np.empty((n, c, geo[10], geo[11]), dtype=np.float32)
-    switches = np.empty(y.shape, dtype=switch_dtype(h, w))
+    y = V.empty_like(x, (n, c, geo[10], geo[11]))
+    switches = V.empty_like(x, y.shape, switch_dtype(h, w))
     kern.max_pool(x, y, switches, geo)
     return y, switches
 
@@ -68,7 +70,8 @@ def max_pool_undo(grad_y, switches, *, image_size):
     Args:
         grad_y: (N, C, Ho, Wo) float32, the gradient w.r.t. ``y``.
         switches: (N, C, Ho, Wo) int32 or int64, as returned by :func:`max_pool`. Values outside
-            ``[0, H*W)`` raise ``ValueError`` (nothing is written out of bounds).
+            ``[0, H*W)`` raise ``ValueError`` (nothing is written out of bounds). On the GPU the
+            check runs in the kernel and its verdict is read back: the call waits for the GPU.
         image_size: (H, W) of the pooled input, or an int for a square one.
 
     Returns:
@@ -79,6 +82,6 @@ def max_pool_undo(grad_y, switches, *, image_size):
     V.expect_shape(switches, grad_y.shape, "switches", "the shape of grad_y")
     h, w = V.int_pair(image_size, "image_size", 1)
     kern = V.backend(grad_y, switches)
-    grad_x = np.empty((grad_y.shape[0], grad_y.shape[1], h, w), dtype=np.float32)
+    grad_x = V.empty_like(grad_y, (grad_y.shape[0], grad_y.shape[1], h, w))
     kern.max_pool_undo(grad_y, switches, grad_x)
     return grad_x

@@ -1,7 +1,9 @@
 """Local response normalization across kernel maps (paper section 3.3) and its gradient.
 
-Kernels: ``csrc/cpu/response_norm.cpp`` (one fused pass per pixel column with a running window
-sum over channels). See ``csrc/response_norm.h`` for the formulas.
+Kernels: ``csrc/cpu/response_norm.cpp`` and ``csrc/cuda/response_norm.cu`` (one fused pass per
+pixel column with a running window sum over channels). See ``csrc/response_norm.h`` for the
+formulas. Arrays may be NumPy arrays (CPU) or ``alexnet_ext.cuda.DeviceArray`` (GPU); the
+results live on the same side as the inputs.
 """
 from __future__ import annotations
 
@@ -57,8 +59,8 @@ def response_norm(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=Fa
     V.float_array(x, "x", 4, "(N, C, H, W)")
     size, k, alpha, beta, aos = _params(size, k, alpha, beta, alpha_over_size)
     kern = V.backend(x)
-    y = np.empty_like(x)
-    denoms = np.empty_like(x)
+    y = V.empty_like(x)
+    denoms = V.empty_like(x)
     kern.response_norm(x, y, denoms, size, k, alpha, beta, aos)
     return y, denoms
 
@@ -92,6 +94,6 @@ def response_norm_undo(grad_y, x, y, denoms, *, size=5, k=2.0, alpha=1e-4, beta=
         V.expect_shape(a, grad_y.shape, name, "the shape of grad_y")
     size, k, alpha, beta, aos = _params(size, k, alpha, beta, alpha_over_size)
     kern = V.backend(grad_y, x, y, denoms)
-    grad_x = np.empty_like(grad_y)
+    grad_x = V.empty_like(grad_y)
     kern.response_norm_undo(grad_y, x, y, denoms, grad_x, size, k, alpha, beta, aos)
     return grad_x

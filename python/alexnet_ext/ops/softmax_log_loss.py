@@ -1,6 +1,14 @@
 """Softmax with multinomial logistic loss (the paper's objective) and top-k error counts.
 
-Kernels: ``csrc/cpu/softmax_log_loss.cpp``. See ``csrc/softmax_log_loss.h``.
+Kernels: ``csrc/cpu/softmax_log_loss.cpp`` and ``csrc/cuda/softmax_log_loss.cu`` (for
+``alexnet_ext.cuda.DeviceArray`` inputs). See ``csrc/softmax_log_loss.h``.
+
+On the GPU the labels are range-checked inside the kernels, which record the first bad label and
+how many there are; the call then reads that record back, so each of these functions waits for
+the GPU once (``softmax_log_loss`` has to anyway, to return its loss as a Python float). The
+errors are the CPU's. A training loop that must not wait can call
+``alexnet_ext._core.cuda.softmax_log_loss_nosync(logits, labels, probs, loss)``, which leaves the
+summed loss in a float32 DeviceArray of shape (1,) and turns a bad label into a NaN loss.
 """
 from __future__ import annotations
 
@@ -14,6 +22,8 @@ __all__ = ["softmax_log_loss", "softmax_log_loss_undo", "top_k_errors"]
 def _labels(labels, n: int, k: int, rows: str) -> np.ndarray:
     V.index_array(labels, "labels", 1, "(N,)")
     V.expect_shape(labels, (n,), "labels", f"one per row of {rows}")
+    if V._is_device(labels):
+        return labels  # range-checked by the GPU kernels, with the same error (see module doc)
     bad = np.flatnonzero((labels < 0) | (labels >= k))
     if bad.size:
         i = int(bad[0])
@@ -28,7 +38,7 @@ def softmax_log_loss(logits, labels, *, out=None):
     Args:
         logits: (N, K) float32 scores (fc8's output).
         labels: (N,) int32 or int64, each in [0, K); a label outside raises ValueError naming it.
-        out: optional (N, K) float32 target for probs (must not overlap logits).
+        out: optional (N, K) float32 target for probs (must not overlap logits or labels).
 
     Returns:
         (loss, probs): loss a Python float,
@@ -94,6 +104,9 @@ def top_k_errors(probs, labels, ks=(1, 5)):
         raise ValueError(f"ks: expected a non-empty tuple of ints, got {ks!r}")
     ks = [V.integer(v, f"ks[{i}]", 1) for i, v in enumerate(ks)]
     kern = V.backend(probs, labels)
+    thresholds = [min(j, k) for j in ks]  # label in the top j <=> rank < min(j, K)
+    if V._is_device(probs):
+        return tuple(int(c) for c in kern.top_k_errors(probs, labels, thresholds))
     ranks = np.empty(n, dtype=np.int64)
     kern.label_ranks(probs, labels, ranks)
-    return tuple(int(np.count_nonzero(ranks >= min(j, k))) for j in ks)
+    return tuple(int(np.count_nonzero(ranks >= t)) for t in thresholds)

@@ -1,0 +1,111 @@
+// CUDA average pooling. Forward: one thread per output, summing its window in the CPU's order and
+// dividing by the count of real pixels. Backward: a gather, one thread per input pixel over the
+// outputs whose windows hold it (no atomics, each grad_x element written once), adding
+// grad_y / count in the CPU's order. Both equal the CPU's results bit for bit: the same float
+// operations in the same order, each rounded on its own (only additions and divisions; nothing
+// for the compiler to contract into an FMA).
+#include <cstdint>
+
+#include "avg_pool.h"
+#include "cuda/common.cuh"
+#include "cuda/pool.cuh"
+
+namespace alexnet_ext::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <class Idx>
+struct Geo {  // PoolGeometry in the launch's index type
+  Idx h, w, kh, kw, sh, sw, ph, pw, ho, wo;
+  explicit Geo(const PoolGeometry& g)
+      : h(static_cast<Idx>(g.h)), w(static_cast<Idx>(g.w)), kh(static_cast<Idx>(g.kh)),
+        kw(static_cast<Idx>(g.kw)), sh(static_cast<Idx>(g.sh)), sw(static_cast<Idx>(g.sw)),
+        ph(static_cast<Idx>(g.ph)), pw(static_cast<Idx>(g.pw)), ho(static_cast<Idx>(g.ho)),
+        wo(static_cast<Idx>(g.wo)) {}
+};
+
+template <class Idx>
+__global__ void __launch_bounds__(kThreads)
+avg_pool_forward(const float* __restrict__ x, float* __restrict__ y, Geo<Idx> g, Idx total) {
+  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
+  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
+       t < total; t += stride) {
+    const Idx ox = t % g.wo;
+    const Idx r = t / g.wo;
+    const Idx oy = r % g.ho;
+    const Idx pl = r / g.ho;
+    const float* plane = x + static_cast<int64_t>(pl) * g.h * g.w;
+    Idx y0, y1, x0, x1;
+    window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
+    window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
+    float sum = 0.f;
+    for (Idx iy = y0; iy < y1; ++iy)
+      for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, plane[iy * g.w + ix]);
+    y[t] = __fdiv_rn(sum, static_cast<float>((y1 - y0) * (x1 - x0)));
+  }
+}
+
+template <class Idx>
+__global__ void __launch_bounds__(kThreads)
+avg_pool_undo_gather(const float* __restrict__ grad_y, float* __restrict__ grad_x, Geo<Idx> g,
+                     Idx total) {
+  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
+  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
+       t < total; t += stride) {
+    const Idx ix = t % g.w;
+    const Idx r = t / g.w;
+    const Idx iy = r % g.h;
+    const Idx pl = r / g.h;
+    const float* gy = grad_y + static_cast<int64_t>(pl) * g.ho * g.wo;
+    Idx oy0, oy1, ox0, ox1;
+    covering(iy, g.kh, g.sh, g.ph, g.ho, oy0, oy1);
+    covering(ix, g.kw, g.sw, g.pw, g.wo, ox0, ox1);
+    float sum = 0.f;
+    for (Idx oy = oy0; oy < oy1; ++oy) {
+      Idx r0, r1;
+      window(oy, g.kh, g.sh, g.ph, g.h, r0, r1);
+      const float rows = static_cast<float>(r1 - r0);
+      for (Idx ox = ox0; ox < ox1; ++ox) {
+        Idx c0, c1;
+        window(ox, g.kw, g.sw, g.pw, g.w, c0, c1);
+        const float cols = static_cast<float>(c1 - c0);
+        sum = __fadd_rn(sum, __fdiv_rn(gy[oy * g.wo + ox], __fmul_rn(rows, cols)));
+      }
+    }
+    grad_x[t] = sum;
+  }
+}
+
+bool int32_ok(const PoolGeometry& g) {
+  return g.planes() * g.h * g.w <= kInt32IndexLimit && g.planes() * g.ho * g.wo <= kInt32IndexLimit;
+}
+
+}  // namespace
+
+void avg_pool(const float* x, float* y, const PoolGeometry& g, cudaStream_t stream) {
+  const int64_t total = g.planes() * g.ho * g.wo;
+  if (total == 0) return;
+  const unsigned blocks = blocks_for(total, kThreads);
+  if (int32_ok(g))
+    avg_pool_forward<int32_t><<<blocks, kThreads, 0, stream>>>(x, y, Geo<int32_t>(g),
+                                                                static_cast<int32_t>(total));
+  else
+    avg_pool_forward<int64_t><<<blocks, kThreads, 0, stream>>>(x, y, Geo<int64_t>(g), total);
+  check_launch("avg_pool");
+}
+
+void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g, cudaStream_t stream) {
+  const int64_t total = g.planes() * g.h * g.w;
+  if (total == 0) return;
+  const unsigned blocks = blocks_for(total, kThreads);
+  if (int32_ok(g))
+    avg_pool_undo_gather<int32_t><<<blocks, kThreads, 0, stream>>>(grad_y, grad_x, Geo<int32_t>(g),
+                                                                    static_cast<int32_t>(total));
+  else
+    avg_pool_undo_gather<int64_t><<<blocks, kThreads, 0, stream>>>(grad_y, grad_x, Geo<int64_t>(g),
+                                                                    total);
+  check_launch("avg_pool_undo");
+}
+
+}  // namespace alexnet_ext::cuda

@@ -1,0 +1,104 @@
+// CUDA dropout: one thread per block of four elements and one Philox-4x32-10 call per thread,
+// exactly the CPU's stream (philox.h is shared host/device code): element i keeps iff word i % 4 of
+// philox_block(seed, offset, i / 4), shifted right by 8, is >= threshold. Masks therefore equal the
+// CPU's bit for bit whatever the launch shape, and so do y and grad_x (one float multiply each).
+// Four floats and four mask bytes move as one float4 / uchar4 when the pointers allow it.
+// In place (y = x, grad_x = grad_y) works: each thread reads its elements before writing them.
+#include <cstdint>
+
+#include "cuda/common.cuh"
+#include "dropout.h"
+#include "philox.h"
+
+namespace alexnet_ext::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ bool keep(uint32_t word, uint32_t threshold) {
+  return (word >> 8) >= threshold;
+}
+
+// kVec: x and y 16-byte aligned and mask 4-byte aligned, so every full block of four is one
+// vector access (element 4b starts at byte 16b of x and byte 4b of mask).
+template <bool kVec>
+__global__ void __launch_bounds__(kThreads)
+dropout_kernel(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold,
+               float scale, uint64_t seed, uint64_t offset) {
+  const int64_t blocks = (n + 3) / 4;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
+       b += stride) {
+    const Philox4x32 r = philox_block(seed, offset, static_cast<uint64_t>(b));
+    const int64_t i0 = 4 * b;
+    if (kVec && i0 + 4 <= n) {
+      const float4 v = *reinterpret_cast<const float4*>(x + i0);
+      const bool k0 = keep(r.v[0], threshold), k1 = keep(r.v[1], threshold);
+      const bool k2 = keep(r.v[2], threshold), k3 = keep(r.v[3], threshold);
+      *reinterpret_cast<float4*>(y + i0) =
+          make_float4(k0 ? __fmul_rn(v.x, scale) : 0.f, k1 ? __fmul_rn(v.y, scale) : 0.f,
+                      k2 ? __fmul_rn(v.z, scale) : 0.f, k3 ? __fmul_rn(v.w, scale) : 0.f);
+      *reinterpret_cast<uchar4*>(mask + i0) = make_uchar4(k0, k1, k2, k3);
+    } else {
+      const int m = n - i0 < 4 ? static_cast<int>(n - i0) : 4;
+      for (int j = 0; j < m; ++j) {
+        const bool k = keep(r.v[j], threshold);
+        const float v = x[i0 + j];  // read before the write: y may be x
+        mask[i0 + j] = k ? 1 : 0;
+        y[i0 + j] = k ? __fmul_rn(v, scale) : 0.f;
+      }
+    }
+  }
+}
+
+template <bool kVec>
+__global__ void __launch_bounds__(kThreads)
+dropout_undo_kernel(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n,
+                    float scale) {
+  const int64_t blocks = (n + 3) / 4;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
+       b += stride) {
+    const int64_t i0 = 4 * b;
+    if (kVec && i0 + 4 <= n) {
+      const float4 g = *reinterpret_cast<const float4*>(grad_y + i0);
+      const uchar4 m = *reinterpret_cast<const uchar4*>(mask + i0);
+      *reinterpret_cast<float4*>(grad_x + i0) =
+          make_float4(m.x ? __fmul_rn(g.x, scale) : 0.f, m.y ? __fmul_rn(g.y, scale) : 0.f,
+                      m.z ? __fmul_rn(g.z, scale) : 0.f, m.w ? __fmul_rn(g.w, scale) : 0.f);
+    } else {
+      const int64_t e = n - i0 < 4 ? n : i0 + 4;
+      for (int64_t i = i0; i < e; ++i) grad_x[i] = mask[i] ? __fmul_rn(grad_y[i], scale) : 0.f;
+    }
+  }
+}
+
+bool aligned(const void* p, uintptr_t bytes) {
+  return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
+}
+
+}  // namespace
+
+void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
+             uint64_t seed, uint64_t offset, cudaStream_t stream) {
+  if (n == 0) return;
+  const unsigned grid = blocks_for((n + 3) / 4, kThreads);
+  if (aligned(x, 16) && aligned(y, 16) && aligned(mask, 4))
+    dropout_kernel<true><<<grid, kThreads, 0, stream>>>(x, y, mask, n, threshold, scale, seed, offset);
+  else
+    dropout_kernel<false><<<grid, kThreads, 0, stream>>>(x, y, mask, n, threshold, scale, seed, offset);
+  check_launch("dropout");
+}
+
+void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale,
+                  cudaStream_t stream) {
+  if (n == 0) return;
+  const unsigned grid = blocks_for((n + 3) / 4, kThreads);
+  if (aligned(grad_y, 16) && aligned(grad_x, 16) && aligned(mask, 4))
+    dropout_undo_kernel<true><<<grid, kThreads, 0, stream>>>(grad_y, mask, grad_x, n, scale);
+  else
+    dropout_undo_kernel<false><<<grid, kThreads, 0, stream>>>(grad_y, mask, grad_x, n, scale);
+  check_launch("dropout_undo");
+}
+
+}  // namespace alexnet_ext::cuda

@@ -1,0 +1,152 @@
+// CUDA max pooling with switches, and its deterministic undo.
+//
+// Forward: one thread per output, consecutive threads along a row (coalesced stores; the loads
+// of neighbouring windows overlap in L1). The scan order, the tie rule and the NaN rule are the
+// CPU's (first maximum in row-major window order wins; the first NaN wins and stays), so y and the
+// switches equal the CPU's exactly.
+//
+// Undo: an ordered, atomic-free scatter through the switches. (A gather over the outputs whose
+// windows cover each pixel would need the window geometry, which max_pool_undo does not take: its
+// API has the image size only. It would also silently drop a switch outside its own window, which
+// the CPU honours.) One warp owns a plane: it zeroes the plane's grad_x, then takes the plane's
+// outputs 32 at a time in order; lanes whose switches name the same pixel are grouped with
+// __match_any_sync, and the lowest lane of each group adds the group's gradients to that pixel in
+// lane order. Every pixel therefore receives its gradients in increasing output order starting
+// from 0: the CPU's exact sequence of float additions, so the results are the CPU's bit for bit,
+// the same on every run, with no atomics. Only the warp that owns a plane touches it, and
+// __syncwarp orders its chunks. Out-of-range switches are reported (cuda/report.h) and skipped.
+#include <cstdint>
+
+#include "cuda/common.cuh"
+#include "cuda/pool.cuh"
+#include "cuda/report.h"
+#include "max_pool.h"
+
+namespace alexnet_ext::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+
+template <class I, class Idx>
+__global__ void __launch_bounds__(kThreads)
+max_pool_forward(const float* __restrict__ x, float* __restrict__ y, I* __restrict__ switches,
+                 PoolGeometry g64, Idx total) {
+  const Idx h = static_cast<Idx>(g64.h), w = static_cast<Idx>(g64.w);
+  const Idx kh = static_cast<Idx>(g64.kh), kw = static_cast<Idx>(g64.kw);
+  const Idx sh = static_cast<Idx>(g64.sh), sw = static_cast<Idx>(g64.sw);
+  const Idx ph = static_cast<Idx>(g64.ph), pw = static_cast<Idx>(g64.pw);
+  const Idx ho = static_cast<Idx>(g64.ho), wo = static_cast<Idx>(g64.wo);
+  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
+  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
+       t < total; t += stride) {
+    const Idx ox = t % wo;
+    const Idx r = t / wo;
+    const Idx oy = r % ho;
+    const Idx pl = r / ho;
+    const float* plane = x + static_cast<int64_t>(pl) * h * w;
+    Idx y0, y1, x0, x1;
+    window(oy, kh, sh, ph, h, y0, y1);
+    window(ox, kw, sw, pw, w, x0, x1);
+    Idx best_i = y0 * w + x0;
+    float best = plane[best_i];
+    for (Idx iy = y0; iy < y1; ++iy) {
+      for (Idx ix = x0; ix < x1; ++ix) {
+        const float v = plane[iy * w + ix];
+        // Larger (strict: ties keep the earlier pixel) or NaN, unless best is already NaN.
+        const bool take = !(v <= best) & (best == best);
+        best = take ? v : best;
+        best_i = take ? iy * w + ix : best_i;
+      }
+    }
+    y[t] = best;
+    switches[t] = static_cast<I>(best_i);
+  }
+}
+
+template <class I>
+__global__ void __launch_bounds__(kThreads)
+max_pool_undo_kernel(const float* __restrict__ grad_y, const I* __restrict__ switches,
+                     float* __restrict__ grad_x, int64_t planes, int64_t in_pixels,
+                     int64_t out_pixels, BadValues* bad) {
+  __shared__ float vals[kThreads];  // each lane's gradient, read by its group's leader
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned warp_base = threadIdx.x & ~31u;
+  const unsigned below = (1u << lane) - 1u;  // lanes lower than this one
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  // pl, q0 and the loop bounds are the same for all 32 lanes, so every lane reaches every
+  // __match_any_sync and __syncwarp below.
+  for (int64_t pl = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); pl < planes;
+       pl += warps) {
+    float* gx = grad_x + pl * in_pixels;
+    const I* sw = switches + pl * out_pixels;
+    const float* gy = grad_y + pl * out_pixels;
+    for (int64_t i = lane; i < in_pixels; i += 32) gx[i] = 0.f;
+    __syncwarp();  // the zeros are visible to every lane before any lane adds to them
+    for (int64_t q0 = 0; q0 < out_pixels; q0 += 32) {
+      const int64_t q = q0 + lane;
+      long long target = -1;  // -1: no pixel (past the end, or a bad switch)
+      if (q < out_pixels) {
+        const int64_t s = static_cast<int64_t>(sw[q]);
+        if (s >= 0 && s < in_pixels) {
+          target = s;
+          vals[threadIdx.x] = gy[q];
+        } else {
+          report_bad(bad, pl * out_pixels + q);
+        }
+      }
+      const unsigned group = __match_any_sync(0xFFFFFFFFu, static_cast<unsigned long long>(target));
+      __syncwarp();  // vals written before the leaders read them
+      if (target >= 0 && (group & below) == 0) {  // the lowest lane of its group leads it
+        float acc = gx[target];
+        for (unsigned m = group; m != 0; m &= m - 1) acc += vals[warp_base + __ffs(m) - 1];
+        gx[target] = acc;
+      }
+      __syncwarp();  // this chunk's sums are visible to the next chunk, and vals is free again
+    }
+  }
+}
+
+template <class I>
+void forward_impl(const float* x, float* y, I* switches, const PoolGeometry& g,
+                  cudaStream_t stream) {
+  const int64_t total = g.planes() * g.ho * g.wo;
+  if (total == 0) return;
+  const unsigned blocks = blocks_for(total, kThreads);
+  if (total <= kInt32IndexLimit && g.planes() * g.h * g.w <= kInt32IndexLimit)
+    max_pool_forward<I, int32_t><<<blocks, kThreads, 0, stream>>>(x, y, switches, g,
+                                                                   static_cast<int32_t>(total));
+  else
+    max_pool_forward<I, int64_t><<<blocks, kThreads, 0, stream>>>(x, y, switches, g, total);
+  check_launch("max_pool");
+}
+
+template <class I>
+void undo_impl(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
+               int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
+  if (planes == 0) return;  // in_pixels == 0 still runs: every switch is then reported
+  max_pool_undo_kernel<I><<<blocks_for(planes, kWarps), kThreads, 0, stream>>>(
+      grad_y, switches, grad_x, planes, in_pixels, out_pixels, bad);
+  check_launch("max_pool_undo");
+}
+
+}  // namespace
+
+void max_pool(const float* x, float* y, int32_t* switches, const PoolGeometry& g,
+              cudaStream_t stream) {
+  forward_impl(x, y, switches, g, stream);
+}
+void max_pool(const float* x, float* y, int64_t* switches, const PoolGeometry& g,
+              cudaStream_t stream) {
+  forward_impl(x, y, switches, g, stream);
+}
+void max_pool_undo(const float* grad_y, const int32_t* switches, float* grad_x, int64_t planes,
+                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
+  undo_impl(grad_y, switches, grad_x, planes, in_pixels, out_pixels, bad, stream);
+}
+void max_pool_undo(const float* grad_y, const int64_t* switches, float* grad_x, int64_t planes,
+                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
+  undo_impl(grad_y, switches, grad_x, planes, in_pixels, out_pixels, bad, stream);
+}
+
+}  // namespace alexnet_ext::cuda

@@ -1,0 +1,188 @@
+// CUDA response normalization, forward and undo, each one fused pass over memory.
+//
+// One thread owns a pixel column (image n, pixel q) and walks the channels with the CPU's running
+// window sum in a double register (one channel enters and one leaves per step, recomputed over the
+// window where it is not finite). Consecutive threads take consecutive pixels, so every channel
+// step is a coalesced load of one contiguous run per warp. The channel that leaves the window and
+// the current channel were loaded a few steps earlier by the same thread; those re-reads hit L1/L2,
+// so DRAM sees each tensor once: forward reads x and writes y and denoms, undo reads grad_y, x, y,
+// denoms and writes grad_x.
+//
+// When there are few pixel columns (small images or batches), the channels are split into
+// segments of at least kMinSegment channels, each walked by its own thread after summing the
+// window that precedes it, so that the grid still fills the GPU. The split depends only on the
+// shape, so results never depend on the device. With one segment (n*H*W >= 2^18 or C < 64) the
+// arithmetic is the CPU's operation for operation, with every rounding explicit (no FMA
+// contraction), so results equal the CPU's bit for bit where the CPU's arithmetic is IEEE too:
+// always for beta = 0.75 (sqrt and division are correctly rounded on both), up to powf's last bit
+// for other exponents.
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/common.cuh"
+#include "response_norm.h"
+
+namespace alexnet_ext::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kTargetThreads = int64_t{1} << 18;  // ~ one full H100 wave (132 SMs x 2048)
+constexpr int64_t kMinSegment = 32;
+
+// d^(-beta) in float, as cpu/response_norm.cpp computes it. beta = 0.75 (the paper's) is a
+// template case of its own: without the general powf in the loop the kernel needs fewer registers.
+template <bool kThreeQuarters>
+__device__ __forceinline__ float inv_pow(float d, float beta) {
+  if (kThreeQuarters) {
+    const float s = __fsqrt_rn(d);
+    return __fdiv_rn(1.f, __fmul_rn(s, __fsqrt_rn(s)));
+  }
+  return powf(d, -beta);
+}
+
+// Walks channels i = c0 .. c1-1 keeping sum = sum of term(j) for j in [i - lo, i + hi] clipped
+// to [0, c-1], and calls emit(i, sum) at each. Before step c0 the sum holds the window of
+// c0 - 1 (for c0 = 0 that is channels [0, hi-1], the CPU's warm-up).
+template <class Term, class Emit>
+__device__ __forceinline__ void walk_channels(int64_t c, int64_t c0, int64_t c1, int64_t lo,
+                                              int64_t hi, Term term, Emit emit) {
+  double sum = 0.0;
+  const int64_t warm_end = min(c0 - 1 + hi, c - 1);
+  for (int64_t j = max(c0 - 1 - lo, int64_t{0}); j <= warm_end; ++j) sum = __dadd_rn(sum, term(j));
+  // The entering channel's term is loaded one step ahead: two steps' DRAM loads are in flight per
+  // thread instead of one (each step otherwise waits a full round trip). Same values, same order.
+  double ahead = (c0 < c1 && c0 + hi < c) ? term(c0 + hi) : 0.0;
+  for (int64_t i = c0; i < c1; ++i) {
+    const double enter = ahead;
+    if (i + 1 < c1 && i + 1 + hi < c) ahead = term(i + 1 + hi);
+    if (i + hi < c) sum = __dadd_rn(sum, enter);
+    if (i - lo - 1 >= 0) sum = __dsub_rn(sum, term(i - lo - 1));
+    if (!isfinite(sum)) {  // a NaN or inf must not outlive its channel's stay in the window
+      sum = 0.0;
+      const int64_t e = min(i + hi, c - 1);
+      for (int64_t j = max(i - lo, int64_t{0}); j <= e; ++j) sum = __dadd_rn(sum, term(j));
+    }
+    emit(i, sum);
+  }
+}
+
+struct Split {
+  int64_t seg_len, columns;  // channels per segment; threads of work = segments * n * pixels
+};
+
+Split split_channels(int64_t n, int64_t c, int64_t pixels) {
+  const int64_t cols = n * pixels;
+  int64_t segs = 1;
+  if (cols < kTargetThreads) {
+    segs = (kTargetThreads + cols - 1) / cols;
+    segs = std::min(segs, std::max<int64_t>(1, c / kMinSegment));
+  }
+  const int64_t seg_len = (c + segs - 1) / segs;
+  segs = (c + seg_len - 1) / seg_len;
+  return {seg_len, segs * cols};
+}
+
+// Work item t -> (segment, image, pixel) with the pixel fastest (coalescing).
+struct Column {
+  int64_t base;    // offset of (image, channel 0, pixel)
+  int64_t c0, c1;  // this thread's channels
+};
+
+__device__ __forceinline__ Column column(int64_t t, int64_t n, int64_t c, int64_t pixels,
+                                         int64_t seg_len) {
+  const int64_t q = t % pixels;
+  const int64_t r = t / pixels;
+  const int64_t ni = r % n;
+  const int64_t c0 = (r / n) * seg_len;
+  return {ni * c * pixels + q, c0, min(c0 + seg_len, c)};
+}
+
+template <bool kTQ>
+__global__ void __launch_bounds__(kThreads)
+lrn_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ denoms,
+            int64_t n, int64_t c, int64_t pixels, int64_t seg_len, int64_t columns,
+            int64_t before, int64_t after, double k, double a, float beta) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
+       t += stride) {
+    const Column col = column(t, n, c, pixels, seg_len);
+    const float* xc = x + col.base;
+    // A float's square is exact in double (24-bit mantissa squared fits in 53 bits).
+    auto sq = [&](int64_t j) {
+      const double v = xc[j * pixels];
+      return __dmul_rn(v, v);
+    };
+    walk_channels(c, col.c0, col.c1, before, after, sq, [&](int64_t i, double sum) {
+      const int64_t o = col.base + i * pixels;
+      const float d = static_cast<float>(__dadd_rn(k, __dmul_rn(a, sum)));
+      denoms[o] = d;
+      y[o] = __fmul_rn(x[o], inv_pow<kTQ>(d, beta));
+    });
+  }
+}
+
+template <bool kTQ>
+__global__ void __launch_bounds__(kThreads)
+lrn_undo(const float* __restrict__ grad_y, const float* __restrict__ x,
+         const float* __restrict__ y, const float* __restrict__ denoms,
+         float* __restrict__ grad_x, int64_t n, int64_t c, int64_t pixels, int64_t seg_len,
+         int64_t columns, int64_t before, int64_t after, double coef, float beta) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
+       t += stride) {
+    const Column col = column(t, n, c, pixels, seg_len);
+    // r[i] = grad_y[i] * y[i] / denoms[i]; recomputed identically when channel i leaves.
+    auto r = [&](int64_t j) {
+      const int64_t o = col.base + j * pixels;
+      return __ddiv_rn(__dmul_rn(static_cast<double>(grad_y[o]), static_cast<double>(y[o])),
+                       static_cast<double>(denoms[o]));
+    };
+    // Channel j receives from every i whose window holds j: i in [j - after, j + before].
+    walk_channels(c, col.c0, col.c1, after, before, r, [&](int64_t j, double sum) {
+      const int64_t o = col.base + j * pixels;
+      const float g = __fmul_rn(grad_y[o], inv_pow<kTQ>(denoms[o], beta));
+      grad_x[o] = static_cast<float>(
+          __dsub_rn(static_cast<double>(g), __dmul_rn(__dmul_rn(coef, static_cast<double>(x[o])), sum)));
+    });
+  }
+}
+
+}  // namespace
+
+void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
+                   const ResponseNormParams& p, cudaStream_t stream) {
+  if (n * c * pixels == 0) return;
+  const Split s = split_channels(n, c, pixels);
+  const float beta = static_cast<float>(p.beta);
+  const unsigned grid = blocks_for(s.columns, kThreads);
+  if (beta == 0.75f)
+    lrn_forward<true><<<grid, kThreads, 0, stream>>>(x, y, denoms, n, c, pixels, s.seg_len,
+                                                     s.columns, p.size / 2, (p.size - 1) / 2, p.k,
+                                                     p.a, beta);
+  else
+    lrn_forward<false><<<grid, kThreads, 0, stream>>>(x, y, denoms, n, c, pixels, s.seg_len,
+                                                      s.columns, p.size / 2, (p.size - 1) / 2, p.k,
+                                                      p.a, beta);
+  check_launch("response_norm");
+}
+
+void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
+                        float* grad_x, int64_t n, int64_t c, int64_t pixels,
+                        const ResponseNormParams& p, cudaStream_t stream) {
+  if (n * c * pixels == 0) return;
+  const Split s = split_channels(n, c, pixels);
+  const float beta = static_cast<float>(p.beta);
+  const double coef = 2.0 * p.a * p.beta;
+  const unsigned grid = blocks_for(s.columns, kThreads);
+  if (beta == 0.75f)
+    lrn_undo<true><<<grid, kThreads, 0, stream>>>(grad_y, x, y, denoms, grad_x, n, c, pixels,
+                                                  s.seg_len, s.columns, p.size / 2,
+                                                  (p.size - 1) / 2, coef, beta);
+  else
+    lrn_undo<false><<<grid, kThreads, 0, stream>>>(grad_y, x, y, denoms, grad_x, n, c, pixels,
+                                                   s.seg_len, s.columns, p.size / 2,
+                                                   (p.size - 1) / 2, coef, beta);
+  check_launch("response_norm_undo");
+}
+
+}  // namespace alexnet_ext::cuda

@@ -1,0 +1,231 @@
+// CUDA softmax + log loss, its undo, and label ranks / top-k error counts.
+//
+// Forward: one block per row (K = 1000 in AlexNet, so 256 threads take about 4 entries each):
+// block max, exps written to probs while their sum accumulates in double, block sum, rescale,
+// then the row's loss log(s) + max - logits[label] in double, exactly the CPU's formula. The
+// per-row losses go to a scratch array and one block adds them up; every reduction has a fixed
+// shape and order (strided per-thread sums, a butterfly within each warp, the warps' results in
+// index order), so the loss is the same on every run, with no floating-point atomics. It is not
+// the CPU's bit for bit: the sums run in another order, and expf/log are CUDA's (both within a
+// couple of ulps).
+//
+// The max ignores NaNs (fmaxf) where the CPU's scan only sees a NaN in the first column; the
+// results agree anyway, because a NaN anywhere in a row turns its sum, every probability and its
+// loss into NaN on both.
+//
+// Labels are checked in the kernels (cuda/report.h): a row with a label outside [0, K) gets NaN
+// for its loss (and for its gradient in the undo) and is reported; the binding raises.
+#include <cmath>
+#include <cstdint>
+
+#include <math_constants.h>
+
+#include "cuda/common.cuh"
+#include "cuda/report.h"
+#include "softmax_log_loss.h"
+
+namespace alexnet_ext::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+  return v;
+}
+
+// Butterfly: lane i and lane i^o add the same two numbers, so all lanes end with the same sum.
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v = __dadd_rn(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+  return v;
+}
+
+// Block-wide reductions; every thread gets the result. red holds kWarps values; the trailing
+// barrier lets the caller reuse it at once.
+__device__ __forceinline__ float block_max(float v, float* red) {
+  v = warp_max(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float r = red[0];
+  for (int i = 1; i < kWarps; ++i) r = fmaxf(r, red[i]);
+  __syncthreads();
+  return r;
+}
+
+__device__ __forceinline__ double block_sum(double v, double* red) {
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  double r = red[0];
+  for (int i = 1; i < kWarps; ++i) r = __dadd_rn(r, red[i]);
+  __syncthreads();
+  return r;
+}
+
+template <class L>
+__global__ void __launch_bounds__(kThreads)
+softmax_rows(const float* __restrict__ logits, const L* __restrict__ labels,
+             float* __restrict__ probs, int64_t n, int64_t k, double* __restrict__ row_loss,
+             BadValues* bad) {
+  __shared__ float red_f[kWarps];
+  __shared__ double red_d[kWarps];
+  for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {  // uniform per block
+    const float* x = logits + row * k;
+    float* p = probs + row * k;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < k; j += kThreads) m = fmaxf(m, x[j]);
+    m = block_max(m, red_f);
+    double s = 0.0;
+    for (int64_t j = threadIdx.x; j < k; j += kThreads) {
+      const float e = expf(__fsub_rn(x[j], m));
+      p[j] = e;
+      s = __dadd_rn(s, static_cast<double>(e));
+    }
+    s = block_sum(s, red_d);
+    const float inv = static_cast<float>(__ddiv_rn(1.0, s));
+    for (int64_t j = threadIdx.x; j < k; j += kThreads) p[j] = __fmul_rn(p[j], inv);  // own writes
+    if (threadIdx.x == 0) {
+      const int64_t label = static_cast<int64_t>(labels[row]);
+      double loss;
+      if (label < 0 || label >= k) {
+        report_bad(bad, row);
+        loss = CUDART_NAN;
+      } else {
+        loss = __dsub_rn(__dadd_rn(log(s), static_cast<double>(m)), static_cast<double>(x[label]));
+      }
+      row_loss[row] = loss;
+    }
+  }
+}
+
+// One block: total = sum of row_loss in a fixed order; written as double and/or float.
+__global__ void __launch_bounds__(kThreads)
+sum_rows(const double* __restrict__ row_loss, int64_t n, double* total, float* total_f) {
+  __shared__ double red_d[kWarps];
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) s = __dadd_rn(s, row_loss[i]);
+  s = block_sum(s, red_d);
+  if (threadIdx.x == 0) {
+    if (total) *total = s;
+    if (total_f) *total_f = static_cast<float>(s);
+  }
+}
+
+template <class L>
+__global__ void __launch_bounds__(kThreads)
+undo_kernel(const float* probs, const L* __restrict__ labels, float* grad, int64_t n, int64_t k,
+            float scale, BadValues* bad) {
+  const int64_t total = n * k;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < total;
+       t += stride) {
+    const int64_t row = t / k, j = t % k;
+    const int64_t label = static_cast<int64_t>(labels[row]);
+    if (label < 0 || label >= k) {
+      if (j == 0) report_bad(bad, row);  // once per row: the count is of bad labels
+      grad[t] = CUDART_NAN_F;
+      continue;
+    }
+    // probs may be grad (in place): element t is read, then written, by this thread only.
+    grad[t] = __fmul_rn(__fsub_rn(probs[t], j == label ? 1.f : 0.f), scale);
+  }
+}
+
+// One warp per row: rank = #{j : p[j] > p[label]} (K for a NaN label score). Writes ranks when
+// given, and counts the rows with rank >= thresholds[i] into counts[i] (integer atomics: exact,
+// so the counts do not depend on the order).
+template <class L>
+__global__ void __launch_bounds__(kThreads)
+rank_kernel(const float* __restrict__ probs, const L* __restrict__ labels, int64_t n, int64_t k,
+            int64_t* __restrict__ ranks, const int64_t* __restrict__ thresholds,
+            unsigned long long* counts, int num_thresholds, BadValues* bad) {
+  const unsigned lane = threadIdx.x & 31u;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); row < n;
+       row += warps) {  // uniform per warp
+    const int64_t label = static_cast<int64_t>(labels[row]);
+    if (label < 0 || label >= k) {
+      if (lane == 0) {
+        report_bad(bad, row);
+        if (ranks) ranks[row] = k;
+      }
+      continue;
+    }
+    const float* p = probs + row * k;
+    const float t = p[label];
+    long long above = 0;
+    for (int64_t j = lane; j < k; j += 32) above += p[j] > t;
+    for (int o = 16; o > 0; o >>= 1) above += __shfl_xor_sync(0xFFFFFFFFu, above, o);
+    if (lane == 0) {
+      const int64_t rank = isnan(t) ? k : above;  // a NaN score is never a correct answer
+      if (ranks) ranks[row] = rank;
+      for (int i = 0; i < num_thresholds; ++i)
+        if (rank >= thresholds[i]) atomicAdd(&counts[i], 1ull);
+    }
+  }
+}
+
+template <class L>
+void loss_impl(const float* logits, const L* labels, float* probs, int64_t n, int64_t k,
+               double* row_loss, double* total, float* total_f, BadValues* bad,
+               cudaStream_t stream) {
+  if (n == 0) return;  // k == 0 runs: every label is then out of range and reported
+  const unsigned grid = static_cast<unsigned>(n < 65535 * 16 ? n : 65535 * 16);
+  softmax_rows<L><<<grid, kThreads, 0, stream>>>(logits, labels, probs, n, k, row_loss, bad);
+  check_launch("softmax_log_loss");
+  sum_rows<<<1, kThreads, 0, stream>>>(row_loss, n, total, total_f);
+  check_launch("softmax_log_loss (sum)");
+}
+
+template <class L>
+void undo_impl(const float* probs, const L* labels, float* grad, int64_t n, int64_t k, float scale,
+               BadValues* bad, cudaStream_t stream) {
+  if (n * k == 0) return;
+  undo_kernel<L><<<blocks_for(n * k, kThreads), kThreads, 0, stream>>>(probs, labels, grad, n, k,
+                                                                        scale, bad);
+  check_launch("softmax_log_loss_undo");
+}
+
+template <class L>
+void ranks_impl(const float* probs, const L* labels, int64_t n, int64_t k, int64_t* ranks,
+                const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
+                BadValues* bad, cudaStream_t stream) {
+  if (n == 0) return;
+  rank_kernel<L><<<blocks_for(n, kWarps), kThreads, 0, stream>>>(
+      probs, labels, n, k, ranks, thresholds, counts, num_thresholds, bad);
+  check_launch("label_ranks");
+}
+
+}  // namespace
+
+void softmax_log_loss(const float* logits, const int32_t* labels, float* probs, int64_t n,
+                      int64_t k, double* row_loss, double* total, float* total_f, BadValues* bad,
+                      cudaStream_t stream) {
+  loss_impl(logits, labels, probs, n, k, row_loss, total, total_f, bad, stream);
+}
+void softmax_log_loss(const float* logits, const int64_t* labels, float* probs, int64_t n,
+                      int64_t k, double* row_loss, double* total, float* total_f, BadValues* bad,
+                      cudaStream_t stream) {
+  loss_impl(logits, labels, probs, n, k, row_loss, total, total_f, bad, stream);
+}
+void softmax_log_loss_undo(const float* probs, const int32_t* labels, float* grad, int64_t n,
+                           int64_t k, float scale, BadValues* bad, cudaStream_t stream) {
+  undo_impl(probs, labels, grad, n, k, scale, bad, stream);
+}
+void softmax_log_loss_undo(const float* probs, const int64_t* labels, float* grad, int64_t n,
+                           int64_t k, float scale, BadValues* bad, cudaStream_t stream) {
+  undo_impl(probs, labels, grad, n, k, scale, bad, stream);
+}
+void label_ranks(const float* probs, const int32_t* labels, int64_t n, int64_t k, int64_t* ranks,
+                 const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
+                 BadValues* bad, cudaStream_t stream) {
+  ranks_impl(probs, labels, n, k, ranks, thresholds, counts, num_thresholds, bad, stream);
+}
+void label_ranks(const float* probs, const int64_t* labels, int64_t n, int64_t k, int64_t* ranks,
+                 const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
+                 BadValues* bad, cudaStream_t stream) {
+  ranks_impl(probs, labels, n, k, ranks, thresholds, counts, num_thresholds, bad, stream);
+}
+
+}  // namespace alexnet_ext::cuda
