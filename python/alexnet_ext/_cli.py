@@ -18,7 +18,7 @@ def fail(prog: str, err: Exception) -> int:
     return 2
 
 
-def open_data(path, spec, *, need_train: bool = True):
+def open_data(path, spec, *, need_train: bool = True, workers: int | None = None):
     """Open the data set at ``path`` for model ``spec``; every mismatch is a UsageError.
 
     Returns the Dataset. Checks: the path exists and is a data set, it has a non-empty training
@@ -30,7 +30,8 @@ def open_data(path, spec, *, need_train: bool = True):
     if not p.exists():
         raise UsageError(f"--data {path}: no such file or directory")
     try:
-        ds = open_dataset(p, image_size=spec.data["image_size"])
+        ds = open_dataset(p, image_size=spec.data["image_size"],
+                          workers=None if workers is None else max(1, workers))
     except (DatasetError, OSError) as e:
         raise UsageError(f"--data {path}: {e}") from None
     if need_train:

@@ -53,6 +53,10 @@ def plot_curves(history: list[dict], path, title: str = "") -> Path:
         if b["lr"] != a["lr"]:
             for ax in (ax1, ax2):
                 ax.axvline(b["epoch"] - 0.5, color="grey", ls=":", lw=1)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("error (%)")
     ax2.set_title("error")

@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 1)")
     p.add_argument("--batch-size", type=int, default=100, metavar="N",
                    help="images per forward pass (default: 100)")
-    p.add_argument("--workers", type=int, default=0, metavar="N",
-                   help="data loading processes for --views 1 (default: 0, in this process)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for decoding images and loading batches; 0 works in this "
+                        "process (default: half the cores for loading, all for decoding)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     return p
 
@@ -100,12 +101,14 @@ def _run(args) -> int:
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers: expected 0 or more, got {args.workers}")
     net, ckpt = load_run(args.run)
     spec = net.spec
     data = args.data or ckpt.info.get("data")
     if not data:
         raise UsageError("--data is needed (the checkpoint does not say where its data is)")
-    ds = open_data(data, spec, need_train=False)
+    ds = open_data(data, spec, need_train=False, workers=args.workers)
     names = ckpt.info.get("class_names")
     if names is not None and list(ds.class_names) != list(names):
         raise UsageError(f"--data {data}: its {ds.num_classes} classes are not the "

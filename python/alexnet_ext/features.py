@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for drawing queries (default: 0)")
     p.add_argument("--batch-size", type=int, default=100, metavar="N",
                    help="images per forward pass (default: 100)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes for decoding an image folder; 0 or 1 decodes in this "
+                        "process (default: all cores)")
     return p
 
 
@@ -95,6 +98,8 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     from ._plots import plot_neighbors
 
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers: expected 0 or more, got {args.workers}")
     for name in ("queries", "neighbors", "batch_size", "max_train"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -108,7 +113,7 @@ def _run(args) -> int:
     data = args.data or ckpt.info.get("data")
     if not data:
         raise UsageError("--data is needed (the checkpoint does not say where its data is)")
-    ds = open_data(data, spec)
+    ds = open_data(data, spec, workers=args.workers)
     names = list(ds.class_names)
     train = ds.split("train")
     qsplit_name = "val" if ds.split("val") is not None and len(ds.split("val")) else "train"

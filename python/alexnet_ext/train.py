@@ -453,7 +453,7 @@ def _run(args, on_step=None) -> int:
     if args.summary:
         spec = load_model(args.model or DEFAULT_MODEL)
         if args.data:
-            ds = open_data(args.data, spec, need_train=False)
+            ds = open_data(args.data, spec, need_train=False, workers=args.workers)
             spec = load_model(args.model or DEFAULT_MODEL, classes=ds.num_classes)
         print(format_summary(spec))
         return 0
@@ -466,7 +466,7 @@ def _run(args, on_step=None) -> int:
     model = args.model or DEFAULT_MODEL
     spec = load_model(model, overrides=overrides)
     data_path = Path(args.data) if args.data else _default_data()
-    ds = open_data(data_path, spec)
+    ds = open_data(data_path, spec, workers=args.workers)
     spec = load_model(model, classes=ds.num_classes, overrides=overrides)
     seed = args.seed if args.seed is not None else 0
     split = bool(args.split_columns) or len(devices) > 1
@@ -514,7 +514,7 @@ def _resume(args, devices, on_step) -> int:
     spec = parse_model(ckpt.model_text, path=str(run_dir / "model.toml"),
                        classes=config["classes"], overrides={"learning": learning})
     data_path = Path(args.data) if args.data else Path(config["data"])
-    ds = open_data(data_path, spec)
+    ds = open_data(data_path, spec, workers=args.workers)
     if list(ds.class_names) != config["class_names"]:
         raise UsageError(f"--data {data_path}: its classes differ from the run's")
     split = config["split_columns"] or len(devices) > 1
