@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"file (default: {DEFAULT_MODEL})")
     p.add_argument("--epochs", type=int, metavar="N",
                    help="passes over the training set (default: the model's [learning] epochs; "
-                        "alexnet-small: 30)")
+                        "alexnet-small: 18)")
     p.add_argument("--batch-size", type=int, metavar="N",
                    help="images per SGD step (default: the model's, 128 in the paper)")
     p.add_argument("--lr", type=float, metavar="LR",
