@@ -462,3 +462,17 @@ def test_paper_net_trains_a_few_steps_on_the_cpu(rng):
     assert all(b < a for a, b in zip(test_losses, test_losses[1:])), test_losses
     assert test_losses[-1] < test_losses[0] - 1.0, test_losses
     assert losses[-1] < losses[0] - 1.0, losses
+
+
+@pytest.mark.parametrize("name", ["alexnet-small", "cifar", "lenet5"])
+def test_shipped_models_take_a_step(rng, name):
+    spec = load_model(name, classes=7)
+    for split in (False, True):
+        net = Net(spec, split_columns=split, seed=2)
+        x = rng.standard_normal((3,) + spec.input_shape).astype(np.float32)
+        y = rng.integers(0, 7, 3).astype(np.int64)
+        first = net.forward(x, y, train=True)
+        net.backward()
+        net.update(lr=0.01)
+        assert np.isfinite(first) and np.isfinite(net.forward(x, y))
+        assert all(np.all(np.isfinite(g)) for g in net.state_dict("grad").values())
