@@ -116,7 +116,7 @@ stride = 2
 
 [layers.fc1]
 type = "fc"
-outputs = 6
+outputs = 12
 
 [layers.relu2]
 type = "relu"
@@ -287,7 +287,13 @@ def check_gradients(spec, net, rng, n=4, coords=12, train=True):
     hstep = 1e-6
     for name, g in grads.items():
         p = params[name]
-        flat = rng.choice(p.size, size=min(coords, p.size), replace=False)
+        assert np.any(g != 0), f"{name}: zero gradient"
+        # half the coordinates where the gradient is non-zero, half anywhere (dead ReLUs and
+        # dropped units give exact zeros, which the reference must reproduce too)
+        nz = np.flatnonzero(g)
+        flat = np.concatenate([rng.choice(nz, size=min(coords // 2, nz.size), replace=False),
+                               rng.choice(p.size, size=min(coords - coords // 2, p.size),
+                                          replace=False)])
         num, ana = [], []
         for f in flat:
             idx = np.unravel_index(f, p.shape)
@@ -302,7 +308,6 @@ def check_gradients(spec, net, rng, n=4, coords=12, train=True):
         num, ana = np.array(num), np.array(ana)
         err = np.linalg.norm(num - ana) / max(np.linalg.norm(num), 1e-6)
         assert err < 2e-3, f"{name}: relative gradient error {err:.2e}\n{num}\n{ana}"
-        assert np.linalg.norm(num) > 0 or name.endswith("bias"), f"{name}: zero gradient"
     return loss
 
 
@@ -352,20 +357,23 @@ def test_two_columns_equal_the_grouped_net(rng, monkeypatch):
         n_fwd = len(moves)
         split.backward()
         assert len(moves) > n_fwd                     # and gradients crossed back
-        assert abs(lm - ls) < 1e-6 * abs(lm)
-        np.testing.assert_allclose(split.probs, merged.probs, rtol=1e-5, atol=1e-7)
+        # float32 sums in another order: errors relative to each array's scale
+        assert abs(lm - ls) < 1e-5 * abs(lm)
+        np.testing.assert_allclose(split.probs, merged.probs, rtol=1e-4, atol=1e-6)
         for name in ("pool1", "conv3", "relu4"):
-            np.testing.assert_allclose(split.output(name), merged.output(name), rtol=1e-5,
-                                       atol=1e-6)
+            m = merged.output(name)
+            np.testing.assert_allclose(split.output(name), m, rtol=1e-5,
+                                       atol=1e-5 * np.abs(m).max(), err_msg=name)
         gm, gs = merged.state_dict("grad"), split.state_dict("grad")
         for k in gm:
             scale = np.abs(gm[k]).max()
-            np.testing.assert_allclose(gs[k], gm[k], rtol=1e-4, atol=1e-5 * scale, err_msg=k)
+            np.testing.assert_allclose(gs[k], gm[k], rtol=1e-4, atol=5e-5 * scale, err_msg=k)
         merged.update(lr=0.05)
         split.update(lr=0.05)
     vm, vs = merged.state_dict(), split.state_dict()
     for k in vm:
-        np.testing.assert_allclose(vs[k], vm[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(vs[k], vm[k], rtol=1e-5, atol=1e-5 * np.abs(vm[k]).max(),
+                                   err_msg=k)
     # both directions between the two columns were used
     assert {(s, d) for _, s, d in moves} == {("cpu", "cpu")}
     assert len({shape for shape, _, _ in moves}) >= 3
@@ -389,7 +397,7 @@ def test_lrn_stays_within_a_column(rng):
 
 
 def test_overfits_a_few_dozen_images(rng):
-    spec = parse_model(CHAIN.replace("outputs = 6", "outputs = 32").replace("p = 0.5", "p = 0.0"),
+    spec = parse_model(CHAIN.replace("outputs = 12", "outputs = 32").replace("p = 0.5", "p = 0.0"),
                        path="chain.toml")
     net = Net(spec, seed=1)
     random_params(net, rng, scale=0.3)

@@ -331,7 +331,8 @@ class Trainer:
                         title=f"{spec.name}: {self.run_dir.name}")
         conv = spec.first_conv()
         if conv is not None:
-            w = self.net.state_dict()[f"{conv.name}.weight"]
+            name = f"{conv.name}.weight"
+            w = self.net.state_dict(names=[name])[name]
             cols = spec.columns if conv.blocks > 1 else 1
             plot_filters(w, cols, self.run_dir / f"{conv.name}_filters.png",
                          title=f"{spec.name} {conv.name}: {w.shape[0]} kernels of "

@@ -223,11 +223,21 @@ class Net:
         for p in self.params:
             p.velocity.fill(0.0)
 
-    def state_dict(self, kind: str = "value") -> dict:
-        """Canonical arrays (host copies) of ``kind``: "value", "velocity" or "grad"."""
-        out = {name: np.empty(shape, np.float32) for name, shape in self._canonical.items()}
+    def state_dict(self, kind: str = "value", names=None) -> dict:
+        """Canonical arrays (host copies) of ``kind``: "value", "velocity" or "grad".
+
+        ``names``: only these parameters (default: all).
+        """
+        if names is not None:
+            unknown = [n for n in names if n not in self._canonical]
+            if unknown:
+                raise ValueError(f"names: no parameter {', '.join(unknown)} in model "
+                                 f"'{self.spec.name}'")
+        wanted = self._canonical if names is None else {n: self._canonical[n] for n in names}
+        out = {name: np.empty(shape, np.float32) for name, shape in wanted.items()}
         for p in self.params:
-            out[p.name][p.index] = D.to_host(getattr(p, kind))
+            if p.name in out:
+                out[p.name][p.index] = D.to_host(getattr(p, kind))
         return out
 
     def load_state_dict(self, arrays: dict, kind: str = "value", strict: bool = True) -> None:
