@@ -15,6 +15,7 @@ namespace alexnet_ext::binding {
 void bind_conv(py::module_& cpu);
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
+void bind_conv_cuda(py::module_& cuda);
 #endif
 }  // namespace alexnet_ext::binding
 
@@ -64,6 +65,7 @@ PYBIND11_MODULE(_core, m) {
 #ifdef ALEXNET_EXT_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
   alexnet_ext::binding::bind_cuda_array(cuda);
+  alexnet_ext::binding::bind_conv_cuda(cuda);
 #endif
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
