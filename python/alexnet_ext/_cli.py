@@ -1,0 +1,82 @@
+"""Shared pieces of the command-line tools (train, evaluate, features)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["UsageError", "open_data", "load_run", "fail"]
+
+
+class UsageError(Exception):
+    """Bad input found before any work: printed as one line, exit status 2."""
+
+
+def fail(prog: str, err: Exception) -> int:
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def open_data(path, spec, *, need_train: bool = True, workers: int | None = None):
+    """Open the data set at ``path`` for model ``spec``; every mismatch is a UsageError.
+
+    Returns the Dataset. Checks: the path exists and is a data set, it has a non-empty training
+    split (when ``need_train``), its channels match the model's, its images hold the model's crop.
+    """
+    from .data import DatasetError, open_dataset
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"--data {path}: no such file or directory")
+    try:
+        ds = open_dataset(p, image_size=spec.data["image_size"],
+                          workers=None if workers is None else max(1, workers))
+    except (DatasetError, OSError) as e:
+        raise UsageError(f"--data {path}: {e}") from None
+    if need_train:
+        train = ds.split("train")
+        if train is None or len(train) == 0:
+            raise UsageError(f"--data {path}: no training images")
+    if ds.channels != spec.channels:
+        raise UsageError(f"model '{spec.name}' takes {spec.channels}-channel images, but "
+                         f"{path} has {ds.channels}-channel images ({ds.format})")
+    h, w = ds.image_size
+    crop = spec.data["crop"]
+    if crop > min(h, w):
+        raise UsageError(f"model '{spec.name}' crops {crop}x{crop} patches, but the images of "
+                         f"{path} are {h}x{w}")
+    if ds.num_classes < 2:
+        raise UsageError(f"--data {path}: found {ds.num_classes} class; classification needs "
+                         "at least 2")
+    return ds
+
+
+def load_run(path, *, device: str = "cpu"):
+    """Rebuild the net of a checkpoint (file or run directory) with its trained weights.
+
+    Returns ``(net, checkpoint)``.
+    """
+    from .nn import ModelError, Net, load_checkpoint, parse_model
+
+    try:
+        ckpt = load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    info = ckpt.info
+    try:
+        spec = parse_model(ckpt.model_text, path=f"{ckpt.path} (model)",
+                           classes=info.get("classes"))
+    except ModelError as e:
+        raise UsageError(str(e)) from None
+    net = Net(spec, devices=[device], seed=0)
+    net.load_state_dict(ckpt.params)
+    return net, ckpt
+
+
+def checkpoint_mean(ckpt, ds) -> np.ndarray:
+    """The training set's mean image stored in the checkpoint when it fits ``ds``, else ``ds.mean``."""
+    m = ckpt.extra.get("mean")
+    if m is not None and m.shape == ds.mean.shape:
+        return np.ascontiguousarray(m, dtype=np.float32)
+    return ds.mean

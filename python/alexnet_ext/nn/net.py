@@ -1,0 +1,323 @@
+"""A network built from a :class:`~alexnet_ext.nn.spec.ModelSpec`: forward, backward, SGD.
+
+Two formulations of the same model:
+
+* merged (default): one layer per model-file layer, on one device. Columns are expressed by
+  groups and by response norm staying within a column's block of maps.
+* split columns (``split_columns=True``): every layer split into columns becomes one layer per
+  column, holding its column's block of the weights, on ``devices[column]``. Where a layer reads
+  another column (conv3, fc6, fc7, fc8 in AlexNet) it gets one weight block per input column
+  and sums their contributions with the accumulate form; the other column's activations arrive
+  through a :class:`~alexnet_ext.nn.layers.Transfer` layer (:func:`~alexnet_ext.nn.device.transfer`).
+
+Both hold the same canonical parameters (``conv1.weight`` of shape (F, C/groups, kh, kw),
+``fc6.weight`` of shape (F, D), ``*.bias`` (F,)): :meth:`Net.state_dict` assembles them from the
+blocks and :meth:`Net.load_state_dict` distributes them, so checkpoints and exported weights do
+not depend on the formulation. Initialisation draws each canonical array from its own seed, so
+both formulations also start from the same weights.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+from .. import ops
+from . import device as D
+from .layers import FC, LRN, Conv, Dropout, Param, Pool, ReLU, Softmax, Tensor, Transfer
+from .spec import DATA, ModelSpec
+
+__all__ = ["Net", "StepContext", "derive_seed"]
+
+
+def derive_seed(*parts) -> int:
+    """A 32-bit seed from integers and strings (strings via CRC-32): stable across runs/platforms."""
+    words = [zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+class StepContext:
+    """What one forward/backward pass needs besides the tensors."""
+
+    def __init__(self, n, labels, train, step, seed):
+        self.n = n
+        self.labels = labels
+        self.train = train
+        self.step = step
+        self.seed = seed
+        self.loss = None
+
+    def seed_for(self, layer_name: str) -> int:
+        """Dropout seed of ``layer_name`` at this step: a function of (seed, step, layer)."""
+        return derive_seed(self.seed, self.step, layer_name)
+
+
+class Net:
+    """A model ready to run. See the module docstring for the two formulations.
+
+    Args:
+        spec: from :func:`alexnet_ext.nn.load_model`.
+        split_columns: build one subgraph per column (only for models with ``columns > 1``).
+        devices: device of each column (cycled when shorter than the column count).
+        seed: initialisation seed (weights ~ N(0, init_std), biases = init_bias).
+    """
+
+    def __init__(self, spec: ModelSpec, *, split_columns: bool = False, devices=("cpu",),
+                 seed: int = 0):
+        self.spec = spec
+        self.split = bool(split_columns) and spec.columns > 1
+        ncols = spec.columns if self.split else 1
+        devices = list(devices) or ["cpu"]
+        self.devices = [D.check_device(devices[c % len(devices)]) for c in range(ncols)]
+        self.layers = []
+        self.tensors: dict[str, Tensor] = {}
+        self._transfers = {}
+        self._canonical = {}          # canonical param name -> shape
+        self._build()
+        self.params: list[Param] = [p for layer in self.layers for p in layer.params]
+        self.init(seed)
+
+    # ---- construction --------------------------------------------------------------------------
+
+    def _tensor(self, name, shape, column):
+        t = Tensor(name, shape, column, self.devices[column])
+        self.tensors[name] = t
+        return t
+
+    def _on(self, t: Tensor, column: int) -> Tensor:
+        """``t`` as seen from ``column``: itself, or the output of a Transfer layer to it."""
+        if t.column == column:
+            return t
+        key = (t.name, column)
+        if key not in self._transfers:
+            out = self._tensor(f"{t.name}->{column}", t.shape, column)
+            self.layers.append(Transfer(f"transfer:{t.name}->{column}", [t], out))
+            self._transfers[key] = out
+        return self._transfers[key]
+
+    def _build(self):
+        spec = self.spec
+        K = spec.columns if self.split else 1
+        # parts[name]: the tensors making up a model tensor, in column order (one if whole).
+        parts = {DATA: [self._tensor(DATA, spec.shapes[DATA], 0)]}
+        self.data = parts[DATA][0]
+        for L in spec.layers:
+            if L.type in ("conv", "fc"):
+                parts[L.name] = self._build_weighted(L, parts, K)
+                continue
+            a = L.attrs
+            outs = []
+            for c, src in enumerate(parts[L.inputs[0]]):
+                split_here = len(parts[L.inputs[0]]) > 1
+                name = f"{L.name}@{c}" if split_here else L.name
+                # the softmax's output tensor holds the probabilities
+                out = self._tensor(name, src.shape, src.column)
+                if L.type == "relu":
+                    layer = ReLU(name, [src], out)
+                elif L.type == "lrn":
+                    layer = LRN(name, [src], out, size=a["size"], k=a["k"], alpha=a["alpha"],
+                                beta=a["beta"], alpha_over_size=a["alpha_over_size"],
+                                blocks=1 if self.split else L.blocks)
+                elif L.type == "pool":
+                    out.shape = (src.shape[0],) + L.out_shape[1:]
+                    layer = Pool(name, [src], out, mode=a["mode"], size=a["size"],
+                                 stride=a["stride"], padding=a["padding"],
+                                 ceil_mode=a["ceil_mode"])
+                elif L.type == "dropout":
+                    layer = Dropout(name, [src], out, p=a["p"])
+                elif L.type == "softmax":
+                    layer = Softmax(name, [src], out)
+                else:  # pragma: no cover - spec validation knows every type
+                    raise AssertionError(L.type)
+                self.layers.append(layer)
+                outs.append(out)
+            parts[L.name] = outs
+        self.cost = self.layers[-1]
+        self._parts = parts
+        # Backward must produce a tensor's gradient when some parameter lies upstream of it.
+        for layer in self.layers:
+            layer.output.needs_grad = bool(layer.params) or any(t.needs_grad for t in layer.inputs)
+
+    def _build_weighted(self, L, parts, K):
+        a = L.attrs
+        conv = L.type == "conv"
+        g = a.get("groups", 1)
+        F = L.out_shape[0]
+        wname, bname = f"{L.name}.weight", f"{L.name}.bias"
+        self._canonical[wname] = L.params[wname]
+        self._canonical[bname] = L.params[bname]
+        rest = tuple(slice(None) for _ in L.params[wname][2:])       # kh, kw for conv
+        if K > 1 and L.split:
+            columns = list(range(K))
+        else:
+            columns = [L.column if K > 1 else 0]
+        per = F // len(columns)
+        outs = []
+        for c in columns:
+            osl = slice(c * per, (c + 1) * per) if len(columns) > 1 else slice(0, F)
+            sources = []
+            offset = 0                                   # along the weight's input axis
+            for inp in L.inputs:
+                blocks = parts[inp]
+                in_shape = self.spec.shapes[inp]
+                width = in_shape[0] // g if conv else math.prod(in_shape)
+                if len(blocks) == 1:
+                    pieces = [(blocks[0], slice(offset, offset + width), g)]
+                elif conv and g % K == 0 and len(columns) > 1:
+                    pieces = [(blocks[c], slice(offset, offset + width), g // K)]
+                else:                                    # reads every column (groups == 1)
+                    bw = width // K
+                    pieces = [(blk, slice(offset + j * bw, offset + (j + 1) * bw), 1)
+                              for j, blk in enumerate(blocks)]
+                for src, isl, groups in pieces:
+                    index = (osl, isl) + rest
+                    shape = tuple(len(range(*s.indices(n)))
+                                  for s, n in zip(index, L.params[wname]))
+                    w = Param(wname, index, shape, self.devices[c], decay=True)
+                    src = self._on(src, c)
+                    sources.append((src, w, groups) if conv else (src, w))
+                offset += width
+            bias = Param(bname, (osl,), (osl.stop - osl.start,), self.devices[c], decay=False)
+            name = f"{L.name}@{c}" if len(columns) > 1 else L.name
+            shape = (osl.stop - osl.start,) + L.out_shape[1:]
+            out = self._tensor(name, shape, c)
+            if conv:
+                layer = Conv(name, sources, bias, out, size=a["size"], stride=a["stride"],
+                             padding=a["padding"])
+            else:
+                layer = FC(name, sources, bias, out)
+            layer.init_std, layer.init_bias = a["init_std"], a["init_bias"]
+            self.layers.append(layer)
+            outs.append(out)
+        return outs
+
+    # ---- parameters --------------------------------------------------------------------------
+
+    @property
+    def param_shapes(self) -> dict:
+        """Canonical parameter names and shapes, in layer order."""
+        return dict(self._canonical)
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(s) for s in self._canonical.values())
+
+    def init(self, seed: int) -> None:
+        """Weights ~ N(0, init_std), biases = init_bias, velocities 0. Each canonical array is
+        drawn from its own generator (seed, name), so the formulation does not matter."""
+        values = {}
+        for layer in self.layers:
+            for p in layer.params:
+                if p.name in values:
+                    continue
+                shape = self._canonical[p.name]
+                if p.name.endswith(".bias"):
+                    values[p.name] = np.full(shape, layer.init_bias, dtype=np.float32)
+                else:
+                    rng = np.random.default_rng([seed, zlib.crc32(p.name.encode())])
+                    w = rng.standard_normal(shape, dtype=np.float32)
+                    w *= np.float32(layer.init_std)
+                    values[p.name] = w
+        self.load_state_dict(values)
+        for p in self.params:
+            p.velocity.fill(0.0)
+
+    def state_dict(self, kind: str = "value") -> dict:
+        """Canonical arrays (host copies) of ``kind``: "value", "velocity" or "grad"."""
+        out = {name: np.empty(shape, np.float32) for name, shape in self._canonical.items()}
+        for p in self.params:
+            out[p.name][p.index] = D.to_host(getattr(p, kind))
+        return out
+
+    def load_state_dict(self, arrays: dict, kind: str = "value", strict: bool = True) -> None:
+        """Set ``kind`` ("value" or "velocity") from canonical arrays (names and shapes must match)."""
+        missing = [n for n in self._canonical if n not in arrays]
+        unexpected = [n for n in arrays if n not in self._canonical]
+        if strict and (missing or unexpected):
+            raise ValueError(f"parameters do not match the model '{self.spec.name}': "
+                             + (f"missing {', '.join(missing)}" if missing else "")
+                             + ("; " if missing and unexpected else "")
+                             + (f"unexpected {', '.join(unexpected)}" if unexpected else ""))
+        for name, shape in self._canonical.items():
+            if name in arrays and tuple(np.shape(arrays[name])) != tuple(shape):
+                raise ValueError(f"{name}: expected shape {tuple(shape)}, got "
+                                 f"{tuple(np.shape(arrays[name]))}")
+        for p in self.params:
+            if p.name in arrays:
+                np.copyto(getattr(p, kind), np.asarray(arrays[p.name], dtype=np.float32)[p.index])
+
+    # ---- running -----------------------------------------------------------------------------
+
+    def forward(self, x: np.ndarray, labels: np.ndarray | None = None, *, train: bool = False,
+                step: int = 0, seed: int = 0, until: str | None = None):
+        """Run the net on a batch ``x`` (N, C, H, W) float32.
+
+        With ``labels`` (N,) int64 the cost runs too and the mean loss is returned (``probs``
+        holds the softmax output); without, the pass stops before the cost (returns None).
+        ``train`` turns dropout on (seeded by ``seed``, ``step`` and the layer name). ``until``
+        stops after the model tensor of that name (see :meth:`output`).
+        """
+        if x.shape[1:] != self.data.shape:
+            raise ValueError(f"x: expected images of shape (N, {', '.join(map(str, self.data.shape))})"
+                             f", got {x.shape}")
+        n = x.shape[0]
+        if labels is not None and labels.shape != (n,):
+            raise ValueError(f"labels: expected shape ({n},), got {labels.shape}")
+        self._ctx = ctx = StepContext(n, labels, train, step, seed)
+        self.data.value = x
+        stop = None
+        if until is not None:
+            if until not in self._parts:
+                raise ValueError(f"until: no tensor {until!r} in model '{self.spec.name}'")
+            stop = {t.name for t in self._parts[until]}
+        for layer in self.layers:
+            if layer is self.cost and labels is None:
+                break
+            layer.forward(ctx)
+            if stop is not None:
+                stop.discard(layer.output.name)
+                if not stop:
+                    break
+        return ctx.loss
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Softmax output (N, classes) of the last forward pass with labels."""
+        return self.cost.probs
+
+    def output(self, name: str) -> np.ndarray:
+        """The last forward pass's value of model tensor ``name``, columns concatenated."""
+        if name not in self._parts:
+            raise ValueError(f"no tensor {name!r} in model '{self.spec.name}'")
+        vals = [D.to_host(t.value) for t in self._parts[name]]
+        return vals[0] if len(vals) == 1 else np.concatenate(vals, axis=1)
+
+    def backward(self) -> None:
+        """Gradients of the last training forward pass's mean loss w.r.t. every parameter."""
+        ctx = self._ctx
+        if ctx.labels is None or ctx.loss is None:
+            raise RuntimeError("backward needs a forward pass with labels first")
+        for t in self.tensors.values():
+            t.grad_ready = False
+        for layer in reversed(self.layers):
+            if layer.needs_backward:
+                layer.backward(ctx)
+
+    def update(self, *, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
+               bias_decay: float = 0.0) -> None:
+        """One SGD step on every parameter block, as the paper's equation:
+        ``v <- momentum v - decay lr w - lr grad; w <- w + v`` (biases use ``bias_decay``)."""
+        for p in self.params:
+            ops.sgd_update(p.value, p.grad, p.velocity, lr=lr, momentum=momentum,
+                           weight_decay=weight_decay if p.decay else bias_decay)
+
+    def release_buffers(self) -> None:
+        """Free every kept activation/gradient buffer (they are made again on demand)."""
+        for t in self.tensors.values():
+            t.release()
+
+    def __repr__(self):
+        mode = f"split into {len(self.devices)} columns" if self.split else "merged"
+        return (f"Net({self.spec.name!r}, {mode}, {len(self.layers)} layers, "
+                f"{self.num_params:,} parameters)")

@@ -1,0 +1,230 @@
+"""Model files: shipped models, shape inference, parameter counts, and every error message."""
+import math
+import textwrap
+
+import pytest
+
+from alexnet_ext.nn import ModelError, available_models, format_summary, load_model, parse_model
+
+
+def test_shipped_models_load():
+    assert set(available_models()) >= {"alexnet", "alexnet-small", "cifar", "lenet5"}
+    for name in available_models():
+        spec = load_model(name)
+        assert spec.name == name
+        assert spec.layers[-1].type == "softmax"
+        assert spec.num_params > 0 and spec.flops > 0
+
+
+def test_alexnet_matches_the_paper():
+    spec = load_model("alexnet")
+    assert spec.num_params == 60_965_224
+    s = spec.shapes
+    assert s["data"] == (3, 224, 224)
+    assert s["conv1"] == (96, 55, 55) and s["pool1"] == (96, 27, 27)
+    assert s["conv2"] == (256, 27, 27) and s["pool2"] == (256, 13, 13)
+    assert s["conv3"] == (384, 13, 13) and s["conv4"] == (384, 13, 13)
+    assert s["conv5"] == (256, 13, 13) and s["pool5"] == (256, 6, 6)
+    assert s["fc6"] == (4096,) and s["fc7"] == (4096,) and s["fc8"] == (1000,)
+    # per-column kernel shapes of the paper's table
+    p = {L.name: L for L in spec.layers}
+    assert p["conv2"].params["conv2.weight"] == (256, 48, 5, 5)
+    assert p["conv3"].params["conv3.weight"] == (384, 256, 3, 3)
+    assert p["conv4"].params["conv4.weight"] == (384, 192, 3, 3)
+    assert p["conv5"].params["conv5.weight"] == (256, 192, 3, 3)
+    assert p["fc6"].params["fc6.weight"] == (4096, 9216)
+    # neurons per layer as the paper lists them (conv1: 55*55*96, the corrected figure)
+    neurons = [math.prod(s[n]) for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
+                                         "fc7", "fc8")]
+    assert neurons == [290_400, 186_624, 64_896, 64_896, 43_264, 4096, 4096, 1000]
+    # columns: everything split except the classifier and the cost
+    assert all(p[n].blocks == 2 for n in ("conv1", "norm1", "conv3", "fc6", "drop7"))
+    assert p["fc8"].blocks == 1 and p["probs"].blocks == 1
+    # initial biases: 1 in conv2/4/5, fc6/7, else 0; std 0.01 everywhere
+    ones = {n for n, L in p.items() if L.type in ("conv", "fc") and L.attrs["init_bias"] == 1.0}
+    assert ones == {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    assert all(L.attrs["init_std"] == 0.01 for L in p.values() if L.type in ("conv", "fc"))
+    lrn = p["norm1"].attrs
+    assert (lrn["size"], lrn["k"], lrn["alpha"], lrn["beta"], lrn["alpha_over_size"]) == \
+        (5, 2.0, 1e-4, 0.75, False)
+    assert p["drop6"].attrs["p"] == 0.5 and p["pool1"].attrs["size"] == 3
+    L = spec.learning
+    assert (L["lr"], L["momentum"], L["weight_decay"], L["batch_size"]) == (0.01, 0.9, 5e-4, 128)
+    assert spec.feature_layer == "relu7"
+
+
+def test_summary_table():
+    text = format_summary(load_model("alexnet"))
+    assert "60,965,224" in text
+    assert "96x55x55" in text and "256x6x6" in text
+    assert "split 2" in text and "whole @0" in text
+
+
+def test_classes_and_input_size_change_shapes():
+    spec = load_model("alexnet", classes=10)
+    assert spec.shapes["fc8"] == (10,)
+    assert spec.num_params == 60_965_224 - 990 * 4096 - 990
+    le = load_model("lenet5", input_size=32)
+    assert le.shapes["pool2"] == (16, 6, 6)
+    assert le.layer("fc3").params["fc3.weight"] == (120, 576)
+
+
+GOOD = """
+[model]
+name = "tiny"
+channels = 3
+classes = 4
+columns = 2
+
+[layers.conv1]
+type = "conv"
+input = "data"
+filters = 4
+size = 3
+padding = 1
+
+[layers.relu1]
+type = "relu"
+
+[layers.pool1]
+type = "pool"
+size = 2
+stride = 2
+
+[layers.fc2]
+type = "fc"
+outputs = "classes"
+split = false
+
+[layers.probs]
+type = "softmax"
+
+[data]
+image_size = 8
+crop = 8
+"""
+
+
+def write(tmp_path, text, name="m.toml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_good_file_and_defaults(tmp_path):
+    spec = load_model(write(tmp_path, GOOD))
+    assert [L.name for L in spec.layers] == ["conv1", "relu1", "pool1", "fc2", "probs"]
+    assert spec.layer("relu1").inputs == ["conv1"]          # default: the layer above
+    assert spec.shapes["pool1"] == (4, 4, 4)
+    assert spec.layer("fc2").params["fc2.weight"] == (4, 64)
+    assert spec.learning["lr"] == 0.01 and spec.learning["momentum"] == 0.9
+
+
+def test_layers_may_be_written_in_any_order(tmp_path):
+    text = GOOD.replace('[layers.fc2]\ntype = "fc"', '[layers.fc2]\ntype = "fc"\ninput = "pool1"')
+    # move conv1 to the end of the file: the topological order still starts with it
+    head, rest = text.split("[layers.conv1]")
+    conv, tail = rest.split("[layers.relu1]")
+    text = head + "[layers.relu1]\ninput = \"conv1\"" + tail + "[layers.conv1]" + conv
+    spec = parse_model(text, path="reordered.toml")
+    assert [L.name for L in spec.layers][:2] == ["conv1", "relu1"]
+
+
+def bad(tmp_path, text, *expected):
+    p = write(tmp_path, text)
+    with pytest.raises(ModelError) as e:
+        load_model(p)
+    msg = str(e.value)
+    assert msg.startswith(str(p)), msg
+    for piece in expected:
+        assert piece in msg, msg
+    return e.value
+
+
+def test_error_unknown_layer_type(tmp_path):
+    err = bad(tmp_path, GOOD.replace('type = "relu"', 'type = "tanh"'),
+              "layer 'relu1'", "unknown layer type 'tanh'", "known types")
+    assert err.layer == "relu1"
+
+
+def test_error_unknown_key(tmp_path):
+    bad(tmp_path, GOOD.replace("padding = 1", "padding = 1\nstrides = 2"),
+        "layer 'conv1'", "unknown key 'strides'")
+    bad(tmp_path, GOOD.replace("crop = 8", "crop = 8\nmirror = true"), "unknown key 'mirror'",
+        "[data]")
+    bad(tmp_path, GOOD + "\n[learning]\nlearning_rate = 0.1\n", "unknown key 'learning_rate'")
+    bad(tmp_path, GOOD + "\n[extras]\nx = 1\n", "unknown section 'extras'")
+
+
+def test_error_bad_values(tmp_path):
+    bad(tmp_path, GOOD.replace("filters = 4", "filters = 0"), "layer 'conv1'", "filters:",
+        ">= 1")
+    bad(tmp_path, GOOD.replace("filters = 4", "filters = 4.5"), "filters:", "integer")
+    bad(tmp_path, GOOD.replace("[data]", '[layers.drop]\ntype = "dropout"\ninput = "relu1"\n'
+                                         'p = 1.0\n[data]'), "layer 'drop'", "p:")
+    bad(tmp_path, GOOD.replace("filters = 4\n", ""), "layer 'conv1'",
+        "missing required key 'filters'")
+    bad(tmp_path, GOOD.replace("[data]", "[learning]\nlr = -1\n[data]"), "lr:", "> 0")
+
+
+def test_error_shape_mismatch(tmp_path):
+    # the classifier must produce one score per class
+    bad(tmp_path, GOOD.replace('outputs = "classes"', "outputs = 7"), "layer 'probs'",
+        "7 outputs for 4 classes")
+    # a window larger than its input
+    bad(tmp_path, GOOD.replace("size = 3", "size = 11"), "layer 'conv1'",
+        "11x11 filter does not fit the 8x8 input")
+    # a conv layer reading a flat vector
+    text = GOOD.replace('[layers.probs]', '[layers.conv9]\ntype = "conv"\ninput = "fc2"\n'
+                                          'filters = 4\nsize = 1\nsplit = false\n'
+                                          '[layers.fc9]\ntype = "fc"\noutputs = "classes"\n'
+                                          'split = false\n[layers.probs]')
+    bad(tmp_path, text, "layer 'conv9'", "needs (channels, height, width)")
+    # the crop larger than the image
+    bad(tmp_path, GOOD.replace("crop = 8", "crop = 9"), "crop 9 is larger than image_size 8")
+
+
+def test_error_groups(tmp_path):
+    base = GOOD.replace("columns = 2", "columns = 1")
+    bad(tmp_path, base.replace("padding = 1", "padding = 1\ngroups = 2"),
+        "layer 'conv1'", "groups=2 does not divide the 3 input channels")
+    bad(tmp_path, base.replace("filters = 4", "filters = 5").replace("channels = 3", "channels = 4")
+        .replace("padding = 1", "padding = 1\ngroups = 2"), "groups=2 does not divide the 5 filters")
+    # a split layer with groups must read column-split input
+    text = GOOD.replace("channels = 3", "channels = 4").replace("padding = 1", "padding = 1\ngroups = 2")
+    bad(tmp_path, text, "layer 'conv1'", "input split into the same columns")
+    # split outputs must divide into the columns
+    bad(tmp_path, GOOD.replace("filters = 4", "filters = 5"), "5 outputs do not split into 2 columns")
+
+
+def test_error_missing_and_cyclic_inputs(tmp_path):
+    bad(tmp_path, GOOD.replace('[layers.relu1]\ntype = "relu"',
+                               '[layers.relu1]\ntype = "relu"\ninput = "conv0"'),
+        "layer 'relu1'", "input 'conv0' is not defined")
+    cyc = GOOD.replace('[layers.conv1]\ntype = "conv"\ninput = "data"',
+                       '[layers.conv1]\ntype = "conv"\ninput = "pool1"')
+    err = bad(tmp_path, cyc, "cycle", "conv1", "relu1", "pool1")
+    assert "->" in str(err)
+    bad(tmp_path, GOOD.replace('[layers.relu1]\ntype = "relu"',
+                               '[layers.relu1]\ntype = "relu"\ninput = "relu1"'),
+        "cannot read its own output")
+
+
+def test_error_structure(tmp_path):
+    bad(tmp_path, GOOD.replace('[layers.probs]\ntype = "softmax"', ""),
+        "exactly one softmax")
+    bad(tmp_path, GOOD.replace("[data]", '[layers.side]\ntype = "relu"\ninput = "conv1"\n[data]'),
+        "layer 'side'", "not used on the way to the softmax")
+    bad(tmp_path, GOOD.replace("split = false\n", ""), "layer 'probs'",
+        "split into 2 columns", "split = false")
+    bad(tmp_path, "[model\nname='x'", "not valid TOML")
+    bad(tmp_path, GOOD.replace("[model]", "[modell]"), "unknown section 'modell'")
+    bad(tmp_path, GOOD.replace('split = false', 'split = false\ncolumn = 2'),
+        "layer 'fc2'", "column 2 does not exist")
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="unknown model 'alexnett'.*alexnet-small"):
+        load_model("alexnett")
+    with pytest.raises(ModelError, match="model file not found"):
+        load_model("no/such/model.toml")
