@@ -12,6 +12,10 @@
 #pragma once
 #include <cstdint>
 
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
 namespace alexnet_ext {
 
 struct ConvGeometry {
@@ -45,5 +49,27 @@ void weight_acts(const float* images, const float* hid_grads, float* out, const 
 void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
                     float scale_targets, float scale_output);
 }  // namespace cpu
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+// The same four passes on the GPU (csrc/cuda/conv.cu): device pointers, same layouts and the same
+// accumulate form, queued on `stream` (nothing synchronises). The caller has made the arrays'
+// device current. Throws CudaError on a launch error, OutOfMemory when the workspace cannot be had.
+namespace cuda {
+void filter_acts(const float* images, const float* filters, const float* bias, float* out,
+                 const ConvGeometry& g, float scale_targets, float scale_output, cudaStream_t stream);
+void img_acts(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
+              float scale_targets, float scale_output, cudaStream_t stream);
+void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
+                 float scale_targets, float scale_output, cudaStream_t stream);
+void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
+                    float scale_targets, float scale_output, cudaStream_t stream);
+
+// Which kernels the four functions above use, process-wide: 1 = the reference kernels (direct
+// loops, one thread per output), 2 = the tiled implicit-GEMM kernels (default). Version 2 falls
+// back to version 1 for a geometry outside its 32-bit tile indexing (a GEMM dimension >= 2^30).
+void set_conv_kernel(int version);  // throws std::invalid_argument unless 1 or 2
+int get_conv_kernel();
+}  // namespace cuda
+#endif
 
 }  // namespace alexnet_ext

@@ -23,6 +23,7 @@ void bind_softmax_log_loss(py::module_& cpu);
 void bind_sgd_update(py::module_& cpu);
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
+void bind_conv_cuda(py::module_& cuda);
 void bind_response_norm_cuda(py::module_& cuda);
 void bind_max_pool_cuda(py::module_& cuda);
 void bind_avg_pool_cuda(py::module_& cuda);
@@ -88,6 +89,7 @@ PYBIND11_MODULE(_core, m) {
 #ifdef ALEXNET_EXT_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
   alexnet_ext::binding::bind_cuda_array(cuda);
+  alexnet_ext::binding::bind_conv_cuda(cuda);
   alexnet_ext::binding::bind_response_norm_cuda(cuda);
   alexnet_ext::binding::bind_max_pool_cuda(cuda);
   alexnet_ext::binding::bind_avg_pool_cuda(cuda);

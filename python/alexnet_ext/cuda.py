@@ -26,8 +26,8 @@ _c = getattr(_core, "cuda", None)
 
 __all__ = [
     "CudaError", "DeviceArray", "Stream", "asarray", "current_stream", "device_count", "empty",
-    "empty_cache", "get_device", "is_device_array", "memory_stats", "set_device", "stream",
-    "synchronize", "to_device", "zeros",
+    "empty_cache", "get_conv_kernel", "get_device", "is_device_array", "memory_stats",
+    "set_conv_kernel", "set_device", "stream", "synchronize", "to_device", "zeros",
 ]
 
 if _c is not None:
@@ -181,3 +181,16 @@ def empty_cache() -> None:
     """Return every cached block to the driver."""
     _require()
     _c.empty_cache()
+
+
+def set_conv_kernel(version: int) -> None:
+    """Select the GPU convolution kernels, process-wide: 1 = reference (direct loops, for
+    validation), 2 = tiled implicit GEMM (the default). Both compute the same function."""
+    _require()
+    _c.set_conv_kernel(version)
+
+
+def get_conv_kernel() -> int:
+    """The GPU convolution kernel version in use (see :func:`set_conv_kernel`)."""
+    _require()
+    return _c.get_conv_kernel()

@@ -1,0 +1,24 @@
+#!/bin/bash
+# Build and run the CPU emulation of csrc/cuda/conv.cu (see cuda_runtime.h here).
+#   tools/cuda_emu/run.sh [plain|asan|tsan] [seed] [random_cases] [fixed: all|none|substring]
+# EMU_SMS=n sets the SM count the tile and split heuristics see (default 132).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+mode=${1:-plain}
+shift || true
+case $mode in
+  plain) flags="-O2" ;;
+  asan) flags="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" ;;
+  tsan) flags="-O1 -g -fsanitize=thread -DEMU_OS_THREADS" ;;
+  *) echo "mode: plain, asan or tsan" >&2; exit 2 ;;
+esac
+out=${EMU_BUILD_DIR:-/tmp/alexnet_cuda_emu}
+mkdir -p "$out"
+bin="$out/conv_emu_test_$mode"
+# conv.cu is compiled as C++: the shim header comes first on the include path.
+g++ -std=c++20 $flags -Wall -Wno-unknown-pragmas -pthread \
+    -DALEXNET_EXT_WITH_CUDA=1 -DALEXNET_EXT_CUDA_EMULATION=1 \
+    -I "$here" -I "$root/csrc" \
+    -x c++ "$root/csrc/cuda/conv.cu" -x none "$here/emu.cpp" "$here/conv_emu_test.cpp" -o "$bin"
+"$bin" "$@"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one call on a lent GPU machine (no package index there):
+#   build for sm_90 -> GPU test suite -> full suite -> compute-sanitizer -> benchmarks.
+#
+#   STAGES="build test sanitize bench" bash tools/gpu_check.sh      (default: all four)
+#
+# Needs the scipy-openblas32 wheel in .whl/ (the machine cannot reach PyPI):
+#   python3 -m pip download --no-deps --only-binary=:all: -d .whl scipy-openblas32
+# Logs and JSON go to $OUT (the device tool brings that folder back), else /tmp/gpu_check.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu_check}
+mkdir -p "$OUT"
+STAGES=${STAGES:-"build test sanitize bench"}
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+status=0
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+step() { echo; echo "===== $* ====="; }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+
+if has build; then
+  step build
+  $PY -m pip install -q --no-index --no-deps .whl/scipy_openblas32-*.whl || { echo "missing .whl/scipy_openblas32"; exit 1; }
+  t0=$(date +%s)
+  $PY -m pip install --no-build-isolation --no-deps -q \
+      -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 -C build-dir=/tmp/alexnet_ext_build . \
+      > "$OUT/build.txt" 2>&1 || { tail -50 "$OUT/build.txt"; exit 1; }
+  echo "built in $(( $(date +%s) - t0 )) s"
+  grep -iE "warning|spill" "$OUT/build.txt" | head -20
+fi
+$PY -m alexnet_ext | tee "$OUT/info.txt"
+
+if has test; then
+  step "GPU tests (-m cuda)"
+  $PY -m pytest -q -m cuda tests -p no:cacheprovider 2>&1 | tee "$OUT/pytest_cuda.txt" | tail -40
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  step "full suite"
+  $PY -m pytest -q tests -p no:cacheprovider 2>&1 | tee "$OUT/pytest_all.txt" | tail -5
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+
+if has sanitize; then
+  for tool in memcheck racecheck synccheck initcheck; do
+    step "compute-sanitizer $tool"
+    compute-sanitizer --tool "$tool" --error-exitcode 9 $PY tools/sanitize_ops.py > "$OUT/sanitizer_$tool.txt" 2>&1
+    rc=$?
+    tail -4 "$OUT/sanitizer_$tool.txt"
+    echo "$tool exit code: $rc"
+    [ $rc -eq 0 ] || status=1
+  done
+fi
+
+if has bench; then
+  step "bench --device cuda (batch 128)"
+  $PY bench/run.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+fi
+
+step "summary"
+for f in pytest_cuda pytest_all; do [ -f "$OUT/$f.txt" ] && echo "$f: $(tail -1 "$OUT/$f.txt")"; done
+for tool in memcheck racecheck synccheck initcheck; do
+  [ -f "$OUT/sanitizer_$tool.txt" ] && echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|no errors|error" "$OUT/sanitizer_$tool.txt" | tail -1)"
+done
+exit $status

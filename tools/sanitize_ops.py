@@ -1,0 +1,62 @@
+"""Run every CUDA op once, forward and backward, on small odd shapes: the workload for
+compute-sanitizer (memcheck, racecheck, synccheck), which is far too slow for the whole suite.
+
+    compute-sanitizer --tool memcheck --error-exitcode 1 python tools/sanitize_ops.py
+"""
+import sys
+
+import numpy as np
+
+import alexnet_ext
+from alexnet_ext import _core, cuda, ops
+
+
+def main() -> int:
+    if not alexnet_ext.cuda_available():
+        print("no GPU:", alexnet_ext.cuda_status()["reason"])
+        return 2
+    rng = np.random.default_rng(0)
+    f32 = lambda *s: cuda.to_device(rng.standard_normal(s).astype(np.float32))
+    conv_kernels = [1, 2] if hasattr(_core.cuda, "set_conv_kernel") else [None]
+    for version in conv_kernels:
+        if version is not None:
+            _core.cuda.set_conv_kernel(version)
+        for (n, c, h, w, f, k, s, p, g, ceil) in [(3, 3, 23, 19, 8, 11, 4, 2, 1, False),
+                                                   (2, 6, 9, 9, 10, 5, 1, 2, 2, False),
+                                                   (1, 7, 5, 6, 5, 3, 2, 1, 1, True),
+                                                   (2, 4, 4, 4, 3, 1, 1, 0, 1, False)]:
+            x, wt = f32(n, c, h, w), f32(f, c // g, k, k)
+            kw = dict(stride=s, padding=p, groups=g, ceil_mode=ceil)
+            y = ops.filter_acts(x, wt, bias=f32(f), **kw)
+            gy = f32(*y.shape)
+            ops.img_acts(gy, wt, image_size=(h, w), **kw)
+            ops.weight_acts(x, gy, filter_size=k, **kw)
+            ops.conv_bias_grad(gy)
+    x = f32(3, 7, 11, 13)
+    y, d = ops.response_norm(x)
+    ops.response_norm_undo(f32(*x.shape), x, y, d)
+    y, sw = ops.max_pool(x, size=3, stride=2, ceil_mode=True)
+    ops.max_pool_undo(f32(*y.shape), sw, image_size=(11, 13))
+    y = ops.avg_pool(x, size=3, stride=2, padding=1)
+    ops.avg_pool_undo(f32(*y.shape), image_size=(11, 13), size=3, stride=2, padding=1)
+    r = ops.relu(x)
+    ops.relu_undo(f32(*x.shape), r)
+    y, m = ops.dropout(x, p=0.5, seed=3)
+    ops.dropout_undo(f32(*x.shape), m, p=0.5)
+    a, wf, b = f32(5, 37), f32(11, 37), f32(11)
+    if hasattr(_core.cuda, "fc_forward") or hasattr(_core.cuda, "fc"):
+        yf = ops.fc(a, wf, b)
+        ops.fc_undo(f32(*yf.shape), a, wf)
+    labels = cuda.to_device(rng.integers(0, 11, 5).astype(np.int64))
+    loss, probs = ops.softmax_log_loss(f32(5, 11), labels)
+    ops.softmax_log_loss_undo(probs, labels)
+    ops.top_k_errors(probs, labels, ks=(1, 5))
+    wv, gv, vv = f32(64, 33), f32(64, 33), f32(64, 33)
+    ops.sgd_update(wv, gv, vv, lr=0.01)
+    cuda.synchronize()
+    print("sanitize_ops: every op ran")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
