@@ -262,3 +262,37 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(capsys, tmp_pa
     assert ck.state["epoch"] == 1
     assert all(np.all(np.isfinite(v)) for v in ck.params.values())
     assert len(metrics(run)) == 1
+
+
+def tiny_trainer(rng, learning, val=True):
+    from alexnet_ext.nn import Net, parse_model
+
+    spec = parse_model(TINY, path="tiny.toml")
+    learn = dict(spec.learning, **learning)
+    x = rng.standard_normal((24,) + spec.input_shape).astype(np.float32)
+    y = rng.integers(0, 3, 24)
+    loader = train.ArrayLoader(x, y, batch_size=8, seed=1)
+    val_loader = train.ArrayLoader(x[:10], y[:10], batch_size=8, train=False) if val else None
+    lines = []
+    t = train.Trainer(Net(spec), learn, loader, val_loader, log=lines.append, progress=False)
+    return t, lines
+
+
+def test_plateau_schedule_without_validation(rng):
+    # the training loss never improves by 10: lr drops after every `patience` epochs, 3 times
+    t, lines = tiny_trainer(rng, {"epochs": 6, "lr": 0.01, "patience": 1, "min_improvement": 10.0},
+                            val=False)
+    assert t.train() == "finished"
+    lrs = [h["lr"] for h in t.history]
+    assert np.allclose(lrs, [0.01, 0.01, 1e-3, 1e-4, 1e-5, 1e-5]), lrs
+    assert all(h["val_top1"] is None for h in t.history)
+    assert sum("learning rate" in line for line in lines) == 3
+
+
+def test_step_schedule(rng):
+    t, _ = tiny_trainer(rng, {"epochs": 5, "lr": 0.02, "schedule": "steps", "steps": [2, 4],
+                              "lr_factor": 0.5})
+    assert t.train() == "finished"
+    assert np.allclose([h["lr"] for h in t.history], [0.02, 0.02, 0.01, 0.01, 0.005])
+    assert t.state["schedule"]["reductions"] == 2
+    assert all(0 <= h["val_top1"] <= 1 for h in t.history)
