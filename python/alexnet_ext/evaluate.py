@@ -93,6 +93,9 @@ def main(argv=None) -> int:
         return _run(args)
     except UsageError as e:
         return fail(PROG, e)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _run(args) -> int:

@@ -450,6 +450,9 @@ def main(argv=None, *, on_step=None) -> int:
         return _run(args, on_step=on_step)
     except (UsageError, ModelError) as e:
         return fail(PROG, e)
+    except KeyboardInterrupt:          # before training started, or a second Ctrl-C
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _run(args, on_step=None) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_device", "empty", "zeros", "add_into", "transfer", "to_host"]
+__all__ = ["check_device", "empty", "zeros", "add_into", "copy_into", "transfer", "to_host"]
 
 SUPPORTED = ("cpu",)
 
@@ -22,9 +22,9 @@ def check_device(device: str) -> str:
     return device
 
 
-def empty(shape, device: str) -> np.ndarray:
+def empty(shape, device: str, dtype=np.float32) -> np.ndarray:
     check_device(device)
-    return np.empty(shape, dtype=np.float32)
+    return np.empty(shape, dtype=dtype)
 
 
 def zeros(shape, device: str) -> np.ndarray:
@@ -35,6 +35,12 @@ def zeros(shape, device: str) -> np.ndarray:
 def add_into(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst += src`` on the device holding both (gradients reaching a tensor from several layers)."""
     np.add(dst, src, out=dst)
+
+
+def copy_into(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """``dst[...] = src`` on the device holding both; returns ``dst``."""
+    np.copyto(dst, src)
+    return dst
 
 
 def transfer(x: np.ndarray, src_device: str, dst_device: str, *, out: np.ndarray) -> np.ndarray:

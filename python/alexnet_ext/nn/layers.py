@@ -298,7 +298,7 @@ class Dropout(Layer):
             return
         masks = self.__dict__.setdefault("_masks", {})
         if ctx.n not in masks:
-            masks[ctx.n] = np.empty((ctx.n,) + self.output.shape, dtype=np.uint8)
+            masks[ctx.n] = D.empty((ctx.n,) + self.output.shape, self.output.device, np.uint8)
         self.output.value, self.mask = ops.dropout(
             x, p=self.p, seed=ctx.seed_for(self.name), out=self.output.buffer("value", ctx.n),
             mask_out=masks[ctx.n])
@@ -306,15 +306,10 @@ class Dropout(Layer):
     def backward(self, ctx):
         gy = self.output.grad
         if self.mask is None:
-            self._emit(self.inputs[0], ctx.n, lambda out: _copy(out, gy))
+            self._emit(self.inputs[0], ctx.n, lambda out: D.copy_into(out, gy))
         else:
             self._emit(self.inputs[0], ctx.n,
                        lambda out: ops.dropout_undo(gy, self.mask, p=self.p, out=out))
-
-
-def _copy(out, x):
-    np.copyto(out, x)
-    return out
 
 
 class Softmax(Layer):
