@@ -1,5 +1,8 @@
-"""Comparison helpers for the kernel tests."""
+"""Helpers shared by the tests: comparisons and thread-count runs for the kernels; random weights
+and batches for the nets."""
 import numpy as np
+
+import alexnet_ext
 
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -33,3 +36,45 @@ def random_indices(rng, shape, count):
     """`count` random multi-indices into an array of `shape`."""
     flat = rng.choice(int(np.prod(shape)), size=min(count, int(np.prod(shape))), replace=False)
     return [np.unravel_index(i, shape) for i in flat]
+
+
+def results_per_thread_count(run, counts):
+    """``[run() with the kernels on t CPU threads for t in counts]``; the thread count in force
+    before is restored afterwards, also when ``run`` raises."""
+    before = alexnet_ext.get_num_threads()
+    try:
+        results = []
+        for t in counts:
+            alexnet_ext.set_num_threads(t)
+            results.append(run())
+        return results
+    finally:
+        alexnet_ext.set_num_threads(before)
+
+
+def assert_adjoint(y, gy, *pairs, rtol=1e-5):
+    """``<y, gy> == <a, ga>`` for each ``(a, ga)`` in ``pairs``: the undo ops are the adjoints of
+    the linear maps ``a -> y`` (within ``rtol * |y| * |gy|``, sums taken in float64)."""
+    lhs = np.vdot(np.float64(y), np.float64(gy))
+    scale = np.linalg.norm(np.float64(y)) * np.linalg.norm(np.float64(gy))
+    for i, (a, ga) in enumerate(pairs):
+        rhs = np.vdot(np.float64(a), np.float64(ga))
+        assert abs(lhs - rhs) <= rtol * scale, f"pair {i}: <y, gy> = {lhs!r}, <a, ga> = {rhs!r}"
+
+
+def random_params(net, rng, scale=0.4):
+    """Load float32 standard-normal weights times ``scale`` into ``net``; return them as float64."""
+    p = {k: (rng.standard_normal(s) * scale).astype(np.float32) for k, s in net.param_shapes.items()}
+    net.load_state_dict(p)
+    return {k: v.astype(np.float64) for k, v in p.items()}
+
+
+def random_images(rng, spec, n):
+    """``n`` standard-normal float32 inputs of model ``spec``: (n, C, H, W)."""
+    return rng.standard_normal((n,) + spec.input_shape).astype(np.float32)
+
+
+def random_batch(rng, spec, n):
+    """``(x, y)``: :func:`random_images`, then int64 labels in ``[0, spec.classes)``."""
+    x = random_images(rng, spec, n)
+    return x, rng.integers(0, spec.classes, n).astype(np.int64)

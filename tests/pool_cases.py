@@ -1,5 +1,6 @@
-"""Pooling geometry shared by test_max_pool.py and test_avg_pool.py: the case table and an
-independent enumeration of the (clipped) windows. The references themselves live in the test files."""
+"""Pooling geometry shared by test_max_pool.py and test_avg_pool.py: the case table, random
+geometries and an independent enumeration of the (clipped) windows. The references themselves live
+in the test files."""
 
 
 def _pair(v):
@@ -26,6 +27,20 @@ def windows(h, w, size, stride, padding, ceil_mode):
         for ox in range(wo):
             c0 = ox * sw - pw
             yield oy, ox, range(max(r0, 0), min(r0 + kh, h)), range(max(c0, 0), min(c0 + kw, w))
+
+
+def random_geometry(rng):
+    """A random pooling problem: ``(shape, args)``, an input shape (N, C, H, W) and the size,
+    stride, padding and ceil_mode arguments (windows up to 5x5, padding at most half a window,
+    the padded image at least one window)."""
+    kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
+    sh, sw = (int(v) for v in rng.integers(1, 5, size=2))
+    ph, pw = int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1))
+    h = int(rng.integers(max(1, kh - 2 * ph), 16))
+    w = int(rng.integers(max(1, kw - 2 * pw), 16))
+    args = dict(size=(kh, kw), stride=(sh, sw), padding=(ph, pw),
+                ceil_mode=bool(rng.integers(0, 2)))
+    return (int(rng.integers(1, 3)), int(rng.integers(1, 5)), h, w), args
 
 
 # ---------------------------------------------------------------- cases

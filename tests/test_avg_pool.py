@@ -4,8 +4,8 @@ import pytest
 
 import alexnet_ext
 from alexnet_ext import ops
-from helpers import assert_close, central_difference, random_indices
-from pool_cases import CASES, windows
+from helpers import assert_close, central_difference, random_indices, results_per_thread_count
+from pool_cases import CASES, random_geometry, windows
 
 
 # ---------------------------------------------------------------- float64 references (direct)
@@ -74,14 +74,10 @@ def test_padding_and_overhang_not_counted(rng):
 
 def test_random_geometries(rng):
     for _ in range(30):
-        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
-        sh, sw = (int(v) for v in rng.integers(1, 5, size=2))
-        ph, pw = int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1))
-        h = int(rng.integers(max(1, kh - 2 * ph), 16))
-        w = int(rng.integers(max(1, kw - 2 * pw), 16))
-        kw_args = dict(size=(kh, kw), stride=(sh, sw), padding=(ph, pw),
-                       ceil_mode=bool(rng.integers(0, 2)))
-        x = rng.standard_normal((int(rng.integers(1, 3)), int(rng.integers(1, 5)), h, w)).astype(np.float32)
+        shape, kw_args = random_geometry(rng)
+        h, w = shape[2:]
+        kh, kw = kw_args["size"]
+        x = rng.standard_normal(shape).astype(np.float32)
         y = ops.avg_pool(x, **kw_args)
         assert_close(y, ref_avg_pool(x, **kw_args), kh * kw, what=str(kw_args))
         gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -117,14 +113,9 @@ def test_deterministic_across_thread_counts(rng):
     x = rng.standard_normal((3, 5, 27, 27)).astype(np.float32)
     gy = rng.standard_normal((3, 5, 14, 14)).astype(np.float32)
     kw = dict(size=3, stride=2, padding=1)
-    before = alexnet_ext.get_num_threads()
-    runs = []
-    try:
-        for t in (1, max(2, before)):
-            alexnet_ext.set_num_threads(t)
-            runs.append((ops.avg_pool(x, **kw), ops.avg_pool_undo(gy, image_size=27, **kw)))
-    finally:
-        alexnet_ext.set_num_threads(before)
+    runs = results_per_thread_count(
+        lambda: (ops.avg_pool(x, **kw), ops.avg_pool_undo(gy, image_size=27, **kw)),
+        (1, max(2, alexnet_ext.get_num_threads())))
     for a, b in zip(*runs):
         assert np.array_equal(a, b)
 

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-import alexnet_ext
 from alexnet_ext import ops
+from helpers import results_per_thread_count
 
 MASK32 = 0xFFFFFFFF
 
@@ -150,15 +150,12 @@ def test_element_depends_only_on_its_index(rng):
 def test_independent_of_thread_count(rng):
     x = rng.standard_normal((64, 9216)).astype(np.float32)  # big enough for the parallel path
     seed = _seed(rng)
-    before = alexnet_ext.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3):
-            alexnet_ext.set_num_threads(threads)
-            y, m = ops.dropout(x, p=0.5, seed=seed, offset=11)
-            results.append((y, m, ops.dropout_undo(x, m, p=0.5)))
-    finally:
-        alexnet_ext.set_num_threads(before)
+
+    def dropout_and_undo():
+        y, m = ops.dropout(x, p=0.5, seed=seed, offset=11)
+        return y, m, ops.dropout_undo(x, m, p=0.5)
+
+    results = results_per_thread_count(dropout_and_undo, (1, 2, 3))
     for y, m, g in results[1:]:
         np.testing.assert_array_equal(m, results[0][1])
         np.testing.assert_array_equal(y, results[0][0])

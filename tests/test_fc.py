@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-import alexnet_ext
 from alexnet_ext import ops
-from helpers import assert_close, central_difference, random_indices
+from helpers import (assert_adjoint, assert_close, central_difference, random_indices,
+                     results_per_thread_count)
 
 
 def ref_fc(x, w, b=None):
@@ -97,10 +97,7 @@ def test_adjoint_identities(rng):
     y = ops.fc(x, w)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx, gw, _ = ops.fc_undo(gy, x, w)
-    lhs = np.vdot(np.float64(y), np.float64(gy))
-    scale = np.linalg.norm(np.float64(y)) * np.linalg.norm(np.float64(gy))
-    assert abs(lhs - np.vdot(np.float64(x), np.float64(gx))) <= 1e-5 * scale
-    assert abs(lhs - np.vdot(np.float64(w), np.float64(gw))) <= 1e-5 * scale
+    assert_adjoint(y, gy, (x, gx), (w, gw))
 
 
 def test_activation_reshaped_from_nchw(rng):
@@ -116,14 +113,7 @@ def test_activation_reshaped_from_nchw(rng):
 def test_thread_counts_agree(rng):
     x, w, b = _data(rng, (64, 600, 300))
     gy = rng.standard_normal((64, 300)).astype(np.float32)
-    before = alexnet_ext.get_num_threads()
-    res = []
-    try:
-        for t in (1, 2, 3):
-            alexnet_ext.set_num_threads(t)
-            res.append((ops.fc(x, w, b),) + ops.fc_undo(gy, x, w))
-    finally:
-        alexnet_ext.set_num_threads(before)
+    res = results_per_thread_count(lambda: (ops.fc(x, w, b),) + ops.fc_undo(gy, x, w), (1, 2, 3))
     refs = (ref_fc(x, w, b),) + ref_fc_undo(gy, x, w)
     for r in res:
         for got, ref, red in zip(r, refs, (600, 300, 64, 64)):

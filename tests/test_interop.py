@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from alexnet_ext.nn import Net, export_weights, import_weights, parse_model
+from helpers import random_params
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -127,8 +128,7 @@ def test_export_to_torch(tmp_path, rng, split):
     spec = parse_model(MODEL, path="interop.toml")
     assert spec.shapes["pool3"] == (8, 2, 2)
     net = Net(spec, seed=int(rng.integers(1 << 30)), split_columns=split)
-    sd = {k: (rng.standard_normal(s) * 0.3).astype(np.float32) for k, s in net.param_shapes.items()}
-    net.load_state_dict(sd)
+    random_params(net, rng, scale=0.3)
     path = export_weights(net, tmp_path / "weights.safetensors")
     tnet = TorchNet().eval()
     tnet.load_state_dict(st.load_file(str(path)), strict=True)

@@ -4,8 +4,8 @@ import pytest
 
 import alexnet_ext
 from alexnet_ext import ops
-from helpers import central_difference, random_indices
-from pool_cases import CASES, ref_out_size, windows
+from helpers import central_difference, random_indices, results_per_thread_count
+from pool_cases import CASES, random_geometry, ref_out_size, windows
 
 
 # ---------------------------------------------------------------- float64 references (direct)
@@ -77,14 +77,9 @@ def test_output_sizes():
 
 def test_random_geometries(rng):
     for _ in range(30):
-        kh, kw = (int(v) for v in rng.integers(1, 6, size=2))
-        sh, sw = (int(v) for v in rng.integers(1, 5, size=2))
-        ph, pw = int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1))
-        h = int(rng.integers(max(1, kh - 2 * ph), 16))
-        w = int(rng.integers(max(1, kw - 2 * pw), 16))
-        kw_args = dict(size=(kh, kw), stride=(sh, sw), padding=(ph, pw),
-                       ceil_mode=bool(rng.integers(0, 2)))
-        x = _tie_free(rng, (int(rng.integers(1, 3)), int(rng.integers(1, 5)), h, w))
+        shape, kw_args = random_geometry(rng)
+        h, w = shape[2:]
+        x = _tie_free(rng, shape)
         y, s = ops.max_pool(x, **kw_args)
         ry, rs = ref_max_pool(x, **kw_args)
         np.testing.assert_array_equal(y, ry, err_msg=str(kw_args))
@@ -208,16 +203,13 @@ def test_switch_dtype_rule():
 
 def test_deterministic_across_thread_counts(rng):
     x = rng.standard_normal((3, 5, 27, 27)).astype(np.float32)
-    before = alexnet_ext.get_num_threads()
-    runs = []
-    try:
-        for t in (1, max(2, before)):
-            alexnet_ext.set_num_threads(t)
-            y, s = ops.max_pool(x)
-            gy = np.ones(y.shape, np.float32) / 3
-            runs.append((y, s, ops.max_pool_undo(gy, s, image_size=27)))
-    finally:
-        alexnet_ext.set_num_threads(before)
+
+    def pool_and_undo():
+        y, s = ops.max_pool(x)
+        gy = np.ones(y.shape, np.float32) / 3
+        return y, s, ops.max_pool_undo(gy, s, image_size=27)
+
+    runs = results_per_thread_count(pool_and_undo, (1, max(2, alexnet_ext.get_num_threads())))
     for a, b in zip(*runs):
         assert np.array_equal(a, b)
 

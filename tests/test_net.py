@@ -9,6 +9,7 @@ import pytest
 
 import alexnet_ext.nn.device as device
 from alexnet_ext.nn import Net, load_model, parse_model
+from helpers import random_batch, random_images, random_params
 
 # ---------------------------------------------------------------------------------------------
 # float64 reference of the layers
@@ -263,17 +264,9 @@ crop = 15
 """
 
 
-def random_params(net, rng, scale=0.4):
-    p = {k: (rng.standard_normal(s) * scale).astype(np.float32) for k, s in net.param_shapes.items()}
-    net.load_state_dict(p)
-    return {k: v.astype(np.float64) for k, v in p.items()}
-
-
 def check_gradients(spec, net, rng, n=4, coords=12, train=True):
     params = random_params(net, rng)
-    c, h, w = spec.input_shape
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    y = rng.integers(0, spec.classes, n).astype(np.int64)
+    x, y = random_batch(rng, spec, n)
     loss = net.forward(x, y, train=train, step=3, seed=11)
     net.backward()
     masks = {}
@@ -346,8 +339,7 @@ def test_two_columns_equal_the_grouped_net(rng, monkeypatch):
     monkeypatch.setattr(device, "transfer", counting)
     params = random_params(merged, rng, scale=0.3)
     split.load_state_dict({k: v.astype(np.float32) for k, v in params.items()})
-    x = rng.standard_normal((3,) + spec.input_shape).astype(np.float32)
-    y = rng.integers(0, spec.classes, 3).astype(np.int64)
+    x, y = random_batch(rng, spec, 3)
     for step in range(2):
         lm = merged.forward(x, y, train=True, step=step)
         merged.backward()
@@ -388,7 +380,7 @@ def test_lrn_stays_within_a_column(rng):
     spec = parse_model(TWO_COLUMNS, path="twocol.toml")
     net = Net(spec)
     random_params(net, rng)
-    x = rng.standard_normal((2,) + spec.input_shape).astype(np.float32)
+    x = random_images(rng, spec, 2)
     net.forward(x)
     a = net.output("relu1").astype(np.float64)
     got = net.output("norm1")
@@ -401,8 +393,7 @@ def test_overfits_a_few_dozen_images(rng):
                        path="chain.toml")
     net = Net(spec, seed=1)
     random_params(net, rng, scale=0.3)
-    x = rng.standard_normal((36,) + spec.input_shape).astype(np.float32)
-    y = rng.integers(0, spec.classes, 36).astype(np.int64)
+    x, y = random_batch(rng, spec, 36)
     losses = []
     for step in range(300):
         for b in range(0, 36, 12):
@@ -418,7 +409,7 @@ def test_overfits_a_few_dozen_images(rng):
 def test_forward_until_and_output(rng):
     spec = parse_model(TWO_COLUMNS, path="twocol.toml")
     net = Net(spec, split_columns=True)
-    x = rng.standard_normal((2,) + spec.input_shape).astype(np.float32)
+    x = random_images(rng, spec, 2)
     assert net.forward(x, until="relu4") is None
     assert net.output("relu4").shape == (2, 8)
     with pytest.raises(ValueError, match="no tensor 'nope'"):
@@ -432,8 +423,7 @@ def test_forward_until_and_output(rng):
 def test_buffers_are_kept_between_steps(rng):
     spec = parse_model(CHAIN, path="chain.toml")
     net = Net(spec)
-    x = rng.standard_normal((4,) + spec.input_shape).astype(np.float32)
-    y = rng.integers(0, 3, 4).astype(np.int64)
+    x, y = random_batch(rng, spec, 4)
     net.forward(x, y, train=True)
     net.backward()
     # outputs of ops that take out= (conv, relu, fc, dropout, softmax) and gradients written
@@ -477,8 +467,7 @@ def test_shipped_models_take_a_step(rng, name):
     spec = load_model(name, classes=7)
     for split in (False, True):
         net = Net(spec, split_columns=split, seed=2)
-        x = rng.standard_normal((3,) + spec.input_shape).astype(np.float32)
-        y = rng.integers(0, 7, 3).astype(np.int64)
+        x, y = random_batch(rng, spec, 3)
         first = net.forward(x, y, train=True)
         net.backward()
         net.update(lr=0.01)

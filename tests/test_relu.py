@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-import alexnet_ext
 from alexnet_ext import ops
+from helpers import results_per_thread_count
 
 SHAPES = {
     "vector": (7,),
@@ -83,14 +83,8 @@ def test_relu_out_buffer_and_nan(rng):
 def test_results_do_not_depend_on_thread_count(rng):
     x = _x(rng, (4, 96, 55, 55))
     gy = rng.standard_normal(x.shape).astype(np.float32)
-    before = alexnet_ext.get_num_threads()
-    try:
-        alexnet_ext.set_num_threads(1)
-        y1, g1 = ops.relu(x), ops.relu_undo(gy, ops.relu(x))
-        alexnet_ext.set_num_threads(2)
-        y2, g2 = ops.relu(x), ops.relu_undo(gy, ops.relu(x))
-    finally:
-        alexnet_ext.set_num_threads(before)
+    (y1, g1), (y2, g2) = results_per_thread_count(
+        lambda: (ops.relu(x), ops.relu_undo(gy, ops.relu(x))), (1, 2))
     np.testing.assert_array_equal(y1, y2)
     np.testing.assert_array_equal(g1, g2)
 

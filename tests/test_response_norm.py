@@ -4,7 +4,7 @@ import pytest
 
 import alexnet_ext
 from alexnet_ext import ops
-from helpers import assert_close, central_difference, random_indices
+from helpers import assert_close, central_difference, random_indices, results_per_thread_count
 
 
 # ---------------------------------------------------------------- float64 references (direct)
@@ -185,15 +185,12 @@ def test_undo_leaves_inputs_unchanged(rng):
 def test_deterministic_across_thread_counts(rng):
     x, size = _data(rng, (3, 10, 19, 23, 5))
     gy = rng.standard_normal(x.shape).astype(np.float32)
-    before = alexnet_ext.get_num_threads()
-    runs = []
-    try:
-        for t in (1, max(2, before)):
-            alexnet_ext.set_num_threads(t)
-            y, d = ops.response_norm(x, size=size, **HYPER)
-            runs.append((y, d, ops.response_norm_undo(gy, x, y, d, size=size, **HYPER)))
-    finally:
-        alexnet_ext.set_num_threads(before)
+
+    def norm_and_undo():
+        y, d = ops.response_norm(x, size=size, **HYPER)
+        return y, d, ops.response_norm_undo(gy, x, y, d, size=size, **HYPER)
+
+    runs = results_per_thread_count(norm_and_undo, (1, max(2, alexnet_ext.get_num_threads())))
     for a, b in zip(*runs):
         assert np.array_equal(a, b)
 

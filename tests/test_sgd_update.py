@@ -2,9 +2,8 @@
 import numpy as np
 import pytest
 
-import alexnet_ext
 from alexnet_ext import ops
-from helpers import EPS32
+from helpers import EPS32, results_per_thread_count
 
 
 def ref_step(w, g, v, lr, momentum, weight_decay):
@@ -93,16 +92,13 @@ def test_thread_count_does_not_matter(rng):
     w0 = rng.standard_normal(shape).astype(np.float32)
     v0 = rng.standard_normal(shape).astype(np.float32)
     g = rng.standard_normal(shape).astype(np.float32)
-    before = alexnet_ext.get_num_threads()
-    res = []
-    try:
-        for t in (1, 2):
-            alexnet_ext.set_num_threads(t)
-            w, v = w0.copy(), v0.copy()
-            ops.sgd_update(w, g, v, lr=0.01)
-            res.append((w, v))
-    finally:
-        alexnet_ext.set_num_threads(before)
+
+    def step():
+        w, v = w0.copy(), v0.copy()
+        ops.sgd_update(w, g, v, lr=0.01)
+        return w, v
+
+    res = results_per_thread_count(step, (1, 2))
     np.testing.assert_array_equal(res[0][0], res[1][0])
     np.testing.assert_array_equal(res[0][1], res[1][1])
 

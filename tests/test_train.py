@@ -10,6 +10,7 @@ import alexnet_ext
 from alexnet_ext import evaluate, features, train
 from alexnet_ext.data.synthetic import default_dataset
 from alexnet_ext.nn import load_checkpoint
+from helpers import random_batch
 
 # A two-column miniature of the paper's net for 16x16 crops of 20x20 images.
 TINY = """
@@ -269,8 +270,7 @@ def tiny_trainer(rng, learning, val=True):
 
     spec = parse_model(TINY, path="tiny.toml")
     learn = dict(spec.learning, **learning)
-    x = rng.standard_normal((24,) + spec.input_shape).astype(np.float32)
-    y = rng.integers(0, 3, 24)
+    x, y = random_batch(rng, spec, 24)
     loader = train.ArrayLoader(x, y, batch_size=8, seed=1)
     val_loader = train.ArrayLoader(x[:10], y[:10], batch_size=8, train=False) if val else None
     lines = []

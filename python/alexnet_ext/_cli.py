@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["UsageError", "open_data", "load_run", "fail"]
+__all__ = ["UsageError", "open_data", "add_run_arguments", "open_run_data", "load_run",
+           "checkpoint_mean", "fail", "run_cli"]
 
 
 class UsageError(Exception):
@@ -16,6 +17,21 @@ class UsageError(Exception):
 def fail(prog: str, err: Exception) -> int:
     print(f"{prog}: error: {err}", file=sys.stderr)
     return 2
+
+
+def run_cli(prog: str, body, *, usage_errors: tuple = (UsageError,)) -> int:
+    """``body()``'s exit status, with the exits every CLI shares.
+
+    ``usage_errors``: one line on stderr and status 2. Ctrl-C that reaches here (before the work
+    began, or a second one) gives status 130 without a traceback.
+    """
+    try:
+        return body()
+    except usage_errors as e:
+        return fail(prog, e)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def open_data(path, spec, *, need_train: bool = True, workers: int | None = None):
@@ -72,6 +88,26 @@ def load_run(path, *, device: str = "cpu"):
     net = Net(spec, devices=[device], seed=0)
     net.load_state_dict(ckpt.params)
     return net, ckpt
+
+
+def add_run_arguments(parser, *, data_help: str) -> None:
+    """The arguments of the tools that read a trained run: RUN_DIR|CHECKPOINT, and --data, whose
+    default (the data set the run trained on) :func:`open_run_data` fills in."""
+    parser.add_argument("run", metavar="RUN_DIR|CHECKPOINT",
+                        help="run directory or checkpoint file")
+    parser.add_argument("--data", metavar="PATH", help=data_help)
+
+
+def open_run_data(data, ckpt, spec, *, need_train: bool = True, workers: int | None = None):
+    """Open ``data`` (the ``--data`` value), or, when it is not given, the data set the checkpoint
+    ``ckpt`` was trained on, for the checkpoint's model ``spec`` (checks as :func:`open_data`).
+
+    Returns ``(path, dataset)``.
+    """
+    data = data or ckpt.info.get("data")
+    if not data:
+        raise UsageError("--data is needed (the checkpoint does not say where its data is)")
+    return data, open_data(data, spec, need_train=need_train, workers=workers)
 
 
 def checkpoint_mean(ckpt, ds) -> np.ndarray:

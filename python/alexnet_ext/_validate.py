@@ -77,6 +77,19 @@ def _type_name(x) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
 
 
+def _dense_array(x, name: str, ndim: int | None, layout: str):
+    """The checks :func:`float_array` and :func:`index_array` share once the dtype is right:
+    rank ``ndim``, C-contiguous, non-empty."""
+    if ndim is not None and x.ndim != ndim:
+        what = f" {layout}" if layout else ""
+        raise ValueError(f"{name}: expected {ndim} dimensions{what}, got shape {x.shape}")
+    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:  # DeviceArrays are always dense
+        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
+    if x.size == 0:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
+    return x
+
+
 def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
     """``x`` must be a non-empty, C-contiguous float32 ndarray of ``ndim`` dimensions.
 
@@ -87,14 +100,7 @@ def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
     if x.dtype != FLOAT:
         raise TypeError(f"{name}: expected dtype float32, got {x.dtype} "
                         f"(convert with {name}.astype(np.float32))")
-    if ndim is not None and x.ndim != ndim:
-        what = f" {layout}" if layout else ""
-        raise ValueError(f"{name}: expected {ndim} dimensions{what}, got shape {x.shape}")
-    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:  # DeviceArrays are always dense
-        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
-    if x.size == 0:
-        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
-    return x
+    return _dense_array(x, name, ndim, layout)
 
 
 def index_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:
@@ -103,14 +109,7 @@ def index_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
         raise TypeError(f"{name}: expected a numpy.ndarray of int32 or int64, got {_type_name(x)}")
     if x.dtype not in INDEX_DTYPES:
         raise TypeError(f"{name}: expected dtype int32 or int64, got {x.dtype}")
-    if ndim is not None and x.ndim != ndim:
-        what = f" {layout}" if layout else ""
-        raise ValueError(f"{name}: expected {ndim} dimensions{what}, got shape {x.shape}")
-    if isinstance(x, np.ndarray) and not x.flags.c_contiguous:  # DeviceArrays are always dense
-        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray({name}))")
-    if x.size == 0:
-        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
-    return x
+    return _dense_array(x, name, ndim, layout)
 
 
 def expect_shape(x: np.ndarray, shape: tuple, name: str, why: str = "") -> None:

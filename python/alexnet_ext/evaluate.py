@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from ._cli import UsageError, checkpoint_mean, fail, load_run, open_data
+from ._cli import (UsageError, add_run_arguments, checkpoint_mean, load_run, open_run_data,
+                   run_cli)
 
 __all__ = ["main", "evaluate_views", "prepare"]
 
@@ -28,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Top-1 and top-5 error of a trained network (a run directory of "
                                "python -m alexnet_ext.train, or its checkpoint file).")
-    p.add_argument("run", metavar="RUN_DIR|CHECKPOINT", help="run directory or checkpoint file")
-    p.add_argument("--data", metavar="PATH",
-                   help="data set to evaluate on (default: the one the run trained on)")
+    add_run_arguments(p, data_help="data set to evaluate on (default: the one the run trained on)")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="which split to evaluate (default: val)")
     p.add_argument("--views", type=int, choices=(1, 10), default=1,
@@ -89,13 +88,7 @@ def evaluate_views(net, split, *, mean, crop, scale, batch_size, progress=True) 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except UsageError as e:
-        return fail(PROG, e)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_cli(PROG, lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -108,10 +101,7 @@ def _run(args) -> int:
         raise UsageError(f"--workers: expected 0 or more, got {args.workers}")
     net, ckpt = load_run(args.run)
     spec = net.spec
-    data = args.data or ckpt.info.get("data")
-    if not data:
-        raise UsageError("--data is needed (the checkpoint does not say where its data is)")
-    ds = open_data(data, spec, need_train=False, workers=args.workers)
+    data, ds = open_run_data(args.data, ckpt, spec, need_train=False, workers=args.workers)
     names = ckpt.info.get("class_names")
     if names is not None and list(ds.class_names) != list(names):
         raise UsageError(f"--data {data}: its {ds.num_classes} classes are not the "

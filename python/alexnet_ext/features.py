@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli import UsageError, checkpoint_mean, fail, load_run, open_data
+from ._cli import (UsageError, add_run_arguments, checkpoint_mean, load_run, open_run_data,
+                   run_cli)
 
 __all__ = ["main", "extract", "nearest"]
 
@@ -29,9 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Nearest training images of query images in the feature space "
                                "of a trained net's last hidden layer (paper Figure 4).")
-    p.add_argument("run", metavar="RUN_DIR|CHECKPOINT", help="run directory or checkpoint file")
-    p.add_argument("--data", metavar="PATH",
-                   help="data set (default: the one the run trained on)")
+    add_run_arguments(p, data_help="data set (default: the one the run trained on)")
     p.add_argument("--out", metavar="DIR", required=True,
                    help="where neighbors.png and neighbors.json go (created if needed)")
     p.add_argument("--queries", type=int, default=8, metavar="N",
@@ -89,13 +88,7 @@ def nearest(queries: np.ndarray, base: np.ndarray, k: int, exclude=None):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except UsageError as e:
-        return fail(PROG, e)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_cli(PROG, lambda: _run(args))
 
 
 def _run(args) -> int:
@@ -113,10 +106,7 @@ def _run(args) -> int:
     if layer not in spec.shapes or layer == spec.cost.name:
         raise UsageError(f"--layer {layer}: not a tensor of model '{spec.name}' (try one of "
                          f"{', '.join(L.name for L in spec.layers[:-1])})")
-    data = args.data or ckpt.info.get("data")
-    if not data:
-        raise UsageError("--data is needed (the checkpoint does not say where its data is)")
-    ds = open_data(data, spec, workers=args.workers)
+    _, ds = open_run_data(args.data, ckpt, spec, workers=args.workers)
     names = list(ds.class_names)
     train = ds.split("train")
     qsplit_name = "val" if ds.split("val") is not None and len(ds.split("val")) else "train"

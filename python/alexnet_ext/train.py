@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ops
-from ._cli import UsageError, fail, open_data
+from ._cli import UsageError, open_data, run_cli
 from .nn import (ModelError, Net, format_summary, load_checkpoint, load_model, parse_model,
                  save_checkpoint)
 from .nn.checkpoint import CHECKPOINT_NAME, atomic_write_text
@@ -445,14 +445,12 @@ def main(argv=None, *, on_step=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    try:
+
+    def checked_run():
         _check_positive(args)
         return _run(args, on_step=on_step)
-    except (UsageError, ModelError) as e:
-        return fail(PROG, e)
-    except KeyboardInterrupt:          # before training started, or a second Ctrl-C
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+
+    return run_cli(PROG, checked_run, usage_errors=(UsageError, ModelError))
 
 
 def _run(args, on_step=None) -> int:

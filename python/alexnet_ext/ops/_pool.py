@@ -45,3 +45,16 @@ def geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode):
     ho = pool_output_size(h, kh, sh, ph, ceil_mode)
     wo = pool_output_size(w, kw, sw, pw, ceil_mode)
     return (n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo)
+
+
+def forward_setup(x, size, stride, padding, ceil_mode):
+    """What a pooling forward does before its kernel: check ``x`` (N, C, H, W) and the window.
+
+    Returns ``(geometry, kernels, y)``: the kernels' geometry tuple, the backend that holds ``x``
+    and the output ``y`` (N, C, Ho, Wo) to fill, on ``x``'s device.
+    """
+    V.float_array(x, "x", 4, "(N, C, H, W)")
+    kh, kw, sh, sw, ph, pw, ceil_mode = params(size, stride, padding, ceil_mode)
+    n, c, h, w = x.shape
+    geo = geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
+    return geo, V.backend(x), V.empty_like(x, (n, c, geo[10], geo[11]))

@@ -33,12 +33,7 @@ def avg_pool(x, *, size, stride, padding=0, ceil_mode=False):
     Returns:
         y, (N, C, Ho, Wo) float32.
     """
-    V.float_array(x, "x", 4, "(N, C, H, W)")
-    kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
-    n, c, h, w = x.shape
-    geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
-    kern = V.backend(x)
-    y = V.empty_like(x, (n, c, geo[10], geo[11]))
+    geo, kern, y = _pool.forward_setup(x, size, stride, padding, ceil_mode)
     kern.avg_pool(x, y, geo)
     return y
 

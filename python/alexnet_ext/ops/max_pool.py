@@ -50,12 +50,8 @@ def max_pool(x, *, size=3, stride=2, padding=0, ceil_mode=False):
         index ``iy*W + ix`` inside its input plane, dtype :func:`switch_dtype` (H, W) (int32
         unless a plane has more than 2**31 - 1 pixels). Pass switches to :func:`max_pool_undo`.
     """
-    V.float_array(x, "x", 4, "(N, C, H, W)")
-    kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
-    n, c, h, w = x.shape
-    geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
-    kern = V.backend(x)
-    y = V.empty_like(x, (n, c, geo[10], geo[11]))
+    geo, kern, y = _pool.forward_setup(x, size, stride, padding, ceil_mode)
+    _, _, h, w = x.shape
     switches = V.empty_like(x, y.shape, switch_dtype(h, w))
     kern.max_pool(x, y, switches, geo)
     return y, switches
