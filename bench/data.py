@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
 import sys
 import tempfile
 import time

@@ -5,6 +5,7 @@
     python bench/run.py --batch 128 --ops conv1,conv2
     python bench/run.py --device cuda        # GPU kernels (CUDA builds; needs a GPU)
     python bench/run.py --data               # the data loader (bench/data.py)
+    python bench/run.py --step --device cuda # a whole training step of alexnet (bench/train_step.py)
 
 For each op: median wall time over --repeat runs after a warm-up, the achieved rate next to the
 napkin math (GFLOP/s for conv/fc from 2*MACs; GB/s for memory-bound ops from the fewest bytes the
@@ -19,9 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -30,6 +29,7 @@ import numpy as np
 
 import alexnet_ext
 from alexnet_ext import ops
+from timing import median_time  # bench/timing.py (this script's folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,22 +52,6 @@ class Entry:
     flops: float = 0.0     # useful floating-point operations
     bytes: float = 0.0     # fewest bytes moved
     result: dict = field(default_factory=dict)
-
-
-def _time(fn, repeat: int, sync: Callable[[], None], inner: int = 1) -> float:
-    """Median over `repeat` trials of the mean time of `inner` back-to-back calls. On the GPU the
-    calls are queued asynchronously and the trial ends with a device sync, so launch overhead is
-    hidden the way it is in a training step."""
-    fn()
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
 
 
 def _f32(rng, shape, scale=1.0):
@@ -239,13 +223,13 @@ def run_ops(args) -> dict:
 
     print(f"{'op':<22}{'shape':<34}{'ours ms':>9}{'rate':>13}{'torch ms':>10}{'speedup':>9}")
     for e in entries:
-        t = _time(e.ours, args.repeat, sync, inner) * 1e3
+        t = median_time(e.ours, args.repeat, sync, inner) * 1e3
         rate = (f"{e.flops / t / 1e6:8.1f} GF/s" if e.flops else f"{e.bytes / t / 1e6:8.2f} GB/s")
         e.result = {"ms": t, "gflops": e.flops / t / 1e6 if e.flops else None,
                     "gbps": e.bytes / t / 1e6 if e.bytes else None}
         line = f"{e.name:<22}{e.shape:<34}{t:9.2f}{rate:>13}"
         if e.torch is not None:
-            tt = _time(e.torch, args.repeat, sync, inner) * 1e3
+            tt = median_time(e.torch, args.repeat, sync, inner) * 1e3
             e.result.update(torch_ms=tt, speedup=tt / t)
             line += f"{tt:10.2f}{tt / t:8.2f}x"
         print(line, flush=True)
@@ -264,12 +248,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for both libraries (default: all)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     ap.add_argument("--data", action="store_true", help="benchmark the data loader instead (bench/data.py)")
+    ap.add_argument("--step", action="store_true",
+                    help="benchmark a whole training step instead (bench/train_step.py)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     ap.add_argument("--json", default=None,
                     help="write results here (default: bench/results/<date>-<device>.json)")
     sys.path.insert(0, str(HERE))
     import data as data_bench  # bench/data.py: the loader benchmark and its options
+    import train_step as step_bench  # bench/train_step.py: a whole SGD step of a net
     data_bench.add_arguments(ap)
+    step_bench.add_arguments(ap)
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -277,6 +265,8 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not alexnet_ext.cuda_available():
         print(f"--device cuda: no usable GPU: {alexnet_ext.cuda_status()['reason']}", file=sys.stderr)
         return 2
+    if args.device == "cuda" and alexnet_ext.cuda_status().get("emulated"):
+        print("# the GPU is tools/cuda_emu, a CPU emulation: these timings say nothing about a GPU")
     if args.batch is None:
         args.batch = 128 if args.device == "cuda" else 16
     if args.batch < 1 or args.repeat < 1:
@@ -302,10 +292,12 @@ def main(argv=None) -> int:
 
     if args.data:
         results = data_bench.run(args)
+    elif args.step:
+        results = step_bench.run(args)
     else:
         results = run_ops(args)
 
-    path = Path(args.json) if args.json else HERE / "results" / f"{now:%Y-%m-%d}-{args.device}{'-data' if args.data else ''}.json"
+    path = Path(args.json) if args.json else HERE / "results" / f"{now:%Y-%m-%d}-{args.device}{'-data' if args.data else '-step' if args.step else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"header": header, "batch": args.batch, "results": results}, indent=1))
     print(f"# results written to {path}")

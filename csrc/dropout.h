@@ -8,9 +8,17 @@
 // Because u[i] depends on (seed, offset, i) only, the mask is the same for every thread count and
 // on every device. The comparison runs on integers: u >= p  <=>  (word >> 8) >= ceil(p * 2^24),
 // so no float rounding of p can move the boundary. In place (y = x, grad_x = grad_y) is allowed.
+//
+// Blocks of a larger array (DropoutLayout): x may be a block of a larger array A, made of rows of
+// `row` consecutive elements taken every `stride` elements of A from element `start` on. Element
+// i of x then uses A's index  g(i) = (i / row) * stride + start + i % row  in place of i, so its
+// mask is A's mask at those positions: a net split into columns (each column a block of every
+// image) draws exactly the masks of the merged net. The identity layout is row = stride = n.
 #pragma once
 #include <cmath>
 #include <cstdint>
+
+#include "philox.h"  // ALEXNET_EXT_HD
 
 #ifdef ALEXNET_EXT_WITH_CUDA
 #include <cuda_runtime.h>
@@ -26,9 +34,20 @@ inline uint32_t dropout_threshold(double p) {
 // The factor kept activations are multiplied by.
 inline float dropout_scale(double p) { return static_cast<float>(1.0 / (1.0 - p)); }
 
+struct DropoutLayout {
+  int64_t row, stride, start;
+  // Where element i of the block sits in the larger array.
+  ALEXNET_EXT_HD int64_t index(int64_t i) const { return (i / row) * stride + start + i % row; }
+  // Groups of four consecutive block elements map to groups of four of the larger array (one
+  // Philox call each) when every size is a multiple of 4; the identity layout always does.
+  bool aligned4(int64_t n) const {
+    return (row >= n && start == 0) || (row % 4 == 0 && stride % 4 == 0 && start % 4 == 0);
+  }
+};
+
 namespace cpu {
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
-             uint64_t seed, uint64_t offset);
+             uint64_t seed, uint64_t offset, const DropoutLayout& layout);
 void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale);
 }  // namespace cpu
 
@@ -37,7 +56,7 @@ void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64
 // for bit for the same (seed, offset), whatever the launch shape.
 namespace cuda {
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
-             uint64_t seed, uint64_t offset, cudaStream_t stream);
+             uint64_t seed, uint64_t offset, const DropoutLayout& layout, cudaStream_t stream);
 void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale,
                   cudaStream_t stream);
 }  // namespace cuda

@@ -13,6 +13,8 @@ BASE_SEED = int(os.environ.get("ALEXNET_TEST_SEED", np.random.SeedSequence().ent
 def pytest_report_header(config):
     s = alexnet_ext.cuda_status()
     cuda = "available" if s["available"] else f"not available ({s['reason']})"
+    if s.get("emulated"):
+        cuda += " (EMULATED on the CPU by tools/cuda_emu: correctness only)"
     return [f"alexnet_ext {alexnet_ext.__version__}, {alexnet_ext.get_num_threads()} CPU threads, CUDA {cuda}",
             f"random seed {BASE_SEED} (ALEXNET_TEST_SEED={BASE_SEED} repeats this run)"]
 
@@ -25,6 +27,11 @@ def rng(request):
 
 def pytest_collection_modifyitems(config, items):
     if alexnet_ext.cuda_available():
+        if alexnet_ext.cuda_status().get("emulated"):
+            skip = pytest.mark.skip(reason="gpu_scale: too big for the CPU emulator (tools/cuda_emu)")
+            for item in items:
+                if "gpu_scale" in item.keywords:
+                    item.add_marker(skip)
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU: " + alexnet_ext.cuda_status()["reason"])
     for item in items:

@@ -1,8 +1,17 @@
 """Helpers for the GPU tests (tests/test_*_cuda.py): moving arrays to and from the device, and
 device views at an offset (to reach the unaligned code paths and to build overlapping arrays)."""
 import numpy as np
+import pytest
 
 from alexnet_ext import cuda
+
+
+def torch_cuda():
+    """PyTorch with a usable GPU, else skip (a CPU-only torch, or the GPU is the CPU emulator)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch cannot use a GPU here (CPU-only torch, or no GPU beside the emulator)")
+    return torch
 
 
 def dev(a):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from alexnet_ext import cuda, ops
+from cuda_helpers import torch_cuda
 from helpers import EPS32, assert_close, random_indices
 from test_conv import CASES, _data, _random_case, ref_conv, ref_img_grad, ref_weight_grad
 
@@ -194,6 +195,7 @@ ALEXNET = {  # images, filters, stride, padding, groups
 }
 
 
+@pytest.mark.gpu_scale
 @pytest.mark.parametrize("layer", ALEXNET)
 def test_alexnet_layers_batch128(rng, layer):
     xs, ws, stride, padding, groups = ALEXNET[layer]
@@ -267,7 +269,8 @@ def test_accumulate_form(rng, version, name):
     np.testing.assert_array_equal(dgy.get(), gy)
 
 
-@pytest.mark.parametrize("shape", [(3, 7, 5, 6), (1, 1, 1, 1), (128, 96, 55, 55), (200, 5, 2, 3)])
+@pytest.mark.parametrize("shape", [(3, 7, 5, 6), (1, 1, 1, 1), (200, 5, 2, 3),
+                                   pytest.param((128, 96, 55, 55), marks=pytest.mark.gpu_scale)])
 def test_bias_grad(rng, version, shape):
     gy = rng.standard_normal(shape).astype(np.float32)
     red = shape[0] * shape[2] * shape[3]
@@ -313,10 +316,12 @@ def test_versions_agree_and_switch(rng):
 def test_non_default_stream(rng):
     x, w, kw = _data(rng, CASES["conv3_3x3_p1"])
     gy = rng.standard_normal(ref_conv(x, w, **kw).shape).astype(np.float32)
-    dx, dw, dgy = _dev(x), _dev(w), _dev(gy)
+    dx, dw, dgy = _dev(x), _dev(w), _dev(gy)      # copied on the default stream
     s = cuda.Stream()
     try:
+        uploaded = cuda.Event().record()
         with s:
+            uploaded.wait()                           # s is not ordered with the default stream
             y = ops.filter_acts(dx, dw, **kw)
             gw = ops.weight_acts(dx, dgy, filter_size=w.shape[2:], **kw)
             y_host, gw_host = y.get(), gw.get()
@@ -329,7 +334,7 @@ def test_non_default_stream(rng):
 
 # ---------------------------------------------------------------- interop, errors
 def test_torch_arrays_zero_copy(rng):
-    torch = pytest.importorskip("torch")
+    torch = torch_cuda()
     if not torch.cuda.is_available():
         pytest.skip("PyTorch has no CUDA")
     x = torch.randn(4, 6, 15, 17, device="cuda")
@@ -420,6 +425,7 @@ def _giant_case(rng, xs, ws, stride, padding, samples):
 
 
 @pytest.mark.slow
+@pytest.mark.gpu_scale
 def test_tensors_over_2_31_elements(rng):
     """Images of 2.3e9 elements (9.2 GB) on the fast path: column bases and imgActs' output
     offsets past 2^31 (~31 GB of GPU memory). Then 1.1e9 output pixels in one map, beyond the

@@ -4,6 +4,7 @@ import pytest
 
 import alexnet_ext
 from alexnet_ext import cuda, ops
+from cuda_helpers import torch_cuda
 
 
 def test_cpu_only_machine_says_why():
@@ -36,6 +37,7 @@ def test_round_trip_and_views(rng):
         assert d.shape == x.shape and d.dtype == x.dtype and d.nbytes == x.nbytes
         np.testing.assert_array_equal(d.get(), x)
         np.testing.assert_array_equal(d.reshape((15, -1)).get(), x.reshape(15, 7))
+        np.testing.assert_array_equal(d.reshape(-1, 15).get(), x.reshape(-1, 15))
     assert cuda.zeros((4, 4)).get().sum() == 0
 
 
@@ -66,7 +68,7 @@ def test_mixing_host_and_device_is_typeerror(rng):
 
 @pytest.mark.cuda
 def test_torch_interop_zero_copy(rng):
-    torch = pytest.importorskip("torch")
+    torch = torch_cuda()
     t = torch.randn(4, 5, device="cuda")
     d = cuda.asarray(t)
     assert d.ptr == t.data_ptr()

@@ -147,6 +147,36 @@ def test_element_depends_only_on_its_index(rng):
     np.testing.assert_array_equal(part, full.reshape(-1)[:2999])
 
 
+# (images, columns, per-image column block): aligned blocks take the four-at-a-time path,
+# others the per-element one; a single column is the identity layout.
+BLOCKS = [(3, 2, 2048 // 64), (2, 2, 7), (1, 3, 12), (4, 2, 6), (2, 1, 9),
+          (16, 2, 2048), (20, 2, 1001)]   # the last two run in parallel
+
+
+@pytest.mark.parametrize("n,k,b", BLOCKS)
+def test_block_of_a_larger_array_draws_its_mask(rng, n, k, b):
+    """A column's block of every image, dropped with block=(b, k*b, c*b), gets exactly the mask
+    the whole (n, k*b) array gets there: split columns drop what the merged net drops."""
+    whole = rng.standard_normal((n, k * b)).astype(np.float32)
+    y, mask = ops.dropout(whole, p=0.4, seed=11, offset=5)
+    for c in range(k):
+        part = np.ascontiguousarray(whole[:, c * b:(c + 1) * b])
+        yp, mp = ops.dropout(part, p=0.4, seed=11, offset=5, block=(b, k * b, c * b))
+        np.testing.assert_array_equal(mp, mask[:, c * b:(c + 1) * b])
+        np.testing.assert_array_equal(yp, y[:, c * b:(c + 1) * b])
+
+
+def test_block_is_checked(rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    for bad in [(5, 10, 0), (6, 5, 0), (6, 12, 7), (0, 12, 0)]:
+        with pytest.raises(ValueError, match="block"):
+            ops.dropout(x, p=0.5, seed=1, block=bad)
+    with pytest.raises(TypeError, match="block"):
+        ops.dropout(x, p=0.5, seed=1, block=(6, 12))
+    with pytest.raises(ValueError, match="block"):
+        ops.dropout(x, p=0.5, seed=1, block=(6, 12, -1))
+
+
 def test_independent_of_thread_count(rng):
     x = rng.standard_normal((64, 9216)).astype(np.float32)  # big enough for the parallel path
     seed = _seed(rng)

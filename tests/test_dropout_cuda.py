@@ -5,7 +5,7 @@ import pytest
 
 from alexnet_ext import _core, ops
 from cuda_helpers import dev, reinterpret, unaligned, window
-from test_dropout import _seed, _tail_mask, mask_ref
+from test_dropout import BLOCKS, _seed, _tail_mask, mask_ref
 
 cuda = pytest.mark.cuda
 
@@ -101,3 +101,14 @@ def test_bad_input(rng):
         _core.cuda.dropout(x, x, dev(np.zeros(23, np.uint8)), 0.5, 0, 0)
     with pytest.raises(ValueError, match="p: expected 0 <= p < 1"):
         _core.cuda.dropout(x, x, m, 1.5, 0, 0)
+
+
+@cuda
+@pytest.mark.parametrize("n,k,b", BLOCKS)
+def test_blocks_equal_cpu(rng, n, k, b):
+    x = rng.standard_normal((n, b)).astype(np.float32)
+    for c in range(k):
+        y, m = ops.dropout(x, p=0.3, seed=9, offset=2, block=(b, k * b, c * b))
+        yd, md = ops.dropout(dev(x), p=0.3, seed=9, offset=2, block=(b, k * b, c * b))
+        np.testing.assert_array_equal(md.get(), m)
+        np.testing.assert_array_equal(yd.get(), y)

@@ -5,6 +5,7 @@ import textwrap
 import pytest
 
 from alexnet_ext.nn import ModelError, available_models, format_summary, load_model, parse_model
+from alexnet_ext.nn.spec import models_dir
 
 
 def test_shipped_models_load():
@@ -221,6 +222,17 @@ def test_error_structure(tmp_path):
     bad(tmp_path, GOOD.replace("[model]", "[modell]"), "unknown section 'modell'")
     bad(tmp_path, GOOD.replace('split = false', 'split = false\ncolumn = 2'),
         "layer 'fc2'", "column 2 does not exist")
+
+
+def test_shipped_name_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`--data cifar --model cifar` run where the data folder is called cifar: the bare name is
+    the shipped model; a file of that name would be the user's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cifar").mkdir()
+    assert load_model("cifar").name == load_model(models_dir() / "cifar.toml").name
+    (tmp_path / "lenet5").write_text((models_dir() / "lenet5.toml").read_text().replace(
+        'name = "lenet5"', 'name = "mine"'))
+    assert load_model("lenet5").name == "mine"
 
 
 def test_unknown_model_name():

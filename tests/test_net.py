@@ -374,6 +374,31 @@ def test_two_columns_equal_the_grouped_net(rng, monkeypatch):
     assert len(conv3.sources) == 2 and conv3.inputs[0].name == "relu2@0->1"
 
 
+def test_split_columns_drop_the_units_the_merged_net_drops(rng):
+    """With dropout active (alexnet-small: dropout on the column-split fc6 and fc7), the split
+    net's per-column dropout layers draw the merged net's masks: same loss and gradients."""
+    spec = load_model("alexnet-small", classes=7)
+    merged, split = Net(spec, seed=3), Net(spec, seed=3, split_columns=True)
+    drops = [layer for layer in split.layers if layer.kind == "dropout"]
+    assert len(drops) >= 4 and all(layer.block is not None for layer in drops)
+    x, y = random_batch(rng, spec, 3)
+    lm = merged.forward(x, y, train=True, step=4, seed=9)
+    ls = split.forward(x, y, train=True, step=4, seed=9)
+    assert abs(lm - ls) < 1e-5 * abs(lm)
+    masks_m = {layer.name: layer.mask for layer in merged.layers if layer.kind == "dropout"}
+    for layer in drops:
+        base, c = layer.name.split("@")
+        width = layer.mask.shape[1]
+        np.testing.assert_array_equal(
+            layer.mask, masks_m[base][:, int(c) * width:(int(c) + 1) * width], err_msg=layer.name)
+    merged.backward()
+    split.backward()
+    gm, gs = merged.state_dict("grad"), split.state_dict("grad")
+    for k in gm:
+        np.testing.assert_allclose(gs[k], gm[k], rtol=1e-4, atol=5e-5 * np.abs(gm[k]).max(),
+                                   err_msg=k)
+
+
 def test_lrn_stays_within_a_column(rng):
     """Merged, a column-split tensor is normalised per column: the maps of the other column
     do not enter a map's window."""

@@ -130,6 +130,7 @@ def test_summary_of_the_paper_net(capsys):
 
 
 @pytest.mark.skipif(alexnet_ext.cuda_available(), reason="this machine has a GPU")
+@pytest.mark.skipif(alexnet_ext.cuda_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu(capsys, tiny_data):
     assert run_train("--device", "cuda", "--data", tiny_data) == 2
     err = capsys.readouterr().err.strip()

@@ -53,6 +53,22 @@ def main() -> int:
     ops.top_k_errors(probs, labels, ks=(1, 5))
     wv, gv, vv = f32(64, 33), f32(64, 33), f32(64, 33)
     ops.sgd_update(wv, gv, vv, lr=0.01)
+    ops.sgd_update_many([wv, f32(7)], [gv, f32(7)], [vv, f32(7)], lr=0.01)
+    ops.add(x, f32(*x.shape), out=x)
+    ops.add(f32(1027), f32(1027))
+    # copies: within the device by every route, and between GPUs when there are two
+    a = f32(5, 129)
+    for route in ("auto", "peer", "host"):
+        cuda.copy(cuda.empty(a.shape), a, route=route)
+    if cuda.device_count() > 1:
+        for route in ("auto", "host"):
+            cuda.copy(cuda.empty(a.shape, device=1), a, route=route)
+    # the data feed: copy stream, events, pinned host buffers
+    from alexnet_ext.data.device_feed import DeviceFeed
+    host = [(rng.standard_normal((4, 3, 8, 8)).astype(np.float32), np.arange(4)) for _ in range(3)]
+    with DeviceFeed(0, pin=True) as feed:
+        for xb, _ in feed(iter(host)):
+            ops.relu(xb)
     cuda.synchronize()
     print("sanitize_ops: every op ran")
     return 0

@@ -88,10 +88,10 @@ void avg_pool(const float* x, float* y, const PoolGeometry& g, cudaStream_t stre
   if (total == 0) return;
   const unsigned blocks = blocks_for(total, kThreads);
   if (int32_ok(g))
-    avg_pool_forward<int32_t><<<blocks, kThreads, 0, stream>>>(x, y, Geo<int32_t>(g),
-                                                                static_cast<int32_t>(total));
+    launch(avg_pool_forward<int32_t>, blocks, kThreads, stream, x, y, Geo<int32_t>(g),
+        static_cast<int32_t>(total));
   else
-    avg_pool_forward<int64_t><<<blocks, kThreads, 0, stream>>>(x, y, Geo<int64_t>(g), total);
+    launch(avg_pool_forward<int64_t>, blocks, kThreads, stream, x, y, Geo<int64_t>(g), total);
   check_launch("avg_pool");
 }
 
@@ -100,11 +100,11 @@ void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g, cu
   if (total == 0) return;
   const unsigned blocks = blocks_for(total, kThreads);
   if (int32_ok(g))
-    avg_pool_undo_gather<int32_t><<<blocks, kThreads, 0, stream>>>(grad_y, grad_x, Geo<int32_t>(g),
-                                                                    static_cast<int32_t>(total));
+    launch(avg_pool_undo_gather<int32_t>, blocks, kThreads, stream, grad_y, grad_x, Geo<int32_t>(g),
+        static_cast<int32_t>(total));
   else
-    avg_pool_undo_gather<int64_t><<<blocks, kThreads, 0, stream>>>(grad_y, grad_x, Geo<int64_t>(g),
-                                                                    total);
+    launch(avg_pool_undo_gather<int64_t>, blocks, kThreads, stream, grad_y, grad_x, Geo<int64_t>(g),
+        total);
   check_launch("avg_pool_undo");
 }
 

@@ -33,6 +33,31 @@ inline void check(cudaError_t err, const char* what) {
 // at the next synchronising call, which is checked too.
 inline void check_launch(const char* op) { check(cudaGetLastError(), op); }
 
+// Every kernel launch goes through here: tools/cuda_emu (ALEXNET_EXT_CUDA_EMULATION) supplies its
+// own launch() that runs the kernel on a CPU. No kernel here uses dynamic shared memory. (This
+// header is also included by host-only C++ files, which see no launch().)
+#if defined(__CUDACC__) && !defined(ALEXNET_EXT_CUDA_EMULATION)
+template <class... P, class... A>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream, A... args) {
+  kernel<<<grid, block, 0, stream>>>(args...);
+}
+#endif
+
+// Makes `device` current for a scope and restores the caller's device after (exceptions too).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    check(cudaGetDevice(&prev_), "cudaGetDevice");
+    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceScope() { cudaSetDevice(prev_); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
 inline unsigned blocks_for(int64_t work, int threads, int64_t max_blocks = 65535LL * 16) {
   int64_t b = (work + threads - 1) / threads;
   if (b < 1) b = 1;

@@ -75,14 +75,6 @@
 namespace alexnet_ext::cuda {
 namespace {
 
-#ifndef ALEXNET_EXT_CUDA_EMULATION
-// Every kernel launch goes through here (tools/cuda_emu replaces it to run the kernels on a CPU).
-template <class... P, class... A>
-void launch(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream, A... args) {
-  kernel<<<grid, block, 0, stream>>>(args...);
-}
-#endif
-
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 

@@ -24,13 +24,13 @@ __device__ __forceinline__ bool keep(uint32_t word, uint32_t threshold) {
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads)
 dropout_kernel(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold,
-               float scale, uint64_t seed, uint64_t offset) {
+               float scale, uint64_t seed, uint64_t offset, DropoutLayout layout) {
   const int64_t blocks = (n + 3) / 4;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
        b += stride) {
-    const Philox4x32 r = philox_block(seed, offset, static_cast<uint64_t>(b));
     const int64_t i0 = 4 * b;
+    const Philox4x32 r = philox_block(seed, offset, static_cast<uint64_t>(layout.index(i0) / 4));
     if (kVec && i0 + 4 <= n) {
       const float4 v = *reinterpret_cast<const float4*>(x + i0);
       const bool k0 = keep(r.v[0], threshold), k1 = keep(r.v[1], threshold);
@@ -48,6 +48,22 @@ dropout_kernel(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t thre
         y[i0 + j] = k ? __fmul_rn(v, scale) : 0.f;
       }
     }
+  }
+}
+
+// A block of a larger array in sizes that are not multiples of 4: one Philox call per element.
+__global__ void __launch_bounds__(kThreads)
+dropout_scattered(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold,
+                  float scale, uint64_t seed, uint64_t offset, DropoutLayout layout) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const int64_t g = layout.index(i);
+    const Philox4x32 r = philox_block(seed, offset, static_cast<uint64_t>(g / 4));
+    const bool k = keep(r.v[g % 4], threshold);
+    const float v = x[i];
+    mask[i] = k ? 1 : 0;
+    y[i] = k ? __fmul_rn(v, scale) : 0.f;
   }
 }
 
@@ -80,13 +96,21 @@ bool aligned(const void* p, uintptr_t bytes) {
 }  // namespace
 
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
-             uint64_t seed, uint64_t offset, cudaStream_t stream) {
+             uint64_t seed, uint64_t offset, const DropoutLayout& layout, cudaStream_t stream) {
   if (n == 0) return;
+  if (!layout.aligned4(n)) {
+    launch(dropout_scattered, blocks_for(n, kThreads), kThreads, stream, x, y, mask, n, threshold,
+           scale, seed, offset, layout);
+    check_launch("dropout");
+    return;
+  }
   const unsigned grid = blocks_for((n + 3) / 4, kThreads);
   if (aligned(x, 16) && aligned(y, 16) && aligned(mask, 4))
-    dropout_kernel<true><<<grid, kThreads, 0, stream>>>(x, y, mask, n, threshold, scale, seed, offset);
+    launch(dropout_kernel<true>, grid, kThreads, stream, x, y, mask, n, threshold, scale, seed,
+           offset, layout);
   else
-    dropout_kernel<false><<<grid, kThreads, 0, stream>>>(x, y, mask, n, threshold, scale, seed, offset);
+    launch(dropout_kernel<false>, grid, kThreads, stream, x, y, mask, n, threshold, scale, seed,
+           offset, layout);
   check_launch("dropout");
 }
 
@@ -95,9 +119,9 @@ void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64
   if (n == 0) return;
   const unsigned grid = blocks_for((n + 3) / 4, kThreads);
   if (aligned(grad_y, 16) && aligned(grad_x, 16) && aligned(mask, 4))
-    dropout_undo_kernel<true><<<grid, kThreads, 0, stream>>>(grad_y, mask, grad_x, n, scale);
+    launch(dropout_undo_kernel<true>, grid, kThreads, stream, grad_y, mask, grad_x, n, scale);
   else
-    dropout_undo_kernel<false><<<grid, kThreads, 0, stream>>>(grad_y, mask, grad_x, n, scale);
+    launch(dropout_undo_kernel<false>, grid, kThreads, stream, grad_y, mask, grad_x, n, scale);
   check_launch("dropout_undo");
 }
 

@@ -136,7 +136,7 @@ void fc_forward(const float* x, const float* w, const float* bias, float* y, int
     blas.sgemm(false, true, n, f, d, so, x, d, w, d, st, y, f);
   }
   if (bias) {
-    add_bias<<<blocks_for(n * f, kThreads), kThreads, 0, stream>>>(y, bias, n, f, so);
+    launch(add_bias, blocks_for(n * f, kThreads), kThreads, stream, y, bias, n, f, so);
     check_launch("fc_forward (bias)");
   }
 }
@@ -158,7 +158,7 @@ void fc_grad_w(const float* grad_y, const float* x, float* grad_w, int64_t n, in
 void fc_grad_b(const float* grad_y, float* grad_b, int64_t n, int64_t f, float st, float so,
                cudaStream_t stream) {
   if (f == 0) return;
-  bias_grad<<<blocks_for(f, kThreads), kThreads, 0, stream>>>(grad_y, grad_b, n, f, st, so);
+  launch(bias_grad, blocks_for(f, kThreads), kThreads, stream, grad_y, grad_b, n, f, st, so);
   check_launch("fc_grad_b");
 }
 

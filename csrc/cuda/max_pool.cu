@@ -114,10 +114,10 @@ void forward_impl(const float* x, float* y, I* switches, const PoolGeometry& g,
   if (total == 0) return;
   const unsigned blocks = blocks_for(total, kThreads);
   if (total <= kInt32IndexLimit && g.planes() * g.h * g.w <= kInt32IndexLimit)
-    max_pool_forward<I, int32_t><<<blocks, kThreads, 0, stream>>>(x, y, switches, g,
-                                                                   static_cast<int32_t>(total));
+    launch(max_pool_forward<I, int32_t>, blocks, kThreads, stream, x, y, switches, g,
+        static_cast<int32_t>(total));
   else
-    max_pool_forward<I, int64_t><<<blocks, kThreads, 0, stream>>>(x, y, switches, g, total);
+    launch(max_pool_forward<I, int64_t>, blocks, kThreads, stream, x, y, switches, g, total);
   check_launch("max_pool");
 }
 
@@ -125,8 +125,8 @@ template <class I>
 void undo_impl(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
                int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
   if (planes == 0) return;  // in_pixels == 0 still runs: every switch is then reported
-  max_pool_undo_kernel<I><<<blocks_for(planes, kWarps), kThreads, 0, stream>>>(
-      grad_y, switches, grad_x, planes, in_pixels, out_pixels, bad);
+  launch(max_pool_undo_kernel<I>, blocks_for(planes, kWarps), kThreads, stream, grad_y, switches,
+      grad_x, planes, in_pixels, out_pixels, bad);
   check_launch("max_pool_undo");
 }
 

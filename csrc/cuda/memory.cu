@@ -38,6 +38,7 @@ struct DeviceCounters {
 struct PinnedBlock {
   size_t size;
   cudaEvent_t ready;  // recorded after the last copy that used the buffer
+  int event_device;   // an event is recorded only on streams of the device it was created on
   bool in_use;
 };
 
@@ -47,17 +48,17 @@ std::map<PoolKey, std::multimap<size_t, void*>> free_lists;
 std::map<int, DeviceCounters> counters;
 std::unordered_map<void*, PinnedBlock> pinned;
 
-class DeviceGuard {  // restores the caller's current device
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) check(cudaSetDevice(device), "cudaSetDevice");
+// Whether the work before `e` has completed. "Not ready" is also recorded as the thread's last
+// CUDA error, which the next launch check would report: clear it.
+bool ready(cudaEvent_t e) {
+  const cudaError_t err = cudaEventQuery(e);
+  if (err == cudaErrorNotReady) {
+    cudaGetLastError();
+    return false;
   }
-  ~DeviceGuard() { cudaSetDevice(prev_); }
-
- private:
-  int prev_ = 0;
-};
+  check(err, "cudaEventQuery");
+  return true;
+}
 
 // Caller holds mu and has the device current.
 void release_cached_locked(int device) {
@@ -91,7 +92,7 @@ void* device_alloc(size_t bytes, int device, cudaStream_t stream) {
     live[p] = {got, device, stream};
     return p;
   }
-  DeviceGuard guard(device);
+  DeviceScope guard(device);
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, size);
   if (err == cudaErrorMemoryAllocation) {
@@ -140,7 +141,7 @@ void empty_cache() {
   std::lock_guard<std::mutex> lock(mu);
   check(cudaDeviceSynchronize(), "cudaDeviceSynchronize (empty_cache)");
   for (auto& [key, list] : free_lists) {
-    DeviceGuard guard(key.device);
+    DeviceScope guard(key.device);
     for (auto& [size, ptr] : list) {
       cudaFree(ptr);
       counters[key.device].cached -= size;
@@ -148,7 +149,7 @@ void empty_cache() {
     list.clear();
   }
   for (auto it = pinned.begin(); it != pinned.end();) {
-    if (!it->second.in_use && cudaEventQuery(it->second.ready) == cudaSuccess) {
+    if (!it->second.in_use && ready(it->second.ready)) {
       cudaEventDestroy(it->second.ready);
       cudaFreeHost(it->first);
       it = pinned.erase(it);
@@ -164,15 +165,17 @@ void* pinned_acquire(size_t bytes) {
   void* best = nullptr;
   for (auto& [ptr, b] : pinned) {
     if (b.in_use || b.size < size || b.size > 2 * size) continue;
-    if (cudaEventQuery(b.ready) != cudaSuccess) continue;  // a copy may still read it
+    if (!ready(b.ready)) continue;  // a copy may still read it
     best = ptr;
     break;
   }
   if (!best) {
     check(cudaHostAlloc(&best, size, cudaHostAllocDefault), "cudaHostAlloc");
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
     cudaEvent_t ev;
     check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
-    pinned[best] = {size, ev, false};
+    pinned[best] = {size, ev, device, false};
   }
   pinned[best].in_use = true;
   return best;
@@ -182,6 +185,15 @@ void pinned_release(void* ptr, cudaStream_t stream) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = pinned.find(ptr);
   if (it == pinned.end()) return;
+  // A cached buffer may serve another device's copy next: its event must be that device's.
+  // (The old event has completed: pinned_acquire hands out only buffers whose event has.)
+  int device = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  if (device != it->second.event_device) {
+    cudaEventDestroy(it->second.ready);
+    check(cudaEventCreateWithFlags(&it->second.ready, cudaEventDisableTiming), "cudaEventCreate");
+    it->second.event_device = device;
+  }
   check(cudaEventRecord(it->second.ready, stream), "cudaEventRecord");
   it->second.in_use = false;
 }

@@ -51,15 +51,15 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 void relu(const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   const int64_t n4 = aligned16(x) && aligned16(y) ? n / 4 : 0;
-  relu_vec<<<blocks_for(n4 + (n - 4 * n4), kThreads), kThreads, 0, stream>>>(
-      reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), n4, x, y, n);
+  launch(relu_vec, blocks_for(n4 + (n - 4 * n4), kThreads), kThreads, stream, reinterpret_cast<const
+      float4*>(x), reinterpret_cast<float4*>(y), n4, x, y, n);
   check_launch("relu");
 }
 
 void relu_undo(const float* grad_y, const float* y, float* grad_x, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   const int64_t n4 = aligned16(grad_y) && aligned16(y) && aligned16(grad_x) ? n / 4 : 0;
-  relu_undo_vec<<<blocks_for(n4 + (n - 4 * n4), kThreads), kThreads, 0, stream>>>(
+  launch(relu_undo_vec, blocks_for(n4 + (n - 4 * n4), kThreads), kThreads, stream,
       reinterpret_cast<const float4*>(grad_y), reinterpret_cast<const float4*>(y),
       reinterpret_cast<float4*>(grad_x), n4, grad_y, y, grad_x, n);
   check_launch("relu_undo");

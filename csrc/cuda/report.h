@@ -23,7 +23,7 @@ struct BadValues {
   unsigned long long count;
 };
 
-#ifdef __CUDACC__
+#if defined(__CUDACC__) || defined(ALEXNET_EXT_CUDA_EMULATION)
 __device__ inline void report_bad(BadValues* r, int64_t position) {
   atomicMin(&r->first, static_cast<unsigned long long>(position));
   atomicAdd(&r->count, 1ull);

@@ -156,13 +156,11 @@ void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c
   const float beta = static_cast<float>(p.beta);
   const unsigned grid = blocks_for(s.columns, kThreads);
   if (beta == 0.75f)
-    lrn_forward<true><<<grid, kThreads, 0, stream>>>(x, y, denoms, n, c, pixels, s.seg_len,
-                                                     s.columns, p.size / 2, (p.size - 1) / 2, p.k,
-                                                     p.a, beta);
+    launch(lrn_forward<true>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
+        s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
   else
-    lrn_forward<false><<<grid, kThreads, 0, stream>>>(x, y, denoms, n, c, pixels, s.seg_len,
-                                                      s.columns, p.size / 2, (p.size - 1) / 2, p.k,
-                                                      p.a, beta);
+    launch(lrn_forward<false>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
+        s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
   check_launch("response_norm");
 }
 
@@ -175,13 +173,11 @@ void response_norm_undo(const float* grad_y, const float* x, const float* y, con
   const double coef = 2.0 * p.a * p.beta;
   const unsigned grid = blocks_for(s.columns, kThreads);
   if (beta == 0.75f)
-    lrn_undo<true><<<grid, kThreads, 0, stream>>>(grad_y, x, y, denoms, grad_x, n, c, pixels,
-                                                  s.seg_len, s.columns, p.size / 2,
-                                                  (p.size - 1) / 2, coef, beta);
+    launch(lrn_undo<true>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
+        s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta);
   else
-    lrn_undo<false><<<grid, kThreads, 0, stream>>>(grad_y, x, y, denoms, grad_x, n, c, pixels,
-                                                   s.seg_len, s.columns, p.size / 2,
-                                                   (p.size - 1) / 2, coef, beta);
+    launch(lrn_undo<false>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
+        s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta);
   check_launch("response_norm_undo");
 }
 

@@ -83,8 +83,8 @@ __global__ void __launch_bounds__(kThreads) sgd_many_kernel(const Batch batch) {
 void sgd_update(float* w, const float* grad, float* velocity, int64_t n, float lr, float momentum,
                 float decay_lr, cudaStream_t stream) {
   if (n == 0) return;
-  sgd_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(w, grad, velocity, n, lr, momentum,
-                                                                decay_lr);
+  launch(sgd_kernel, blocks_for(n, kThreads), kThreads, stream, w, grad, velocity, n, lr, momentum,
+      decay_lr);
   check_launch("sgd_update");
 }
 
@@ -109,7 +109,7 @@ void sgd_update_many(const SgdTensor* tensors, int64_t count, cudaStream_t strea
     }
     batch.first_block[batch.count] = blocks;
     if (blocks == 0) continue;
-    sgd_many_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(batch);
+    launch(sgd_many_kernel, static_cast<unsigned>(blocks), kThreads, stream, batch);
     check_launch("sgd_update_many");
   }
 }

@@ -172,9 +172,9 @@ void loss_impl(const float* logits, const L* labels, float* probs, int64_t n, in
                cudaStream_t stream) {
   if (n == 0) return;  // k == 0 runs: every label is then out of range and reported
   const unsigned grid = static_cast<unsigned>(n < 65535 * 16 ? n : 65535 * 16);
-  softmax_rows<L><<<grid, kThreads, 0, stream>>>(logits, labels, probs, n, k, row_loss, bad);
+  launch(softmax_rows<L>, grid, kThreads, stream, logits, labels, probs, n, k, row_loss, bad);
   check_launch("softmax_log_loss");
-  sum_rows<<<1, kThreads, 0, stream>>>(row_loss, n, total, total_f);
+  launch(sum_rows, 1, kThreads, stream, row_loss, n, total, total_f);
   check_launch("softmax_log_loss (sum)");
 }
 
@@ -182,8 +182,8 @@ template <class L>
 void undo_impl(const float* probs, const L* labels, float* grad, int64_t n, int64_t k, float scale,
                BadValues* bad, cudaStream_t stream) {
   if (n * k == 0) return;
-  undo_kernel<L><<<blocks_for(n * k, kThreads), kThreads, 0, stream>>>(probs, labels, grad, n, k,
-                                                                        scale, bad);
+  launch(undo_kernel<L>, blocks_for(n * k, kThreads), kThreads, stream, probs, labels, grad, n, k,
+      scale, bad);
   check_launch("softmax_log_loss_undo");
 }
 
@@ -192,8 +192,8 @@ void ranks_impl(const float* probs, const L* labels, int64_t n, int64_t k, int64
                 const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
                 BadValues* bad, cudaStream_t stream) {
   if (n == 0) return;
-  rank_kernel<L><<<blocks_for(n, kWarps), kThreads, 0, stream>>>(
-      probs, labels, n, k, ranks, thresholds, counts, num_thresholds, bad);
+  launch(rank_kernel<L>, blocks_for(n, kWarps), kThreads, stream, probs, labels, n, k, ranks,
+      thresholds, counts, num_thresholds, bad);
   check_launch("label_ranks");
 }
 

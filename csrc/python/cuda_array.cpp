@@ -5,6 +5,7 @@
 
 #include <pybind11/stl.h>
 
+#include "cuda/device_copy.h"
 #include "cuda/memory.h"
 #include "python/cuda_array.h"
 #include "python/dlpack.h"
@@ -295,6 +296,59 @@ py::array to_host(const DeviceArray& a) {
   return out;
 }
 
+// dst <- src: a host array (staged through pinned memory, like to_device) or a DeviceArray on any
+// device (cuda/device_copy.h: same device, peer to peer, or through the host).
+void copy_into(const DeviceArray& dst, py::object src, const std::string& route) {
+  if (dst.readonly) throw py::value_error("dst: array is read-only");
+  cuda::CopyRoute r;
+  if (route == "auto") r = cuda::CopyRoute::Auto;
+  else if (route == "peer") r = cuda::CopyRoute::Peer;
+  else if (route == "host") r = cuda::CopyRoute::Host;
+  else throw py::value_error("route: expected 'auto', 'peer' or 'host', got '" + route + "'");
+  auto same_layout = [&](const std::vector<int64_t>& shape, const py::dtype& dt) {
+    if (shape != dst.shape)
+      throw py::value_error("src: shape " + py::repr(shape_tuple(shape)).cast<std::string>() +
+                            " does not match dst's " + py::repr(shape_tuple(dst.shape)).cast<std::string>());
+    if (!dt.is(dst.dtype))
+      throw py::type_error("src: dtype " + py::str(dt).cast<std::string>() + " does not match dst's " +
+                           py::str(dst.dtype).cast<std::string>());
+  };
+  if (py::isinstance<DeviceArray>(src)) {
+    const DeviceArray& a = src.cast<const DeviceArray&>();
+    same_layout(a.shape, a.dtype);
+    if (a.ptr == dst.ptr && a.device == dst.device) return;
+    const size_t n = dst.nbytes();
+    py::gil_scoped_release release;
+    cuda::copy_between(reinterpret_cast<void*>(dst.ptr), dst.device,
+                       reinterpret_cast<const void*>(a.ptr), a.device, n, r);
+    return;
+  }
+  if (!py::isinstance<py::array>(src))
+    throw py::type_error("src: expected a DeviceArray or a numpy array, got " +
+                         py::str(py::type::of(src).attr("__name__")).cast<std::string>());
+  py::array host = py::array::ensure(src, py::array::c_style);
+  if (!host) throw py::value_error("src: expected a C-contiguous numpy array");
+  same_layout(std::vector<int64_t>(host.shape(), host.shape() + host.ndim()), host.dtype());
+  const size_t n = dst.nbytes();
+  if (n == 0) return;
+  DeviceScope scope(dst.device);
+  cudaStream_t s = cuda::current_stream();
+  cudaPointerAttributes attr{};
+  check(cudaPointerGetAttributes(&attr, host.data()), "cudaPointerGetAttributes");
+  if (attr.type == cudaMemoryTypeHost) {
+    // Pinned already (cuda.pin_host_memory): one asynchronous DMA, no staging. The caller keeps
+    // the host memory unchanged until the copy is done (an event on this stream says when).
+    check(cudaMemcpyAsync(reinterpret_cast<void*>(dst.ptr), host.data(), n, cudaMemcpyHostToDevice, s),
+          "copy: cudaMemcpyAsync");
+    return;
+  }
+  void* staging = cuda::pinned_acquire(n);
+  std::memcpy(staging, host.data(), n);
+  check(cudaMemcpyAsync(reinterpret_cast<void*>(dst.ptr), staging, n, cudaMemcpyHostToDevice, s),
+        "copy: cudaMemcpyAsync");
+  cuda::pinned_release(staging, s);
+}
+
 }  // namespace
 
 DeviceArray device_empty(const std::vector<int64_t>& shape, const py::dtype& dtype, int device) {
@@ -355,7 +409,9 @@ void bind_cuda_array(py::module_& m) {
         }
         return shape_tuple(st);
       })
-      .def("reshape", [](const DeviceArray& a, py::object shape) {
+      .def("reshape", [](const DeviceArray& a, py::args args) {
+        // reshape((2, 3)) or reshape(2, 3), as NumPy takes both
+        const py::object shape = args.size() == 1 ? py::object(args[0]) : py::object(args);
         std::vector<int64_t> s;
         int64_t known = 1, infer = -1;
         for (auto v : (py::isinstance<py::int_>(shape) ? py::make_tuple(shape) : py::tuple(shape))) {
@@ -380,7 +436,7 @@ void bind_cuda_array(py::module_& m) {
         DeviceArray b = a;
         b.shape = s;
         return b;
-      }, py::arg("shape"), "A view with another shape (same data).")
+      }, "A view with another shape (same data); reshape(2, 3) or reshape((2, 3)), one -1 allowed.")
       .def("get", &to_host, "Copy to a new numpy array (waits for the current stream).")
       .def("numpy", &to_host, "Same as get().")
       .def_property_readonly("__cuda_array_interface__", [](const DeviceArray& a) {
@@ -418,6 +474,50 @@ void bind_cuda_array(py::module_& m) {
     return a;
   }, py::arg("shape"), py::arg("dtype"), py::arg("device") = -1);
   m.def("to_device", &to_device, py::arg("array"), py::arg("device") = -1);
+  m.def("copy", &copy_into, py::arg("dst"), py::arg("src"), py::arg("route") = "auto");
+  m.def("zero", [](const DeviceArray& a) {
+    if (a.readonly) throw py::value_error("a: array is read-only");
+    if (!a.nbytes()) return;
+    DeviceScope scope(a.device);
+    check(cudaMemsetAsync(reinterpret_cast<void*>(a.ptr), 0, a.nbytes(), cuda::current_stream()), "zero");
+  }, py::arg("a"));
+  // Page-locking memory the caller owns (the data loader's shared-memory batch slots), so
+  // that copies from it are true asynchronous DMA.
+  m.def("host_register", [](uintptr_t ptr, size_t nbytes) {
+    check(cudaHostRegister(reinterpret_cast<void*>(ptr), nbytes, cudaHostRegisterDefault),
+          "cudaHostRegister");
+  }, py::arg("ptr"), py::arg("nbytes"));
+  m.def("host_unregister", [](uintptr_t ptr) {
+    check(cudaHostUnregister(reinterpret_cast<void*>(ptr)), "cudaHostUnregister");
+  }, py::arg("ptr"));
+  // Events, for ordering one stream after another without the host waiting.
+  m.def("event_create", [](int device) {
+    DeviceScope scope(device);
+    cudaEvent_t e;
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    return reinterpret_cast<uintptr_t>(e);
+  }, py::arg("device"));
+  m.def("event_destroy", [](uintptr_t e) { cudaEventDestroy(reinterpret_cast<cudaEvent_t>(e)); });
+  m.def("event_record", [](uintptr_t e, int device) {
+    DeviceScope scope(device);  // an event is recorded on a stream of its own device
+    check(cudaEventRecord(reinterpret_cast<cudaEvent_t>(e), cuda::current_stream()), "cudaEventRecord");
+  }, py::arg("event"), py::arg("device"));
+  m.def("event_wait", [](uintptr_t e, int device) {
+    DeviceScope scope(device);  // the current stream of `device` waits
+    check(cudaStreamWaitEvent(cuda::current_stream(), reinterpret_cast<cudaEvent_t>(e), 0),
+          "cudaStreamWaitEvent");
+  }, py::arg("event"), py::arg("device"));
+  m.def("event_synchronize", [](uintptr_t e) {
+    py::gil_scoped_release release;
+    check(cudaEventSynchronize(reinterpret_cast<cudaEvent_t>(e)), "cudaEventSynchronize");
+  }, py::arg("event"));
+  m.def("peer_access", [](int device, int peer) {
+    int n = 0;
+    check(cudaGetDeviceCount(&n), "cudaGetDeviceCount");
+    if (device < 0 || device >= n || peer < 0 || peer >= n)
+      throw py::value_error("device/peer: expected device numbers below " + std::to_string(n));
+    return device != peer && cuda::peer_access(device, peer);
+  }, py::arg("device"), py::arg("peer"));
   m.def("from_dlpack", &from_dlpack, py::arg("obj"));
   m.def("from_cuda_array_interface", &from_cai, py::arg("obj"));
 

@@ -61,20 +61,8 @@ inline void expect_dshape(const DeviceArray& a, std::initializer_list<int64_t> s
   if (!ok) throw py::value_error(std::string(name) + ": shape does not match the other arguments");
 }
 
-// Makes `device` current for the scope of an op and restores the caller's device after.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    cuda::check(cudaGetDevice(&prev_), "cudaGetDevice");
-    if (prev_ != device) cuda::check(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceScope() { cudaSetDevice(prev_); }
-  DeviceScope(const DeviceScope&) = delete;
-  DeviceScope& operator=(const DeviceScope&) = delete;
-
- private:
-  int prev_ = 0;
-};
+// Makes an op's device current for its scope (cuda/common.cuh).
+using cuda::DeviceScope;
 
 // All arrays of one op live on one device; returns it.
 int common_device(std::initializer_list<const DeviceArray*> arrays);

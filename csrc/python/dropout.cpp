@@ -18,12 +18,22 @@ using MaskArray = Array<uint8_t>;
 void check_p(double p) {
   if (!(p >= 0.0 && p < 1.0)) throw py::value_error("p: expected 0 <= p < 1");
 }
+
+// (row, stride, start) of x within a larger array; row < 0: x is the whole array.
+DropoutLayout layout_of(int64_t n, int64_t row, int64_t stride, int64_t start) {
+  if (row < 0) return {n > 0 ? n : 1, n > 0 ? n : 1, 0};
+  if (row == 0 || stride < row || start < 0 || start > stride - row || (n > 0 && n % row))
+    throw py::value_error("block: expected (row, stride, start) with row >= 1 dividing x's size, "
+                          "stride >= row and 0 <= start <= stride - row");
+  return {row, stride, start};
+}
 }  // namespace
 
 void bind_dropout(py::module_& m) {
   m.def("dropout", [](FArray x, FArray out, MaskArray mask, double p, uint64_t seed,
-                      uint64_t offset) {
+                      uint64_t offset, int64_t row, int64_t stride, int64_t start) {
     check_p(p);
+    const DropoutLayout layout = layout_of(x.size(), row, stride, start);
     expect_same_shape(out, x, "out", "x");
     expect_same_shape(mask, x, "mask", "x");
     float* o = writable(out, "out");
@@ -32,9 +42,10 @@ void bind_dropout(py::module_& m) {
     const uint32_t threshold = dropout_threshold(p);
     const float scale = dropout_scale(p);
     py::gil_scoped_release release;
-    cpu::dropout(x.data(), o, mk, n, threshold, scale, seed, offset);
+    cpu::dropout(x.data(), o, mk, n, threshold, scale, seed, offset, layout);
   }, py::arg("x").noconvert(), py::arg("out").noconvert(), py::arg("mask").noconvert(),
-     py::arg("p"), py::arg("seed"), py::arg("offset"));
+     py::arg("p"), py::arg("seed"), py::arg("offset"), py::arg("row") = -1, py::arg("stride") = -1,
+     py::arg("start") = 0);
 
   m.def("dropout_undo", [](FArray grad_y, MaskArray mask, FArray out, double p) {
     check_p(p);
@@ -60,8 +71,10 @@ void bind_dropout(py::module_& m) {
 // so the same masks as the CPU for the same (seed, offset).
 void bind_dropout_cuda(py::module_& m) {
   m.def("dropout", [](const DeviceArray& x, const DeviceArray& out, const DeviceArray& mask,
-                      double p, uint64_t seed, uint64_t offset) {
+                      double p, uint64_t seed, uint64_t offset, int64_t row, int64_t stride,
+                      int64_t start) {
     check_p(p);
+    const DropoutLayout layout = layout_of(x.size(), row, stride, start);
     expect_same_dshape(out, x, "out", "x");
     expect_same_dshape(mask, x, "mask", "x");
     const float* xp = dptr<float>(x, "x");
@@ -72,9 +85,9 @@ void bind_dropout_cuda(py::module_& m) {
     DeviceScope scope(common_device({&x, &out, &mask}));
     const cudaStream_t stream = cuda::current_stream();
     py::gil_scoped_release release;
-    cuda::dropout(xp, o, mk, x.size(), threshold, scale, seed, offset, stream);
+    cuda::dropout(xp, o, mk, x.size(), threshold, scale, seed, offset, layout, stream);
   }, py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("p"), py::arg("seed"),
-     py::arg("offset"));
+     py::arg("offset"), py::arg("row") = -1, py::arg("stride") = -1, py::arg("start") = 0);
 
   m.def("dropout_undo", [](const DeviceArray& grad_y, const DeviceArray& mask,
                            const DeviceArray& out, double p) {

@@ -17,6 +17,7 @@ void bind_response_norm(py::module_& cpu);
 void bind_max_pool(py::module_& cpu);
 void bind_avg_pool(py::module_& cpu);
 void bind_relu(py::module_& cpu);
+void bind_add(py::module_& cpu);
 void bind_dropout(py::module_& cpu);
 void bind_fc(py::module_& cpu);
 void bind_softmax_log_loss(py::module_& cpu);
@@ -28,6 +29,7 @@ void bind_response_norm_cuda(py::module_& cuda);
 void bind_max_pool_cuda(py::module_& cuda);
 void bind_avg_pool_cuda(py::module_& cuda);
 void bind_relu_cuda(py::module_& cuda);
+void bind_add_cuda(py::module_& cuda);
 void bind_dropout_cuda(py::module_& cuda);
 void bind_fc_cuda(py::module_& cuda);
 void bind_softmax_log_loss_cuda(py::module_& cuda);
@@ -42,6 +44,11 @@ py::dict cuda_status_dict() {
 #ifdef ALEXNET_EXT_WITH_CUDA
   const alexnet_ext::CudaStatus s = alexnet_ext::cuda_status();
   d["built_with_cuda"] = true;
+#ifdef ALEXNET_EXT_CUDA_EMULATION
+  d["emulated"] = true;  // tools/cuda_emu: the "GPU" is the CPU, for testing only
+#else
+  d["emulated"] = false;
+#endif
   d["available"] = s.available;
   d["reason"] = s.reason;
   d["runtime_version"] = s.runtime_version;
@@ -59,6 +66,7 @@ py::dict cuda_status_dict() {
   d["devices"] = devices;
 #else
   d["built_with_cuda"] = false;
+  d["emulated"] = false;
   d["available"] = false;
   d["reason"] = "alexnet_ext was built without CUDA (no CUDA compiler was found at build time, "
                 "or ALEXNET_EXT_CUDA=OFF)";
@@ -82,6 +90,7 @@ PYBIND11_MODULE(_core, m) {
   alexnet_ext::binding::bind_max_pool(cpu);
   alexnet_ext::binding::bind_avg_pool(cpu);
   alexnet_ext::binding::bind_relu(cpu);
+  alexnet_ext::binding::bind_add(cpu);
   alexnet_ext::binding::bind_dropout(cpu);
   alexnet_ext::binding::bind_fc(cpu);
   alexnet_ext::binding::bind_softmax_log_loss(cpu);
@@ -94,6 +103,7 @@ PYBIND11_MODULE(_core, m) {
   alexnet_ext::binding::bind_max_pool_cuda(cuda);
   alexnet_ext::binding::bind_avg_pool_cuda(cuda);
   alexnet_ext::binding::bind_relu_cuda(cuda);
+  alexnet_ext::binding::bind_add_cuda(cuda);
   alexnet_ext::binding::bind_dropout_cuda(cuda);
   alexnet_ext::binding::bind_fc_cuda(cuda);
   alexnet_ext::binding::bind_softmax_log_loss_cuda(cuda);

@@ -25,9 +25,10 @@ from . import _core
 _c = getattr(_core, "cuda", None)
 
 __all__ = [
-    "CudaError", "DeviceArray", "Stream", "asarray", "current_stream", "device_count", "empty",
-    "empty_cache", "get_conv_kernel", "get_device", "is_device_array", "memory_stats",
-    "set_conv_kernel", "set_device", "stream", "synchronize", "to_device", "zeros",
+    "CudaError", "DeviceArray", "Event", "Stream", "asarray", "copy", "current_stream", "device_count",
+    "empty", "empty_cache", "fill_zero", "get_conv_kernel", "get_device", "is_device_array",
+    "memory_stats", "peer_access", "pin_host_memory", "set_conv_kernel", "set_device", "stream", "synchronize",
+    "to_device", "zeros",
 ]
 
 if _c is not None:
@@ -76,6 +77,34 @@ def zeros(shape, dtype=np.float32, device=None) -> DeviceArray:
     return _c.zeros(shape, np.dtype(dtype), _device(device))
 
 
+def copy(dst, src, *, route: str = "auto") -> None:
+    """``dst[...] = src``, queued on the current stream; the host does not wait.
+
+    ``src``: a NumPy array (staged through pinned memory) or a DeviceArray on any GPU, of dst's
+    shape and dtype. Between GPUs the copy is peer to peer where the two can reach each other,
+    else staged through pinned host memory (``route``: "auto", "peer" or "host" to force one).
+    Work queued later on either GPU's current stream is ordered after it.
+    """
+    _require()
+    if not is_device_array(dst):
+        raise TypeError(f"copy: dst must be a DeviceArray, got {type(dst).__name__}")
+    _c.copy(dst, src, route)
+
+
+def fill_zero(a) -> None:
+    """Set every element of DeviceArray ``a`` to zero (queued on the current stream)."""
+    _require()
+    if not is_device_array(a):
+        raise TypeError(f"fill_zero: expected a DeviceArray, got {type(a).__name__}")
+    _c.zero(a)
+
+
+def peer_access(device: int, peer: int) -> bool:
+    """Whether GPU ``device`` can read ``peer``'s memory directly (enables the access once)."""
+    _require()
+    return _c.peer_access(int(device), int(peer))
+
+
 def asarray(obj) -> DeviceArray:
     """Share another library's GPU array without a copy (DLPack first, then the CUDA Array
     Interface). The result keeps ``obj``'s memory alive. Host arrays are rejected: use
@@ -102,7 +131,9 @@ class Stream:
     """A CUDA stream (non-blocking). Use as a context manager to make it current:
 
         s = alexnet_ext.cuda.Stream()
+        ready = alexnet_ext.cuda.Event().record()   # x, w were made on the default stream
         with s:
+            ready.wait()                # s is not ordered with the default stream by itself
             y = ops.filter_acts(x, w)   # queued on s
         s.synchronize()
 
@@ -134,6 +165,64 @@ class Stream:
 
     def __repr__(self) -> str:
         return f"Stream(handle=0x{self.handle:x})"
+
+
+class Event:
+    """A CUDA event on GPU ``device`` (default: the current one): ``record()`` marks the point
+    reached by the current stream, ``wait()`` makes the current stream wait for that point (the
+    host does not), ``synchronize()`` makes the host wait for it."""
+
+    def __init__(self, device: int | None = None):
+        _require()
+        self.device = _c.get_device() if device is None else int(device)
+        self.handle = _c.event_create(self.device)
+
+    def record(self) -> "Event":
+        _c.event_record(self.handle, self.device)
+        return self
+
+    def wait(self, device: int | None = None) -> None:
+        """The current stream of ``device`` (default: the event's) waits for the event."""
+        _c.event_wait(self.handle, self.device if device is None else int(device))
+
+    def synchronize(self) -> None:
+        _c.event_synchronize(self.handle)
+
+    def __del__(self):
+        if getattr(self, "handle", 0) and _c is not None:
+            _c.event_destroy(self.handle)
+            self.handle = 0
+
+
+class pin_host_memory:
+    """Page-lock a NumPy array's memory (``cudaHostRegister``) while the block runs, so that
+    :func:`copy` from it is one asynchronous DMA with no staging copy:
+
+        with cuda.pin_host_memory(batch):
+            cuda.copy(dev_batch, batch)     # returns at once; keep `batch` unchanged until done
+
+    Meant for long-lived buffers (the data loader's batch slots): registering costs far more than
+    one copy.
+    """
+
+    def __init__(self, array: np.ndarray):
+        _require()
+        if not isinstance(array, np.ndarray) or not array.flags.c_contiguous:
+            raise TypeError("pin_host_memory: expected a C-contiguous numpy array")
+        self.array = array
+        self.ptr = array.__array_interface__["data"][0]
+        self.pinned = False
+
+    def __enter__(self):
+        if self.array.nbytes:
+            _c.host_register(self.ptr, self.array.nbytes)
+            self.pinned = True
+        return self.array
+
+    def __exit__(self, *exc):
+        if self.pinned:
+            _c.host_unregister(self.ptr)
+            self.pinned = False
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import numpy as np
 from . import ops
 from ._cli import (UsageError, add_run_arguments, checkpoint_mean, load_run, open_run_data,
                    run_cli)
+from .nn.device import to_host
 
 __all__ = ["main", "evaluate_views", "prepare"]
 
@@ -71,10 +72,10 @@ def evaluate_views(net, split, *, mean, crop, scale, batch_size, progress=True) 
         avg = np.zeros((len(idx), net.spec.classes), np.float64)
         for v in range(10):
             batch_loss = net.forward(np.ascontiguousarray(views[v]), y, train=False)
-            avg += net.probs
+            avg += to_host(net.probs)
             if v == 4:                                    # the centre view
                 loss += batch_loss * len(idx)
-                e1, e5 = ops.top_k_errors(net.probs, y, ks=(1, k5))
+                e1, e5 = ops.top_k_errors(net.probs, net.labels, ks=(1, k5))
                 err["centre_top1"] += e1
                 err["centre_top5"] += e5
         e1, e5 = ops.top_k_errors((avg / 10).astype(np.float32), y, ks=(1, k5))

@@ -37,6 +37,7 @@ from . import ops
 from ._cli import UsageError, open_data, run_cli
 from .nn import (ModelError, Net, format_summary, load_checkpoint, load_model, parse_model,
                  save_checkpoint)
+from .nn import device as D
 from .nn.checkpoint import CHECKPOINT_NAME, atomic_write_text
 
 __all__ = ["main", "build_parser", "Trainer", "ArrayLoader", "evaluate_loader"]
@@ -84,15 +85,29 @@ def evaluate_loader(net: Net, loader, *, progress: bool = False, desc: str = "va
     k5 = min(5, net.spec.classes)
     loss = err1 = err5 = 0.0
     n = 0
-    for x, y in tqdm(loader.epoch(0), total=len(loader), desc=desc, leave=False,
+    feed = on_device(net, loader)
+    batches = loader.epoch(0) if feed is None else feed(loader.epoch(0))
+    for x, y in tqdm(batches, total=len(loader), desc=desc, leave=False,
                      disable=None if progress else True, unit="batch"):
         batch_loss = net.forward(x, y, train=False)
-        e1, e5 = ops.top_k_errors(net.probs, y, ks=(1, k5))
+        e1, e5 = ops.top_k_errors(net.probs, net.labels, ks=(1, k5))
         loss += batch_loss * len(y)
         err1 += e1
         err5 += e5
         n += len(y)
+    if feed is not None:
+        feed.close()
     return {"loss": loss / n, "top1": err1 / n, "top5": err5 / n, "images": n}
+
+
+def on_device(net: Net, loader):
+    """A :class:`~alexnet_ext.data.device_feed.DeviceFeed` to the GPU of ``net``'s input, or None
+    for a CPU net. Loaders with workers hand out a fixed set of shared-memory slots: those are
+    pinned (close the feed before the loader)."""
+    if not D.is_cuda(net.data.device):
+        return None
+    from .data.device_feed import DeviceFeed
+    return DeviceFeed(int(net.data.device[5:]), pin=getattr(loader, "workers", 0) > 0)
 
 
 class Trainer:
@@ -132,6 +147,14 @@ class Trainer:
         self.history = self._read_history()
         self._stop = False
         self._last_plot = 0.0
+        self._feed = on_device(net, train_loader)
+
+    def close(self) -> None:
+        """Release what the loop holds on the GPU side (pinned loader slots); before the loaders
+        are closed."""
+        if self._feed is not None:
+            self._feed.close()
+            self._feed = None
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -162,15 +185,20 @@ class Trainer:
                        unit="batch", leave=False, dynamic_ncols=True,
                        disable=None if self.progress else True)
             try:
-                for x, y in loader.epoch(e, start_batch=st["batch"]):
-                    loss = net.forward(x, y, train=True, step=st["step"], seed=self.seed)
-                    if not math.isfinite(loss):
-                        bar.close()
-                        return self._diverged(loss)
-                    err = ops.top_k_errors(net.probs, y, ks=k1)[0]
+                batches = loader.epoch(e, start_batch=st["batch"])
+                for x, y in batches if self._feed is None else self._feed(batches):
+                    # The whole step is queued before anything is read back: on a GPU the host
+                    # waits once per step, at its end (the loss and the error count).
+                    loss = net.forward(x, y, train=True, step=st["step"], seed=self.seed,
+                                       wait=False)
                     net.backward()
                     net.update(lr=st["lr"], momentum=cfg["momentum"],
                                weight_decay=cfg["weight_decay"], bias_decay=cfg["bias_decay"])
+                    loss = float(loss)
+                    if not math.isfinite(loss):
+                        bar.close()
+                        return self._diverged(loss)
+                    err = ops.top_k_errors(net.probs, net.labels, ks=k1)[0]
                     n = len(y)
                     st["step"] += 1
                     st["batch"] += 1
@@ -597,6 +625,7 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, workers, on_step) -> 
         result = trainer.train()
     finally:
         signal.signal(signal.SIGINT, previous)
+        trainer.close()
         loader.close()
         if val_loader is not None:
             val_loader.close()

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "conv.h"
+#include "cuda_runtime.h"
+#include "cuda/memory.h"
 
 using alexnet_ext::ConvGeometry;
 using alexnet_ext::conv_out_size;
@@ -31,8 +33,40 @@ ConvGeometry geometry(const Case& k) {
           conv_out_size(k.w, k.kw, k.sw, k.pw, k.ceil_mode)};
 }
 
-using Vec = std::vector<float>;
+// Buffers the kernels read and write are emulated device memory (cudaMalloc registers them with
+// the emulator, whose launches reject host pointers); the harness reads them directly, which the
+// emulator allows because its device memory is host memory.
+template <class T>
+struct DeviceAllocator {
+  using value_type = T;
+  DeviceAllocator() = default;
+  template <class U>
+  DeviceAllocator(const DeviceAllocator<U>&) {}
+  T* allocate(size_t n) {
+    void* p = nullptr;
+    if (cudaMalloc(&p, n * sizeof(T)) != cudaSuccess) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { cudaFree(p); }
+  bool operator==(const DeviceAllocator&) const { return true; }
+  bool operator!=(const DeviceAllocator&) const { return false; }
+};
+using Vec = std::vector<float, DeviceAllocator<float>>;
 using Ref = std::vector<double>;
+
+}  // namespace
+
+// conv.cu's scratch memory (the package build links memory.cu's caching allocator instead).
+namespace alexnet_ext::cuda {
+void* device_alloc(size_t bytes, int, cudaStream_t) {
+  void* p = nullptr;  // exactly `bytes`, so that AddressSanitizer sees any overrun
+  if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) throw std::bad_alloc();
+  return p;
+}
+void device_free(void* ptr) { cudaFree(ptr); }
+}  // namespace alexnet_ext::cuda
+
+namespace {
 
 // ---------------------------------------------------------------- float64 references
 Ref ref_fprop(const Vec& x, const Vec& wt, const float* bias, const ConvGeometry& g) {
@@ -143,13 +177,16 @@ void check_forms(std::mt19937_64& rng, const Ref& result, int64_t reduction, con
                  Call call) {
   Vec out(result.size(), std::numeric_limits<float>::quiet_NaN());
   call(out.data(), 0.f, 1.f);
+  cudaDeviceSynchronize();  // the emulator's streams run only when waited for
   expect_close(out, result, reduction, what + " into NaN out");
   const Vec prev = random_vec(rng, result.size());
   out = prev;
   call(out.data(), 1.f, 1.f);
+  cudaDeviceSynchronize();
   expect_close(out, combine(1, prev, 1, result), reduction, what + " 1/1");
   out = prev;
   call(out.data(), 0.5f, -2.f);
+  cudaDeviceSynchronize();
   expect_close(out, combine(0.5, prev, -2, result), reduction, what + " 0.5/-2");
 }
 

@@ -19,7 +19,7 @@ from .. import ops
 from . import device as D
 
 __all__ = ["Tensor", "Param", "Layer", "Conv", "FC", "ReLU", "LRN", "Pool", "Dropout",
-           "Softmax", "Transfer"]
+           "Softmax", "Transfer", "DeferredLoss"]
 
 
 class Tensor:
@@ -69,6 +69,7 @@ class Param:
         self.name = name
         self.index = index
         self.shape = tuple(shape)
+        self.device = device
         self.decay = decay
         self.value = D.zeros(shape, device)
         self.grad = D.zeros(shape, device)
@@ -280,15 +281,19 @@ class Pool(Layer):
 class Dropout(Layer):
     """Inverted dropout in training (kept units scaled by 1/(1-p)); the identity at test time.
 
-    The mask's seed derives from (run seed, step, layer name) (``ctx.seed_for``), so a resumed run
-    draws the same masks as an uninterrupted one.
+    The mask's seed derives from (run seed, step, model layer name) (``ctx.seed_for``), so a
+    resumed run draws the same masks as an uninterrupted one. In a net split into columns, each
+    column's layer passes ``block`` (its block of every image within the merged tensor) and the
+    model layer's name, so it drops exactly the units the merged net drops.
     """
 
     kind = "dropout"
 
-    def __init__(self, name, inputs, output, *, p):
+    def __init__(self, name, inputs, output, *, p, seed_name=None, block=None):
         super().__init__(name, inputs, output)
         self.p = p
+        self.seed_name = seed_name or name
+        self.block = block
 
     def forward(self, ctx):
         x = self.inputs[0].value
@@ -300,8 +305,8 @@ class Dropout(Layer):
         if ctx.n not in masks:
             masks[ctx.n] = D.empty((ctx.n,) + self.output.shape, self.output.device, np.uint8)
         self.output.value, self.mask = ops.dropout(
-            x, p=self.p, seed=ctx.seed_for(self.name), out=self.output.buffer("value", ctx.n),
-            mask_out=masks[ctx.n])
+            x, p=self.p, seed=ctx.seed_for(self.seed_name), out=self.output.buffer("value", ctx.n),
+            mask_out=masks[ctx.n], block=self.block)
 
     def backward(self, ctx):
         gy = self.output.grad
@@ -312,14 +317,36 @@ class Dropout(Layer):
                        lambda out: ops.dropout_undo(gy, self.mask, p=self.p, out=out))
 
 
+class DeferredLoss:
+    """The mean loss of a forward pass whose loss was left on the GPU; ``float(loss)`` reads it
+    (waiting for the GPU then)."""
+
+    def __init__(self, total, n: int):
+        self.total, self.n = total, n
+
+    def __float__(self) -> float:
+        return float(self.total.get()[0]) / self.n
+
+    def __repr__(self):
+        return f"DeferredLoss(n={self.n})"
+
+
 class Softmax(Layer):
     """The cost: softmax over class scores and the mean negative log-probability of the labels."""
 
     kind = "softmax"
 
     def forward(self, ctx):
-        self.loss, self.probs = ops.softmax_log_loss(self.inputs[0].value, ctx.labels,
-                                                     out=self.output.buffer("value", ctx.n))
+        x, out = self.inputs[0].value, self.output.buffer("value", ctx.n)
+        if ctx.wait or isinstance(x, np.ndarray):
+            self.loss, self.probs = ops.softmax_log_loss(x, ctx.labels, out=out)
+        else:
+            # The loss stays on the GPU until asked for: the step is queued without the host
+            # waiting. (The net's own arrays: shapes are right; a bad label gives a NaN loss.)
+            from .. import _core
+            total = D.empty((1,), self.output.device)
+            _core.cuda.softmax_log_loss_nosync(x, ctx.labels, out, total)
+            self.loss, self.probs = DeferredLoss(total, ctx.n), out
         ctx.loss = self.loss
 
     def backward(self, ctx):

@@ -40,8 +40,9 @@ def derive_seed(*parts) -> int:
 class StepContext:
     """What one forward/backward pass needs besides the tensors."""
 
-    def __init__(self, n, labels, train, step, seed):
+    def __init__(self, n, labels, train, step, seed, wait=True):
         self.n = n
+        self.wait = wait
         self.labels = labels
         self.train = train
         self.step = step
@@ -70,6 +71,10 @@ class Net:
         ncols = spec.columns if self.split else 1
         devices = list(devices) or ["cpu"]
         self.devices = [D.check_device(devices[c % len(devices)]) for c in range(ncols)]
+        if len({D.is_cuda(d) for d in self.devices}) > 1:
+            raise ValueError(f"devices {self.devices}: the columns of a net are either all on the "
+                             "CPU or all on GPUs")
+        self.labels = None
         self.layers = []
         self.tensors: dict[str, Tensor] = {}
         self._transfers = {}
@@ -125,7 +130,11 @@ class Net:
                                  stride=a["stride"], padding=a["padding"],
                                  ceil_mode=a["ceil_mode"])
                 elif L.type == "dropout":
-                    layer = Dropout(name, [src], out, p=a["p"])
+                    # A column's block of every image draws the merged net's mask there.
+                    K = len(parts[L.inputs[0]])
+                    size = math.prod(src.shape)
+                    block = (size, K * size, c * size) if K > 1 else None
+                    layer = Dropout(name, [src], out, p=a["p"], seed_name=L.name, block=block)
                 elif L.type == "softmax":
                     layer = Softmax(name, [src], out)
                 else:  # pragma: no cover - spec validation knows every type
@@ -221,7 +230,7 @@ class Net:
                     values[p.name] = w
         self.load_state_dict(values)
         for p in self.params:
-            p.velocity.fill(0.0)
+            D.fill_zero(p.velocity)
 
     def state_dict(self, kind: str = "value", names=None) -> dict:
         """Canonical arrays (host copies) of ``kind``: "value", "velocity" or "grad".
@@ -255,26 +264,39 @@ class Net:
                                  f"{tuple(np.shape(arrays[name]))}")
         for p in self.params:
             if p.name in arrays:
-                np.copyto(getattr(p, kind), np.asarray(arrays[p.name], dtype=np.float32)[p.index])
+                block = np.asarray(arrays[p.name], dtype=np.float32)[p.index]
+                D.copy_into(getattr(p, kind), np.ascontiguousarray(block))
 
     # ---- running -----------------------------------------------------------------------------
 
     def forward(self, x: np.ndarray, labels: np.ndarray | None = None, *, train: bool = False,
-                step: int = 0, seed: int = 0, until: str | None = None):
+                step: int = 0, seed: int = 0, until: str | None = None, wait: bool = True):
         """Run the net on a batch ``x`` (N, C, H, W) float32.
 
         With ``labels`` (N,) int64 the cost runs too and the mean loss is returned (``probs``
         holds the softmax output); without, the pass stops before the cost (returns None).
         ``train`` turns dropout on (seeded by ``seed``, ``step`` and the layer name). ``until``
         stops after the model tensor of that name (see :meth:`output`).
+
+        On a GPU net, ``x`` and ``labels`` may be NumPy arrays (copied to the first column's
+        and the cost's device) or DeviceArrays already there; :attr:`labels` holds the labels
+        where the cost runs (for :func:`~alexnet_ext.ops.top_k_errors` on :attr:`probs`).
+        ``wait=False`` on a GPU net returns a :class:`~alexnet_ext.nn.layers.DeferredLoss`
+        instead of a float, so the host queues the whole step without waiting for the GPU;
+        ``float()`` of it reads the loss (after ``backward`` and ``update``, say).
         """
-        if x.shape[1:] != self.data.shape:
+        if tuple(x.shape[1:]) != self.data.shape:
             raise ValueError(f"x: expected images of shape (N, {', '.join(map(str, self.data.shape))})"
-                             f", got {x.shape}")
+                             f", got {tuple(x.shape)}")
         n = x.shape[0]
-        if labels is not None and labels.shape != (n,):
-            raise ValueError(f"labels: expected shape ({n},), got {labels.shape}")
-        self._ctx = ctx = StepContext(n, labels, train, step, seed)
+        if labels is not None and tuple(labels.shape) != (n,):
+            raise ValueError(f"labels: expected shape ({n},), got {tuple(labels.shape)}")
+        if isinstance(x, np.ndarray):
+            x = D.from_host(x, self.data.device)
+        if isinstance(labels, np.ndarray):
+            labels = D.from_host(labels, self.cost.output.device)
+        self.labels = labels
+        self._ctx = ctx = StepContext(n, labels, train, step, seed, wait)
         self.data.value = x
         stop = None
         if until is not None:
@@ -292,8 +314,9 @@ class Net:
         return ctx.loss
 
     @property
-    def probs(self) -> np.ndarray:
-        """Softmax output (N, classes) of the last forward pass with labels."""
+    def probs(self):
+        """Softmax output (N, classes) of the last forward pass with labels (on the cost's
+        device: a NumPy array or a DeviceArray)."""
         return self.cost.probs
 
     def output(self, name: str) -> np.ndarray:
@@ -318,9 +341,12 @@ class Net:
                bias_decay: float = 0.0) -> None:
         """One SGD step on every parameter block, as the paper's equation:
         ``v <- momentum v - decay lr w - lr grad; w <- w + v`` (biases use ``bias_decay``)."""
-        for p in self.params:
-            ops.sgd_update(p.value, p.grad, p.velocity, lr=lr, momentum=momentum,
-                           weight_decay=weight_decay if p.decay else bias_decay)
+        # One sgd_update_many per device: on a GPU, one launch per 32 tensors.
+        for device in dict.fromkeys(self.devices):
+            ps = [p for p in self.params if p.device == device]
+            ops.sgd_update_many([p.value for p in ps], [p.grad for p in ps],
+                                [p.velocity for p in ps], lr=lr, momentum=momentum,
+                                weight_decay=[weight_decay if p.decay else bias_decay for p in ps])
 
     def release_buffers(self) -> None:
         """Free every kept activation/gradient buffer (they are made again on demand)."""

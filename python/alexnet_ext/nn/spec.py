@@ -313,11 +313,12 @@ def load_model(name_or_path, *, classes: int | None = None, input_size: int | No
     """
     s = str(name_or_path)
     p = Path(s)
-    if p.suffix == ".toml" or p.exists() or "/" in s or "\\" in s:
-        if not p.is_file():
-            raise ModelError(f"model file not found (shipped models: {', '.join(available_models())})",
-                             path=s)
-    else:
+    if p.is_file():
+        pass
+    elif p.suffix == ".toml" or "/" in s or "\\" in s:
+        raise ModelError(f"model file not found (shipped models: {', '.join(available_models())})",
+                         path=s)
+    else:  # a bare name: a shipped model (a folder of that name, say the data, does not count)
         p = models_dir() / f"{s}.toml"
         if not p.is_file():
             raise ModelError(f"unknown model '{s}': expected one of {', '.join(available_models())} "

@@ -8,6 +8,7 @@ weightActs, "undo" for a backward pass). Every function checks its arguments and
 argument; see :mod:`alexnet_ext._validate` for the rules shared by all ops.
 """
 from ._pool import pool_output_size
+from .add import add
 from .avg_pool import avg_pool, avg_pool_undo
 from .conv import conv_bias_grad, conv_output_size, filter_acts, img_acts, weight_acts
 from .dropout import dropout, dropout_undo, philox4x32_10
@@ -19,6 +20,7 @@ from .sgd_update import sgd_update, sgd_update_many
 from .softmax_log_loss import softmax_log_loss, softmax_log_loss_undo, top_k_errors
 
 __all__ = [
+    "add",
     "avg_pool",
     "avg_pool_undo",
     "conv_bias_grad",

@@ -30,7 +30,7 @@ def _p(p) -> float:
     return p
 
 
-def dropout(x, *, p, seed, offset=0, out=None, mask_out=None):
+def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
     """Inverted dropout (training mode): ``y = x * mask / (1 - p)``.
 
     Args:
@@ -41,6 +41,12 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None):
             every call that needs fresh randomness (see the module docstring).
         out: optional float32 target of x's shape; ``out=x`` drops out in place.
         mask_out: optional uint8 target for the mask, x's shape.
+        block: optional ``(row, stride, start)``: x is a block of a larger array A, made of rows
+            of ``row`` consecutive elements taken every ``stride`` elements of A (flat, C order)
+            from element ``start`` on; x then gets exactly A's mask at those positions. A net
+            split into columns passes each column's block of every image, so it drops the
+            same units as the merged net. Requires ``row`` to divide x's size and
+            ``0 <= start <= stride - row``.
 
     Returns:
         (y, mask): y float32 of x's shape; mask uint8 of x's shape, 1 where the element was kept,
@@ -65,7 +71,13 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None):
         for name, a in (("x", x), ("out", out)):
             if V._overlap(mask_out, a):
                 raise ValueError(f"mask_out: must not share memory with {name}")
-    k.dropout(x, out, mask_out, p, seed, offset)
+    if block is None:
+        k.dropout(x, out, mask_out, p, seed, offset)
+    else:
+        if not isinstance(block, (tuple, list)) or len(block) != 3:
+            raise TypeError(f"block: expected a (row, stride, start) tuple, got {block!r}")
+        row, stride, start = (V.integer(v, f"block[{i}]", 0) for i, v in enumerate(block))
+        k.dropout(x, out, mask_out, p, seed, offset, row, stride, start)
     return out, mask_out
 
 

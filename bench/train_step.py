@@ -1,0 +1,170 @@
+"""Training-step benchmark: one SGD step (forward, backward, the paper's update) of a whole net,
+ours beside the same net in PyTorch, in the same process on the same device.
+
+    python bench/run.py --step --device cuda              # alexnet, batch 128, one GPU
+    python bench/run.py --step --device cuda --gpus 2     # ours with a column per GPU
+    python bench/run.py --step --model alexnet-small --batch 32      # on the CPU
+
+Ours: :class:`alexnet_ext.nn.Net` (merged: columns as groups=2; split with --gpus 2), the step
+queued with ``wait=False`` and the loss read once at its end, as the training loop does. PyTorch:
+the paper's net written with torch.nn (groups=2 where the columns do not meet, LRN per column
+with the paper's alpha), SGD with momentum 0.9 and weight decay 5e-4, fp32 with TF32 off and
+``cudnn.benchmark=True`` on the GPU (the baseline in ../shared/baselines was measured that way).
+Both see the same random batch, already on the device (the data loader is benchmarked by
+--data). Each row: median ms per step over --repeat timed runs of --steps steps, and images/s.
+
+``run(args)`` returns a dict for JSON (``bench/run.py --step``).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from alexnet_ext import cuda as C
+from alexnet_ext.nn import Net, load_model
+from timing import median_time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training-step benchmark (--step)")
+    g.add_argument("--model", default="alexnet", help="shipped model name or file (default: alexnet)")
+    g.add_argument("--gpus", type=int, default=1, help="1: merged net on GPU 0; 2: a column per GPU")
+    g.add_argument("--steps", type=int, default=10, help="steps per timed run (default: 10)")
+
+
+def _torch_net(spec, torch):
+    """The model file's net in torch.nn, for the nets whose layers map one to one (the shipped
+    alexnet family): conv (groups), relu, lrn per column, max/avg pool, dropout, fc, softmax."""
+    nn, F = torch.nn, torch.nn.functional
+
+    def pair(v):
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    layers = []
+    for L in spec.layers:
+        a = L.attrs
+        if len(L.inputs) != 1:
+            raise ValueError(f"{spec.name}: layer {L.name} reads several tensors; this benchmark "
+                             "writes chains of layers in torch.nn only")
+        if L.type == "conv":
+            cin = spec.shapes[L.inputs[0]][0]
+            layers.append(("conv", nn.Conv2d(cin, L.out_shape[0], pair(a["size"]), pair(a["stride"]),
+                                             pair(a["padding"]), groups=a.get("groups", 1))))
+        elif L.type == "fc":
+            layers.append(("fc", nn.Linear(int(np.prod(spec.shapes[L.inputs[0]])), L.out_shape[0])))
+        elif L.type == "relu":
+            layers.append(("relu", None))
+        elif L.type == "lrn":
+            alpha = a["alpha"] if a["alpha_over_size"] else a["alpha"] * a["size"]
+            layers.append(("lrn", (a["size"], alpha, a["beta"], a["k"], L.blocks)))
+        elif L.type == "pool":
+            layers.append(("pool", (a["mode"], pair(a["size"]), pair(a["stride"]), pair(a["padding"]),
+                                    a["ceil_mode"])))
+        elif L.type == "dropout":
+            layers.append(("dropout", a["p"]))
+
+    class TorchNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mods = nn.ModuleList([m for kind, m in layers if kind in ("conv", "fc")])
+
+        def forward(self, x):
+            mods = iter(self.mods)
+            for kind, arg in layers:
+                if kind == "conv":
+                    x = next(mods)(x)
+                elif kind == "fc":
+                    x = next(mods)(torch.flatten(x, 1))
+                elif kind == "relu":
+                    x = F.relu(x)
+                elif kind == "lrn":
+                    size, alpha, beta, k, blocks = arg
+                    x = torch.cat([F.local_response_norm(h, size, alpha=alpha, beta=beta, k=k)
+                                   for h in x.chunk(blocks, dim=1)], dim=1)
+                elif kind == "pool":
+                    mode, size, stride, pad, ceil = arg
+                    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+                    x = pool(x, size, stride, pad, ceil_mode=ceil)
+                elif kind == "dropout":
+                    x = F.dropout(x, arg, self.training)
+            return x
+
+    return TorchNet()
+
+
+def run(args) -> dict:
+    spec = load_model(args.model, classes=1000 if args.model == "alexnet" else None)
+    n = args.batch
+    rng = np.random.default_rng(args.seed)
+    x = (rng.standard_normal((n,) + spec.input_shape) * 50).astype(np.float32)
+    y = rng.integers(0, spec.classes, n).astype(np.int64)
+    cuda = args.device == "cuda"
+    if cuda:
+        devices = [f"cuda:{i}" for i in range(args.gpus)]
+        net = Net(spec, seed=0, devices=devices, split_columns=args.gpus > 1)
+        xs, ys = C.to_device(x, device=0), C.to_device(y, device=int(net.cost.output.device[5:]))
+
+        def sync():
+            for d in range(args.gpus):
+                C.set_device(d)
+                C.synchronize()
+            C.set_device(0)
+    else:
+        net = Net(spec, seed=0)
+        xs, ys = x, y
+
+        def sync():
+            pass
+
+    learn = spec.learning
+    state = {"step": 0}
+
+    def ours():
+        loss = net.forward(xs, ys, train=True, step=state["step"], wait=False)
+        net.backward()
+        net.update(lr=1e-4, momentum=learn.get("momentum", 0.9),
+                   weight_decay=learn.get("weight_decay", 5e-4))
+        state["step"] += 1
+        return float(loss)
+
+    results = {}
+    t = median_time(ours, args.repeat, sync, inner=args.steps)
+    results["alexnet_ext"] = {"ms": t * 1e3, "img_s": n / t, "devices": net.devices,
+                              "split": net.split}
+    print(f"{'alexnet_ext ' + ('split' if net.split else 'merged'):28s} {spec.name:14s} batch {n:4d}"
+          f" {t * 1e3:9.2f} ms/step {n / t:10.0f} img/s   ({', '.join(net.devices)})", flush=True)
+    if args.no_torch:
+        return results
+    try:
+        import torch
+    except ImportError:
+        print("# PyTorch not installed: no comparison")
+        return results
+    dev = "cuda" if cuda else "cpu"
+    if cuda and not torch.cuda.is_available():
+        print("# PyTorch cannot use a GPU here (a CPU-only build, or the GPU is tools/cuda_emu): "
+              "no comparison")
+        return results
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    tnet = _torch_net(spec, torch).to(dev).train()
+    opt = torch.optim.SGD(tnet.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
+    tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+
+    def theirs():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(tnet(tx), ty)
+        loss.backward()
+        opt.step()
+        return loss
+
+    tt = median_time(theirs, args.repeat, torch.cuda.synchronize if cuda else (lambda: None),
+                     inner=args.steps)
+    results["torch"] = {"ms": tt * 1e3, "img_s": n / tt, "version": torch.__version__}
+    print(f"{'torch (fp32' + (', cuDNN, TF32 off)' if cuda else ')'):28s} {spec.name:14s} batch {n:4d}"
+          f" {tt * 1e3:9.2f} ms/step {n / tt:10.0f} img/s   speedup {tt / t:.2f}x", flush=True)
+    results["speedup"] = tt / t
+    return results

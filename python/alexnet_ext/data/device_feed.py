@@ -1,0 +1,115 @@
+"""Batches onto a GPU one step ahead: the copy of batch k+1 overlaps the compute on batch k.
+
+    feed = DeviceFeed(device=0, pin=True)
+    for x, y in feed(loader.epoch(e)):       # DeviceArrays on GPU 0
+        net.forward(x, y, train=True); ...
+    feed.close()                              # before the loader frees its shared memory
+
+How: a ring of ``depth`` device buffers per batch shape, filled on a dedicated copy stream. Before
+batch k is handed out, the compute stream (the device's current stream) waits for its copy's
+event, so the host never waits for a copy it could overlap. A buffer is refilled only after the
+compute stream has passed the point where its last batch was consumed (an event recorded when the
+consumer asks for the next batch, i.e. after it queued a whole step on the batch). The host
+array of batch k is kept alive until its copy is done, so a loader slot is not reused early.
+
+``pin=True`` page-locks each distinct host buffer once (``cudaHostRegister``), so the copy is one
+asynchronous DMA; use it for loaders that reuse a fixed set of shared-memory slots (workers > 0),
+and call :meth:`close` before those slots are freed. Without pinning, each copy is staged through
+the package's pinned buffers (one host memcpy, still asynchronous to the GPU).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import cuda as C
+
+__all__ = ["DeviceFeed"]
+
+
+class _Buffer:
+    def __init__(self, x_shape, y_shape, device):
+        self.x = C.empty(x_shape, np.float32, device=device)
+        self.y = C.empty(y_shape, np.int64, device=device)
+        self.consumed = None        # Event recorded on the compute stream after its last use
+
+
+class DeviceFeed:
+    def __init__(self, device: int = 0, *, depth: int = 2, pin: bool = False):
+        if depth < 2:
+            raise ValueError(f"depth: expected at least 2 (one batch in use, one being copied), got {depth}")
+        self.device = int(device)
+        self.depth = depth
+        self.pin = bool(pin)
+        previous = C.get_device()
+        C.set_device(self.device)
+        try:
+            self.stream = C.Stream()           # the copy stream, on `device`
+        finally:
+            C.set_device(previous)
+        self._rings: dict[tuple, list[_Buffer]] = {}
+        self._next: dict[tuple, int] = {}
+        self._pinned: dict[int, tuple] = {}    # address -> (nbytes, pin_host_memory)
+
+    def _pin(self, a: np.ndarray) -> None:
+        if not self.pin or not a.flags.c_contiguous or a.nbytes == 0:
+            return
+        addr = a.__array_interface__["data"][0]
+        known = self._pinned.get(addr)
+        if known is None:
+            p = C.pin_host_memory(a)
+            p.__enter__()
+            self._pinned[addr] = (a.nbytes, p)
+
+    def _issue(self, x: np.ndarray, y: np.ndarray):
+        """Queue the copy of (x, y) on the copy stream; returns what _deliver needs."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        key = (x.shape, y.shape)
+        ring = self._rings.setdefault(key, [])
+        i = self._next.get(key, 0)
+        self._next[key] = (i + 1) % self.depth
+        if len(ring) <= i:
+            ring.append(_Buffer(x.shape, y.shape, self.device))
+        buf = ring[i]
+        self._pin(x)
+        with self.stream:
+            if buf.consumed is not None:
+                buf.consumed.wait()            # the compute stream is done with this buffer
+            C.copy(buf.x, x)
+            C.copy(buf.y, y)
+            ready = C.Event(self.device).record()
+        return buf, ready, (x, y)
+
+    def __call__(self, batches):
+        """Iterator of (x, y) DeviceArrays for an iterator of host (x float32, y int64) batches."""
+        it = iter(batches)
+        try:
+            pending = self._issue(*next(it))
+        except StopIteration:
+            return
+        while pending is not None:
+            buf, ready, host = pending
+            try:
+                pending = self._issue(*next(it))   # the next copy runs while this batch computes
+            except StopIteration:
+                pending = None
+            ready.wait()                           # the compute stream waits for this copy
+            yield buf.x, buf.y
+            # The consumer asked for the next batch: it has queued all its work on this one.
+            buf.consumed = C.Event(self.device).record()
+            ready.synchronize()                    # the copy has read `host`: let the slot go
+            del host
+
+    def close(self) -> None:
+        """Wait for the copies in flight and unpin the host buffers."""
+        if getattr(self, "stream", None) is not None:
+            self.stream.synchronize()
+        for _nbytes, p in self._pinned.values():
+            p.__exit__(None, None, None)
+        self._pinned.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
