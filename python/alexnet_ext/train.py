@@ -1,7 +1,8 @@
 """``python -m alexnet_ext.train``: train a model with the paper's SGD.
 
 With no arguments: the ``alexnet-small`` model on a generated data set of small images
-(:func:`alexnet_ext.data.synthetic.default_dataset`), on the CPU, for a few minutes.
+(:func:`alexnet_ext.data.synthetic.default_dataset`), on the GPU when one is usable, else on the
+CPU for a few minutes.
 
 The loop (:class:`Trainer`) is the paper's: mini-batches of 128 with random crops, flips and PCA
 lighting (:class:`alexnet_ext.data.BatchLoader`), momentum 0.9, weight decay 5e-4 as in
@@ -404,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs without improvement of the validation error before lr is "
                         "divided by 10 (default: the model's, 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                   help="where the layers run (default: cpu)")
+                   help="where the layers run (default: cuda when a GPU is usable, else cpu)")
     p.add_argument("--gpus", type=int, metavar="N",
                    help="GPUs for --device cuda; 2 puts each column of a two-column model on "
                         "its own GPU (default: 1)")
@@ -429,7 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _devices(args) -> list[str]:
     from . import cuda_available, cuda_status
 
-    device = args.device or "cpu"
+    device = args.device
+    if device is None:  # the GPU when there is a real one (not tools/cuda_emu's CPU emulation)
+        status = cuda_status()
+        device = "cuda" if status["available"] and not status.get("emulated") else "cpu"
+        if device == "cpu" and args.gpus not in (None, 1) and status["available"]:
+            device = "cuda"
     if device == "cpu":
         if args.gpus not in (None, 1):
             raise UsageError("--gpus needs --device cuda")
