@@ -28,16 +28,16 @@ def route():
     device.set_copy_route("auto")
 
 
-def _assert_same_training(cpu, gpu, rng, steps=2, n=3):
+def _assert_same_training(cpu, gpu, rng, steps=2, n=3, scale=0.3):
     """Forward, backward and update on both nets from the same weights: equal within float32
     reordering (GPU sums run in another order), step after step."""
-    params = random_params(cpu, rng, scale=0.3)
+    params = random_params(cpu, rng, scale=scale)
     gpu.load_state_dict({k: v.astype(np.float32) for k, v in params.items()})
     x, y = random_batch(rng, cpu.spec, n)
     for step in range(steps):
         lc = cpu.forward(x, y, train=True, step=step, seed=7)
         lg = gpu.forward(x, y, train=True, step=step, seed=7)
-        assert abs(lc - lg) < 1e-4 * abs(lc), (step, lc, lg)
+        assert 0 < lc and abs(lc - lg) <= 1e-4 * lc, (step, lc, lg)   # 0: a saturated softmax
         assert isinstance(gpu.probs, C.DeviceArray)
         np.testing.assert_allclose(to_host(gpu.probs), cpu.probs, rtol=1e-4, atol=1e-6)
         cpu.backward()
@@ -93,8 +93,10 @@ def test_alexnet_small_with_dropout_split_over_gpus_equals_the_cpu(rng):
     on one) against the merged net on the CPU: the split layers draw the merged masks."""
     spec = load_model("alexnet-small", classes=7)
     devices = ["cuda:0", "cuda:1"] if C.device_count() > 1 else ["cuda:0", "cuda:0"]
+    # weights of the scale the net's own init uses: a deep net with larger random weights can
+    # saturate the softmax (loss exactly 0, nothing left to compare)
     _assert_same_training(Net(spec, seed=5), Net(spec, seed=5, split_columns=True,
-                                                 devices=devices), rng, steps=1, n=2)
+                                                 devices=devices), rng, steps=1, n=2, scale=0.05)
 
 
 def test_copy_between_gpus_orders_producer_and_consumer(rng, route):
