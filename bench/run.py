@@ -160,6 +160,17 @@ def build_entries(batch: int, rng, torch, device: str = "cpu") -> list[Entry]:
         E.append(Entry("dropout7.fprop", f"{n}x4096 p0.5", lambda: ops.dropout(x7, p=0.5, seed=1),
                        (lambda: torch.nn.functional.dropout(tx7, 0.5, True)) if torch else None,
                        bytes=2 * hx7.nbytes + hx7.size))
+        # the split net's dropout: one column's block of every image
+        x7c = put(np.ascontiguousarray(hx7[:, 2048:]))
+        E.append(Entry("dropout7.column", f"{n}x2048 of {n}x4096", lambda: ops.dropout(
+            x7c, p=0.5, seed=1, block=(2048, 4096, 2048)), None, bytes=hx7.nbytes + hx7.size // 2))
+    if hasattr(ops, "add"):
+        # gradients meeting at a column's pool2 output (the split net's conv3 reads it twice)
+        ha = _f32(rng, (n, 128, 13, 13))
+        a2, b2 = put(ha), put(_f32(rng, ha.shape))
+        ta2, tb2 = (T(ha), T(ha.copy())) if torch else (None, None)
+        E.append(Entry("add.grad", f"{n}x128x13x13 +=", lambda: ops.add(a2, b2, out=a2),
+                       (lambda: ta2.add_(tb2)) if torch else None, bytes=3 * ha.nbytes))
     if hasattr(ops, "softmax_log_loss"):
         hz = _f32(rng, (n, 1000))
         hlab = rng.integers(0, 1000, n).astype(np.int64)

@@ -23,6 +23,7 @@ import numpy as np
 
 from alexnet_ext import cuda as C
 from alexnet_ext.nn import Net, load_model
+from alexnet_ext.nn.device import gpu_index
 from timing import median_time
 
 
@@ -103,7 +104,8 @@ def run(args) -> dict:
     if cuda:
         devices = [f"cuda:{i}" for i in range(args.gpus)]
         net = Net(spec, seed=0, devices=devices, split_columns=args.gpus > 1)
-        xs, ys = C.to_device(x, device=0), C.to_device(y, device=int(net.cost.output.device[5:]))
+        xs = C.to_device(x, device=gpu_index(net.data.device))
+        ys = C.to_device(y, device=gpu_index(net.cost.output.device))
 
         def sync():
             for d in range(args.gpus):

@@ -37,7 +37,9 @@ inline float dropout_scale(double p) { return static_cast<float>(1.0 / (1.0 - p)
 struct DropoutLayout {
   int64_t row, stride, start;
   // Where element i of the block sits in the larger array.
-  ALEXNET_EXT_HD int64_t index(int64_t i) const { return (i / row) * stride + start + i % row; }
+  ALEXNET_EXT_HD int64_t index(int64_t i) const {
+    return row == stride ? start + i : (i / row) * stride + start + i % row;  // no division when whole
+  }
   // Groups of four consecutive block elements map to groups of four of the larger array (one
   // Philox call each) when every size is a multiple of 4; the identity layout always does.
   bool aligned4(int64_t n) const {

@@ -78,3 +78,13 @@ def random_batch(rng, spec, n):
     """``(x, y)``: :func:`random_images`, then int64 labels in ``[0, spec.classes)``."""
     x = random_images(rng, spec, n)
     return x, rng.integers(0, spec.classes, n).astype(np.int64)
+
+
+def assert_same_params(actual_net, expected_net, kind, rtol, atol_scale, what=""):
+    """Every canonical parameter array of ``kind`` ("value", "grad", "velocity") of two nets equal
+    within ``rtol`` and an absolute tolerance of ``atol_scale`` times each array's largest entry
+    (float32 sums in another order: errors relative to each array's scale)."""
+    got, want = actual_net.state_dict(kind), expected_net.state_dict(kind)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=rtol,
+                                   atol=atol_scale * np.abs(want[k]).max(), err_msg=f"{what}{k}")

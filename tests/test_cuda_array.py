@@ -108,3 +108,34 @@ def test_streams_order_work(rng):
     assert cuda.current_stream() == 0
     np.testing.assert_array_equal(y, x)
     s.close()
+
+
+@pytest.mark.cuda
+def test_device_numbers_are_checked():
+    n = cuda.device_count()
+    for bad in (n, -1):
+        with pytest.raises(ValueError, match="GPU number from 0"):
+            cuda.Event(device=bad)
+        with pytest.raises(ValueError, match="GPU number from 0"):
+            cuda.zeros((2,), device=bad)
+        with pytest.raises(ValueError, match="peer: expected a GPU number"):
+            cuda.peer_access(0, bad)
+        with pytest.raises(ValueError, match="GPU number from 0"):
+            cuda.set_device(bad)
+    with pytest.raises(TypeError, match="device: expected a GPU number"):
+        cuda.to_device(np.zeros(3, np.float32), device="0")
+    from alexnet_ext.data.device_feed import DeviceFeed
+    with pytest.raises(ValueError, match="GPU number from 0"):
+        DeviceFeed(n)
+    assert cuda.get_device() == 0          # nothing above changed the current GPU
+
+
+@pytest.mark.cuda
+def test_pin_host_memory_and_fill_zero_check_their_argument():
+    with pytest.raises(TypeError, match="C-contiguous numpy"):
+        cuda.pin_host_memory(np.zeros((4, 4), np.float32)[:, ::2])
+    with pytest.raises(TypeError, match="DeviceArray"):
+        cuda.fill_zero(np.zeros(3, np.float32))
+    d = cuda.to_device(np.ones((3, 5), np.float32))
+    cuda.fill_zero(d)
+    assert not d.get().any()

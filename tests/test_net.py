@@ -9,7 +9,7 @@ import pytest
 
 import alexnet_ext.nn.device as device
 from alexnet_ext.nn import Net, load_model, parse_model
-from helpers import random_batch, random_images, random_params
+from helpers import assert_same_params, random_batch, random_images, random_params
 
 # ---------------------------------------------------------------------------------------------
 # float64 reference of the layers
@@ -356,16 +356,10 @@ def test_two_columns_equal_the_grouped_net(rng, monkeypatch):
             m = merged.output(name)
             np.testing.assert_allclose(split.output(name), m, rtol=1e-5,
                                        atol=1e-5 * np.abs(m).max(), err_msg=name)
-        gm, gs = merged.state_dict("grad"), split.state_dict("grad")
-        for k in gm:
-            scale = np.abs(gm[k]).max()
-            np.testing.assert_allclose(gs[k], gm[k], rtol=1e-4, atol=5e-5 * scale, err_msg=k)
+        assert_same_params(split, merged, "grad", 1e-4, 5e-5)
         merged.update(lr=0.05)
         split.update(lr=0.05)
-    vm, vs = merged.state_dict(), split.state_dict()
-    for k in vm:
-        np.testing.assert_allclose(vs[k], vm[k], rtol=1e-5, atol=1e-5 * np.abs(vm[k]).max(),
-                                   err_msg=k)
+    assert_same_params(split, merged, "value", 1e-5, 1e-5)
     # both directions between the two columns were used
     assert {(s, d) for _, s, d in moves} == {("cpu", "cpu")}
     assert len({shape for shape, _, _ in moves}) >= 3
@@ -393,10 +387,7 @@ def test_split_columns_drop_the_units_the_merged_net_drops(rng):
             layer.mask, masks_m[base][:, int(c) * width:(int(c) + 1) * width], err_msg=layer.name)
     merged.backward()
     split.backward()
-    gm, gs = merged.state_dict("grad"), split.state_dict("grad")
-    for k in gm:
-        np.testing.assert_allclose(gs[k], gm[k], rtol=1e-4, atol=5e-5 * np.abs(gm[k]).max(),
-                                   err_msg=k)
+    assert_same_params(split, merged, "grad", 1e-4, 5e-5)
 
 
 def test_lrn_stays_within_a_column(rng):

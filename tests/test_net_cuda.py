@@ -9,7 +9,7 @@ import pytest
 from alexnet_ext import cuda as C
 from alexnet_ext.nn import Net, device, load_model, parse_model
 from alexnet_ext.nn.device import to_host
-from helpers import random_batch, random_params
+from helpers import assert_same_params, random_batch, random_params
 from test_net import TWO_COLUMNS
 from test_train import tiny_data, tiny_model  # noqa: F401 (fixtures)
 
@@ -42,20 +42,11 @@ def _assert_same_training(cpu, gpu, rng, steps=2, n=3, scale=0.3):
         np.testing.assert_allclose(to_host(gpu.probs), cpu.probs, rtol=1e-4, atol=1e-6)
         cpu.backward()
         gpu.backward()
-        gc, gg = cpu.state_dict("grad"), gpu.state_dict("grad")
-        for k in gc:
-            np.testing.assert_allclose(gg[k], gc[k], rtol=1e-4, atol=5e-5 * np.abs(gc[k]).max(),
-                                       err_msg=f"step {step} {k}")
+        assert_same_params(gpu, cpu, "grad", 1e-4, 5e-5, what=f"step {step} ")
         cpu.update(lr=0.05)
         gpu.update(lr=0.05)
-    vc, vg = cpu.state_dict(), gpu.state_dict()
-    for k in vc:
-        np.testing.assert_allclose(vg[k], vc[k], rtol=1e-5, atol=1e-5 * np.abs(vc[k]).max(),
-                                   err_msg=k)
-    vc, vg = cpu.state_dict("velocity"), gpu.state_dict("velocity")
-    for k in vc:
-        np.testing.assert_allclose(vg[k], vc[k], rtol=1e-4, atol=1e-5 * np.abs(vc[k]).max(),
-                                   err_msg=k)
+    assert_same_params(gpu, cpu, "value", 1e-5, 1e-5)
+    assert_same_params(gpu, cpu, "velocity", 1e-4, 1e-5)
 
 
 def test_merged_net_on_a_gpu_equals_the_cpu(rng):

@@ -245,3 +245,12 @@ def test_core_backstop(rng):
         _core.cpu.softmax_log_loss(z, labels[:3], probs)
     with pytest.raises(TypeError, match="labels: expected a C-contiguous int32 or int64"):
         _core.cpu.softmax_log_loss(z, labels.astype(np.float32), probs)
+
+
+def test_wait_false_changes_nothing_on_the_cpu(rng):
+    z = rng.standard_normal((4, 6)).astype(np.float32)
+    labels = rng.integers(0, 6, 4).astype(np.int64)
+    loss, probs = ops.softmax_log_loss(z, labels, wait=False)
+    assert isinstance(loss, float)
+    assert loss == ops.softmax_log_loss(z, labels)[0]
+

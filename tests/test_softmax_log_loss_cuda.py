@@ -161,3 +161,18 @@ def test_out_must_not_overlap_logits(rng):
     dz = dev(z)
     with pytest.raises(ValueError, match="out: must not share memory with logits"):
         ops.softmax_log_loss(dz, dev(labels), out=dz)
+
+
+@cuda
+def test_wait_false_leaves_the_loss_on_the_gpu(rng):
+    z = (rng.standard_normal((9, 13)) * 3).astype(np.float32)
+    labels = rng.integers(0, 13, 9).astype(np.int64)
+    want, probs_cpu = ops.softmax_log_loss(z, labels)
+    from alexnet_ext.ops.softmax_log_loss import PendingLoss
+    loss, probs = ops.softmax_log_loss(dev(z), dev(labels), wait=False)
+    assert isinstance(loss, PendingLoss)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+    np.testing.assert_array_equal(probs.get(), probs_cpu)
+    with pytest.raises(ValueError, match="labels"):   # shapes and dtypes are still checked
+        ops.softmax_log_loss(dev(z), dev(labels[:5]), wait=False)
+

@@ -257,6 +257,16 @@ DeviceArray from_cai(py::object obj) {
 }
 
 // ---------------------------------------------------------------- host <-> device
+// host -> dst through a pinned staging buffer on the current stream: a true asynchronous DMA,
+// and the host memory is free to change as soon as this returns. (dst's device is current.)
+void upload_staged(const DeviceArray& dst, const void* host, size_t n, const char* what) {
+  cudaStream_t s = cuda::current_stream();
+  void* staging = cuda::pinned_acquire(n);
+  std::memcpy(staging, host, n);
+  check(cudaMemcpyAsync(reinterpret_cast<void*>(dst.ptr), staging, n, cudaMemcpyHostToDevice, s), what);
+  cuda::pinned_release(staging, s);
+}
+
 DeviceArray to_device(py::array host, int device) {
   if (device < 0) device = current_device();
   py::array src = py::array::ensure(host, py::array::c_style);
@@ -267,14 +277,7 @@ DeviceArray to_device(py::array host, int device) {
   const size_t n = a.nbytes();
   if (n == 0) return a;
   DeviceScope scope(device);
-  cudaStream_t s = cuda::current_stream();
-  // Stage through pinned memory so the copy is a true async DMA and the numpy buffer is free
-  // to change as soon as we return.
-  void* staging = cuda::pinned_acquire(n);
-  std::memcpy(staging, src.data(), n);
-  check(cudaMemcpyAsync(reinterpret_cast<void*>(a.ptr), staging, n, cudaMemcpyHostToDevice, s),
-        "to_device: cudaMemcpyAsync");
-  cuda::pinned_release(staging, s);
+  upload_staged(a, src.data(), n, "to_device: cudaMemcpyAsync");
   return a;
 }
 
@@ -332,21 +335,17 @@ void copy_into(const DeviceArray& dst, py::object src, const std::string& route)
   const size_t n = dst.nbytes();
   if (n == 0) return;
   DeviceScope scope(dst.device);
-  cudaStream_t s = cuda::current_stream();
   cudaPointerAttributes attr{};
   check(cudaPointerGetAttributes(&attr, host.data()), "cudaPointerGetAttributes");
-  if (attr.type == cudaMemoryTypeHost) {
-    // Pinned already (cuda.pin_host_memory): one asynchronous DMA, no staging. The caller keeps
-    // the host memory unchanged until the copy is done (an event on this stream says when).
-    check(cudaMemcpyAsync(reinterpret_cast<void*>(dst.ptr), host.data(), n, cudaMemcpyHostToDevice, s),
-          "copy: cudaMemcpyAsync");
+  if (attr.type != cudaMemoryTypeHost) {
+    upload_staged(dst, host.data(), n, "copy: cudaMemcpyAsync");
     return;
   }
-  void* staging = cuda::pinned_acquire(n);
-  std::memcpy(staging, host.data(), n);
-  check(cudaMemcpyAsync(reinterpret_cast<void*>(dst.ptr), staging, n, cudaMemcpyHostToDevice, s),
+  // Pinned already (cuda.pin_host_memory): one asynchronous DMA, no staging. The caller keeps
+  // the host memory unchanged until the copy is done (an event on this stream says when).
+  check(cudaMemcpyAsync(reinterpret_cast<void*>(dst.ptr), host.data(), n, cudaMemcpyHostToDevice,
+                        cuda::current_stream()),
         "copy: cudaMemcpyAsync");
-  cuda::pinned_release(staging, s);
 }
 
 }  // namespace

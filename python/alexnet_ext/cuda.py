@@ -17,6 +17,7 @@ Every op runs on the *current stream* of the calling thread: the legacy default 
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -54,8 +55,22 @@ def is_device_array(x) -> bool:
     return _c is not None and isinstance(x, _c.DeviceArray)
 
 
-def _device(device):
-    return -1 if device is None else int(device)
+@functools.cache
+def _count() -> int:
+    """GPUs this process sees (fixed for its lifetime; asked once: _device runs on hot paths)."""
+    return _c.device_count() if _c is not None else 0
+
+
+def _device(device, name: str = "device") -> int:
+    """-1 (the current GPU) for None, else a checked GPU number."""
+    if device is None:
+        return -1
+    if isinstance(device, bool) or not isinstance(device, (int, np.integer)):
+        raise TypeError(f"{name}: expected a GPU number (int), got {type(device).__name__}")
+    count = _count()
+    if not 0 <= int(device) < count:
+        raise ValueError(f"{name}: expected a GPU number from 0 to {count - 1}, got {int(device)}")
+    return int(device)
 
 
 def to_device(array, device=None) -> DeviceArray:
@@ -80,8 +95,10 @@ def zeros(shape, dtype=np.float32, device=None) -> DeviceArray:
 def copy(dst, src, *, route: str = "auto") -> None:
     """``dst[...] = src``, queued on the current stream; the host does not wait.
 
-    ``src``: a NumPy array (staged through pinned memory) or a DeviceArray on any GPU, of dst's
-    shape and dtype. Between GPUs the copy is peer to peer where the two can reach each other,
+    ``src``: a NumPy array or a DeviceArray on any GPU, of dst's shape and dtype. A NumPy array is
+    staged through pinned memory, so it may change once this returns; one inside a
+    :class:`pin_host_memory` block is read directly by the GPU later, so keep it unchanged until
+    the copy is done (an :class:`Event` recorded after it says when). Between GPUs the copy is peer to peer where the two can reach each other,
     else staged through pinned host memory (``route``: "auto", "peer" or "host" to force one).
     Work queued later on either GPU's current stream is ordered after it.
     """
@@ -102,7 +119,7 @@ def fill_zero(a) -> None:
 def peer_access(device: int, peer: int) -> bool:
     """Whether GPU ``device`` can read ``peer``'s memory directly (enables the access once)."""
     _require()
-    return _c.peer_access(int(device), int(peer))
+    return _c.peer_access(_device(device), _device(peer, "peer"))
 
 
 def asarray(obj) -> DeviceArray:
@@ -174,7 +191,7 @@ class Event:
 
     def __init__(self, device: int | None = None):
         _require()
-        self.device = _c.get_device() if device is None else int(device)
+        self.device = _c.get_device() if device is None else _device(device)
         self.handle = _c.event_create(self.device)
 
     def record(self) -> "Event":
@@ -183,7 +200,7 @@ class Event:
 
     def wait(self, device: int | None = None) -> None:
         """The current stream of ``device`` (default: the event's) waits for the event."""
-        _c.event_wait(self.handle, self.device if device is None else int(device))
+        _c.event_wait(self.handle, self.device if device is None else _device(device))
 
     def synchronize(self) -> None:
         _c.event_synchronize(self.handle)
@@ -257,7 +274,7 @@ def get_device() -> int:
 
 def set_device(device: int) -> None:
     _require()
-    _c.set_device(int(device))
+    _c.set_device(_device(device))
 
 
 def memory_stats(device=None) -> dict:

@@ -88,16 +88,18 @@ def evaluate_loader(net: Net, loader, *, progress: bool = False, desc: str = "va
     n = 0
     feed = on_device(net, loader)
     batches = loader.epoch(0) if feed is None else feed(loader.epoch(0))
-    for x, y in tqdm(batches, total=len(loader), desc=desc, leave=False,
-                     disable=None if progress else True, unit="batch"):
-        batch_loss = net.forward(x, y, train=False)
-        e1, e5 = ops.top_k_errors(net.probs, net.labels, ks=(1, k5))
-        loss += batch_loss * len(y)
-        err1 += e1
-        err5 += e5
-        n += len(y)
-    if feed is not None:
-        feed.close()
+    try:
+        for x, y in tqdm(batches, total=len(loader), desc=desc, leave=False,
+                         disable=None if progress else True, unit="batch"):
+            batch_loss = net.forward(x, y, train=False)
+            e1, e5 = ops.top_k_errors(net.probs, net.labels, ks=(1, k5))
+            loss += batch_loss * len(y)
+            err1 += e1
+            err5 += e5
+            n += len(y)
+    finally:
+        if feed is not None:
+            feed.close()
     return {"loss": loss / n, "top1": err1 / n, "top5": err5 / n, "images": n}
 
 
@@ -105,10 +107,11 @@ def on_device(net: Net, loader):
     """A :class:`~alexnet_ext.data.device_feed.DeviceFeed` to the GPU of ``net``'s input, or None
     for a CPU net. Loaders with workers hand out a fixed set of shared-memory slots: those are
     pinned (close the feed before the loader)."""
-    if not D.is_cuda(net.data.device):
+    gpu = D.gpu_index(net.data.device)
+    if gpu is None:
         return None
     from .data.device_feed import DeviceFeed
-    return DeviceFeed(int(net.data.device[5:]), pin=getattr(loader, "workers", 0) > 0)
+    return DeviceFeed(gpu, pin=getattr(loader, "workers", 0) > 0)
 
 
 class Trainer:
@@ -434,8 +437,6 @@ def _devices(args) -> list[str]:
     if device is None:  # the GPU when there is a real one (not tools/cuda_emu's CPU emulation)
         status = cuda_status()
         device = "cuda" if status["available"] and not status.get("emulated") else "cpu"
-        if device == "cpu" and args.gpus not in (None, 1) and status["available"]:
-            device = "cuda"
     if device == "cpu":
         if args.gpus not in (None, 1):
             raise UsageError("--gpus needs --device cuda")

@@ -87,6 +87,7 @@ inline T max(T a, T b) { return a < b ? b : a; }
 void __syncthreads();
 
 namespace emu {
+// Warp operations (those the kernels use: __shfl_xor_sync, __match_any_sync, __syncwarp).
 // Every lane named in `mask` deposits `value`; each gets all 32 deposits back in `all` (lanes not
 // in the mask: unspecified). Fails on lanes that exited or disagree on the mask (a GPU would hang
 // or be undefined).
@@ -125,24 +126,6 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   return emu::from_bits<T>(all[src]);
 }
 template <class T>
-T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
-  uint64_t all[32];
-  emu::warp_exchange(mask, emu::to_bits(v), all);
-  const int src = (emu::lane_id() & ~(width - 1)) + (src_lane & (width - 1));
-  emu::require_lane(mask, src, "__shfl_sync");
-  return emu::from_bits<T>(all[src]);
-}
-template <class T>
-T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-  uint64_t all[32];
-  emu::warp_exchange(mask, emu::to_bits(v), all);
-  const int lane = emu::lane_id();
-  int src = lane + static_cast<int>(delta);
-  if ((src & ~(width - 1)) != (lane & ~(width - 1))) src = lane;
-  emu::require_lane(mask, src, "__shfl_down_sync");
-  return emu::from_bits<T>(all[src]);
-}
-template <class T>
 unsigned __match_any_sync(unsigned mask, T v) {
   uint64_t all[32];
   const uint64_t mine = emu::to_bits(v);
@@ -153,31 +136,20 @@ unsigned __match_any_sync(unsigned mask, T v) {
   return same;
 }
 
-// Atomics: fibers run on one OS thread, but -DEMU_OS_THREADS runs blocks' threads concurrently.
-template <class T>
-T atomicAdd(T* p, T v) {
+// Atomics (the ones the kernels use): fibers run on one OS thread, but -DEMU_OS_THREADS runs a
+// block's threads concurrently, hence the lock.
+template <class T, class F>
+T atomic_update(T* p, F f) {
   emu::atomic_lock();
   const T old = *p;
-  *p = old + v;
+  *p = f(old);
   emu::atomic_unlock();
   return old;
 }
 template <class T>
-T atomicMin(T* p, T v) {
-  emu::atomic_lock();
-  const T old = *p;
-  if (v < old) *p = v;
-  emu::atomic_unlock();
-  return old;
-}
+T atomicAdd(T* p, T v) { return atomic_update(p, [v](T old) { return old + v; }); }
 template <class T>
-T atomicMax(T* p, T v) {
-  emu::atomic_lock();
-  const T old = *p;
-  if (old < v) *p = v;
-  emu::atomic_unlock();
-  return old;
-}
+T atomicMin(T* p, T v) { return atomic_update(p, [v](T old) { return v < old ? v : old; }); }
 
 // ----------------------------------------------------------------------------- runtime API
 typedef struct CUstream_st* cudaStream_t;

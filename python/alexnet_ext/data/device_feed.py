@@ -37,7 +37,7 @@ class DeviceFeed:
     def __init__(self, device: int = 0, *, depth: int = 2, pin: bool = False):
         if depth < 2:
             raise ValueError(f"depth: expected at least 2 (one batch in use, one being copied), got {depth}")
-        self.device = int(device)
+        self.device = C._device(device)
         self.depth = depth
         self.pin = bool(pin)
         previous = C.get_device()
@@ -48,17 +48,16 @@ class DeviceFeed:
             C.set_device(previous)
         self._rings: dict[tuple, list[_Buffer]] = {}
         self._next: dict[tuple, int] = {}
-        self._pinned: dict[int, tuple] = {}    # address -> (nbytes, pin_host_memory)
+        self._pinned: dict[int, C.pin_host_memory] = {}   # host address -> its registration
 
     def _pin(self, a: np.ndarray) -> None:
         if not self.pin or not a.flags.c_contiguous or a.nbytes == 0:
             return
         addr = a.__array_interface__["data"][0]
-        known = self._pinned.get(addr)
-        if known is None:
+        if addr not in self._pinned:      # a loader slot seen before keeps its registration
             p = C.pin_host_memory(a)
             p.__enter__()
-            self._pinned[addr] = (a.nbytes, p)
+            self._pinned[addr] = p
 
     def _issue(self, x: np.ndarray, y: np.ndarray):
         """Queue the copy of (x, y) on the copy stream; returns what _deliver needs."""
@@ -104,7 +103,7 @@ class DeviceFeed:
         """Wait for the copies in flight and unpin the host buffers."""
         if getattr(self, "stream", None) is not None:
             self.stream.synchronize()
-        for _nbytes, p in self._pinned.values():
+        for p in self._pinned.values():
             p.__exit__(None, None, None)
         self._pinned.clear()
 

@@ -17,7 +17,7 @@ import numpy as np
 from .. import cuda as C
 from .. import ops
 
-__all__ = ["check_device", "is_cuda", "empty", "zeros", "fill_zero", "add_into", "copy_into",
+__all__ = ["check_device", "gpu_index", "is_cuda", "empty", "zeros", "fill_zero", "add_into", "copy_into",
            "transfer", "to_host", "from_host", "set_copy_route"]
 
 _route = "auto"
@@ -33,7 +33,7 @@ def set_copy_route(route: str) -> None:
     _route = route
 
 
-def _index(device: str) -> int | None:
+def gpu_index(device: str) -> int | None:
     """None for "cpu", N for "cuda:N" (the name must be canonical: see :func:`check_device`)."""
     return None if device == "cpu" else int(device[5:])
 
@@ -64,12 +64,12 @@ def check_device(device: str) -> str:
 
 
 def empty(shape, device: str, dtype=np.float32):
-    d = _index(device)
+    d = gpu_index(device)
     return np.empty(shape, dtype=dtype) if d is None else C.empty(shape, dtype, device=d)
 
 
 def zeros(shape, device: str, dtype=np.float32):
-    d = _index(device)
+    d = gpu_index(device)
     return np.zeros(shape, dtype=dtype) if d is None else C.zeros(shape, dtype, device=d)
 
 
@@ -121,5 +121,5 @@ def to_host(x) -> np.ndarray:
 
 def from_host(a: np.ndarray, device: str):
     """``a`` on ``device`` (``a`` itself for the CPU)."""
-    d = _index(device)
+    d = gpu_index(device)
     return a if d is None else C.to_device(np.ascontiguousarray(a), device=d)

@@ -19,7 +19,7 @@ from .. import ops
 from . import device as D
 
 __all__ = ["Tensor", "Param", "Layer", "Conv", "FC", "ReLU", "LRN", "Pool", "Dropout",
-           "Softmax", "Transfer", "DeferredLoss"]
+           "Softmax", "Transfer"]
 
 
 class Tensor:
@@ -317,36 +317,15 @@ class Dropout(Layer):
                        lambda out: ops.dropout_undo(gy, self.mask, p=self.p, out=out))
 
 
-class DeferredLoss:
-    """The mean loss of a forward pass whose loss was left on the GPU; ``float(loss)`` reads it
-    (waiting for the GPU then)."""
-
-    def __init__(self, total, n: int):
-        self.total, self.n = total, n
-
-    def __float__(self) -> float:
-        return float(self.total.get()[0]) / self.n
-
-    def __repr__(self):
-        return f"DeferredLoss(n={self.n})"
-
-
 class Softmax(Layer):
     """The cost: softmax over class scores and the mean negative log-probability of the labels."""
 
     kind = "softmax"
 
     def forward(self, ctx):
-        x, out = self.inputs[0].value, self.output.buffer("value", ctx.n)
-        if ctx.wait or isinstance(x, np.ndarray):
-            self.loss, self.probs = ops.softmax_log_loss(x, ctx.labels, out=out)
-        else:
-            # The loss stays on the GPU until asked for: the step is queued without the host
-            # waiting. (The net's own arrays: shapes are right; a bad label gives a NaN loss.)
-            from .. import _core
-            total = D.empty((1,), self.output.device)
-            _core.cuda.softmax_log_loss_nosync(x, ctx.labels, out, total)
-            self.loss, self.probs = DeferredLoss(total, ctx.n), out
+        self.loss, self.probs = ops.softmax_log_loss(self.inputs[0].value, ctx.labels,
+                                                     out=self.output.buffer("value", ctx.n),
+                                                     wait=ctx.wait)
         ctx.loss = self.loss
 
     def backward(self, ctx):

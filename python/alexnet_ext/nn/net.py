@@ -81,6 +81,8 @@ class Net:
         self._canonical = {}          # canonical param name -> shape
         self._build()
         self.params: list[Param] = [p for layer in self.layers for p in layer.params]
+        self._params_by_device = {d: [p for p in self.params if p.device == d]
+                                  for d in dict.fromkeys(self.devices)}
         self.init(seed)
 
     # ---- construction --------------------------------------------------------------------------
@@ -281,7 +283,7 @@ class Net:
         On a GPU net, ``x`` and ``labels`` may be NumPy arrays (copied to the first column's
         and the cost's device) or DeviceArrays already there; :attr:`labels` holds the labels
         where the cost runs (for :func:`~alexnet_ext.ops.top_k_errors` on :attr:`probs`).
-        ``wait=False`` on a GPU net returns a :class:`~alexnet_ext.nn.layers.DeferredLoss`
+        ``wait=False`` on a GPU net returns a :class:`~alexnet_ext.ops.softmax_log_loss.PendingLoss`
         instead of a float, so the host queues the whole step without waiting for the GPU;
         ``float()`` of it reads the loss (after ``backward`` and ``update``, say).
         """
@@ -342,8 +344,7 @@ class Net:
         """One SGD step on every parameter block, as the paper's equation:
         ``v <- momentum v - decay lr w - lr grad; w <- w + v`` (biases use ``bias_decay``)."""
         # One sgd_update_many per device: on a GPU, one launch per 32 tensors.
-        for device in dict.fromkeys(self.devices):
-            ps = [p for p in self.params if p.device == device]
+        for ps in self._params_by_device.values():
             ops.sgd_update_many([p.value for p in ps], [p.grad for p in ps],
                                 [p.velocity for p in ps], lr=lr, momentum=momentum,
                                 weight_decay=[weight_decay if p.decay else bias_decay for p in ps])

@@ -6,9 +6,9 @@ Kernels: ``csrc/cpu/softmax_log_loss.cpp`` and ``csrc/cuda/softmax_log_loss.cu``
 On the GPU the labels are range-checked inside the kernels, which record the first bad label and
 how many there are; the call then reads that record back, so each of these functions waits for
 the GPU once (``softmax_log_loss`` has to anyway, to return its loss as a Python float). The
-errors are the CPU's. A training loop that must not wait can call
-``alexnet_ext._core.cuda.softmax_log_loss_nosync(logits, labels, probs, loss)``, which leaves the
-summed loss in a float32 DeviceArray of shape (1,) and turns a bad label into a NaN loss.
+errors are the CPU's. A training loop that must not wait passes ``wait=False``: the loss then
+stays on the GPU as a :class:`PendingLoss` (``float()`` of it waits), and a bad label shows up as
+a NaN loss instead of an exception.
 """
 from __future__ import annotations
 
@@ -16,7 +16,21 @@ import numpy as np
 
 from .. import _validate as V
 
-__all__ = ["softmax_log_loss", "softmax_log_loss_undo", "top_k_errors"]
+__all__ = ["softmax_log_loss", "softmax_log_loss_undo", "top_k_errors", "PendingLoss"]
+
+
+class PendingLoss:
+    """A mean loss still on the GPU (``softmax_log_loss(..., wait=False)``): ``float(loss)``
+    copies it back, waiting for the GPU then."""
+
+    def __init__(self, total, n: int):
+        self.total, self.n = total, n   # total: float32 DeviceArray (1,), the summed loss
+
+    def __float__(self) -> float:
+        return float(self.total.get()[0]) / self.n
+
+    def __repr__(self):
+        return f"PendingLoss(n={self.n})"
 
 
 def _labels(labels, n: int, k: int, rows: str) -> np.ndarray:
@@ -32,13 +46,16 @@ def _labels(labels, n: int, k: int, rows: str) -> np.ndarray:
     return labels
 
 
-def softmax_log_loss(logits, labels, *, out=None):
+def softmax_log_loss(logits, labels, *, out=None, wait=True):
     """Softmax and the mean negative log-probability of the correct labels.
 
     Args:
         logits: (N, K) float32 scores (fc8's output).
         labels: (N,) int32 or int64, each in [0, K); a label outside raises ValueError naming it.
         out: optional (N, K) float32 target for probs (must not overlap logits or labels).
+        wait: on the GPU, False returns the loss as a :class:`PendingLoss` without waiting for
+            the GPU (labels are still range-checked there, but a bad one gives a NaN loss
+            instead of an exception). No effect on the CPU.
 
     Returns:
         (loss, probs): loss a Python float,
@@ -53,6 +70,11 @@ def softmax_log_loss(logits, labels, *, out=None):
     _labels(labels, n, k, "logits")
     kern = V.backend(logits, labels, out)
     out = V.output(out, (n, k), logits=logits, labels=labels)
+    if not wait and V._is_device(logits):
+        from .. import cuda
+        total = cuda.empty((1,), np.float32, device=logits.device)
+        kern.softmax_log_loss_nosync(logits, labels, out, total)
+        return PendingLoss(total, n), out
     total = kern.softmax_log_loss(logits, labels, out)
     return total / n, out
 
