@@ -12,7 +12,7 @@ from . import cifar, folder, idx, shards
 from .errors import DatasetError
 from .imageio import resize_square
 from .stats import PixelStats
-from .stores import ArrayStore, ShardStore
+from .stores import ArrayStore, FileStore, ShardStore
 
 DEFAULT_IMAGE_SIZE = 256  # the paper: shorter side to 256, central 256x256
 
@@ -145,18 +145,29 @@ def _open_shards(path: Path, image_size) -> Dataset:
 
 
 def _open_tree(scan: folder.TreeScan, image_size, workers) -> Dataset:
+    """Lazy: each file is decoded once here to check it (and, for train, to sum the mean and
+    RGB covariance), then per use by the loader (see :mod:`alexnet_ext.data.folder`)."""
     size = image_size or int(scan.meta.get("image_size", DEFAULT_IMAGE_SIZE))
-    parts, skipped = {}, []
+    splits, skipped, stats = {}, [], None
     for name, items in scan.splits.items():
         paths = [p for p, _ in items]
-        images, ok, failures = folder.decode_files(paths, size, workers=workers,
-                                                   desc=f"decoding {name} images")
-        skipped += failures
-        parts[name] = (images, np.array([lb for _, lb in items], np.int64)[ok])
+        ok, failures, st = folder.check_files(paths, size, stats=name == "train", workers=workers,
+                                              desc=f"checking {name} images")
+        skipped += [(folder.show_path(p), e) for p, e in failures]
+        if name == "train":
+            stats = st
+        labels = np.array([lb for _, lb in items], np.int64)[ok]
+        splits[name] = Split(name, labels, FileStore([p for p, k in zip(paths, ok) if k], size))
+    skipped += scan.skipped
     if skipped:
-        warnings.warn(f"{scan.root}: skipped {len(skipped)} unreadable image file(s), e.g. "
-                      f"{skipped[0][0]} ({skipped[0][1]})", stacklevel=3)
-    return _in_memory("image-folder", scan.root, scan.class_names, parts, None, skipped)
+        warnings.warn(f"{scan.root}: skipped {len(skipped)} file(s) or folder(s), e.g. "
+                      f"{skipped[0][0]} ({skipped[0][1]}); the list is in Dataset.skipped",
+                      stacklevel=3)
+    if len(splits["train"]) == 0:
+        raise DatasetError(f"{scan.root}: no training images could be decoded "
+                           f"({len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]})")
+    return Dataset("image-folder", scan.root, scan.class_names, splits, stats.mean_image(),
+                   stats.pca(), skipped)
 
 
 def _files(path: Path) -> list[Path]:
@@ -184,16 +195,18 @@ def open_dataset(path, *, image_size: int | None = None, val_fraction: float = 0
 
     - a prepared shard directory (``python -m alexnet_ext.prepare``; see
       :mod:`alexnet_ext.data.shards`), memory-mapped, nothing decoded;
-    - an image tree (see :mod:`alexnet_ext.data.folder`): every image is decoded once, scaled
-      so its shorter side is ``image_size`` (default 256, or the tree's ``dataset.json``), centre
-      cropped to ``image_size x image_size``, converted to RGB, and held in memory; unreadable
-      files are skipped with a warning (listed in ``Dataset.skipped``); without a ``val``
-      folder, ``val_fraction`` of each class is split off deterministically;
+    - an image tree (see :mod:`alexnet_ext.data.folder`): images are scaled so the shorter side
+      is ``image_size`` (default 256, or the tree's ``dataset.json``), centre cropped to
+      ``image_size x image_size`` and converted to RGB when they are read; nothing is held in
+      memory. Opening decodes each file once to check it and to compute the training mean and
+      PCA; unreadable files, link loops and non-regular files are skipped with a warning (listed
+      in ``Dataset.skipped`` as ``(path, reason)``); without a ``val`` folder, ``val_fraction``
+      of each class is split off deterministically;
     - MNIST-style IDX files: a directory holding them, or a list of the 2 or 4 file paths
       (1 channel, stored size unless ``image_size`` is given);
     - CIFAR-10 / CIFAR-100 python batches (a directory holding them).
 
-    ``workers``: processes for decoding an image tree (default: all cores; they are started
+    ``workers``: processes for checking an image tree (default: all cores; they are started
     with the spawn method, so a calling script needs the ``if __name__ == "__main__":`` guard;
     ``workers=1`` decodes in this process).
     Raises :class:`DatasetError` (a ``ValueError``) saying what was looked for and found.

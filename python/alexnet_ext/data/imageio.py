@@ -15,6 +15,7 @@ several times faster to decode; ``bench/data.py`` measures it.
 from __future__ import annotations
 
 import os
+import stat
 from functools import lru_cache
 
 import numpy as np
@@ -61,9 +62,19 @@ def load_image(path, size: int, *, draft: bool = True) -> np.ndarray:
     """Decode ``path``: shorter side to ``size``, central ``size x size`` crop, RGB.
 
     Returns a uint8 array ``(3, size, size)``. Raises ``OSError`` / ``ValueError`` (from Pillow)
-    for files that are not readable images; callers decide whether that is fatal.
+    for files that are not readable images, and for anything that is not a regular file (opened
+    without blocking: a FIFO named ``x.jpg`` would otherwise wait forever for a writer); callers
+    decide whether that is fatal.
     """
-    with Image.open(path) as img:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file (FIFO, device or socket)")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f, Image.open(f) as img:
         if draft and img.format == "JPEG":
             # Smallest DCT scale whose result still has both sides >= size.
             img.draft("RGB", (size, size))

@@ -31,7 +31,10 @@ datasets are copied once into shared memory. The ``x`` handed out is a view of i
 copy: the slot is reused only after every array viewing it has been garbage-collected, so
 keeping a batch is safe (it just holds its slot; more slots are made when needed).
 A worker that dies or raises makes the consumer raise ``RuntimeError`` at once (the loader then
-closes itself); it never hangs.
+closes itself); it never hangs. Workers ignore SIGINT from birth (SIGINT is blocked while they
+start, see :mod:`alexnet_ext.data.parallel`): a Ctrl-C, which a terminal sends to every process
+of the group, reaches only the consumer, as a ``KeyboardInterrupt`` (or its own handler), never
+as a dead worker; the workers are stopped by ``close()``.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ import numpy as np
 from .. import _validate as V
 from .crops import center_offsets
 from .dataset import Split
-from .parallel import cpu_count
+from .parallel import cpu_count, ignore_sigint, start_processes, stop_processes
 from .stats import lighting_shift
 from .stores import attach_shared_memory, open_store
 
@@ -115,7 +118,7 @@ class _Augmenter:
 
 def _worker_main(wid, conn, spec, aug):
     """A worker process: reads tasks from ``conn``, fills shared-memory slots, answers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    ignore_sigint()  # Ctrl-C is the parent's business (see alexnet_ext.data.parallel)
     store, slots = None, {}
     try:
         while True:
@@ -211,15 +214,21 @@ class WorkerError(RuntimeError):
 class _Workers:
     def __init__(self, n: int, spec, aug: _Augmenter, slot_bytes: int):
         ctx = mp.get_context("spawn")
-        self.procs, self.conns = [], []
-        for w in range(n):
-            parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=_worker_main, args=(w, child, spec, aug), daemon=True,
-                            name=f"alexnet_ext-loader-{w}")
-            p.start()
+        pipes = [ctx.Pipe(duplex=True) for _ in range(n)]
+        try:
+            # SIGINT blocked while they start: a Ctrl-C then reaches only this process, as a
+            # KeyboardInterrupt once they are up (they are stopped again below).
+            self.procs = start_processes([(_worker_main, (w, child, spec, aug),
+                                           f"alexnet_ext-loader-{w}")
+                                          for w, (_, child) in enumerate(pipes)])
+        except BaseException:
+            for a, b in pipes:
+                a.close()
+                b.close()
+            raise
+        self.conns = [parent for parent, _ in pipes]
+        for _, child in pipes:
             child.close()
-            self.procs.append(p)
-            self.conns.append(parent)
         self.slots = _Slots(slot_bytes)
         self.pending = [0] * n  # tasks sent and not answered, per worker
         self.token = 0
@@ -280,14 +289,9 @@ class _Workers:
                 conn.send(None)
             except OSError:
                 pass
-        deadline = time.monotonic() + 2.0
-        for p in self.procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():
-                p.terminate()
-                p.join(1.0)
         for conn in self.conns:
-            conn.close()
+            conn.close()  # a worker blocked sending an answer gets a broken pipe and exits
+        stop_processes(self.procs)
         self.slots.close()
 
 
@@ -400,10 +404,17 @@ class BatchLoader:
 
     def _start_workers(self) -> _Workers:
         if self._workers is None:
-            spec, self._store_owner = self.split.store.worker_spec()
+            spec, owner = self.split.store.worker_spec()
             c = self.split.image_shape[0]
             nbytes = self.batch_size * c * self.crop * self.crop * 4
-            self._workers = _Workers(self.workers, spec, self._aug, nbytes)
+            try:
+                self._workers = _Workers(self.workers, spec, self._aug, nbytes)
+            except BaseException:  # e.g. Ctrl-C while they start: nothing is left behind
+                if owner is not None:
+                    owner.unlink()
+                    _close_quietly(owner)
+                raise
+            self._store_owner = owner
         return self._workers
 
     def _epoch_workers(self, epoch, start):

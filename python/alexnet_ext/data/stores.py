@@ -3,7 +3,8 @@
 A store has ``len()``, ``shape`` (C, H, W), ``image(i)`` (a read-only view ``(C, H, W)``, no copy)
 and ``images(indices)``. ``worker_spec()`` returns a small picklable description from which
 :func:`open_store` rebuilds an equivalent store in another process (spawn-safe): shard files
-are reopened by path (memory-mapped), in-memory arrays are copied once into shared memory.
+are reopened by path (memory-mapped), in-memory arrays are copied once into shared memory,
+image files (:class:`FileStore`) are passed as their paths and decoded where they are read.
 """
 from __future__ import annotations
 
@@ -100,11 +101,52 @@ class ShardStore:
         return ("shards", self.paths, self.counts, self.shape), None
 
 
+class FileStore:
+    """Images decoded from their files when read (image folders; see
+    :mod:`alexnet_ext.data.folder`): ``load_image(path, size, draft=draft)`` per image, nothing
+    kept. A file that stopped being decodable since it was checked raises DatasetError naming it.
+    """
+
+    def __init__(self, paths: list[str], size: int, draft: bool = True):
+        self.paths = list(paths)
+        self.size = int(size)
+        self.draft = bool(draft)
+        self.shape = (3, self.size, self.size)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def image(self, i: int) -> np.ndarray:
+        from .errors import DatasetError
+        from .folder import show_path
+        from .imageio import load_image
+
+        path = self.paths[i]
+        try:
+            img = load_image(path, self.size, draft=self.draft)
+        except Exception as e:  # noqa: BLE001 - any failure names the file
+            raise DatasetError(f"{show_path(path)}: could not be decoded any more (it was when "
+                               f"the data set was opened): {type(e).__name__}: {e}") from None
+        img.setflags(write=False)
+        return img
+
+    def images(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices),) + self.shape, np.uint8)
+        for j, i in enumerate(indices):
+            out[j] = self.image(int(i))
+        return out
+
+    def worker_spec(self):
+        return ("files", self.paths, self.size, self.draft), None
+
+
 def open_store(spec):
     """The store described by ``spec`` (from ``worker_spec()``), in this process."""
     kind = spec[0]
     if kind == "shards":
         return ShardStore(*spec[1:])
+    if kind == "files":
+        return FileStore(*spec[1:])
     if kind == "shm":
         _, name, shape = spec
         shm = attach_shared_memory(name)

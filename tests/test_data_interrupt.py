@@ -1,0 +1,86 @@
+"""Ctrl-C (SIGINT to the whole process group) while data is decoded or loader workers start:
+the script must stop within seconds, leave no process behind and not report a worker failure."""
+import numpy as np
+import pytest
+
+from datagen import image_tree
+from proc_helpers import interrupt_group, start_group, wait_for_line
+
+pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "killpg"), reason="POSIX only")
+
+# Decodes the tree over and over (so that SIGINT always lands in some phase of a decode:
+# workers starting, decoding, or being torn down).
+DECODE = """
+import sys
+from alexnet_ext.data import open_dataset
+if __name__ == "__main__":
+    print("ready", flush=True)
+    while True:
+        open_dataset(sys.argv[1], image_size=24, workers=2)
+"""
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    return image_tree(tmp_path_factory.mktemp("tree"), rng, classes=("a", "b", "c", "d"),
+                      train=150, val=0, layout="classes")
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5, 1.2, 2.0])
+def test_sigint_during_folder_decode_exits(small_tree, delay):
+    import time
+
+    proc = start_group(DECODE, small_tree)
+    assert wait_for_line(proc, "ready", 60), proc.stderr.read()
+    time.sleep(delay)
+    ok, err = interrupt_group(proc, timeout=20)
+    assert ok, f"the process group did not exit within 20 s of SIGINT:\n{err[-3000:]}"
+    assert "KeyboardInterrupt" in err and "Error" not in err.replace("KeyboardInterrupt", ""), err[-3000:]
+
+
+LOADER = """
+import signal, sys
+import numpy as np
+from alexnet_ext.data import BatchLoader
+from alexnet_ext.data.dataset import Split
+from alexnet_ext.data.stores import ArrayStore
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    interrupted = []
+    if mode == "handler":  # what train does: a handler that asks the loop to stop
+        signal.signal(signal.SIGINT, lambda *a: interrupted.append(1))
+    imgs = np.arange(64 * 3 * 16 * 16, dtype=np.int64).reshape(64, 3, 16, 16).astype(np.uint8)
+    split = Split("train", np.arange(64) % 4, ArrayStore(imgs))
+    loader = BatchLoader(split, batch_size=8, crop=12, mean=np.zeros((3, 16, 16), np.float32),
+                         workers=2, seed=1)
+    print("ready", flush=True)
+    e = 0
+    while True:
+        for x, y in loader.epoch(e):
+            if interrupted:
+                loader.close()
+                print("stopped cleanly", flush=True)
+                sys.exit(0)
+        e += 1
+"""
+
+
+@pytest.mark.parametrize("mode,delay", [("default", 0.0), ("default", 0.5), ("handler", 0.0),
+                                        ("handler", 0.5)])
+def test_sigint_while_loader_workers_start(mode, delay):
+    """Default SIGINT handling: KeyboardInterrupt, not a WorkerError, and no process left.
+    A handler (as train installs): the workers survive the Ctrl-C and batches keep coming."""
+    import time
+
+    proc = start_group(LOADER, mode)
+    assert wait_for_line(proc, "ready", 60), proc.stderr.read()
+    time.sleep(delay)
+    ok, err = interrupt_group(proc, timeout=20)
+    assert ok, f"the process group did not exit within 20 s of SIGINT:\n{err[-3000:]}"
+    assert "WorkerError" not in err and "alexnet_ext-loader" not in err, err[-3000:]
+    if mode == "default":
+        assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err[-3000:]
+    else:
+        assert proc.returncode == 0, err[-3000:]
