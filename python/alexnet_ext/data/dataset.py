@@ -120,27 +120,24 @@ def _in_memory(fmt, location, class_names, parts: dict, image_size, skipped=()) 
 
 def _open_shards(path: Path, image_size) -> Dataset:
     index = shards.read_index(path)
+    labels, mean, pca = shards.check_shards(path, index)  # sizes, labels, stats: up front
     c = index["channels"]
     h, w = index["image_size"]
     if image_size is not None and (image_size, image_size) != (h, w):
+        plan = shards.read_plan(path)
+        src = plan.get("src") if isinstance(plan, dict) else None
         raise DatasetError(f"{path}: shards hold {h}x{w} images, not {image_size}x{image_size}; "
-                           f"prepare again with --size {image_size}")
+                           "prepare them at that size: python -m alexnet_ext.prepare "
+                           f"{src or 'SRC'} NEW_OUT --size {image_size}")
     splits = {}
     for name, sp in index["splits"].items():
         if name not in ("train", "val"):
             continue
         store = ShardStore([path / s["images"] for s in sp["shards"]],
                            [s["count"] for s in sp["shards"]], (c, h, w))
-        labels = [np.load(path / s["labels"], allow_pickle=False) for s in sp["shards"]]
-        labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        splits[name] = Split(name, labels, store)
+        splits[name] = Split(name, labels[name], store)
     if "train" not in splits or len(splits["train"]) == 0:
         raise DatasetError(f"{path}: shard set has no training images")
-    mean = np.load(path / index["mean"], allow_pickle=False)
-    pca = None
-    if index.get("pca"):
-        with np.load(path / index["pca"], allow_pickle=False) as z:
-            pca = (z["eigvals"], z["eigvecs"])
     return Dataset("shards", path, index["class_names"], splits, mean, pca)
 
 

@@ -5,11 +5,18 @@ dimensions, one big-endian uint32 per dimension, then the data (big-endian). Fil
 recognised by that header, not by name; compression by the gzip magic bytes. Images are
 ``(n, H, W)`` uint8, labels ``(n,)`` uint8. Which pair is the training set: the file names say
 (``t10k`` or ``test`` marks the test pair); when they do not, the larger pair is training.
+
+Reading trusts nothing beyond the header: exactly the bytes the header promises are read, in
+chunks (so memory grows only with data that is really there), and a file with fewer or more
+is an error naming it. A gzip file is never decompressed past the promised size plus one byte:
+a small file that inflates to gigabytes of trailing data is rejected after reading what the
+header says, not inflated whole.
 """
 from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +48,48 @@ def read_header(path):
         return None
 
 
+_CHUNK = 1 << 24
+
+
 def read_idx(path) -> np.ndarray:
     header = read_header(path)
     if header is None:
         raise DatasetError(f"{path}: not an IDX file")
     dtype, dims = header
+    want = dtype.itemsize
+    for d in dims:
+        want *= d  # Python ints: no overflow whatever the header says
+    head = 4 + 4 * len(dims)
+    try:
+        return _read_data(path, dtype, dims, head, want)
+    except (OSError, EOFError, zlib.error) as e:  # unreadable, or a corrupt gzip stream
+        raise DatasetError(f"{path}: cannot read the IDX file: {e}") from None
+
+
+def _read_data(path, dtype, dims, head: int, want: int) -> np.ndarray:
     with _open(path) as f:
-        f.read(4 + 4 * len(dims))
-        data = f.read()
-    want = int(np.prod(dims)) * dtype.itemsize
-    if len(data) < want:
-        raise DatasetError(f"{path}: truncated IDX file ({len(data)} data bytes, header says {want})")
-    return np.frombuffer(data[:want], dtype).reshape(dims).astype(dtype.newbyteorder("="))
+        compressed = isinstance(f, gzip.GzipFile)
+        if not compressed:
+            # Plain file: the size is known, so check it before reading anything.
+            size = os.fstat(f.fileno()).st_size
+            if size != head + want:
+                raise DatasetError(
+                    f"{path}: {'truncated' if size < head + want else 'extra data after the data'}"
+                    f" IDX file ({size - head} data bytes, header {dims} says {want})")
+        f.read(head)
+        data = bytearray()
+        while len(data) < want:
+            part = f.read(min(_CHUNK, want - len(data)))
+            if not part:
+                break
+            data += part
+        if len(data) < want:
+            raise DatasetError(f"{path}: truncated IDX file ({len(data)} data bytes, header "
+                               f"{dims} says {want})")
+        if f.read(1):
+            raise DatasetError(f"{path}: extra data after the {want} bytes its header {dims} "
+                               "promises (corrupt or not an IDX file)")
+    return np.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def find_idx(paths: list[Path]):

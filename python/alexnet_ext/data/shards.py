@@ -21,6 +21,12 @@ A directory holding::
                 "val": {...}},                   # "val" absent when there is none
      "mean": "mean.npy", "pca": "pca.npz" | null}
 
+Opening checks the whole set up front, cheaply (:func:`check_shards`): every file the index
+names is present and a plain file name; each image shard's ``.npy`` header says uint8
+``(count, C, S, S)`` as the index does and the file holds exactly that many bytes (a truncated
+shard is named at once, not met mid-epoch); labels are read once and must lie in
+``0..classes-1``; the mean and PCA have their shapes and are finite.
+
 Preparation also leaves ``<shard>.json`` / ``<shard>-stats.npz`` files and ``plan.json``, used
 only to resume an interrupted run. Every file is written under a temporary name and renamed.
 """
@@ -149,10 +155,137 @@ def read_index(path: Path) -> dict:
     if index.get("version") != VERSION:
         raise DatasetError(f"{path / INDEX}: shard format version {index.get('version')}, this "
                            f"alexnet_ext reads version {VERSION}; prepare the data again")
-    missing = [s[key] for sp in index["splits"].values() for s in sp["shards"]
-               for key in ("images", "labels") if not (path / s[key]).is_file()]
-    missing += [index[k] for k in ("mean", "pca") if index.get(k) and not (path / index[k]).is_file()]
+    try:
+        names = [s[key] for sp in index["splits"].values() for s in sp["shards"]
+                 for key in ("images", "labels")]
+        names += [index[k] for k in ("mean", "pca") if index.get(k)]
+    except (AttributeError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path / INDEX}: malformed shard index ({type(e).__name__}: {e})") from None
+    odd = [n for n in names if not isinstance(n, str) or not n or os.path.basename(n) != n
+           or n.startswith(".")]
+    if odd:
+        raise DatasetError(f"{path / INDEX}: {odd[0]!r}: expected a file name in the directory")
+    try:
+        missing = [s[key] for sp in index["splits"].values() for s in sp["shards"]
+                   for key in ("images", "labels") if not (path / s[key]).is_file()]
+        missing += [index[k] for k in ("mean", "pca") if index.get(k) and not (path / index[k]).is_file()]
+    except (AttributeError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path / INDEX}: malformed shard index ({type(e).__name__}: {e})") from None
     if missing:
         raise DatasetError(f"{path}: shard directory is incomplete, missing {len(missing)} file(s): "
                            + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
     return index
+
+
+def _bad(path, why: str) -> DatasetError:
+    return DatasetError(f"{path}: {why}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _npy_header(path: Path):
+    """``(shape, fortran_order, dtype, data offset)`` from a .npy file's header."""
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f".npy format version {version}")
+        return shape, fortran, dtype, f.tell()
+
+
+def check_shards(path: Path, index: dict):
+    """Check a shard set against its index (see the module docstring); returns ``(labels
+    {split: int64 array}, mean, pca or None)``. Raises :class:`DatasetError` naming the file and the problem."""
+    path = Path(path)
+    where = path / INDEX
+    names = index.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise _bad(where, "class_names: expected a non-empty list of names")
+    c, size = index.get("channels"), index.get("image_size")
+    if c not in (1, 3) or not (isinstance(size, list) and len(size) == 2
+                               and all(_is_int(v) and v >= 1 for v in size)):
+        raise _bad(where, f"channels {c!r} / image_size {size!r}: expected 1 or 3 / [S, S]")
+    h, w = size
+    splits = index.get("splits")
+    if not isinstance(splits, dict) or "train" not in splits:
+        raise _bad(where, "splits: expected {\"train\": {...}, [\"val\": {...}]}")
+
+    def file_of(name, what):
+        if not isinstance(name, str) or not name or os.path.basename(name) != name \
+                or name.startswith("."):
+            raise _bad(where, f"{what}: expected a file name in the directory, got {name!r}")
+        return path / name
+
+    labels = {}
+    for split, sp in splits.items():
+        shards = sp.get("shards") if isinstance(sp, dict) else None
+        if not isinstance(shards, list):
+            raise _bad(where, f"splits.{split}: expected {{\"shards\": [...]}}")
+        parts = []
+        for k, s in enumerate(shards):
+            if not isinstance(s, dict) or not _is_int(s.get("count")) or s["count"] < 0:
+                raise _bad(where, f"splits.{split}.shards[{k}]: expected "
+                                  "{\"images\", \"labels\", \"count\" >= 0}")
+            n = s["count"]
+            images = file_of(s.get("images"), f"splits.{split}.shards[{k}].images")
+            try:
+                shape, fortran, dtype, offset = _npy_header(images)
+                actual = os.path.getsize(images)
+            except (OSError, ValueError) as e:
+                raise _bad(images, f"cannot read the shard's header: {e}") from None
+            if dtype != np.uint8 or fortran or tuple(shape) != (n, c, h, w):
+                raise _bad(images, f"holds {dtype} {tuple(shape)}"
+                                   f"{' (Fortran order)' if fortran else ''}; index.json says "
+                                   f"uint8 {(n, c, h, w)}")
+            want = offset + n * c * h * w
+            if actual != want:
+                raise _bad(images, f"{'truncated' if actual < want else 'too long'}: "
+                                   f"{actual} bytes, its header and index.json say {want}; "
+                                   "prepare the data again")
+            lab_path = file_of(s.get("labels"), f"splits.{split}.shards[{k}].labels")
+            try:
+                lab = np.load(lab_path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as e:
+                raise _bad(lab_path, f"cannot read the labels: {e}") from None
+            if lab.shape != (n,) or not np.issubdtype(lab.dtype, np.integer):
+                raise _bad(lab_path, f"holds {lab.dtype} {lab.shape}; expected {n} integer labels")
+            if n and (lab.min() < 0 or lab.max() >= len(names)):
+                raise _bad(lab_path, f"labels {lab.min()}..{lab.max()} outside 0..{len(names) - 1} "
+                                     f"({len(names)} classes)")
+            parts.append(lab.astype(np.int64))
+        labels[split] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    mean_path = file_of(index.get("mean"), "mean")
+    try:
+        mean = np.load(mean_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise _bad(mean_path, f"cannot read the mean image: {e}") from None
+    if mean.dtype != np.float32 or mean.shape != (c, h, w) or not np.isfinite(mean).all():
+        raise _bad(mean_path, f"holds {mean.dtype} {mean.shape}; expected finite float32 {(c, h, w)}")
+    pca = None
+    if index.get("pca"):
+        pca_path = file_of(index["pca"], "pca")
+        try:
+            with np.load(pca_path, allow_pickle=False) as z:
+                pca = (z["eigvals"], z["eigvecs"])
+        except (OSError, ValueError, EOFError, KeyError) as e:
+            raise _bad(pca_path, f"cannot read the PCA: {e}") from None
+        if pca[0].shape != (3,) or pca[1].shape != (3, 3) or not all(
+                np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() for a in pca):
+            raise _bad(pca_path, "expected finite eigvals (3,) and eigvecs (3, 3)")
+    return labels, mean, pca
+
+
+def read_plan(path: Path):
+    """plan.json of a preparation (what prepare ran on), or None."""
+    try:
+        with open(Path(path) / "plan.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
