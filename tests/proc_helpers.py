@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO_PYTHON = str(Path(__file__).resolve().parent.parent / "python")
+import alexnet_ext
+
+# The children import the alexnet_ext this test process imported.
+REPO_PYTHON = str(Path(alexnet_ext.__file__).resolve().parent.parent)
 
 
 def start_group(code: str, *args, cwd=None) -> subprocess.Popen:

@@ -80,9 +80,16 @@ def start_processes(targets) -> list:
     ctx = mp.get_context("spawn")
     procs = []
     try:
+        # Starting the resource tracker (on the first spawn) unblocks SIGINT when it is done:
+        # start it first, and block again before each child to be sure.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
         with _sigint_held():
             for target, args, name in targets:
                 p = ctx.Process(target=target, args=args, daemon=True, name=name)
+                if hasattr(signal, "pthread_sigmask"):
+                    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
                 p.start()
                 procs.append(p)
     except BaseException:
