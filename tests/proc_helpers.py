@@ -99,3 +99,13 @@ def interrupt_group(proc: subprocess.Popen, timeout: float) -> tuple[bool, str]:
     proc.stdout.close()
     proc.stderr.close()
     return ok, err
+
+
+# Module-level functions for map_ordered tests (spawned workers import them by name).
+def square_or_fail(x):
+    """x*x; raises KeyError for x == -1; exits the process for x == -2."""
+    if x == -1:
+        raise KeyError("minus one")
+    if x == -2:
+        os._exit(3)
+    return x * x

@@ -144,10 +144,16 @@ def _map_worker(conn, fn) -> None:
             chunk_id, jobs = msg
             try:
                 results = [fn(job) for job in jobs]
-            except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
+            except Exception as e:  # noqa: BLE001 - re-raised by the parent
+                import pickle
                 import traceback
 
-                conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+                text = traceback.format_exc()
+                try:
+                    pickle.loads(pickle.dumps(e))
+                except Exception:  # noqa: BLE001 - not picklable: send the text only
+                    e = None
+                conn.send(("error", e, text))
                 return
             conn.send(("done", chunk_id, results))
     except (BrokenPipeError, ConnectionResetError, EOFError):
@@ -192,7 +198,7 @@ def _map_parallel(fn, jobs, n, chunksize, bar, per_job):
     conns = [parent for parent, _ in pipes]
     procs = []
     try:
-        procs = start_processes([(_map_worker, (child, fn), f"alexnet_ext-decode-{w}")
+        procs = start_processes([(_map_worker, (child, fn), f"alexnet_ext-data-{w}")
                                  for w, (_, child) in enumerate(pipes)])
         for _, child in pipes:
             child.close()
@@ -202,7 +208,7 @@ def _map_parallel(fn, jobs, n, chunksize, bar, per_job):
 
         def dead(w):
             procs[w].join(1.0)
-            return WorkerFailed(f"decode worker {w} (pid {procs[w].pid}) died (exit code "
+            return WorkerFailed(f"data worker {w} (pid {procs[w].pid}) died (exit code "
                                 f"{procs[w].exitcode})")
 
         for want in range(len(chunks)):
@@ -229,7 +235,13 @@ def _map_parallel(fn, jobs, n, chunksize, bar, per_job):
                         if msg[0] == "progress":
                             bar.update(msg[1])
                         elif msg[0] == "error":
-                            raise WorkerFailed(f"decode worker {w} raised {msg[1]}")
+                            _, exc, text = msg
+                            if exc is None:
+                                raise WorkerFailed(f"data worker {w} raised:\n{text}")
+                            if hasattr(exc, "add_note"):
+                                exc.add_note(f"(raised in data worker {w}; its traceback:\n"
+                                             f"{text.rstrip()})")
+                            raise exc
                         else:
                             _, cid, results = msg
                             pending[w] = None
