@@ -23,6 +23,9 @@ def start_group(code: str, *args, cwd=None) -> subprocess.Popen:
     """``python -c code args...`` as the leader of a new process group (stdout/stderr piped)."""
     env = os.environ.copy()
     env["PYTHONPATH"] = REPO_PYTHON + os.pathsep + env.get("PYTHONPATH", "")
+    # On a hang, SIGUSR1 makes the leader print every thread's stack to stderr.
+    code = ("import faulthandler, signal\n"
+            "faulthandler.register(signal.SIGUSR1, all_threads=True)\n" + code)
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -90,6 +93,9 @@ def interrupt_group(proc: subprocess.Popen, timeout: float) -> tuple[bool, str]:
     if group_alive(pgid):
         ok = False
     if not ok:
+        if proc.poll() is None:  # the leader hangs: ask for its stacks (see start_group)
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(2.0)
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
