@@ -16,8 +16,8 @@ when the caller does not say (the synthetic dataset uses it).
 The walk below a class folder follows symbolic links, but enters each real directory (by
 ``(st_dev, st_ino)``) once and lists each real file once (per class folder), so link loops
 cannot make it endless and a linked-to image cannot appear twice in a class (in its train and
-its val part, say). It skips, and reports in
-``TreeScan.skipped`` as ``(path, reason)``: links seen again, broken links, folders it cannot
+its val part, say). It skips, and reports in ``TreeScan.skipped`` as ``(path, reason)``: links
+seen again, broken links, folders it cannot
 list, names that are not valid UTF-8 (shown with ``\\x..`` escapes), and image-named entries
 that are not regular files (a FIFO named ``x.jpg`` would block the reader forever).
 
