@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import alexnet_ext
-from alexnet_ext import evaluate, features, train
+from alexnet_ext import evaluate, features, train, trainer
 from alexnet_ext.data.synthetic import default_dataset
 from alexnet_ext.nn import load_checkpoint
 from helpers import random_batch
+from loaders import ArrayLoader
 
 # A two-column miniature of the paper's net for 16x16 crops of 20x20 images.
 TINY = """
@@ -120,6 +121,7 @@ def test_help_explains_every_option_with_its_default(capsys):
         assert opt in out
     assert out.count("default") >= 10
     assert "alexnet-small" in out and "Exit status" in out
+    assert "on the GPU when one is usable" in " ".join(out.split())
 
 
 def test_summary_of_the_paper_net(capsys):
@@ -272,10 +274,10 @@ def tiny_trainer(rng, learning, val=True):
     spec = parse_model(TINY, path="tiny.toml")
     learn = dict(spec.learning, **learning)
     x, y = random_batch(rng, spec, 24)
-    loader = train.ArrayLoader(x, y, batch_size=8, seed=1)
-    val_loader = train.ArrayLoader(x[:10], y[:10], batch_size=8, train=False) if val else None
+    loader = ArrayLoader(x, y, batch_size=8, seed=1)
+    val_loader = ArrayLoader(x[:10], y[:10], batch_size=8, train=False) if val else None
     lines = []
-    t = train.Trainer(Net(spec), learn, loader, val_loader, log=lines.append, progress=False)
+    t = trainer.Trainer(Net(spec), learn, loader, val_loader, log=lines.append, progress=False)
     return t, lines
 
 

@@ -94,7 +94,7 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from .data import BatchLoader
-    from .train import evaluate_loader
+    from .trainer import evaluate_loader
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, got {args.batch_size}")
