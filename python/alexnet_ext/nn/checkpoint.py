@@ -43,7 +43,7 @@ from safetensors import safe_open
 
 __all__ = ["CHECKPOINT_NAME", "BEST_NAME", "Checkpoint", "NonFiniteError", "RunDirLocked",
            "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "export_weights",
-           "import_weights", "atomic_write_text", "lock_run_dir", "open_append"]
+           "import_weights", "atomic_write", "atomic_write_text", "lock_run_dir", "open_append"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 BEST_NAME = "best.safetensors"
@@ -69,9 +69,10 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path, write) -> None:
     """``write(f)`` into an exclusively created temporary beside ``path``, fsync, rename over
     ``path``. On any failure the temporary is removed and ``path`` is untouched."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -91,7 +92,7 @@ def _atomic_write(path: Path, write) -> None:
 def atomic_write_text(path, text: str) -> None:
     path = Path(path)
     data = text.encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def open_append(path):
@@ -131,7 +132,7 @@ def _atomic_save(tensors: dict, path: Path, metadata: dict) -> None:
             raise TypeError(f"{k}: cannot store dtype {a.dtype}")
         arrays[k] = a.astype(a.dtype.newbyteorder("<"), copy=False)
     meta = dict(metadata, crc32=json.dumps({k: _crc(a) for k, a in arrays.items()}))
-    _atomic_write(path, lambda f: _write_safetensors(f, arrays, meta))
+    atomic_write(path, lambda f: _write_safetensors(f, arrays, meta))
 
 
 def lock_run_dir(run_dir):
