@@ -1,39 +1,10 @@
-"""Shared by the trainer tests: an in-memory loader, a tiny two-column model (not part of the package)."""
+"""Shared by the trainer tests: a tiny two-column model, its data set, a run helper (not part of
+the package); the in-memory loader lives in loaders.py."""
 import json
-
-import numpy as np
 
 from alexnet_ext import train
 from alexnet_ext.data.synthetic import default_dataset
-
-
-class ArrayLoader:
-    """Batches from in-memory arrays, with the interface of :class:`alexnet_ext.data.BatchLoader`.
-
-    ``x`` float32 (N, C, H, W) already preprocessed, ``y`` int (N,). Training order is a
-    permutation drawn from (seed, epoch); the last partial batch is dropped when ``train``.
-    """
-
-    def __init__(self, x, y, *, batch_size: int, train: bool = True, seed: int = 0):
-        self.x = np.ascontiguousarray(x, dtype=np.float32)
-        self.y = np.ascontiguousarray(y, dtype=np.int64)
-        self.batch_size, self.train, self.seed = batch_size, train, seed
-        self.wait_seconds = 0.0
-
-    def __len__(self):
-        n, b = len(self.y), self.batch_size
-        return n // b if self.train else -(-n // b)
-
-    def epoch(self, epoch: int, start_batch: int = 0):
-        n = len(self.y)
-        order = (np.random.default_rng([self.seed, epoch]).permutation(n) if self.train
-                 else np.arange(n))
-        for b in range(start_batch, len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield np.ascontiguousarray(self.x[idx]), self.y[idx]
-
-    def close(self):
-        pass
+from loaders import ArrayLoader  # noqa: F401  (re-exported for the trainer tests)
 
 
 # A two-column miniature of the paper's net for 16x16 crops of 20x20 images.
