@@ -449,3 +449,20 @@ def test_features_are_written_with_their_items(tmp_path, finished_run):
 
     assert features.item_names(WithPaths(), np.array([3, 0])) == ["/data/img3.jpg",
                                                                    "/data/img0.jpg"]
+
+
+def test_planted_symlinks_in_the_run_directory_are_not_followed(tmp_path, tiny_data, tiny_model):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    pid = os.getpid()
+    # the predictable temporary names of earlier versions, and the logs themselves
+    for name in (f".config.json.tmp{pid}", f".checkpoint.safetensors.tmp{pid}",
+                 f".checkpoint.json.tmp{pid}", f".curves.tmp{pid}.png", "metrics.jsonl",
+                 "steps.jsonl"):
+        (run / name).symlink_to(victim)
+    assert run_train("--data", tiny_data, "--model", tiny_model, "--workers", "0",
+                     "--epochs", "1", "--out", run) == 0
+    assert victim.read_text() == "precious\n"
+    assert len(strict_lines(run / "metrics.jsonl")) == 1

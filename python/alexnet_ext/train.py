@@ -387,7 +387,10 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
 
     learning, prep = spec.learning, spec.data
     seed = config["seed"]
-    log_file = open_append(run_dir / "train.log")
+    try:
+        log_file = open_append(run_dir / "train.log")
+    except OSError as e:
+        raise UsageError(f"{run_dir / 'train.log'}: cannot write ({e.strerror or e})") from None
 
     def log(line: str) -> None:
         from tqdm import tqdm
@@ -412,11 +415,17 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
                                  scale=prep["scale"], seed=seed, workers=0)
     info = {"classes": config["classes"], "class_names": config["class_names"],
             "data": config["data"], "seed": seed, "model": spec.name}
-    trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,
-                      state=state, extra={"mean": ds.mean}, info=info, log=log,
-                      on_step=on_step, checkpoint_steps=args.checkpoint_steps,
-                      checkpoint_seconds=args.checkpoint_seconds, log_steps=args.log_steps,
-                      log_seconds=args.log_seconds)
+    try:
+        trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,
+                          state=state, extra={"mean": ds.mean}, info=info, log=log,
+                          on_step=on_step, checkpoint_steps=args.checkpoint_steps,
+                          checkpoint_seconds=args.checkpoint_seconds, log_steps=args.log_steps,
+                          log_seconds=args.log_seconds)
+    except OSError as e:
+        for f in (loader, val_loader, log_file):
+            if f is not None:
+                f.close()
+        raise UsageError(f"{e.filename or run_dir}: cannot write ({e.strerror or e})") from None
     if state is None:
         log(f"{spec.name}: {net.num_params:,} parameters, {len(train_split)} training and "
             f"{len(val_split) if val_split is not None else 0} validation images, "

@@ -537,7 +537,7 @@ class Trainer:
         spec = self.net.spec
         if self.history:
             plot_curves(self.history, self.run_dir / "curves.png",
-                        title=f"{spec.name}: {self.run_dir.name}")
+                        title=f"{spec.name}: {self.run_dir.name}", top5=spec.classes > 5)
         conv = spec.first_conv()
         if conv is not None:
             name = f"{conv.name}.weight"
