@@ -32,7 +32,13 @@ def test_help_explains_every_option_with_its_default(capsys):
         assert opt in out
     assert out.count("default") >= 10
     assert "alexnet-small" in out and "Exit status" in out
-    assert "on the GPU when one is usable" in " ".join(out.split())
+    flat = " ".join(out.split())
+    assert "on the GPU when one is usable" in flat
+    for opt in ("--checkpoint-every", "--log-every"):
+        assert opt in out
+    for status in ("0 done", "1 training diverged", "2 bad input", "3 a file could not be "
+                   "written", "130 interrupted by Ctrl-C", "143 stopped by SIGTERM"):
+        assert status in flat, status
 
 
 def test_summary_of_the_paper_net(capsys):
