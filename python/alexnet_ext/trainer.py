@@ -219,6 +219,7 @@ class Trainer:
             loader = self.train_loader
             self._wait0 = loader.wait_seconds
             self._t0 = time.perf_counter()
+            self._window = _fresh_window(loader.wait_seconds)   # step lines: within an epoch
             bar = tqdm(total=len(loader), initial=st["batch"], desc=f"epoch {e + 1}/{epochs}",
                        unit="batch", leave=False, dynamic_ncols=True,
                        disable=None if self.progress else True)
