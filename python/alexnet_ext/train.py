@@ -214,7 +214,12 @@ def main(argv=None, *, on_step=None) -> int:
 
     def checked_run():
         _check_positive(args)
-        return _run(args, on_step=on_step)
+        try:
+            return _run(args, on_step=on_step)
+        except OSError as e:  # a write the run needs failed outside the loop (disk full ...)
+            where = f"{e.filename}: " if e.filename else ""
+            print(f"{PROG}: error: {where}{e.strerror or e}", file=sys.stderr)
+            return EXIT_IO
 
     return run_cli(PROG, checked_run, usage_errors=(UsageError, ModelError))
 
