@@ -466,3 +466,15 @@ def test_planted_symlinks_in_the_run_directory_are_not_followed(tmp_path, tiny_d
                      "--epochs", "1", "--out", run) == 0
     assert victim.read_text() == "precious\n"
     assert len(strict_lines(run / "metrics.jsonl")) == 1
+
+
+def test_disk_full_outside_the_loop_is_one_line(capsys, tmp_path, monkeypatch, finished_run):
+    run = copy_run(finished_run, tmp_path)
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(train, "atomic_write_text", full)    # rewriting config.json on resume
+    err = one_line(capsys, run_train("--resume", run, "--epochs", "3", "--workers", "0"),
+                   expected_code=3)
+    assert f"{run / 'config.json'}: No space left on device" in err
