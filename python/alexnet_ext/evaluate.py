@@ -29,7 +29,10 @@ PROG = "python -m alexnet_ext.evaluate"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Top-1 and top-5 error of a trained network (a run directory of "
-                               "python -m alexnet_ext.train, or its checkpoint file).")
+                               "python -m alexnet_ext.train, or its checkpoint file).",
+        epilog="Exit status: 0 done; 2 bad input (options, data, a missing, damaged or "
+               "mismatched checkpoint, an output path that cannot be written), one line on "
+               "stderr; 130 interrupted (Ctrl-C).")
     add_run_arguments(p, data_help="data set to evaluate on (default: the one the run trained on)")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="which split to evaluate (default: val)")
