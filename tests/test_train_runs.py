@@ -148,9 +148,9 @@ def test_step_checkpoints_survive_a_crash_and_resume_exactly(tmp_path, finished_
 
 
 def test_checkpoint_every_by_time(tmp_path, rng):
-    spec_model = __import__("alexnet_ext.nn", fromlist=["parse_model"]).parse_model(TINY)
+    from alexnet_ext.nn import Net, parse_model
+    spec_model = parse_model(TINY)
     x, y = random_batch(rng, spec_model, 24)
-    from alexnet_ext.nn import Net
     saves = []
     t = trainer.Trainer(Net(spec_model), dict(spec_model.learning, epochs=1),
                         ArrayLoader(x, y, batch_size=8), run_dir=tmp_path, log=lambda s: None,
@@ -295,12 +295,10 @@ def test_out_is_a_file_and_json_into_a_missing_directory(capsys, tmp_path, finis
                                      "--out", f / "sub"))
     assert f"--out {f / 'sub'}" in err
     missing = tmp_path / "nowhere" / "e.json"
-    t0 = time.monotonic()
     err = one_line(capsys, evaluate.main([str(finished_run), "--workers", "0",
                                           "--json", str(missing)]))
     assert f"--json {missing}: no such directory" in err
     assert "checkpoint" not in capsys.readouterr().out      # refused before any work
-    del t0
     err = one_line(capsys, features.main([str(finished_run), "--out", str(f)]))
     assert "exists and is not a directory" in err
 
