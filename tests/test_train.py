@@ -7,107 +7,19 @@ import numpy as np
 import pytest
 
 import alexnet_ext
-from alexnet_ext import evaluate, features, train
-from alexnet_ext.data.synthetic import default_dataset
+from alexnet_ext import evaluate, features, train, trainer
 from alexnet_ext.nn import load_checkpoint
 from helpers import random_batch
-
-# A two-column miniature of the paper's net for 16x16 crops of 20x20 images.
-TINY = """
-[model]
-name = "tiny"
-channels = 3
-classes = 3
-columns = 2
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 8
-size = 3
-stride = 2
-padding = 1
-init_std = 0.01
-
-[layers.relu1]
-type = "relu"
-
-[layers.norm1]
-type = "lrn"
-
-[layers.pool1]
-type = "pool"
-size = 3
-stride = 2
-
-[layers.conv2]
-type = "conv"
-filters = 8
-size = 3
-padding = 1
-groups = 2
-init_std = 0.1
-init_bias = 0.1
-
-[layers.relu2]
-type = "relu"
-
-[layers.fc3]
-type = "fc"
-outputs = 16
-init_std = 0.1
-init_bias = 0.1
-
-[layers.relu3]
-type = "relu"
-
-[layers.drop3]
-type = "dropout"
-p = 0.5
-
-[layers.fc4]
-type = "fc"
-outputs = "classes"
-split = false
-
-[layers.probs]
-type = "softmax"
-
-[learning]
-lr = 0.01
-batch_size = 8
-epochs = 2
-patience = 1
-
-[data]
-image_size = 20
-crop = 16
-"""
-
-TIMING = ("img_per_s", "seconds", "data_wait")
-
+from train_helpers import TINY, ArrayLoader, make_tiny_data, metrics, run_train, write_tiny_model
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "shapes"
-    return default_dataset(root, classes=3, train_per_class=12, val_per_class=4, size=20, seed=1,
-                           workers=1)
+    return make_tiny_data(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    p = tmp_path_factory.mktemp("model") / "tiny.toml"
-    p.write_text(TINY)
-    return p
-
-
-def run_train(*args, on_step=None):
-    return train.main([str(a) for a in args], on_step=on_step)
-
-
-def metrics(run_dir):
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def test_help_explains_every_option_with_its_default(capsys):
@@ -120,6 +32,13 @@ def test_help_explains_every_option_with_its_default(capsys):
         assert opt in out
     assert out.count("default") >= 10
     assert "alexnet-small" in out and "Exit status" in out
+    flat = " ".join(out.split())
+    assert "on the GPU when one is usable" in flat
+    for opt in ("--checkpoint-every", "--log-every"):
+        assert opt in out
+    for status in ("0 done", "1 training diverged", "2 bad input", "3 a file could not be "
+                   "written", "130 interrupted by Ctrl-C", "143 stopped by SIGTERM"):
+        assert status in flat, status
 
 
 def test_summary_of_the_paper_net(capsys):
@@ -272,10 +191,10 @@ def tiny_trainer(rng, learning, val=True):
     spec = parse_model(TINY, path="tiny.toml")
     learn = dict(spec.learning, **learning)
     x, y = random_batch(rng, spec, 24)
-    loader = train.ArrayLoader(x, y, batch_size=8, seed=1)
-    val_loader = train.ArrayLoader(x[:10], y[:10], batch_size=8, train=False) if val else None
+    loader = ArrayLoader(x, y, batch_size=8, seed=1)
+    val_loader = ArrayLoader(x[:10], y[:10], batch_size=8, train=False) if val else None
     lines = []
-    t = train.Trainer(Net(spec), learn, loader, val_loader, log=lines.append, progress=False)
+    t = trainer.Trainer(Net(spec), learn, loader, val_loader, log=lines.append, progress=False)
     return t, lines
 
 

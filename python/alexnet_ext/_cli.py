@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["UsageError", "open_data", "add_run_arguments", "open_run_data", "load_run",
-           "checkpoint_mean", "fail", "run_cli"]
+           "checkpoint_mean", "fail", "run_cli", "gpu_unavailable_reason", "output_file"]
 
 
 class UsageError(Exception):
@@ -32,6 +32,30 @@ def run_cli(prog: str, body, *, usage_errors: tuple = (UsageError,)) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def gpu_unavailable_reason(status: dict) -> str:
+    """Why no GPU is usable, from :func:`alexnet_ext.cuda_status`, in the user's terms.
+
+    Without libcuda (no NVIDIA driver installed) the CUDA runtime reports "CUDA driver version
+    is insufficient for CUDA runtime version", which sends people to upgrade a driver they do
+    not have: a driver version of 0 means none was found."""
+    reason = str(status.get("reason") or "unknown reason")
+    if status.get("built_with_cuda") and not status.get("driver_version") and \
+            "insufficient" in reason:
+        return "no NVIDIA driver was found, so no GPU can be used on this machine"
+    return reason
+
+
+def output_file(path, option: str) -> Path:
+    """``path`` checked as a file to be written: its directory exists and it is not a directory
+    (checked before the work, so a typo does not cost a whole run)."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{option} {path}: is a directory")
+    if not p.parent.is_dir():
+        raise UsageError(f"{option} {path}: no such directory {p.parent}")
+    return p
 
 
 def open_data(path, spec, *, need_train: bool = True, workers: int | None = None):
@@ -86,7 +110,12 @@ def load_run(path, *, device: str = "cpu"):
     except ModelError as e:
         raise UsageError(str(e)) from None
     net = Net(spec, devices=[device], seed=0)
-    net.load_state_dict(ckpt.params)
+    if not ckpt.params:
+        raise UsageError(f"{ckpt.path}: holds no parameters")
+    try:
+        net.load_state_dict(ckpt.params)
+    except ValueError as e:
+        raise UsageError(f"{ckpt.path}: {e}") from None
     return net, ckpt
 
 

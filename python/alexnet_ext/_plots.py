@@ -6,7 +6,6 @@ atomically (temporary name, then rename) and returns its path.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,17 @@ def _pyplot():
 
 
 def _save(fig, path) -> Path:
+    # An exclusively created temporary beside the file, then a rename (never through a link).
+    from .nn.checkpoint import atomic_write
+
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     return path
 
 
-def plot_curves(history: list[dict], path, title: str = "") -> Path:
-    """Loss and top-1/top-5 error against epoch from metrics.jsonl records."""
+def plot_curves(history: list[dict], path, title: str = "", top5: bool = True) -> Path:
+    """Loss and top-1/top-5 error against epoch from metrics.jsonl records (``top5``: draw the
+    validation top-5 error; meaningless, always 0, with 5 classes or fewer)."""
     plt = _pyplot()
     ep = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -47,7 +48,9 @@ def plot_curves(history: list[dict], path, title: str = "") -> Path:
     ax2.plot(ep, [100 * h["train_top1"] for h in history], "o-", ms=3, label="train top-1")
     if any(h.get("val_top1") is not None for h in history):
         ax2.plot(ep, [_pct(h.get("val_top1")) for h in history], "s-", ms=3, label="val top-1")
-        ax2.plot(ep, [_pct(h.get("val_top5")) for h in history], "^-", ms=3, label="val top-5")
+        if top5:
+            ax2.plot(ep, [_pct(h.get("val_top5")) for h in history], "^-", ms=3,
+                     label="val top-5")
     # Mark each learning-rate change.
     for a, b in zip(history, history[1:]):
         if b["lr"] != a["lr"]:

@@ -12,13 +12,13 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from . import ops
 from ._cli import (UsageError, add_run_arguments, checkpoint_mean, load_run, open_run_data,
-                   run_cli)
+                   output_file, run_cli)
+from .nn.checkpoint import atomic_write_text
 from .nn.device import to_host
 
 __all__ = ["main", "evaluate_views", "prepare"]
@@ -29,7 +29,10 @@ PROG = "python -m alexnet_ext.evaluate"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Top-1 and top-5 error of a trained network (a run directory of "
-                               "python -m alexnet_ext.train, or its checkpoint file).")
+                               "python -m alexnet_ext.train, or its checkpoint file).",
+        epilog="Exit status: 0 done; 2 bad input (options, data, a missing, damaged or "
+               "mismatched checkpoint, an output path that cannot be written), one line on "
+               "stderr; 130 interrupted (Ctrl-C).")
     add_run_arguments(p, data_help="data set to evaluate on (default: the one the run trained on)")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="which split to evaluate (default: val)")
@@ -94,12 +97,13 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from .data import BatchLoader
-    from .train import evaluate_loader
+    from .trainer import evaluate_loader
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, got {args.batch_size}")
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers: expected 0 or more, got {args.workers}")
+    json_path = output_file(args.json, "--json") if args.json else None
     net, ckpt = load_run(args.run)
     spec = net.spec
     data, ds = open_run_data(args.data, ckpt, spec, need_train=False, workers=args.workers)
@@ -130,17 +134,22 @@ def _run(args) -> int:
         res = evaluate_views(net, split, mean=mean, crop=crop, scale=scale,
                              batch_size=args.batch_size)
     res["seconds"] = time.perf_counter() - t0
-    k5 = min(5, spec.classes)
-    print(f"centre crop: top-1 error {100 * res['centre_top1']:.2f}%  top-{k5} error "
-          f"{100 * res['centre_top5']:.2f}%  loss {res['centre_loss']:.4f}")
+    # With 5 classes or fewer every label is in the top 5: that error is 0 and not shown.
+    top5 = spec.classes > 5
+    print(f"centre crop: top-1 error {100 * res['centre_top1']:.2f}%"
+          + (f"  top-5 error {100 * res['centre_top5']:.2f}%" if top5 else "")
+          + f"  loss {res['centre_loss']:.4f}")
     if args.views == 10:
-        print(f"10 views:    top-1 error {100 * res['ten_top1']:.2f}%  top-{k5} error "
-              f"{100 * res['ten_top5']:.2f}%")
+        print(f"10 views:    top-1 error {100 * res['ten_top1']:.2f}%"
+              + (f"  top-5 error {100 * res['ten_top5']:.2f}%" if top5 else ""))
     print(f"({res['images']} images, {res['seconds']:.1f} s; chance: top-1 "
           f"{100 * (1 - 1 / spec.classes):.0f}%)")
-    if args.json:
+    if json_path is not None:
         res.update(checkpoint=str(ckpt.path), data=str(data), split=args.split, views=args.views)
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        try:
+            atomic_write_text(json_path, json.dumps(res, indent=2) + "\n")
+        except OSError as e:
+            raise UsageError(f"--json {json_path}: cannot write ({e.strerror or e})") from None
     return 0
 
 

@@ -5,9 +5,12 @@ The paper's Figure 4: take the activations of the last hidden layer (fc7 after i
 images, and show, for each query, the training images whose feature vectors are closest in
 Euclidean distance. Images are the centre crops the net sees in test mode.
 
-Writes ``DIR/neighbors.png`` (one row per query: the query, then its neighbours, nearest first)
-and ``DIR/neighbors.json`` (a list with, per query, its split/index/class and its neighbours'
-index, class and distance).
+Writes ``DIR/neighbors.png`` (one row per query: the query, then its neighbours, nearest first),
+``DIR/neighbors.json`` (a list with, per query, its split/index/class and its neighbours'
+index, class and distance), and the features themselves: ``DIR/train_features.npy`` (float32,
+one row per searched training image) with ``DIR/train_items.txt`` (one line per row: the image's
+file path when the data set knows it, else its index in the training split), and
+``DIR/query_features.npy`` / ``DIR/query_items.txt`` for the queries.
 """
 from __future__ import annotations
 
@@ -20,8 +23,9 @@ import numpy as np
 
 from ._cli import (UsageError, add_run_arguments, checkpoint_mean, load_run, open_run_data,
                    run_cli)
+from .nn.checkpoint import atomic_write, atomic_write_text
 
-__all__ = ["main", "extract", "nearest"]
+__all__ = ["main", "extract", "nearest", "item_names"]
 
 PROG = "python -m alexnet_ext.features"
 
@@ -29,10 +33,15 @@ PROG = "python -m alexnet_ext.features"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Nearest training images of query images in the feature space "
-                               "of a trained net's last hidden layer (paper Figure 4).")
+                               "of a trained net's last hidden layer (paper Figure 4).",
+        epilog="Exit status: 0 done; 2 bad input (options, data, a missing, damaged or "
+               "mismatched checkpoint, an output path that cannot be written), one line on "
+               "stderr; 130 interrupted (Ctrl-C).")
     add_run_arguments(p, data_help="data set (default: the one the run trained on)")
     p.add_argument("--out", metavar="DIR", required=True,
-                   help="where neighbors.png and neighbors.json go (created if needed)")
+                   help="where neighbors.png, neighbors.json and the features (.npy, with "
+                        "the file paths or indices of their rows in .txt) go (created if "
+                        "needed)")
     p.add_argument("--queries", type=int, default=8, metavar="N",
                    help="query images, drawn at random from the validation split (default: 8)")
     p.add_argument("--neighbors", type=int, default=6, metavar="K",
@@ -63,6 +72,15 @@ def extract(net, split, indices, *, layer, mean, crop, scale, batch_size) -> np.
         net.forward(x, None, train=False, until=layer)
         out.append(net.output(layer).reshape(len(idx), -1).copy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def item_names(split, indices) -> list[str]:
+    """What a row of features is: the image's file path when the split knows its files
+    (``split.paths``), else its index in the split."""
+    paths = getattr(split, "paths", None)
+    if paths is not None and len(paths) == len(split):
+        return [str(paths[int(i)]) for i in indices]
+    return [str(int(i)) for i in indices]
 
 
 def nearest(queries: np.ndarray, base: np.ndarray, k: int, exclude=None):
@@ -100,6 +118,9 @@ def _run(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UsageError(f"--{name.replace('_', '-')}: expected a positive integer, got {v}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
     net, ckpt = load_run(args.run)
     spec = net.spec
     layer = args.layer or spec.feature_layer
@@ -142,9 +163,16 @@ def _run(args) -> int:
             neigh.append({"index": ti, "label": tl, "class": names[tl], "distance": float(d)})
         records.append({"query": {"split": qsplit_name, "index": int(qi), "label": ql,
                                   "class": names[ql]}, "neighbors": neigh})
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "neighbors.json").write_text(json.dumps(records, indent=2) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "neighbors.json", json.dumps(records, indent=2) + "\n")
+        for name, feats, split, idx in (("train", base, train, base_idx),
+                                        ("query", qf, qsplit, q_idx)):
+            atomic_write(out / f"{name}_features.npy", lambda f, a=feats: np.save(f, a))
+            atomic_write_text(out / f"{name}_items.txt", "".join(
+                f"{item}\n" for item in item_names(split, idx)))
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write ({e.strerror or e})") from None
     q_imgs = list(qsplit.images(q_idx))
     n_imgs = [list(train.images(np.asarray([n["index"] for n in rec["neighbors"]])))
               for rec in records]
@@ -156,7 +184,9 @@ def _run(args) -> int:
     total = sum(len(rec["neighbors"]) for rec in records)
     print(f"neighbours of the query's class: {same}/{total} ({100 * same / max(total, 1):.0f}%; "
           f"chance {100 / ds.num_classes:.0f}%)")
-    print(f"wrote {out / 'neighbors.png'} and {out / 'neighbors.json'}")
+    print(f"wrote {out / 'neighbors.png'}, {out / 'neighbors.json'} and the features "
+          f"{out / 'train_features.npy'} ({base.shape[0]}x{base.shape[1]}), "
+          f"{out / 'query_features.npy'} with their rows' items in *_items.txt")
     return 0
 
 
