@@ -193,7 +193,7 @@ def memory_limit() -> int | None:
         try:
             return int(float(v[:-1] if scale > 1 else v) * scale)
         except ValueError:
-            raise ValueError(f"ALEXNET_EXT_MEMORY_LIMIT={v!r}: expected a number of bytes, "
+            raise ModelError(f"ALEXNET_EXT_MEMORY_LIMIT={v!r}: expected a number of bytes, "
                              "optionally with a K, M, G or T suffix (say 64G)") from None
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -201,7 +201,8 @@ def memory_limit() -> int | None:
         return None
 
 
-def _gib(b: int) -> str:
+def gib(b: int) -> str:
+    """``b`` bytes, for people: GiB and the exact count."""
     return f"{b / 2**30:,.1f} GiB ({b:,} bytes)"
 
 
@@ -213,11 +214,11 @@ def check_memory(spec: ModelSpec, limit: int | None = None) -> None:
     if limit is None or m["total"] <= limit:
         return
     worst = max(m["per_layer"], key=m["per_layer"].get)
-    raise ModelError(f"needs about {_gib(m['total'])} to train at batch size {m['batch_size']} "
-                     f"(parameters {_gib(m['parameters'])}, activations {_gib(m['activations'])})"
-                     f", more than the {_gib(limit)} available (this machine's memory, or "
+    raise ModelError(f"needs about {gib(m['total'])} to train at batch size {m['batch_size']} "
+                     f"(parameters {gib(m['parameters'])}, activations {gib(m['activations'])})"
+                     f", more than the {gib(limit)} available (this machine's memory, or "
                      f"ALEXNET_EXT_MEMORY_LIMIT); the largest part is this layer's, "
-                     f"{_gib(m['per_layer'][worst])}", path=spec.path, layer=worst)
+                     f"{gib(m['per_layer'][worst])}", path=spec.path, layer=worst)
 
 
 def models_dir() -> Path:
