@@ -10,6 +10,10 @@ Two formulations of the same model:
   and sums their contributions with the accumulate form; the other column's activations arrive
   through a :class:`~alexnet_ext.nn.layers.Transfer` layer (:func:`~alexnet_ext.nn.device.transfer`).
 
+Each model layer's type builds its layers (:meth:`~alexnet_ext.nn.layers.Layer.build`) through
+:meth:`Net.new_tensor`, :meth:`Net.add_layer`, :meth:`Net.declare_param` and
+:meth:`Net.on_column`; this module knows no layer type by name.
+
 Both hold the same canonical parameters (``conv1.weight`` of shape (F, C/groups, kh, kw),
 ``fc6.weight`` of shape (F, D), ``*.bias`` (F,)): :meth:`Net.state_dict` assembles them from the
 blocks and :meth:`Net.load_state_dict` distributes them, so checkpoints and exported weights do

@@ -8,9 +8,12 @@ A model file is TOML with four parts (docs/MODELS.md has the full reference):
 * ``[data]`` -- how images are prepared (image size, crop, flips, PCA lighting, scale).
 
 :func:`load_model` turns one into a :class:`ModelSpec`: layers in topological order, every
-tensor's per-image shape, parameter shapes, FLOPs and the column layout of every tensor. Every
+tensor's per-image shape, parameter shapes, FLOPs and the column layout of every tensor, and an
+estimate of the memory a training step needs (a model that cannot fit is refused). Every
 mistake is a :class:`ModelError` naming the file, the layer and the reason, raised before any
-array is allocated.
+array is allocated. This module knows no layer type by name: each type's keys, shape inference
+and column layout are its class's (:data:`~alexnet_ext.nn.layers.LAYER_TYPES`); the key checks
+are :mod:`.schema`'s.
 
 Columns: a model with ``columns = K`` (the paper: 2) splits each conv/fc layer's outputs into
 K equal, contiguous blocks, block c belonging to column c. Elementwise layers, pooling and

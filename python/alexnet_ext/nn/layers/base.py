@@ -187,9 +187,6 @@ class Layer:
     def backward(self, ctx) -> None:
         raise NotImplementedError
 
-    def _emit(self, t: Tensor, n: int, write) -> None:
-        emit_grad(t, n, write)
-
     def __repr__(self):
         return (f"{type(self).__name__}({self.name!r}: {', '.join(t.name for t in self.inputs)}"
                 f" -> {self.output.name})")

@@ -14,7 +14,7 @@ import numpy as np
 from ... import ops
 from .. import device as D
 from .. import schema as S
-from .base import Layer, register
+from .base import Layer, emit_grad, register
 
 __all__ = ["Dropout"]
 
@@ -60,7 +60,7 @@ class Dropout(Layer):
     def backward(self, ctx):
         gy = self.output.grad
         if self.mask is None:
-            self._emit(self.inputs[0], ctx.n, lambda out: D.copy_into(out, gy))
+            emit_grad(self.inputs[0], ctx.n, lambda out: D.copy_into(out, gy))
         else:
-            self._emit(self.inputs[0], ctx.n,
+            emit_grad(self.inputs[0], ctx.n,
                        lambda out: ops.dropout_undo(gy, self.mask, p=self.p, out=out))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ... import ops
 from .. import schema as S
-from .base import Layer, need_maps, register
+from .base import Layer, emit_grad, need_maps, register
 
 __all__ = ["LRN"]
 
@@ -51,6 +51,6 @@ class LRN(Layer):
     def backward(self, ctx):
         n = ctx.n
         x, y, gy = self.inputs[0].value, self.output.value, self.output.grad
-        self._emit(self.inputs[0], n, lambda out: ops.response_norm_undo(
+        emit_grad(self.inputs[0], n, lambda out: ops.response_norm_undo(
             self._view(gy, n), self._view(x, n), self._view(y, n), self.denoms,
             **self.args).reshape((n,) + self.inputs[0].shape))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ... import ops
 from .. import schema as S
-from .base import Layer, need_maps, register
+from .base import Layer, emit_grad, need_maps, register
 
 __all__ = ["Pool"]
 
@@ -56,8 +56,8 @@ class Pool(Layer):
         gy = self.output.grad
         hw = self.inputs[0].shape[1:]
         if self.mode == "max":
-            self._emit(self.inputs[0], ctx.n,
+            emit_grad(self.inputs[0], ctx.n,
                        lambda out: ops.max_pool_undo(gy, self.switches, image_size=hw))
         else:
-            self._emit(self.inputs[0], ctx.n,
+            emit_grad(self.inputs[0], ctx.n,
                        lambda out: ops.avg_pool_undo(gy, image_size=hw, **self.args))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ... import ops
-from .base import Layer, register
+from .base import Layer, emit_grad, register
 
 __all__ = ["ReLU"]
 
@@ -16,4 +16,4 @@ class ReLU(Layer):
 
     def backward(self, ctx):
         y, gy = self.output.value, self.output.grad
-        self._emit(self.inputs[0], ctx.n, lambda out: ops.relu_undo(gy, y, out=out))
+        emit_grad(self.inputs[0], ctx.n, lambda out: ops.relu_undo(gy, y, out=out))

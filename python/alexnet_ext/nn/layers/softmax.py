@@ -3,7 +3,7 @@ the labels. Its output tensor holds the probabilities; it must be whole (on one 
 from __future__ import annotations
 
 from ... import ops
-from .base import Layer, register
+from .base import Layer, emit_grad, register
 
 __all__ = ["Softmax"]
 
@@ -39,5 +39,5 @@ class Softmax(Layer):
 
     def backward(self, ctx):
         probs, labels = self.probs, ctx.labels
-        self._emit(self.inputs[0], ctx.n,
+        emit_grad(self.inputs[0], ctx.n,
                    lambda out: ops.softmax_log_loss_undo(probs, labels, out=out))
