@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 import alexnet_ext.nn.device as device
-from alexnet_ext.nn import Net, load_model, parse_model
+from alexnet_ext.nn import ModelError, Net, load_model, parse_model
+from alexnet_ext.nn import schema
+from alexnet_ext.nn.layers import LAYER_TYPES, Layer, emit_grad
 from helpers import assert_same_params, random_batch, random_images, random_params
 from models_fixtures import BRANCHES, CHAIN, TWO_COLUMNS
 from net_reference import ref_forward, ref_lrn
@@ -239,3 +241,51 @@ def test_shipped_models_take_a_step(rng, name):
         net.update(lr=0.01)
         assert np.isfinite(first) and np.isfinite(net.forward(x, y))
         assert all(np.all(np.isfinite(g)) for g in net.state_dict("grad").values())
+
+
+class Scale(Layer):
+    """A layer type written as a user would add one: ``y = factor * x`` (NumPy, CPU only)."""
+
+    kind = type = "scale"
+    keys = {"factor": schema.number(2.0)}
+
+    @classmethod
+    def from_spec(cls, L, name, src, out, part, parts):
+        layer = cls(name, [src], out)
+        layer.factor = np.float32(L.attrs["factor"])
+        return layer
+
+    def forward(self, ctx):
+        self.output.value = self.inputs[0].value * self.factor
+
+    def backward(self, ctx):
+        gy = self.output.grad
+        emit_grad(self.inputs[0], ctx.n, lambda out: np.multiply(gy, self.factor, out=out))
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_new_layer_type_is_one_class(rng, monkeypatch, split):
+    """Registering one class makes a type usable in model files, merged and split into columns:
+    a net scaling relu3 by 0.5 equals the net without it whose fc4 weights are halved (loss,
+    gradients of everything below; fc4's gradient is halved)."""
+    monkeypatch.setitem(LAYER_TYPES, "scale", Scale)
+    text = TWO_COLUMNS.replace("[layers.fc4]", '[layers.half]\ntype = "scale"\nfactor = 0.5\n\n'
+                                               "[layers.fc4]")
+    spec, plain = parse_model(text, path="scaled.toml"), parse_model(TWO_COLUMNS, path="p.toml")
+    assert spec.layer("half").blocks == 2 and spec.shapes["half"] == spec.shapes["relu3"]
+    scaled, ref = Net(spec, split_columns=split), Net(plain, split_columns=split)
+    params = random_params(scaled, rng, scale=0.3)
+    ref.load_state_dict({k: np.float32(v * (0.5 if k == "fc4.weight" else 1.0))
+                         for k, v in params.items()})
+    x, y = random_batch(rng, spec, 3)
+    ls, lr = scaled.forward(x, y, train=True), ref.forward(x, y, train=True)
+    assert abs(ls - lr) <= 1e-5 * abs(lr)
+    scaled.backward()
+    ref.backward()
+    gs, gr = scaled.state_dict("grad"), ref.state_dict("grad")
+    gr["fc4.weight"] *= 0.5
+    for k in gr:
+        np.testing.assert_allclose(gs[k], gr[k], rtol=1e-4, atol=1e-5 * np.abs(gr[k]).max(),
+                                   err_msg=k)
+    with pytest.raises(ModelError, match="layer 'half': factor: expected a number, got 'x'"):
+        parse_model(text.replace("factor = 0.5", 'factor = "x"'), path="scaled.toml")
