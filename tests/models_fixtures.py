@@ -57,23 +57,38 @@ BRANCHES = toml_model(
      ("probs", "softmax", {})],
     data=_image(10))
 
-# The paper's column structure in miniature: conv1 split, conv2 in-column (groups 2), conv3 and
-# fc4 reading both columns, fc5 whole; response norm within each column.
-TWO_COLUMNS = toml_model(
-    {"name": "twocol", "channels": 3, "classes": 5, "columns": 2},
-    [("conv1", "conv", {"input": "data", "filters": 8, "size": 3, "stride": 2, "padding": 1}),
-     ("relu1", "relu", {}),
-     ("norm1", "lrn", {"size": 3, "k": 1.5, "alpha": 0.2, "beta": 0.75}),
-     ("pool1", "pool", {"size": 3, "stride": 2}),
-     ("conv2", "conv", {"filters": 8, "size": 3, "padding": 1, "groups": 2}),
-     ("relu2", "relu", {}),
-     ("conv3", "conv", {"filters": 6, "size": 3, "padding": 1}),
-     ("relu3", "relu", {}),
-     ("fc4", "fc", {"outputs": 8}),
-     ("relu4", "relu", {}),
-     ("fc5", "fc", {"outputs": "classes", "split": False}),
-     ("probs", "softmax", {})],
-    data=_image(15))
+def _paper_in_miniature(name, *, conv1, norm1, conv2, conv3, fc4, image, pool3=False,
+                        dropout=False):
+    """Two columns as in the paper: conv1 split, conv2 in-column (groups 2), conv3 and fc4
+    reading both columns, response norm within each column, fc5 whole (the classifier).
+    ``conv1`` = (size, padding), the others: filters or outputs; optional avg pool after conv3
+    and dropout after fc4."""
+    layers = [("conv1", "conv", {"input": "data", "filters": 8, "size": conv1[0], "stride": 2,
+                                 "padding": conv1[1]}),
+              ("relu1", "relu", {}),
+              ("norm1", "lrn", norm1),
+              ("pool1", "pool", {"size": 3, "stride": 2}),
+              ("conv2", "conv", {"filters": conv2, "size": 3, "padding": 1, "groups": 2}),
+              ("relu2", "relu", {}),
+              ("conv3", "conv", {"filters": conv3, "size": 3, "padding": 1}),
+              ("relu3", "relu", {})]
+    layers += [("pool3", "pool", {"mode": "avg", "size": 2, "stride": 2})] * pool3
+    layers += [("fc4", "fc", {"outputs": fc4}), ("relu4", "relu", {})]
+    layers += [("drop4", "dropout", {"p": 0.5})] * dropout
+    layers += [("fc5", "fc", {"outputs": "classes", "split": False}), ("probs", "softmax", {})]
+    return toml_model({"name": name, "channels": 3, "classes": 5, "columns": 2}, layers,
+                      data=_image(image))
+
+
+# The paper's column structure in miniature (the net tests).
+TWO_COLUMNS = _paper_in_miniature(
+    "twocol", conv1=(3, 1), norm1={"size": 3, "k": 1.5, "alpha": 0.2, "beta": 0.75}, conv2=8,
+    conv3=6, fc4=8, image=15)
+
+# The same as torch would write it per layer, with avg pooling and dropout (the interop tests).
+INTEROP = _paper_in_miniature(
+    "interop", conv1=(5, 2), norm1={"size": 5, "k": 2.0, "alpha": 0.01, "beta": 0.75}, conv2=12,
+    conv3=8, fc4=16, image=23, pool3=True, dropout=True)
 
 # The smallest two-column model with every kind of table: the model-file tests edit it.
 SMALL = toml_model(
@@ -84,26 +99,6 @@ SMALL = toml_model(
      ("fc2", "fc", {"outputs": "classes", "split": False}),
      ("probs", "softmax", {})],
     data=_image(8))
-
-# Two columns as torch would write them per layer: conv1 split, conv2 in-column (groups=2),
-# conv3 and fc4 reading both columns, response norm within each column, avg pooling, fc5 whole.
-INTEROP = toml_model(
-    {"name": "interop", "channels": 3, "classes": 5, "columns": 2},
-    [("conv1", "conv", {"input": "data", "filters": 8, "size": 5, "stride": 2, "padding": 2}),
-     ("relu1", "relu", {}),
-     ("norm1", "lrn", {"size": 5, "k": 2.0, "alpha": 0.01, "beta": 0.75}),
-     ("pool1", "pool", {"size": 3, "stride": 2}),
-     ("conv2", "conv", {"filters": 12, "size": 3, "padding": 1, "groups": 2}),
-     ("relu2", "relu", {}),
-     ("conv3", "conv", {"filters": 8, "size": 3, "padding": 1}),
-     ("relu3", "relu", {}),
-     ("pool3", "pool", {"mode": "avg", "size": 2, "stride": 2}),
-     ("fc4", "fc", {"outputs": 16}),
-     ("relu4", "relu", {}),
-     ("drop4", "dropout", {"p": 0.5}),
-     ("fc5", "fc", {"outputs": "classes", "split": False}),
-     ("probs", "softmax", {})],
-    data=_image(23))
 
 # A two-column miniature of the paper's net for 16x16 crops of 20x20 images (the CLI tests).
 TRAIN = toml_model(
