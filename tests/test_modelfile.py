@@ -247,9 +247,10 @@ def test_models_too_big_for_memory_are_refused(tmp_path, monkeypatch):
         parse_model(GOOD, overrides={"learning": {"batch_size": 1_000_000}})
     assert parse_model(GOOD, overrides={"learning": {"batch_size": 1000}}).learning[
         "batch_size"] == 1000
-    monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", "lots")
-    with pytest.raises(ModelError, match="ALEXNET_EXT_MEMORY_LIMIT='lots': expected a number"):
-        parse_model(GOOD)
+    for v in ("lots", "-1G", "inf", "0"):
+        monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", v)
+        with pytest.raises(ModelError, match=f"ALEXNET_EXT_MEMORY_LIMIT='{v}': expected a positive"):
+            parse_model(GOOD)
     # the shipped models fit the machines they are meant for
     monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", "16G")
     m = load_model("alexnet").memory()

@@ -194,10 +194,13 @@ def memory_limit() -> int | None:
     if v:
         scale = 1024 ** ("KMGT".index(v[-1].upper()) + 1) if v[-1].upper() in "KMGT" else 1
         try:
-            return int(float(v[:-1] if scale > 1 else v) * scale)
-        except ValueError:
-            raise ModelError(f"ALEXNET_EXT_MEMORY_LIMIT={v!r}: expected a number of bytes, "
-                             "optionally with a K, M, G or T suffix (say 64G)") from None
+            limit = int(float(v[:-1] if scale > 1 else v) * scale)
+            if limit > 0:
+                return limit
+        except (ValueError, OverflowError):
+            pass
+        raise ModelError(f"ALEXNET_EXT_MEMORY_LIMIT={v!r}: expected a positive number of bytes, "
+                         "optionally with a K, M, G or T suffix (say 64G)")
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
@@ -206,7 +209,7 @@ def memory_limit() -> int | None:
 
 def gib(b: int) -> str:
     """``b`` bytes, for people: GiB and the exact count."""
-    return f"{b / 2**30:,.1f} GiB ({b:,} bytes)"
+    return f"{b / 2**30 if b < 2**1000 else math.inf:,.1f} GiB ({b:,} bytes)"
 
 
 def check_memory(spec: ModelSpec, limit: int | None = None) -> None:
