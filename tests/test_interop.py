@@ -4,91 +4,13 @@ import pytest
 
 from alexnet_ext.nn import Net, export_weights, import_weights, parse_model
 from helpers import random_params
+from models_fixtures import INTEROP
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 st = pytest.importorskip("safetensors.torch")
 
-# Two columns: conv1 split, conv2 in-column (groups=2), conv3 and fc4 reading both columns,
-# response norm within each column, fc5 whole.
-MODEL = """
-[model]
-name = "interop"
-channels = 3
-classes = 5
-columns = 2
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 8
-size = 5
-stride = 2
-padding = 2
-
-[layers.relu1]
-type = "relu"
-
-[layers.norm1]
-type = "lrn"
-size = 5
-k = 2.0
-alpha = 0.01
-beta = 0.75
-
-[layers.pool1]
-type = "pool"
-size = 3
-stride = 2
-
-[layers.conv2]
-type = "conv"
-filters = 12
-size = 3
-padding = 1
-groups = 2
-
-[layers.relu2]
-type = "relu"
-
-[layers.conv3]
-type = "conv"
-filters = 8
-size = 3
-padding = 1
-
-[layers.relu3]
-type = "relu"
-
-[layers.pool3]
-type = "pool"
-mode = "avg"
-size = 2
-stride = 2
-
-[layers.fc4]
-type = "fc"
-outputs = 16
-
-[layers.relu4]
-type = "relu"
-
-[layers.drop4]
-type = "dropout"
-p = 0.5
-
-[layers.fc5]
-type = "fc"
-outputs = "classes"
-split = false
-
-[layers.probs]
-type = "softmax"
-
-[data]
-image_size = 23
-crop = 23
-"""
+MODEL = INTEROP     # two columns, every cross-column pattern of the paper
 
 
 class TorchNet(torch.nn.Module):

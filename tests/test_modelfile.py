@@ -6,6 +6,7 @@ import pytest
 
 from alexnet_ext.nn import ModelError, available_models, format_summary, load_model, parse_model
 from alexnet_ext.nn.spec import models_dir
+from models_fixtures import SMALL
 
 
 def test_shipped_models_load():
@@ -70,40 +71,7 @@ def test_classes_and_input_size_change_shapes():
     assert le.layer("fc3").params["fc3.weight"] == (120, 576)
 
 
-GOOD = """
-[model]
-name = "tiny"
-channels = 3
-classes = 4
-columns = 2
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 4
-size = 3
-padding = 1
-
-[layers.relu1]
-type = "relu"
-
-[layers.pool1]
-type = "pool"
-size = 2
-stride = 2
-
-[layers.fc2]
-type = "fc"
-outputs = "classes"
-split = false
-
-[layers.probs]
-type = "softmax"
-
-[data]
-image_size = 8
-crop = 8
-"""
+GOOD = SMALL
 
 
 def write(tmp_path, text, name="m.toml"):
@@ -240,3 +208,50 @@ def test_unknown_model_name():
         load_model("alexnett")
     with pytest.raises(ModelError, match="model file not found"):
         load_model("no/such/model.toml")
+
+
+def test_memory_estimate_by_hand(monkeypatch):
+    """SMALL at the default batch 128, float32: parameters 3 x (conv1 4*3*3*3+4 + fc2 4*64+4);
+    per image the input (3*8*8), value and gradient of conv1 and relu1 (4*8*8 each), pool1
+    (4*4*4) and its int32 switches, fc2 and probs (4 each)."""
+    spec = parse_model(GOOD, path="m.toml")
+    per_image = 4 * 192 + 8 * 256 + 8 * 256 + 8 * 64 + 4 * 64 + 8 * 4 + 8 * 4
+    m = spec.memory()
+    assert m["parameters"] == 12 * (112 + 260)
+    assert m["activations"] == 128 * per_image
+    assert m["total"] == 12 * 372 + 128 * per_image == 733_552
+    assert spec.memory(batch_size=1)["activations"] == per_image
+    assert sum(m["per_layer"].values()) + 128 * 4 * 192 == m["total"]
+    assert "memory of a training step at batch size 128: about 0.0 GiB (733,552 bytes)" \
+        in format_summary(spec)
+    # refused one byte over the limit, naming the file, the layer with the largest share and
+    # the number; accepted at it
+    monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", "733551")
+    with pytest.raises(ModelError, match=r"m.toml: layer 'conv1': needs about 0.0 GiB "
+                                         r"\(733,552 bytes\) to train at batch size 128"):
+        parse_model(GOOD, path="m.toml")
+    monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", "733552")
+    parse_model(GOOD, path="m.toml")
+
+
+def test_models_too_big_for_memory_are_refused(tmp_path, monkeypatch):
+    # a billion filters: about 65 TB of activations at batch 128, refused on any machine
+    err = bad(tmp_path, GOOD.replace("filters = 4", "filters = 1_000_000_000"), "layer 'conv1'",
+              "needs about", "to train at batch size 128", "more than the")
+    assert err.layer == "conv1"
+    # a batch size that does not fit, from the file or from an override (--batch-size)
+    monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", "1G")
+    bad(tmp_path, GOOD + "\n[learning]\nbatch_size = 1_000_000\n", "batch size 1000000",
+        "1.0 GiB (1,073,741,824 bytes) available")
+    with pytest.raises(ModelError, match="batch size 1000000"):
+        parse_model(GOOD, overrides={"learning": {"batch_size": 1_000_000}})
+    assert parse_model(GOOD, overrides={"learning": {"batch_size": 1000}}).learning[
+        "batch_size"] == 1000
+    for v in ("lots", "-1G", "inf", "0"):
+        monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", v)
+        with pytest.raises(ModelError, match=f"ALEXNET_EXT_MEMORY_LIMIT='{v}': expected a positive"):
+            parse_model(GOOD)
+    # the shipped models fit the machines they are meant for
+    monkeypatch.setenv("ALEXNET_EXT_MEMORY_LIMIT", "16G")
+    m = load_model("alexnet").memory()
+    assert m["parameters"] == 12 * 60_965_224 and 2 * 2**30 < m["total"] < 16 * 2**30

@@ -1,267 +1,19 @@
 """The graph: gradients of whole nets, two-column vs merged formulations, learning.
 
-The float64 reference below is written here with NumPy (einsum and sliding windows) and never
-calls the package's kernels: a net's float32 loss and gradients are checked against it (forward
-value, and central differences of the reference for the gradients).
+The float64 reference (tests/net_reference.py) never calls the package's kernels: a net's
+float32 loss and gradients are checked against it (forward value, and central differences of
+the reference for the gradients).
 """
 import numpy as np
 import pytest
 
 import alexnet_ext.nn.device as device
-from alexnet_ext.nn import Net, load_model, parse_model
+from alexnet_ext.nn import ModelError, Net, load_model, parse_model
+from alexnet_ext.nn import schema
+from alexnet_ext.nn.layers import LAYER_TYPES, Layer, emit_grad
 from helpers import assert_same_params, random_batch, random_images, random_params
-
-# ---------------------------------------------------------------------------------------------
-# float64 reference of the layers
-
-
-def ref_conv(x, w, b, stride=1, pad=0, groups=1):
-    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    f, cg, kh, kw = w.shape
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
-    win = win[:, :, ::stride, ::stride]                     # (N, C, Ho, Wo, kh, kw)
-    fg = f // groups
-    outs = [np.einsum("nchwij,fcij->nfhw", win[:, g * cg:(g + 1) * cg], w[g * fg:(g + 1) * fg])
-            for g in range(groups)]
-    return np.concatenate(outs, axis=1) + b[None, :, None, None]
-
-
-def ref_lrn(x, size, k, alpha, beta, blocks=1):
-    n, c, h, w = x.shape
-    cb = c // blocks
-    out = np.empty_like(x)
-    for blk in range(blocks):
-        a = x[:, blk * cb:(blk + 1) * cb]
-        sq = a * a
-        for i in range(cb):
-            lo, hi = max(0, i - size // 2), min(cb - 1, i + size // 2)
-            out[:, blk * cb + i] = a[:, i] / (k + alpha * sq[:, lo:hi + 1].sum(1)) ** beta
-    return out
-
-
-def ref_pool(x, size, stride, mode):
-    win = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(2, 3))
-    win = win[:, :, ::stride, ::stride]
-    return win.max(axis=(4, 5)) if mode == "max" else win.mean(axis=(4, 5))
-
-
-def ref_fc(x, w, b):
-    return x.reshape(len(x), -1) @ w.T + b
-
-
-def ref_loss(logits, labels):
-    m = logits.max(1, keepdims=True)
-    lse = np.log(np.exp(logits - m).sum(1)) + m[:, 0]
-    return float(np.mean(lse - logits[np.arange(len(labels)), labels]))
-
-
-def ref_forward(spec, params, x, labels, masks=None):
-    """Run a merged model spec in float64: every layer type except pool padding/ceil."""
-    t = {"data": x.astype(np.float64)}
-    for L in spec.layers:
-        a = L.attrs
-        xs = [t[i] for i in L.inputs]
-        if L.type == "conv":
-            w, b = params[f"{L.name}.weight"], params[f"{L.name}.bias"]
-            t[L.name] = ref_conv(np.concatenate(xs, axis=1), w, b, a["stride"][0],
-                                 a["padding"][0], a["groups"])
-        elif L.type == "fc":
-            flat = np.concatenate([v.reshape(len(v), -1) for v in xs], axis=1)
-            t[L.name] = ref_fc(flat, params[f"{L.name}.weight"], params[f"{L.name}.bias"])
-        elif L.type == "relu":
-            t[L.name] = np.maximum(xs[0], 0)
-        elif L.type == "lrn":
-            assert not a["alpha_over_size"]
-            t[L.name] = ref_lrn(xs[0], a["size"], a["k"], a["alpha"], a["beta"], L.blocks)
-        elif L.type == "pool":
-            assert a["padding"] == 0 and not a["ceil_mode"]
-            t[L.name] = ref_pool(xs[0], a["size"], a["stride"], a["mode"])
-        elif L.type == "dropout":
-            t[L.name] = xs[0] * masks[L.name] / (1 - a["p"]) if masks else xs[0]
-        elif L.type == "softmax":
-            return ref_loss(xs[0], labels)
-    raise AssertionError("no softmax")
-
-
-# ---------------------------------------------------------------------------------------------
-# tiny models
-
-CHAIN = """
-[model]
-name = "chain"
-channels = 3
-classes = 3
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 4
-size = 3
-padding = 1
-
-[layers.relu1]
-type = "relu"
-
-[layers.norm1]
-type = "lrn"
-size = 3
-k = 2.0
-alpha = 0.1
-beta = 0.75
-
-[layers.pool1]
-type = "pool"
-mode = "max"
-size = 3
-stride = 2
-
-[layers.fc1]
-type = "fc"
-outputs = 12
-
-[layers.relu2]
-type = "relu"
-
-[layers.drop]
-type = "dropout"
-p = 0.5
-
-[layers.fc2]
-type = "fc"
-outputs = "classes"
-
-[layers.probs]
-type = "softmax"
-
-[data]
-image_size = 9
-crop = 9
-"""
-
-# relu1 feeds two pools (gradients add up); conv2 and fc3 read two inputs each.
-BRANCHES = """
-[model]
-name = "branches"
-channels = 2
-classes = 4
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 3
-size = 3
-stride = 2
-padding = 1
-
-[layers.relu1]
-type = "relu"
-
-[layers.maxp]
-type = "pool"
-input = "relu1"
-mode = "max"
-size = 2
-stride = 2
-
-[layers.avgp]
-type = "pool"
-input = "relu1"
-mode = "avg"
-size = 2
-stride = 2
-
-[layers.conv2]
-type = "conv"
-input = ["maxp", "avgp"]
-filters = 5
-size = 2
-
-[layers.relu2]
-type = "relu"
-
-[layers.fc3]
-type = "fc"
-input = ["relu2", "avgp"]
-outputs = "classes"
-
-[layers.probs]
-type = "softmax"
-
-[data]
-image_size = 10
-crop = 10
-"""
-
-# The paper's column structure in miniature: conv1 split, conv2 in-column (groups 2), conv3 and
-# fc4 reading both columns, fc5 whole; response norm within each column.
-TWO_COLUMNS = """
-[model]
-name = "twocol"
-channels = 3
-classes = 5
-columns = 2
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 8
-size = 3
-stride = 2
-padding = 1
-
-[layers.relu1]
-type = "relu"
-
-[layers.norm1]
-type = "lrn"
-size = 3
-k = 1.5
-alpha = 0.2
-beta = 0.75
-
-[layers.pool1]
-type = "pool"
-size = 3
-stride = 2
-
-[layers.conv2]
-type = "conv"
-filters = 8
-size = 3
-padding = 1
-groups = 2
-
-[layers.relu2]
-type = "relu"
-
-[layers.conv3]
-type = "conv"
-filters = 6
-size = 3
-padding = 1
-
-[layers.relu3]
-type = "relu"
-
-[layers.fc4]
-type = "fc"
-outputs = 8
-
-[layers.relu4]
-type = "relu"
-
-[layers.fc5]
-type = "fc"
-outputs = "classes"
-split = false
-
-[layers.probs]
-type = "softmax"
-
-[data]
-image_size = 15
-crop = 15
-"""
+from models_fixtures import BRANCHES, CHAIN, TWO_COLUMNS
+from net_reference import ref_forward, ref_lrn
 
 
 def check_gradients(spec, net, rng, n=4, coords=12, train=True):
@@ -489,3 +241,51 @@ def test_shipped_models_take_a_step(rng, name):
         net.update(lr=0.01)
         assert np.isfinite(first) and np.isfinite(net.forward(x, y))
         assert all(np.all(np.isfinite(g)) for g in net.state_dict("grad").values())
+
+
+class Scale(Layer):
+    """A layer type written as a user would add one: ``y = factor * x`` (NumPy, CPU only)."""
+
+    kind = type = "scale"
+    keys = {"factor": schema.number(2.0)}
+
+    @classmethod
+    def from_spec(cls, L, name, src, out, part, parts):
+        layer = cls(name, [src], out)
+        layer.factor = np.float32(L.attrs["factor"])
+        return layer
+
+    def forward(self, ctx):
+        self.output.value = self.inputs[0].value * self.factor
+
+    def backward(self, ctx):
+        gy = self.output.grad
+        emit_grad(self.inputs[0], ctx.n, lambda out: np.multiply(gy, self.factor, out=out))
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_new_layer_type_is_one_class(rng, monkeypatch, split):
+    """Registering one class makes a type usable in model files, merged and split into columns:
+    a net scaling relu3 by 0.5 equals the net without it whose fc4 weights are halved (loss,
+    gradients of everything below; fc4's gradient is halved)."""
+    monkeypatch.setitem(LAYER_TYPES, "scale", Scale)
+    text = TWO_COLUMNS.replace("[layers.fc4]", '[layers.half]\ntype = "scale"\nfactor = 0.5\n\n'
+                                               "[layers.fc4]")
+    spec, plain = parse_model(text, path="scaled.toml"), parse_model(TWO_COLUMNS, path="p.toml")
+    assert spec.layer("half").blocks == 2 and spec.shapes["half"] == spec.shapes["relu3"]
+    scaled, ref = Net(spec, split_columns=split), Net(plain, split_columns=split)
+    params = random_params(scaled, rng, scale=0.3)
+    ref.load_state_dict({k: np.float32(v * (0.5 if k == "fc4.weight" else 1.0))
+                         for k, v in params.items()})
+    x, y = random_batch(rng, spec, 3)
+    ls, lr = scaled.forward(x, y, train=True), ref.forward(x, y, train=True)
+    assert abs(ls - lr) <= 1e-5 * abs(lr)
+    scaled.backward()
+    ref.backward()
+    gs, gr = scaled.state_dict("grad"), ref.state_dict("grad")
+    gr["fc4.weight"] *= 0.5
+    for k in gr:
+        np.testing.assert_allclose(gs[k], gr[k], rtol=1e-4, atol=1e-5 * np.abs(gr[k]).max(),
+                                   err_msg=k)
+    with pytest.raises(ModelError, match="layer 'half': factor: expected a number, got 'x'"):
+        parse_model(text.replace("factor = 0.5", 'factor = "x"'), path="scaled.toml")

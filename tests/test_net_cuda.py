@@ -10,8 +10,8 @@ from alexnet_ext import cuda as C
 from alexnet_ext.nn import Net, device, load_model, parse_model
 from alexnet_ext.nn.device import to_host
 from helpers import assert_same_params, random_batch, random_params
-from test_net import TWO_COLUMNS
-from test_train import tiny_data, tiny_model  # noqa: F401 (fixtures)
+from cli_helpers import metrics, run_train, tiny_data, tiny_model  # noqa: F401 (fixtures)
+from models_fixtures import TWO_COLUMNS
 
 pytestmark = pytest.mark.cuda
 
@@ -159,8 +159,6 @@ def test_paper_net_trains_a_few_steps_on_the_gpu(rng):
 
 
 def test_train_cli_on_the_gpu(tmp_path, tiny_data, tiny_model):
-    from test_train import metrics, run_train
-
     gpus = ["--gpus", "2"] if C.device_count() > 1 else []
     out = tmp_path / "run"
     assert run_train("--data", tiny_data, "--model", tiny_model, "--epochs", "1", "--device",

@@ -3,7 +3,9 @@
 * :func:`load_model` / :class:`ModelSpec` / :class:`ModelError` -- model files (TOML), validated
   and shape-inferred before anything runs (:mod:`.spec`).
 * :class:`Net` -- a model built as a graph of layers, merged on one device or split into
-  per-column subgraphs; forward, backward, the paper's SGD update (:mod:`.net`, :mod:`.layers`).
+  per-column subgraphs; forward, backward, the paper's SGD update (:mod:`.net`).
+* :mod:`.layers` -- the registry of layer types: one class per type (keys, shapes, columns,
+  construction, forward and backward); :mod:`.schema` -- the checks of model-file keys.
 * checkpoints and weight files (:mod:`.checkpoint`), the layer table (:mod:`.summary`).
 """
 from .checkpoint import (Checkpoint, export_weights, import_weights, load_checkpoint,

@@ -10,6 +10,10 @@ Two formulations of the same model:
   and sums their contributions with the accumulate form; the other column's activations arrive
   through a :class:`~alexnet_ext.nn.layers.Transfer` layer (:func:`~alexnet_ext.nn.device.transfer`).
 
+Each model layer's type builds its layers (:meth:`~alexnet_ext.nn.layers.Layer.build`) through
+:meth:`Net.new_tensor`, :meth:`Net.add_layer`, :meth:`Net.declare_param` and
+:meth:`Net.on_column`; this module knows no layer type by name.
+
 Both hold the same canonical parameters (``conv1.weight`` of shape (F, C/groups, kh, kw),
 ``fc6.weight`` of shape (F, D), ``*.bias`` (F,)): :meth:`Net.state_dict` assembles them from the
 blocks and :meth:`Net.load_state_dict` distributes them, so checkpoints and exported weights do
@@ -25,7 +29,7 @@ import numpy as np
 
 from .. import ops
 from . import device as D
-from .layers import FC, LRN, Conv, Dropout, Param, Pool, ReLU, Softmax, Tensor, Transfer
+from .layers import Param, Tensor, Transfer
 from .spec import DATA, ModelSpec
 
 __all__ = ["Net", "StepContext", "derive_seed"]
@@ -85,123 +89,42 @@ class Net:
                                   for d in dict.fromkeys(self.devices)}
         self.init(seed)
 
-    # ---- construction --------------------------------------------------------------------------
+    # ---- construction (each layer type builds its own layers: Layer.build) ------------------
 
-    def _tensor(self, name, shape, column):
+    def new_tensor(self, name, shape, column) -> Tensor:
         t = Tensor(name, shape, column, self.devices[column])
         self.tensors[name] = t
         return t
 
-    def _on(self, t: Tensor, column: int) -> Tensor:
+    def add_layer(self, layer) -> None:
+        self.layers.append(layer)
+
+    def declare_param(self, name: str, shape: tuple) -> None:
+        """A canonical parameter array (what state_dict holds) of the model."""
+        self._canonical[name] = tuple(shape)
+
+    def on_column(self, t: Tensor, column: int) -> Tensor:
         """``t`` as seen from ``column``: itself, or the output of a Transfer layer to it."""
         if t.column == column:
             return t
         key = (t.name, column)
         if key not in self._transfers:
-            out = self._tensor(f"{t.name}->{column}", t.shape, column)
-            self.layers.append(Transfer(f"transfer:{t.name}->{column}", [t], out))
+            out = self.new_tensor(f"{t.name}->{column}", t.shape, column)
+            self.add_layer(Transfer(f"transfer:{t.name}->{column}", [t], out))
             self._transfers[key] = out
         return self._transfers[key]
 
     def _build(self):
-        spec = self.spec
-        K = spec.columns if self.split else 1
         # parts[name]: the tensors making up a model tensor, in column order (one if whole).
-        parts = {DATA: [self._tensor(DATA, spec.shapes[DATA], 0)]}
+        parts = {DATA: [self.new_tensor(DATA, self.spec.shapes[DATA], 0)]}
         self.data = parts[DATA][0]
-        for L in spec.layers:
-            if L.type in ("conv", "fc"):
-                parts[L.name] = self._build_weighted(L, parts, K)
-                continue
-            a = L.attrs
-            outs = []
-            for c, src in enumerate(parts[L.inputs[0]]):
-                split_here = len(parts[L.inputs[0]]) > 1
-                name = f"{L.name}@{c}" if split_here else L.name
-                # the softmax's output tensor holds the probabilities
-                out = self._tensor(name, src.shape, src.column)
-                if L.type == "relu":
-                    layer = ReLU(name, [src], out)
-                elif L.type == "lrn":
-                    layer = LRN(name, [src], out, size=a["size"], k=a["k"], alpha=a["alpha"],
-                                beta=a["beta"], alpha_over_size=a["alpha_over_size"],
-                                blocks=1 if self.split else L.blocks)
-                elif L.type == "pool":
-                    out.shape = (src.shape[0],) + L.out_shape[1:]
-                    layer = Pool(name, [src], out, mode=a["mode"], size=a["size"],
-                                 stride=a["stride"], padding=a["padding"],
-                                 ceil_mode=a["ceil_mode"])
-                elif L.type == "dropout":
-                    # A column's block of every image draws the merged net's mask there.
-                    K = len(parts[L.inputs[0]])
-                    size = math.prod(src.shape)
-                    block = (size, K * size, c * size) if K > 1 else None
-                    layer = Dropout(name, [src], out, p=a["p"], seed_name=L.name, block=block)
-                elif L.type == "softmax":
-                    layer = Softmax(name, [src], out)
-                else:  # pragma: no cover - spec validation knows every type
-                    raise AssertionError(L.type)
-                self.layers.append(layer)
-                outs.append(out)
-            parts[L.name] = outs
+        for L in self.spec.layers:
+            parts[L.name] = L.layer_type.build(L, self, parts)
         self.cost = self.layers[-1]
         self._parts = parts
         # Backward must produce a tensor's gradient when some parameter lies upstream of it.
         for layer in self.layers:
             layer.output.needs_grad = bool(layer.params) or any(t.needs_grad for t in layer.inputs)
-
-    def _build_weighted(self, L, parts, K):
-        a = L.attrs
-        conv = L.type == "conv"
-        g = a.get("groups", 1)
-        F = L.out_shape[0]
-        wname, bname = f"{L.name}.weight", f"{L.name}.bias"
-        self._canonical[wname] = L.params[wname]
-        self._canonical[bname] = L.params[bname]
-        rest = tuple(slice(None) for _ in L.params[wname][2:])       # kh, kw for conv
-        if K > 1 and L.split:
-            columns = list(range(K))
-        else:
-            columns = [L.column if K > 1 else 0]
-        per = F // len(columns)
-        outs = []
-        for c in columns:
-            osl = slice(c * per, (c + 1) * per) if len(columns) > 1 else slice(0, F)
-            sources = []
-            offset = 0                                   # along the weight's input axis
-            for inp in L.inputs:
-                blocks = parts[inp]
-                in_shape = self.spec.shapes[inp]
-                width = in_shape[0] // g if conv else math.prod(in_shape)
-                if len(blocks) == 1:
-                    pieces = [(blocks[0], slice(offset, offset + width), g)]
-                elif conv and g % K == 0 and len(columns) > 1:
-                    pieces = [(blocks[c], slice(offset, offset + width), g // K)]
-                else:                                    # reads every column (groups == 1)
-                    bw = width // K
-                    pieces = [(blk, slice(offset + j * bw, offset + (j + 1) * bw), 1)
-                              for j, blk in enumerate(blocks)]
-                for src, isl, groups in pieces:
-                    index = (osl, isl) + rest
-                    shape = tuple(len(range(*s.indices(n)))
-                                  for s, n in zip(index, L.params[wname]))
-                    w = Param(wname, index, shape, self.devices[c], decay=True)
-                    src = self._on(src, c)
-                    sources.append((src, w, groups) if conv else (src, w))
-                offset += width
-            bias = Param(bname, (osl,), (osl.stop - osl.start,), self.devices[c], decay=False)
-            name = f"{L.name}@{c}" if len(columns) > 1 else L.name
-            shape = (osl.stop - osl.start,) + L.out_shape[1:]
-            out = self._tensor(name, shape, c)
-            if conv:
-                layer = Conv(name, sources, bias, out, size=a["size"], stride=a["stride"],
-                             padding=a["padding"])
-            else:
-                layer = FC(name, sources, bias, out)
-            layer.init_std, layer.init_bias = a["init_std"], a["init_bias"]
-            self.layers.append(layer)
-            outs.append(out)
-        return outs
 
     # ---- parameters --------------------------------------------------------------------------
 

@@ -8,9 +8,12 @@ A model file is TOML with four parts (docs/MODELS.md has the full reference):
 * ``[data]`` -- how images are prepared (image size, crop, flips, PCA lighting, scale).
 
 :func:`load_model` turns one into a :class:`ModelSpec`: layers in topological order, every
-tensor's per-image shape, parameter shapes, FLOPs and the column layout of every tensor. Every
+tensor's per-image shape, parameter shapes, FLOPs and the column layout of every tensor, and an
+estimate of the memory a training step needs (a model that cannot fit is refused). Every
 mistake is a :class:`ModelError` naming the file, the layer and the reason, raised before any
-array is allocated.
+array is allocated. This module knows no layer type by name: each type's keys, shape inference
+and column layout are its class's (:data:`~alexnet_ext.nn.layers.LAYER_TYPES`); the key checks
+are :mod:`.schema`'s.
 
 Columns: a model with ``columns = K`` (the paper: 2) splits each conv/fc layer's outputs into
 K equal, contiguous blocks, block c belonging to column c. Elementwise layers, pooling and
@@ -23,7 +26,7 @@ device (groups express which filters see which column) or as K per-column subgra
 from __future__ import annotations
 
 import math
-import numbers
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,181 +36,38 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from ..ops import conv_output_size, pool_output_size
+from . import schema as S
+from .layers import LAYER_TYPES
+from .schema import ModelError
 
-__all__ = ["ModelError", "LayerSpec", "ModelSpec", "available_models", "load_model",
-           "parse_model", "models_dir"]
+__all__ = ["ModelError", "LayerSpec", "ModelSpec", "LAYER_TYPES", "available_models",
+           "load_model", "parse_model", "models_dir", "memory_limit"]
 
 DATA = "data"
 
 
-class ModelError(ValueError):
-    """A mistake in a model file: ``path: layer 'name': reason``."""
-
-    def __init__(self, reason: str, *, path: str | None = None, layer: str | None = None):
-        self.reason = reason
-        self.path = path
-        self.layer = layer
-        where = f"{path}: " if path else ""
-        if layer:
-            where += f"layer '{layer}': "
-        super().__init__(where + reason)
-
-
-# ---------------------------------------------------------------------------------------------
-# Value checkers used by the key schemas. Each returns the cleaned value or raises ValueError with
-# a phrase that completes "key: ...".
-
-def _int(minimum=None, maximum=None):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise ValueError(f"expected an integer, got {v!r}")
-        if minimum is not None and v < minimum:
-            raise ValueError(f"expected an integer >= {minimum}, got {v}")
-        if maximum is not None and v > maximum:
-            raise ValueError(f"expected an integer <= {maximum}, got {v}")
-        return int(v)
-    return check
-
-
-def _float(minimum=None, maximum=None, exclusive_min=False, exclusive_max=False):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise ValueError(f"expected a number, got {v!r}")
-        v = float(v)
-        if not math.isfinite(v):
-            raise ValueError(f"expected a finite number, got {v}")
-        if minimum is not None and (v <= minimum if exclusive_min else v < minimum):
-            raise ValueError(f"expected a number {'>' if exclusive_min else '>='} {minimum}, got {v}")
-        if maximum is not None and (v >= maximum if exclusive_max else v > maximum):
-            raise ValueError(f"expected a number {'<' if exclusive_max else '<='} {maximum}, got {v}")
-        return v
-    return check
-
-
-def _bool(v):
-    if not isinstance(v, bool):
-        raise ValueError(f"expected true or false, got {v!r}")
-    return v
-
-
-def _str(v):
-    if not isinstance(v, str):
-        raise ValueError(f"expected a string, got {v!r}")
-    return v
-
-
-def _choice(*options):
-    def check(v):
-        if v not in options:
-            raise ValueError(f"expected one of {', '.join(map(repr, options))}, got {v!r}")
-        return v
-    return check
-
-
-def _pair(minimum):
-    one = _int(minimum)
-
-    def check(v):
-        if isinstance(v, list):
-            if len(v) != 2:
-                raise ValueError(f"expected an integer or a [height, width] pair, got {v!r}")
-            return one(v[0]), one(v[1])
-        v = one(v)
-        return v, v
-    return check
-
-
-def _outputs(v):
-    if v == "classes":
-        return v
-    try:
-        return _int(1)(v)
-    except ValueError:
-        raise ValueError(f'expected a positive integer or "classes", got {v!r}') from None
-
-
-def _inputs(v):
-    if isinstance(v, str):
-        return [v]
-    if isinstance(v, list) and v and all(isinstance(s, str) for s in v):
-        if len(set(v)) != len(v):
-            raise ValueError(f"lists the same input twice: {v!r}")
-        return list(v)
-    raise ValueError(f"expected a layer name or a non-empty list of layer names, got {v!r}")
-
-
-def _int_list(v):
-    if not isinstance(v, list):
-        raise ValueError(f"expected a list of epochs, got {v!r}")
-    out = [_int(1)(x) for x in v]
-    if out != sorted(set(out)):
-        raise ValueError(f"expected increasing epochs, got {v!r}")
-    return out
-
-
-# Keys every layer may have, then per type: key -> (checker, default). A default of None means the
-# key is required.
-_COMMON = {"type": (_str, None), "input": (_inputs, "previous"), "split": (_bool, "auto"),
-           "column": (_int(0), 0)}
-_WEIGHTED = {"init_std": (_float(0.0), 0.01), "init_bias": (_float(), 0.0)}
-LAYER_KEYS = {
-    "conv": {"filters": (_int(1), None), "size": (_pair(1), None), "stride": (_pair(1), (1, 1)),
-             "padding": (_pair(0), (0, 0)), "groups": (_int(1), 1), **_WEIGHTED},
-    "fc": {"outputs": (_outputs, None), **_WEIGHTED},
-    "relu": {},
-    "lrn": {"size": (_int(1), 5), "k": (_float(), 2.0), "alpha": (_float(0.0), 1e-4),
-            "beta": (_float(0.0), 0.75), "alpha_over_size": (_bool, False)},
-    "pool": {"mode": (_choice("max", "avg"), "max"), "size": (_int(1), 3),
-             "stride": (_int(1), 2), "padding": (_int(0), 0), "ceil_mode": (_bool, False)},
-    "dropout": {"p": (_float(0.0, 1.0, exclusive_max=True), 0.5)},
-    "softmax": {},
-}
-WEIGHTED_TYPES = ("conv", "fc")
-
-MODEL_KEYS = {"name": (_str, None), "description": (_str, ""), "channels": (_int(1), 3),
-              "classes": (_int(1), 1000), "columns": (_int(1), 1)}
+# Keys every layer may have (each type adds its own: ``LAYER_TYPES[type].keys``), then the
+# other sections.
+_COMMON = {"type": S.text(), "input": S.layer_names("previous"), "split": S.flag("auto"),
+           "column": S.integer(0, 0)}
+MODEL_KEYS = {"name": S.text(), "description": S.text(""), "channels": S.integer(3, 1),
+              "classes": S.integer(1000, 1), "columns": S.integer(1, 1)}
 LEARNING_KEYS = {
-    "lr": (_float(0.0, exclusive_min=True), 0.01),
-    "momentum": (_float(0.0, 1.0, exclusive_max=True), 0.9),
-    "weight_decay": (_float(0.0), 5e-4),
-    "bias_decay": (_float(0.0), 0.0),
-    "batch_size": (_int(1), 128),
-    "epochs": (_int(1), 90),
-    "schedule": (_choice("plateau", "steps", "none"), "plateau"),
-    "patience": (_int(1), 3),
-    "max_reductions": (_int(0), 3),
-    "lr_factor": (_float(0.0, 1.0, exclusive_min=True, exclusive_max=True), 0.1),
-    "min_improvement": (_float(0.0), 0.0),
-    "steps": (_int_list, []),
+    "lr": S.number(0.01, 0.0, exclusive_min=True),
+    "momentum": S.number(0.9, 0.0, 1.0, exclusive_max=True),
+    "weight_decay": S.number(5e-4, 0.0),
+    "bias_decay": S.number(0.0, 0.0),
+    "batch_size": S.integer(128, 1),
+    "epochs": S.integer(90, 1),
+    "schedule": S.choice("plateau", "plateau", "steps", "none"),
+    "patience": S.integer(3, 1),
+    "max_reductions": S.integer(3, 0),
+    "lr_factor": S.number(0.1, 0.0, 1.0, exclusive_min=True, exclusive_max=True),
+    "min_improvement": S.number(0.0, 0.0),
+    "steps": S.epochs([]),
 }
-DATA_KEYS = {"image_size": (_int(1), 256), "crop": (_int(1), 224), "flip": (_bool, True),
-             "lighting": (_float(0.0), 0.1), "scale": (_float(0.0, exclusive_min=True), 1.0)}
-
-
-def _apply_schema(table, schema, *, what, path, layer=None, skip=()):
-    if not isinstance(table, dict):
-        raise ModelError(f"{what} must be a table, got {table!r}", path=path, layer=layer)
-    unknown = [k for k in table if k not in schema and k not in skip]
-    if unknown:
-        raise ModelError(f"unknown key{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(map(repr, unknown))} in {what} "
-                         f"(allowed: {', '.join(k for k in schema if k not in skip)})",
-                         path=path, layer=layer)
-    out = {}
-    for key, (check, default) in schema.items():
-        if key in skip:
-            continue
-        if key in table:
-            try:
-                out[key] = check(table[key])
-            except ValueError as e:
-                raise ModelError(f"{key}: {e}", path=path, layer=layer) from None
-        elif default is None:
-            raise ModelError(f"missing required key '{key}' in {what}", path=path, layer=layer)
-        else:
-            out[key] = default
-    return out
+DATA_KEYS = {"image_size": S.integer(256, 1), "crop": S.integer(224, 1), "flip": S.flag(True),
+             "lighting": S.number(0.1, 0.0), "scale": S.number(1.0, 0.0, exclusive_min=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,8 +89,18 @@ class LayerSpec:
     flops: int = 0                # forward multiply-adds * 2, per image
 
     @property
+    def layer_type(self):
+        """The registered :class:`~alexnet_ext.nn.layers.Layer` subclass of this layer's type."""
+        return LAYER_TYPES[self.type]
+
+    @property
     def num_params(self) -> int:
         return sum(math.prod(s) for s in self.params.values())
+
+    @property
+    def out_size(self) -> int:
+        """Output values per image."""
+        return math.prod(self.out_shape)
 
 
 @dataclass
@@ -268,6 +138,10 @@ class ModelSpec:
                 return layer
         raise KeyError(name)
 
+    def column_of(self, tensor: str) -> int:
+        """The column holding a whole tensor (data: column 0)."""
+        return 0 if tensor == DATA else self.layer(tensor).column
+
     @property
     def cost(self) -> LayerSpec:
         return self.layers[-1]
@@ -276,21 +150,81 @@ class ModelSpec:
     def feature_layer(self) -> str:
         """The last hidden layer: the tensor the classifier (the fc feeding softmax) reads.
 
-        Followed back through dropout so that the activations are those of the last hidden
-        layer's ReLU (dropout is the identity at test time anyway).
+        Followed back through layers that are the identity at test time (dropout), so that the
+        activations are those of the last hidden layer's ReLU.
         """
         by_name = {layer.name: layer for layer in self.layers}
         classifier = by_name[self.cost.inputs[0]]
         name = classifier.inputs[0]
-        while name in by_name and by_name[name].type == "dropout":
+        while name in by_name and by_name[name].layer_type.identity_at_test:
             name = by_name[name].inputs[0]
         return name
 
     def first_conv(self) -> LayerSpec | None:
+        """The first layer whose weights are image filters (the one worth plotting)."""
         for layer in self.layers:
-            if layer.type == "conv":
+            if layer.layer_type.kernels_are_images:
                 return layer
         return None
+
+    def memory(self, batch_size: int | None = None) -> dict:
+        """An estimate (a lower bound) of the memory a training step at ``batch_size`` (default:
+        ``[learning] batch_size``) holds, in bytes, float32 throughout.
+
+        ``parameters``: value, gradient and momentum of every parameter; ``activations``: the
+        input batch, every layer's output and its gradient, and what layers keep for backward
+        (response norm's denominators, max pooling's switches, dropout's masks); ``total``;
+        ``per_layer``: each layer's share (parameters plus activations).
+        """
+        n = self.learning["batch_size"] if batch_size is None else batch_size
+        per_layer = {L.name: 3 * 4 * L.num_params
+                     + n * (2 * 4 * L.out_size + L.layer_type.saved_bytes(L))
+                     for L in self.layers}
+        params = 3 * 4 * self.num_params
+        activations = n * 4 * math.prod(self.input_shape) + sum(per_layer.values()) - params
+        return dict(parameters=params, activations=activations, total=params + activations,
+                    per_layer=per_layer, batch_size=n)
+
+
+def memory_limit() -> int | None:
+    """The most memory a model may need (bytes): ``ALEXNET_EXT_MEMORY_LIMIT`` (bytes, or with
+    a K, M, G or T suffix: powers of 1024) if set, else this machine's physical memory (None
+    where the system does not say)."""
+    v = os.environ.get("ALEXNET_EXT_MEMORY_LIMIT", "").strip()
+    if v:
+        scale = 1024 ** ("KMGT".index(v[-1].upper()) + 1) if v[-1].upper() in "KMGT" else 1
+        try:
+            limit = int(float(v[:-1] if scale > 1 else v) * scale)
+            if limit > 0:
+                return limit
+        except (ValueError, OverflowError):
+            pass
+        raise ModelError(f"ALEXNET_EXT_MEMORY_LIMIT={v!r}: expected a positive number of bytes, "
+                         "optionally with a K, M, G or T suffix (say 64G)")
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def gib(b: int) -> str:
+    """``b`` bytes, for people: GiB and the exact count."""
+    return f"{b / 2**30 if b < 2**1000 else math.inf:,.1f} GiB ({b:,} bytes)"
+
+
+def check_memory(spec: ModelSpec, limit: int | None = None) -> None:
+    """Refuse a model whose training step cannot fit in ``limit`` bytes (default:
+    :func:`memory_limit`), naming the layer that needs the most."""
+    limit = memory_limit() if limit is None else limit
+    m = spec.memory()
+    if limit is None or m["total"] <= limit:
+        return
+    worst = max(m["per_layer"], key=m["per_layer"].get)
+    raise ModelError(f"needs about {gib(m['total'])} to train at batch size {m['batch_size']} "
+                     f"(parameters {gib(m['parameters'])}, activations {gib(m['activations'])})"
+                     f", more than the {gib(limit)} available (this machine's memory, or "
+                     f"ALEXNET_EXT_MEMORY_LIMIT); the largest part is this layer's, "
+                     f"{gib(m['per_layer'][worst])}", path=spec.path, layer=worst)
 
 
 def models_dir() -> Path:
@@ -333,7 +267,8 @@ def load_model(name_or_path, *, classes: int | None = None, input_size: int | No
 
 def parse_model(text: str, *, path: str = "<model>", classes: int | None = None,
                 input_size: int | None = None, overrides: dict | None = None) -> ModelSpec:
-    """Parse and validate model-file text; see :func:`load_model`."""
+    """Parse and validate model-file text; see :func:`load_model`. A model whose training step
+    needs more memory than :func:`memory_limit` is refused (:meth:`ModelSpec.memory`)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -345,21 +280,20 @@ def parse_model(text: str, *, path: str = "<model>", classes: int | None = None,
                          path=path)
     if "model" not in doc:
         raise ModelError("missing [model] section", path=path)
-    model = _apply_schema(doc["model"], MODEL_KEYS, what="[model]", path=path)
-    learning = _apply_schema(doc.get("learning", {}), LEARNING_KEYS, what="[learning]", path=path)
-    data = _apply_schema(doc.get("data", {}), DATA_KEYS, what="[data]", path=path)
+    model = S.apply_schema(doc["model"], MODEL_KEYS, what="[model]", path=path)
+    learning = S.apply_schema(doc.get("learning", {}), LEARNING_KEYS, what="[learning]", path=path)
+    data = S.apply_schema(doc.get("data", {}), DATA_KEYS, what="[data]", path=path)
     for section, table in (overrides or {}).items():
-        target = {"learning": (learning, LEARNING_KEYS), "data": (data, DATA_KEYS)}[section]
+        target, schema = {"learning": (learning, LEARNING_KEYS), "data": (data, DATA_KEYS)}[section]
         for key, value in table.items():
             if value is not None:
-                target[0][key] = _apply_schema({key: value}, {key: target[1][key]},
-                                               what=f"[{section}]", path=path)[key]
+                target[key] = S.check_value(schema, key, value, path=path)
     if learning["schedule"] == "steps" and not learning["steps"]:
         raise ModelError("[learning] schedule = \"steps\" needs a list of epochs in 'steps'", path=path)
     if classes is not None:
-        model["classes"] = _int(1)(classes)
+        model["classes"] = S.check_value(MODEL_KEYS, "classes", classes, path=path)
     if input_size is not None:
-        data["crop"] = _int(1)(input_size)
+        data["crop"] = S.check_value(DATA_KEYS, "crop", input_size, path=path)
         data["image_size"] = max(data["image_size"], data["crop"])
     if data["crop"] > data["image_size"]:
         raise ModelError(f"[data] crop {data['crop']} is larger than image_size {data['image_size']}",
@@ -370,45 +304,10 @@ def parse_model(text: str, *, path: str = "<model>", classes: int | None = None,
         raise ModelError("no layers: expected [layers.NAME] tables", path=path)
     if not isinstance(layers_doc, dict):
         raise ModelError("'layers' must be a set of [layers.NAME] tables", path=path)
-
     specs = []
     previous = DATA
     for name, table in layers_doc.items():
-        if name == DATA:
-            raise ModelError("the name 'data' is reserved for the input images", path=path, layer=name)
-        if not isinstance(table, dict):
-            raise ModelError("expected a table [layers.NAME]", path=path, layer=name)
-        ltype = table.get("type")
-        if ltype not in LAYER_KEYS:
-            raise ModelError(f"unknown layer type {ltype!r} (known types: {', '.join(LAYER_KEYS)})"
-                             if ltype is not None else "missing required key 'type'",
-                             path=path, layer=name)
-        schema = {**_COMMON, **LAYER_KEYS[ltype]}
-        attrs = _apply_schema(table, schema, what=f"a {ltype} layer", path=path, layer=name)
-        inputs = attrs.pop("input")
-        if inputs == "previous":       # the default: the layer written above (data for the first)
-            inputs = [previous]
-        attrs.pop("type")
-        split = attrs.pop("split")
-        column = attrs.pop("column")
-        if ltype not in WEIGHTED_TYPES and ("split" in table or "column" in table):
-            raise ModelError(f"'split' and 'column' apply to conv and fc layers only; a {ltype} "
-                             "layer follows its input's columns", path=path, layer=name)
-        if split == "auto":
-            split = model["columns"] > 1 and ltype in WEIGHTED_TYPES
-        elif split and model["columns"] == 1:
-            split = False
-        if "column" in table and split:
-            raise ModelError("'column' places a whole layer; set split = false to use it",
-                             path=path, layer=name)
-        if column >= model["columns"]:
-            raise ModelError(f"column {column} does not exist (the model has {model['columns']})",
-                             path=path, layer=name)
-        if ltype in ("relu", "lrn", "pool", "dropout", "softmax") and len(inputs) != 1:
-            raise ModelError(f"a {ltype} layer takes exactly one input, got {len(inputs)}",
-                             path=path, layer=name)
-        specs.append(LayerSpec(name=name, type=ltype, inputs=inputs, attrs=attrs, split=split,
-                               column=column))
+        specs.append(_parse_layer(name, table, previous, model["columns"], path))
         previous = name
 
     ordered = _toposort(specs, path)
@@ -418,7 +317,45 @@ def parse_model(text: str, *, path: str = "<model>", classes: int | None = None,
                      shapes={DATA: (model["channels"], data["crop"], data["crop"])},
                      blocks={DATA: 1})
     _infer(spec)
+    check_memory(spec)
     return spec
+
+
+def _parse_layer(name: str, table, previous: str, columns: int, path: str) -> LayerSpec:
+    """One [layers.NAME] table, checked against its type's schema."""
+    def fail(reason):
+        raise ModelError(reason, path=path, layer=name)
+
+    if name == DATA:
+        fail("the name 'data' is reserved for the input images")
+    if not isinstance(table, dict):
+        fail("expected a table [layers.NAME]")
+    ltype = table.get("type")
+    if ltype not in LAYER_TYPES:
+        fail(f"unknown layer type {ltype!r} (known types: {', '.join(LAYER_TYPES)})"
+             if ltype is not None else "missing required key 'type'")
+    T = LAYER_TYPES[ltype]
+    attrs = S.apply_schema(table, {**_COMMON, **T.keys}, what=f"a {ltype} layer", path=path,
+                           layer=name)
+    del attrs["type"]
+    inputs, split, column = attrs.pop("input"), attrs.pop("split"), attrs.pop("column")
+    if inputs == "previous":       # the default: the layer written above (data for the first)
+        inputs = [previous]
+    if not T.weighted and ("split" in table or "column" in table):
+        fail(f"'split' and 'column' apply to conv and fc layers only; a {ltype} "
+             "layer follows its input's columns")
+    if split == "auto":
+        split = columns > 1 and T.weighted
+    elif split and columns == 1:
+        split = False
+    if "column" in table and split:
+        fail("'column' places a whole layer; set split = false to use it")
+    if column >= columns:
+        fail(f"column {column} does not exist (the model has {columns})")
+    if T.one_input and len(inputs) != 1:
+        fail(f"a {ltype} layer takes exactly one input, got {len(inputs)}")
+    return LayerSpec(name=name, type=ltype, inputs=inputs, attrs=attrs, split=split,
+                     column=column)
 
 
 def _toposort(specs: list[LayerSpec], path: str) -> list[LayerSpec]:
@@ -451,13 +388,13 @@ def _toposort(specs: list[LayerSpec], path: str) -> list[LayerSpec]:
         left = {n for n, w in waiting.items() if w > 0}
         cycle = _find_cycle(left, by_name)
         raise ModelError(f"the layers form a cycle: {' -> '.join(cycle)}", path=path, layer=cycle[0])
-    costs = [s for s in order if s.type == "softmax"]
+    costs = [s for s in order if s.layer_type.is_cost]
     if len(costs) != 1:
         raise ModelError(f"expected exactly one softmax (cost) layer, found {len(costs)}"
                          + (f": {', '.join(s.name for s in costs)}" if costs else ""), path=path)
     if consumers[costs[0].name]:
-        raise ModelError("the softmax layer is the output: no layer may read it", path=path,
-                         layer=costs[0].name)
+        raise ModelError(f"the {costs[0].type} layer is the output: no layer may read it",
+                         path=path, layer=costs[0].name)
     # Every layer must lead to the cost, or its output would never receive a gradient.
     useful = {costs[0].name}
     for s in reversed(order):
@@ -465,8 +402,8 @@ def _toposort(specs: list[LayerSpec], path: str) -> list[LayerSpec]:
             useful.update(i for i in s.inputs if i != DATA)
     dead = [s.name for s in order if s.name not in useful]
     if dead:
-        raise ModelError(f"output is not used on the way to the softmax layer '{costs[0].name}'",
-                         path=path, layer=dead[0])
+        raise ModelError(f"output is not used on the way to the {costs[0].type} layer "
+                         f"'{costs[0].name}'", path=path, layer=dead[0])
     if not any(DATA in s.inputs for s in order):
         raise ModelError("no layer reads 'data'", path=path)
     return order
@@ -485,114 +422,19 @@ def _find_cycle(nodes, by_name):
 
 
 def _infer(spec: ModelSpec) -> None:
-    """Shapes, parameters, FLOPs and column layouts, layer by layer (topological order)."""
-    K = spec.columns
+    """Shapes, parameters, FLOPs and column layouts, layer by layer (topological order): each
+    layer's type does the work (:meth:`~alexnet_ext.nn.layers.Layer.infer`, ``layout``)."""
     for L in spec.layers:
         def fail(reason, L=L):
             raise ModelError(reason, path=spec.path, layer=L.name)
 
         L.in_shapes = [spec.shapes[i] for i in L.inputs]
-        in_blocks = [spec.blocks[i] for i in L.inputs]
-        a = L.attrs
-        if L.type == "conv":
-            for i, s in zip(L.inputs, L.in_shapes):
-                if len(s) != 3:
-                    fail(f"input '{i}' has shape {s}: a conv layer needs (channels, height, width) "
-                         "maps, not a flat vector")
-            hw = {s[1:] for s in L.in_shapes}
-            if len(hw) > 1:
-                fail(f"inputs have different map sizes {sorted(hw)}: a conv layer with several "
-                     "inputs sums them, so their maps must have the same size")
-            g, f = a["groups"], a["filters"]
-            cin = sum(s[0] for s in L.in_shapes)
-            if g > 1 and len(L.inputs) > 1:
-                fail(f"groups={g} with several inputs: grouped convolution takes one input")
-            if cin % g:
-                fail(f"groups={g} does not divide the {cin} input channels")
-            if f % g:
-                fail(f"groups={g} does not divide the {f} filters")
-            (kh, kw), (sh, sw), (ph, pw) = a["size"], a["stride"], a["padding"]
-            _, h, w = L.in_shapes[0]
-            try:
-                ho = conv_output_size(h, kh, sh, ph)
-                wo = conv_output_size(w, kw, sw, pw)
-            except ValueError:
-                fail(f"a {kh}x{kw} filter does not fit the {h}x{w} input with padding "
-                     f"{ph}x{pw}")
-            L.out_shape = (f, ho, wo)
-            L.params = {f"{L.name}.weight": (f, cin // g, kh, kw), f"{L.name}.bias": (f,)}
-            L.flops = 2 * f * ho * wo * (cin // g) * kh * kw
-        elif L.type == "fc":
-            f = spec.classes if a["outputs"] == "classes" else a["outputs"]
-            a["outputs"] = f
-            d = sum(math.prod(s) for s in L.in_shapes)
-            L.out_shape = (f,)
-            L.params = {f"{L.name}.weight": (f, d), f"{L.name}.bias": (f,)}
-            L.flops = 2 * f * d
-        elif L.type in ("relu", "dropout"):
-            L.out_shape = L.in_shapes[0]
-        elif L.type == "lrn":
-            s = L.in_shapes[0]
-            if len(s) != 3:
-                fail(f"input has shape {s}: response norm runs across the maps of (C, H, W) input")
-            L.out_shape = s
-        elif L.type == "pool":
-            s = L.in_shapes[0]
-            if len(s) != 3:
-                fail(f"input has shape {s}: pooling needs (C, H, W) input")
-            c, h, w = s
-            z, st, p = a["size"], a["stride"], a["padding"]
-            if p > z // 2:
-                fail(f"padding {p} is more than half the {z}x{z} window")
-            try:
-                ho = pool_output_size(h, z, st, p, a["ceil_mode"])
-                wo = pool_output_size(w, z, st, p, a["ceil_mode"])
-            except ValueError:
-                fail(f"a {z}x{z} window does not fit the {h}x{w} input with padding {p}")
-            L.out_shape = (c, ho, wo)
-        elif L.type == "softmax":
-            s = L.in_shapes[0]
-            if len(s) != 1:
-                fail(f"input '{L.inputs[0]}' has shape {s}: the softmax reads the class scores "
-                     "of an fc layer")
-            if s[0] != spec.classes:
-                fail(f"input '{L.inputs[0]}' has {s[0]} outputs for {spec.classes} classes "
-                     '(write outputs = "classes" in the last fc layer)')
-            L.out_shape = s                # the class probabilities
-        # Column layout.
-        if L.type in WEIGHTED_TYPES:
-            g = a.get("groups", 1)
-            if L.split:
-                f = L.out_shape[0]
-                if f % K:
-                    fail(f"{f} outputs do not split into {K} columns (set split = false to keep "
-                         "the layer whole)")
-                if g > 1 and (g % K or any(b != K for b in in_blocks)):
-                    fail(f"groups={g} in a layer split into {K} columns needs groups to be a "
-                         f"multiple of {K} and an input split into the same columns")
-                L.blocks = K
-            else:
-                if g > 1 and any(b > 1 for b in in_blocks):
-                    fail(f"groups={g} in a whole (split = false) layer reading columns: "
-                         "split it, or use groups = 1")
-                L.blocks = 1
-        elif L.type == "softmax":
-            if in_blocks[0] != 1:
-                fail(f"input '{L.inputs[0]}' is split into {in_blocks[0]} columns: set split = "
-                     f"false on '{L.inputs[0]}' so the class scores are whole")
-            L.blocks = 1
-            L.column = spec_column(spec, L.inputs[0])
-        else:
-            L.blocks = in_blocks[0]
-            L.column = spec_column(spec, L.inputs[0])
-            if L.blocks > 1 and L.out_shape[0] % L.blocks:
-                fail(f"{L.out_shape[0]} channels do not split into {L.blocks} columns")
+        L.layer_type.infer(L, spec, fail)
+        L.layer_type.layout(L, spec, [spec.blocks[i] for i in L.inputs], fail)
         spec.shapes[L.name] = L.out_shape
         spec.blocks[L.name] = L.blocks
 
 
 def spec_column(spec: ModelSpec, tensor: str) -> int:
-    """The column holding a whole tensor (data: column 0)."""
-    if tensor == DATA:
-        return 0
-    return spec.layer(tensor).column
+    """The column holding a whole tensor (data: column 0); see :meth:`ModelSpec.column_of`."""
+    return spec.column_of(tensor)

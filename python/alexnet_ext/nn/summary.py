@@ -1,7 +1,7 @@
 """The layer table of a model: output shapes, parameters, FLOPs, columns."""
 from __future__ import annotations
 
-from .spec import DATA, ModelSpec
+from .spec import DATA, ModelSpec, gib
 
 __all__ = ["summary_rows", "format_summary"]
 
@@ -56,4 +56,8 @@ def format_summary(spec: ModelSpec) -> str:
             f"total parameters: {spec.num_params:,}",
             f"forward FLOPs per image: {spec.flops / 1e9:,.3f} G "
             f"(multiply-adds x 2, conv and fc layers)"]
+    m = spec.memory()
+    out.append(f"memory of a training step at batch size {m['batch_size']}: about "
+               f"{gib(m['total'])} (parameters with gradients and momentum "
+               f"{m['parameters'] / 2**30:,.2f} GiB, activations {m['activations'] / 2**30:,.2f} GiB)")
     return "\n".join(out)

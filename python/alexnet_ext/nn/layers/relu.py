@@ -1,0 +1,19 @@
+"""relu: ``y = max(x, 0)``; backward passes the gradient where ``y > 0``."""
+from __future__ import annotations
+
+from ... import ops
+from .base import Layer, emit_grad, register
+
+__all__ = ["ReLU"]
+
+
+@register
+class ReLU(Layer):
+    kind = type = "relu"
+
+    def forward(self, ctx):
+        self.output.value = ops.relu(self.inputs[0].value, out=self.output.buffer("value", ctx.n))
+
+    def backward(self, ctx):
+        y, gy = self.output.value, self.output.grad
+        emit_grad(self.inputs[0], ctx.n, lambda out: ops.relu_undo(gy, y, out=out))
