@@ -304,3 +304,18 @@ def test_modules(rng):
     c = at.Dropout(0.5)(x)
     torch.manual_seed(1)
     assert torch.equal(at.Dropout(0.5)(x), c)   # seed=None: drawn from torch's generator
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet-small", "cifar", "lenet5"])
+def test_shipped_models_on_meta(name):
+    """Every shipped model builds (our kernels and pure) and runs on meta tensors through the
+    fake implementations: the class scores' shape, and the paper's parameter count."""
+    for pure in (False, True):
+        with torch.device("meta"):                  # no memory for alexnet's 61M parameters
+            mod = at.from_model(name, pure=pure, init="zeros").eval()
+        spec = mod.spec
+        y = mod(torch.empty((2,) + spec.input_shape, device="meta"))
+        assert y.shape == (2, spec.classes) and y.device.type == "meta"
+        assert sum(p.numel() for p in mod.parameters()) == spec.num_params
+    if name == "alexnet":
+        assert spec.num_params == 60_965_224

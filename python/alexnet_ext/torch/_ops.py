@@ -86,8 +86,16 @@ def _on(dev: torch.device):
         yield
         return
     from .. import cuda
-    with torch.cuda.device(dev), cuda.stream(torch.cuda.current_stream(dev).cuda_stream):
-        yield
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    saved = cuda.get_device()
+    if saved != index:                     # the stream below belongs to the tensors' GPU
+        cuda.set_device(index)
+    try:
+        with torch.cuda.device(index), cuda.stream(torch.cuda.current_stream(index).cuda_stream):
+            yield
+    finally:
+        if saved != index:
+            cuda.set_device(saved)
 
 
 def _arr(t):
