@@ -4,6 +4,112 @@ import torch
 
 EPS32 = 2.0 ** -24          # unit roundoff of float32
 
+# Two columns; conv1 split, conv2 within a column (groups=2), response norm per column, max pool
+# with ceil_mode, conv3 reading two inputs (a list: concatenated along channels), avg pool with
+# padding, dropout, fc5 reading two inputs, a whole fc6 for the classes.
+MODEL = """
+[model]
+name = "torchtest"
+channels = 3
+classes = 7
+columns = 2
+
+[layers.conv1]
+type = "conv"
+input = "data"
+filters = 8
+size = 5
+stride = 2
+padding = 2
+init_std = 0.2
+init_bias = 0.1
+
+[layers.relu1]
+type = "relu"
+
+[layers.norm1]
+type = "lrn"
+size = 5
+alpha = 0.01
+
+[layers.pool1]
+type = "pool"
+size = 3
+stride = 2
+ceil_mode = true
+
+[layers.conv2]
+type = "conv"
+filters = 12
+size = 3
+padding = 1
+groups = 2
+init_std = 0.2
+
+[layers.relu2]
+type = "relu"
+
+[layers.conv3]
+type = "conv"
+input = ["relu2", "pool1"]
+filters = 8
+size = 3
+padding = 1
+init_std = 0.15
+
+[layers.relu3]
+type = "relu"
+
+[layers.pool3]
+type = "pool"
+mode = "avg"
+size = 3
+stride = 2
+padding = 1
+
+[layers.fc4]
+type = "fc"
+outputs = 16
+init_std = 0.1
+
+[layers.relu4]
+type = "relu"
+
+[layers.drop4]
+type = "dropout"
+p = 0.5
+
+[layers.fc5]
+type = "fc"
+input = ["drop4", "pool3"]
+outputs = 12
+init_std = 0.1
+
+[layers.relu5]
+type = "relu"
+
+[layers.fc6]
+type = "fc"
+outputs = "classes"
+split = false
+init_std = 0.1
+
+[layers.probs]
+type = "softmax"
+
+[learning]
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+bias_decay = 1e-4
+
+[data]
+image_size = 27
+crop = 23
+scale = 0.5
+"""
+
+
 
 def assert_within(actual, expected, scale, terms, what="", factor=4.0):
     """|actual - expected| <= factor * terms * eps32 * scale + a float32 ulp of expected.
