@@ -241,3 +241,45 @@ def test_softmax_log_loss_vs_float64(gen):
         assert loss.shape == () and loss.dtype == torch.float32
         assert_within(loss, want, want.abs(), 11 + 2, "loss")
         assert_within(g, rg, 3.0 / 6, 11 + 2, "grad logits")   # |probs - onehot| <= 1, * 3/N
+
+
+@pytest.mark.parametrize("case", ["conv", "max_pool", "avg_pool", "softmax"])
+def test_double_backward_vs_float64(case, gen):
+    """Gradients of a gradient (through the undo ops' own autograd formulas) against torch's
+    double backward of the pure float64 functions. Two chained sums: bound with L = the product
+    of both accumulation lengths, relative to the largest reference entry."""
+    x = torch.randn(2, 4, 7, 6, generator=gen)
+    w = torch.randn(6, 2, 3, 3, generator=gen)
+    labels = torch.randint(0, 6, (2,), generator=gen)
+    fns = {
+        "conv": (lambda x, w, pure: AF.conv2d(x, w, padding=1, stride=(2, 1), groups=2, pure=pure),
+                 (2 * 9) * (6 * 9 * 2)),
+        "max_pool": (lambda x, w, pure: AF.max_pool2d(x * w.sum(), size=3, stride=2, padding=1,
+                                                      pure=pure), 4 * 54),
+        "avg_pool": (lambda x, w, pure: AF.avg_pool2d(x * w.sum(), size=3, stride=2, padding=1,
+                                                      pure=pure), 10 * 54),
+        "softmax": (lambda x, w, pure: AF.softmax_log_loss(
+            AF.conv2d(x, w, stride=3, groups=2, pure=True).flatten(1)[:, :6] * 0.5, labels,
+            pure=pure), 36 * 8),
+    }
+    f, L = fns[case]
+
+    def run(dtype, pure):
+        xx = x.detach().to(dtype).clone().requires_grad_(True)
+        ww = w.detach().to(dtype).clone().requires_grad_(True)
+        y = f(xx, ww, pure)
+        gy = torch.cos(torch.arange(y.numel(), dtype=dtype)).reshape(y.shape)
+        gx, = torch.autograd.grad(y, xx, gy, create_graph=True)
+        (gx * gx).sum().backward()
+        return xx.grad, ww.grad
+
+    ours = run(torch.float32, False)
+    want = run(torch.float64, True)
+    nonzero = 0
+    for a, b, n, t in zip(ours, want, ("x", "w"), (x, w)):
+        # None: |grad x|^2 does not depend on this input (autograd found no path): zero
+        a = torch.zeros(t.shape) if a is None else a
+        b = torch.zeros(t.shape, dtype=torch.float64) if b is None else b
+        nonzero += bool(b.any())
+        assert_within(a, b, b.abs().max(), L, f"{case}: d/d{n} |grad x|^2")
+    assert nonzero

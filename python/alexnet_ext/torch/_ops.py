@@ -3,8 +3,10 @@
 Layout: one section per op family. Each forward op has a real implementation (tensors handed to
 the kernels without copies), a fake implementation (output shapes and dtypes only, for meta and
 fake tensors, torch.compile and export) and an autograd formula whose backward calls the
-matching "undo" op, itself a custom op with a fake implementation. The undo ops have no autograd
-formula of their own (no double backward).
+matching "undo" op, itself a custom op with a fake implementation. The undo ops that are linear
+in their gradient input (img_acts, weight_acts, conv_bias_grad, max_pool_undo, avg_pool_undo,
+dropout_undo, softmax_log_loss_undo) have autograd formulas too, so double backward works
+through them; response_norm_undo has none (differentiating through it raises torch's error).
 
 Zero copy:
 
@@ -159,6 +161,9 @@ def _(images, filters, bias, stride, padding, groups, ceil_mode):
     _check(filters, "filters")
     torch._check(images.dim() == 4, lambda: f"images: expected 4 dimensions, got {images.dim()}")
     torch._check(filters.dim() == 4, lambda: f"filters: expected 4 dimensions, got {filters.dim()}")
+    torch._check(images.shape[1] == filters.shape[1] * groups,
+                 lambda: f"filters: expected {images.shape[1]}/{groups} input channels per filter, "
+                         f"got {filters.shape[1]}")
     ho, wo = _conv_out(images.shape[2], images.shape[3], filters.shape[2], filters.shape[3],
                        stride, padding, ceil_mode)
     return images.new_empty((images.shape[0], filters.shape[0], ho, wo))
@@ -485,7 +490,7 @@ def softmax_log_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     """Softmax and the mean negative log-probability of the labels
     (:func:`alexnet_ext.ops.softmax_log_loss`) -> (loss: 0-dim float32, probs (N, K)).
 
-    Only ``loss`` is differentiable. On the CPU the loss is summed in double and rounded once; on
+    Both outputs are differentiable. On the CPU the loss is summed in double and rounded once; on
     the GPU it stays on the device (no wait for the GPU)."""
     _check(logits, "logits")
     _check(labels, "labels", _INDEX)
@@ -527,11 +532,15 @@ def _sl_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1], inputs[1])
 
 
-def _sl_backward(ctx, grad_loss, _grad_probs):
+def _sl_backward(ctx, grad_loss, grad_probs):
     probs, labels = ctx.saved_tensors
     # d(mean loss)/d logits, times the incoming gradient (a 0-dim tensor: no host read)
-    g = softmax_log_loss_undo(probs, labels, 1.0 / probs.shape[0])
-    return g * grad_loss, None
+    g = softmax_log_loss_undo(probs, labels, 1.0 / probs.shape[0]) * grad_loss
+    if grad_probs is not None:
+        # probs is differentiable too (double backward reaches it through the undo above):
+        # the softmax Jacobian, probs * (gp - <gp, probs>) per row
+        g = g + probs * (grad_probs - (grad_probs * probs).sum(dim=1, keepdim=True))
+    return g, None
 
 
 softmax_log_loss.register_autograd(_sl_backward, setup_context=_sl_setup)
