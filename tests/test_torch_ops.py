@@ -283,3 +283,28 @@ def test_double_backward_vs_float64(case, gen):
         nonzero += bool(b.any())
         assert_within(a, b, b.abs().max(), L, f"{case}: d/d{n} |grad x|^2")
     assert nonzero
+
+
+def test_lrn_denoms_and_probs_are_differentiable(gen):
+    """The second outputs (response norm's denoms, the softmax's probs) carry gradients too."""
+    x = torch.randn(2, 7, 3, 4, generator=gen)
+    gy, gd = torch.randn(x.shape, generator=gen), torch.randn(x.shape, generator=gen)
+    xx = x.clone().requires_grad_(True)
+    y, d = K.response_norm(xx, 4, 2.0, 0.3, 0.75, False)
+    (y * gy + d * gd).sum().backward()
+    xr = x.double().requires_grad_(True)
+    a, lo, hi = 0.3, 2, 1                                     # window i-2 .. i+1 for size 4
+    sq = F.pad(xr * xr, (0, 0, 0, 0, lo, hi))
+    dr = 2.0 + a * sum(sq[:, j:j + 7] for j in range(4))
+    yr = xr * dr ** -0.75
+    (yr * gy.double() + dr * gd.double()).sum().backward()
+    assert_within(xx.grad, xr.grad, xr.grad.abs().max(), 2 * 6, "grad x via y and denoms")
+    z = torch.randn(4, 5, generator=gen)
+    labels = torch.randint(0, 5, (4,), generator=gen)
+    gp = torch.randn(4, 5, generator=gen)
+    zz = z.clone().requires_grad_(True)
+    loss, probs = K.softmax_log_loss(zz, labels)
+    (loss + (probs * gp).sum()).backward()
+    zr = z.double().requires_grad_(True)
+    (F.cross_entropy(zr, labels) + (zr.softmax(1) * gp.double()).sum()).backward()
+    assert_within(zz.grad, zr.grad, zr.grad.abs().max(), 5 + 2, "grad logits via loss and probs")

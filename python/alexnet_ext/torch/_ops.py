@@ -260,8 +260,7 @@ def response_norm(x: torch.Tensor, size: int, k: float, alpha: float, beta: floa
                   alpha_over_size: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Response normalisation across maps (:func:`alexnet_ext.ops.response_norm`) -> (y, denoms).
 
-    Only ``y`` is differentiable; ``denoms`` is what the backward needs (a gradient flowing into
-    it is ignored)."""
+    ``denoms`` (``k + a * window sum of x**2``, what the backward needs) is differentiable too."""
     _check(x, "x")
     dev = _same_device(x=x)
     with _on(dev):
@@ -302,14 +301,27 @@ def _rn_setup(ctx, inputs, output):
     y, denoms = output
     ctx.save_for_backward(x, y, denoms)
     ctx.args = (size, k, alpha, beta, aos)
+    ctx.set_materialize_grads(False)       # an unused output's gradient stays None: no work
 
 
-def _rn_backward(ctx, grad_y, _grad_denoms):
+def _rn_backward(ctx, grad_y, grad_denoms):
     x, y, denoms = ctx.saved_tensors
-    if grad_y is None:
-        return None, None, None, None, None, None
-    return response_norm_undo(grad_y.contiguous(), x, y, denoms, *ctx.args), \
-        None, None, None, None, None
+    size, k, alpha, beta, aos = ctx.args
+    g = None
+    if grad_y is not None:
+        g = response_norm_undo(grad_y.contiguous(), x, y, denoms, *ctx.args)
+    if grad_denoms is not None:
+        # denoms[i] = k + a * sum_{j in window(i)} x_j**2: x_j receives 2 a x_j times the sum of
+        # grad_denoms[i] over the i whose window holds j (channels j - (size-1)//2 .. j + size//2)
+        c = x.shape[1]
+        a = alpha / size if aos else alpha
+        padded = torch.nn.functional.pad(grad_denoms, (0, 0, 0, 0, (size - 1) // 2, size // 2))
+        total = padded[:, 0:c]
+        for j in range(1, size):
+            total = total + padded[:, j:j + c]
+        gd = 2.0 * a * x * total
+        g = gd if g is None else g + gd
+    return g, None, None, None, None, None
 
 
 response_norm.register_autograd(_rn_backward, setup_context=_rn_setup)
@@ -530,16 +542,20 @@ def _(probs, labels, scale):
 
 def _sl_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1], inputs[1])
+    ctx.set_materialize_grads(False)       # probs unused: its gradient stays None, no work
 
 
 def _sl_backward(ctx, grad_loss, grad_probs):
     probs, labels = ctx.saved_tensors
     # d(mean loss)/d logits, times the incoming gradient (a 0-dim tensor: no host read)
-    g = softmax_log_loss_undo(probs, labels, 1.0 / probs.shape[0]) * grad_loss
+    g = None
+    if grad_loss is not None:
+        g = softmax_log_loss_undo(probs, labels, 1.0 / probs.shape[0]) * grad_loss
     if grad_probs is not None:
         # probs is differentiable too (double backward reaches it through the undo above):
         # the softmax Jacobian, probs * (gp - <gp, probs>) per row
-        g = g + probs * (grad_probs - (grad_probs * probs).sum(dim=1, keepdim=True))
+        gp = probs * (grad_probs - (grad_probs * probs).sum(dim=1, keepdim=True))
+        g = gp if g is None else g + gp
     return g, None
 
 
