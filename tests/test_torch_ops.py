@@ -34,7 +34,8 @@ def gen(rng):
 
 
 def test_import_does_not_import_torch():
-    code = ("import sys, alexnet_ext, alexnet_ext.ops, alexnet_ext.nn, alexnet_ext.cuda; "
+    code = ("import sys, alexnet_ext, alexnet_ext.ops, alexnet_ext.nn, alexnet_ext.cuda, "
+            "alexnet_ext.export; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
