@@ -12,7 +12,6 @@ if not torch.cuda.is_available():
     pytest.skip("torch has no usable CUDA device (CPU wheel or no GPU)", allow_module_level=True)
 
 import alexnet_ext.torch as at  # noqa: E402
-from alexnet_ext import cuda  # noqa: E402
 from alexnet_ext.torch import _ops as K  # noqa: E402
 from alexnet_ext.torch import functional as AF  # noqa: E402
 

@@ -17,7 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-from torch_helpers import EPS32, assert_within, lrn_reference  # noqa: E402
+from torch_helpers import assert_within, lrn_reference  # noqa: E402
 
 from alexnet_ext.torch import _ops as K  # noqa: E402
 from alexnet_ext.torch import functional as AF  # noqa: E402

@@ -1,5 +1,4 @@
 """Shared helpers of the tests/test_torch_*.py files (torch imported by the caller first)."""
-import numpy as np
 import torch
 
 EPS32 = 2.0 ** -24          # unit roundoff of float32
@@ -141,7 +140,3 @@ def lrn_reference(x, *, size, k, alpha, beta, alpha_over_size, blocks=1):
         s = (xb[:, lo:hi + 1] ** 2).sum(dim=1)
         out.append(xb[:, i] * (k + a * s) ** (-beta))
     return torch.stack(out, dim=1).reshape(n, c, h, w)
-
-
-def to_numpy(t):
-    return np.ascontiguousarray(t.detach().cpu().numpy())

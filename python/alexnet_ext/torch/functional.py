@@ -19,7 +19,6 @@ Semantics shared by both paths (see :mod:`alexnet_ext.ops` for the kernels' docs
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from .. import ops as _ops

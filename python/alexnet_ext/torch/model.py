@@ -25,7 +25,6 @@ increment ``step`` themselves).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -214,7 +213,3 @@ def load_exported(path, pure: bool = False) -> AlexNetModule:
     mod.load_state_dict(sd, strict=True)
     mod.class_names = meta.get("class_names")
     return mod
-
-
-def num_params(module: AlexNetModule) -> int:
-    return sum(math.prod(p.shape) for p in module.parameters())
