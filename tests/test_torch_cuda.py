@@ -24,7 +24,7 @@ def run_both(f, inputs, seed=0):
     out = []
     g = torch.Generator().manual_seed(seed)
     for dev in ("cpu", "cuda"):
-        ins = [t.to(dev).requires_grad_(t.is_floating_point()) for t in inputs]
+        ins = [t.detach().to(dev).clone().requires_grad_(t.is_floating_point()) for t in inputs]
         y = f(*ins)
         gy = torch.randn(y.shape, generator=g).to(dev)
         g.manual_seed(seed)
@@ -58,10 +58,13 @@ def test_op_cuda_vs_cpu(case, rng):
     f, shapes = CASES[case]
     inputs = [torch.from_numpy(rng.standard_normal(s).astype(np.float32)) for s in shapes]
     (yc, gc), (yg, gg) = run_both(f, inputs, seed=int(rng.integers(1 << 30)))
-    exact = case in ("max_pool", "dropout")        # same choices, same single rounding
+    # max pool's choices and dropout's masks are the same bit for bit on both sides; max pool's
+    # gradient sums overlapping windows, maybe in another order
+    exact = case in ("max_pool", "dropout")
     close(yg, yc, f"{case} forward", rtol=0 if exact else 2e-5)
     for i, (a, b) in enumerate(zip(gg, gc)):
-        close(a, b, f"{case} grad {i}", rtol=0 if exact else 2e-5)
+        if b is not None:
+            close(a, b, f"{case} grad {i}", rtol=0 if case == "dropout" else 2e-5)
 
 
 def test_zero_copy_and_out():
@@ -105,8 +108,8 @@ def test_compile_fullgraph_cuda(rng):
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     got = compiled(x, w, labels)
     (gg,) = torch.autograd.grad(got, w)
-    close(got, eager, "compiled loss", rtol=0)
-    close(gg, ge, "compiled grad", rtol=0)
+    close(got, eager, "compiled loss", rtol=1e-6)
+    close(gg, ge, "compiled grad", rtol=1e-6)
 
 
 def test_model_on_cuda(rng):
