@@ -173,6 +173,20 @@ def test_compile_fullgraph(rng):
     assert explained.graph_break_count == 0 and explained.graph_count == 1
 
 
+def test_torch_export_keeps_our_ops(rng):
+    """torch.export of a module of our ops: the graph calls alexnet_ext::* and runs the same."""
+    torch.manual_seed(int(rng.integers(1 << 30)))
+    model = SmallNet().eval()
+    x = torch.from_numpy(rng.standard_normal((2, 3, 11, 11)).astype(np.float32))
+    labels = torch.from_numpy(rng.integers(0, 5, 2))
+    ep = torch.export.export(model, (x, labels))
+    called = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    for op in ("filter_acts", "response_norm", "max_pool", "avg_pool", "dropout",
+               "softmax_log_loss"):
+        assert f"alexnet_ext.{op}.default" in called, (op, called)
+    torch.testing.assert_close(ep.module()(x, labels), model(x, labels), rtol=0, atol=0)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ALEXNET_TEST_INDUCTOR"),
                     reason="inductor's C++ compile takes ~2 min on a loaded 2-core machine; set "
