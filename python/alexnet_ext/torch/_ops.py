@@ -1,0 +1,670 @@
+"""The kernels of :mod:`alexnet_ext.ops` as ``torch.library`` custom ops (namespace ``alexnet_ext``).
+
+Layout: one section per op family. Each forward op has a real implementation (tensors handed to
+the kernels without copies), a fake implementation (output shapes and dtypes only, for meta and
+fake tensors, torch.compile and export) and an autograd formula whose backward calls the
+matching "undo" op, itself a custom op with a fake implementation. The undo ops that are linear
+in their gradient input (img_acts, weight_acts, conv_bias_grad, max_pool_undo, avg_pool_undo,
+dropout_undo, softmax_log_loss_undo) have autograd formulas too, so double backward works
+through them; response_norm_undo has none (differentiating through it raises torch's error).
+
+Zero copy:
+
+* CPU tensors are viewed as NumPy arrays (``Tensor.numpy()`` shares memory). Outputs are
+  allocated by torch and passed as ``out=`` where the op has one, else the op's NumPy result is
+  wrapped with ``torch.from_numpy`` (shares memory too).
+* CUDA tensors are wrapped with :func:`alexnet_ext.cuda.asarray` (DLPack) while torch's current
+  stream of the tensor's device is made alexnet_ext's current stream, so the kernels are queued
+  after torch's earlier work on that stream and before its later work, with no host wait.
+  Outputs without ``out=`` come back through ``torch.from_dlpack``. Two kernels wait for the GPU
+  by design of :mod:`alexnet_ext.ops`: ``max_pool_undo`` (it reads back its switch range check)
+  and ``softmax_log_loss_undo`` (its label check); all others return at once.
+
+Conventions: float32 data only (a ``TypeError`` names the argument otherwise; the kernels have
+no float64 or bf16 path); index tensors int32/int64; all tensors of a call on one device (else
+``ValueError``). Non-contiguous inputs are made contiguous first (``Tensor.contiguous()``, a copy;
+contiguous inputs are never copied).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .. import ops as _ops
+
+NS = "alexnet_ext"
+
+__all__ = [
+    "avg_pool", "avg_pool_undo", "conv_bias_grad", "dropout", "dropout_undo", "filter_acts",
+    "img_acts", "max_pool", "max_pool_undo", "response_norm", "response_norm_undo",
+    "softmax_log_loss", "softmax_log_loss_undo", "weight_acts",
+]
+
+_INDEX = (torch.int32, torch.int64)
+
+
+# ---- argument handling ----------------------------------------------------------------------
+
+def _check(t, name: str, dtypes=(torch.float32,)) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in dtypes:
+        want = " or ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise TypeError(f"{name}: expected dtype {want}, got {str(t.dtype).replace('torch.', '')}"
+                        " (the alexnet_ext kernels are float32 only; cast with .float())")
+    return t
+
+
+def _same_device(**tensors) -> torch.device:
+    dev = None
+    first = None
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if dev is None:
+            dev, first = t.device, name
+        elif t.device != dev:
+            raise ValueError(f"{name}: expected a tensor on {dev} like {first}, got {t.device}")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{first}: alexnet_ext has kernels for cpu and cuda tensors, got {dev}")
+    return dev
+
+
+def _pair(v, name: str) -> tuple:
+    if isinstance(v, Sequence) and not isinstance(v, str):
+        if len(v) != 2:
+            raise ValueError(f"{name}: expected an int or an (h, w) pair, got {list(v)}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+@contextlib.contextmanager
+def _on(dev: torch.device):
+    """Run alexnet_ext kernels on torch's current stream of ``dev`` (nothing to do on the CPU)."""
+    if dev.type != "cuda":
+        yield
+        return
+    from .. import cuda
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    saved = cuda.get_device()
+    if saved != index:                     # the stream below belongs to the tensors' GPU
+        cuda.set_device(index)
+    try:
+        with torch.cuda.device(index), cuda.stream(torch.cuda.current_stream(index).cuda_stream):
+            yield
+    finally:
+        if saved != index:
+            cuda.set_device(saved)
+
+
+def _arr(t):
+    """A zero-copy alexnet_ext view of a (made contiguous) tensor: NumPy or DeviceArray."""
+    if t is None:
+        return None
+    t = t.detach()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if t.device.type == "cpu":
+        return t.numpy()
+    from .. import cuda
+    return cuda.asarray(t)
+
+
+def _tensor(a, dev: torch.device) -> torch.Tensor:
+    """The op's result as a tensor, without a copy."""
+    if isinstance(a, np.ndarray):
+        return torch.from_numpy(a)
+    return torch.from_dlpack(a)
+
+
+def _empty(shape, like: torch.Tensor, dtype=torch.float32):
+    return torch.empty(tuple(shape), dtype=dtype, device=like.device)
+
+
+# ---- convolution ----------------------------------------------------------------------------
+
+def _conv_out(h, w, kh, kw, stride, padding, ceil_mode):
+    return (_ops.conv_output_size(h, kh, stride[0], padding[0], ceil_mode),
+            _ops.conv_output_size(w, kw, stride[1], padding[1], ceil_mode))
+
+
+@torch.library.custom_op(f"{NS}::filter_acts", mutates_args=())
+def filter_acts(images: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None,
+                stride: Sequence[int], padding: Sequence[int], groups: int,
+                ceil_mode: bool) -> torch.Tensor:
+    """Convolution forward (:func:`alexnet_ext.ops.filter_acts`): images (N, C, H, W), filters
+    (F, C/groups, kh, kw), optional bias (F,) -> (N, F, Ho, Wo)."""
+    _check(images, "images")
+    _check(filters, "filters")
+    if bias is not None:
+        _check(bias, "bias")
+    dev = _same_device(images=images, filters=filters, bias=bias)
+    for t, n in ((images, "images"), (filters, "filters")):
+        if t.dim() != 4:
+            raise ValueError(f"{n}: expected 4 dimensions, got shape {tuple(t.shape)}")
+    ho, wo = _conv_out(images.shape[2], images.shape[3], filters.shape[2], filters.shape[3],
+                       _pair(stride, "stride"), _pair(padding, "padding"), ceil_mode)
+    out = _empty((images.shape[0], filters.shape[0], ho, wo), images)
+    with _on(dev):
+        _ops.filter_acts(_arr(images), _arr(filters), bias=_arr(bias), stride=tuple(stride),
+                         padding=tuple(padding), groups=groups, ceil_mode=ceil_mode,
+                         out=_arr(out))
+    return out
+
+
+@filter_acts.register_fake
+def _(images, filters, bias, stride, padding, groups, ceil_mode):
+    _check(images, "images")
+    _check(filters, "filters")
+    torch._check(images.dim() == 4, lambda: f"images: expected 4 dimensions, got {images.dim()}")
+    torch._check(filters.dim() == 4, lambda: f"filters: expected 4 dimensions, got {filters.dim()}")
+    torch._check(images.shape[1] == filters.shape[1] * groups,
+                 lambda: f"filters: expected {images.shape[1]}/{groups} input channels per filter, "
+                         f"got {filters.shape[1]}")
+    ho, wo = _conv_out(images.shape[2], images.shape[3], filters.shape[2], filters.shape[3],
+                       stride, padding, ceil_mode)
+    return images.new_empty((images.shape[0], filters.shape[0], ho, wo))
+
+
+@torch.library.custom_op(f"{NS}::img_acts", mutates_args=())
+def img_acts(hid_grads: torch.Tensor, filters: torch.Tensor, image_size: Sequence[int],
+             stride: Sequence[int], padding: Sequence[int], groups: int,
+             ceil_mode: bool) -> torch.Tensor:
+    """Gradient of :func:`filter_acts` w.r.t. its images (:func:`alexnet_ext.ops.img_acts`)."""
+    _check(hid_grads, "hid_grads")
+    _check(filters, "filters")
+    dev = _same_device(hid_grads=hid_grads, filters=filters)
+    out = _empty((hid_grads.shape[0], filters.shape[1] * groups, *image_size), hid_grads)
+    with _on(dev):
+        _ops.img_acts(_arr(hid_grads), _arr(filters), image_size=tuple(image_size),
+                      stride=tuple(stride), padding=tuple(padding), groups=groups,
+                      ceil_mode=ceil_mode, out=_arr(out))
+    return out
+
+
+@img_acts.register_fake
+def _(hid_grads, filters, image_size, stride, padding, groups, ceil_mode):
+    return hid_grads.new_empty((hid_grads.shape[0], filters.shape[1] * groups, *image_size))
+
+
+@torch.library.custom_op(f"{NS}::weight_acts", mutates_args=())
+def weight_acts(images: torch.Tensor, hid_grads: torch.Tensor, filter_size: Sequence[int],
+                stride: Sequence[int], padding: Sequence[int], groups: int,
+                ceil_mode: bool) -> torch.Tensor:
+    """Gradient of :func:`filter_acts` w.r.t. its filters, summed over the batch
+    (:func:`alexnet_ext.ops.weight_acts`)."""
+    _check(images, "images")
+    _check(hid_grads, "hid_grads")
+    dev = _same_device(images=images, hid_grads=hid_grads)
+    out = _empty((hid_grads.shape[1], images.shape[1] // groups, *filter_size), images)
+    with _on(dev):
+        _ops.weight_acts(_arr(images), _arr(hid_grads), filter_size=tuple(filter_size),
+                         stride=tuple(stride), padding=tuple(padding), groups=groups,
+                         ceil_mode=ceil_mode, out=_arr(out))
+    return out
+
+
+@weight_acts.register_fake
+def _(images, hid_grads, filter_size, stride, padding, groups, ceil_mode):
+    return images.new_empty((hid_grads.shape[1], images.shape[1] // groups, *filter_size))
+
+
+@torch.library.custom_op(f"{NS}::conv_bias_grad", mutates_args=())
+def conv_bias_grad(hid_grads: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`filter_acts`' bias: hid_grads (N, F, Ho, Wo) summed to (F,)."""
+    _check(hid_grads, "hid_grads")
+    dev = _same_device(hid_grads=hid_grads)
+    out = _empty((hid_grads.shape[1],), hid_grads)
+    with _on(dev):
+        _ops.conv_bias_grad(_arr(hid_grads), out=_arr(out))
+    return out
+
+
+@conv_bias_grad.register_fake
+def _(hid_grads):
+    return hid_grads.new_empty((hid_grads.shape[1],))
+
+
+def _filter_acts_setup(ctx, inputs, output):
+    images, filters, bias, stride, padding, groups, ceil_mode = inputs
+    ctx.save_for_backward(images, filters)
+    ctx.geo = (list(stride), list(padding), groups, ceil_mode)
+    ctx.has_bias = bias is not None
+
+
+def _filter_acts_backward(ctx, grad):
+    images, filters = ctx.saved_tensors
+    stride, padding, groups, ceil_mode = ctx.geo
+    grad = grad.contiguous()
+    gi = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gi = img_acts(grad, filters, list(images.shape[2:]), stride, padding, groups, ceil_mode)
+    if ctx.needs_input_grad[1]:
+        gw = weight_acts(images, grad, list(filters.shape[2:]), stride, padding, groups,
+                         ceil_mode)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = conv_bias_grad(grad)
+    return gi, gw, gb, None, None, None, None
+
+
+filter_acts.register_autograd(_filter_acts_backward, setup_context=_filter_acts_setup)
+
+
+# ---- response normalisation -----------------------------------------------------------------
+
+@torch.library.custom_op(f"{NS}::response_norm", mutates_args=())
+def response_norm(x: torch.Tensor, size: int, k: float, alpha: float, beta: float,
+                  alpha_over_size: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Response normalisation across maps (:func:`alexnet_ext.ops.response_norm`) -> (y, denoms).
+
+    ``denoms`` (``k + a * window sum of x**2``, what the backward needs) is differentiable too."""
+    _check(x, "x")
+    dev = _same_device(x=x)
+    with _on(dev):
+        y, d = _ops.response_norm(_arr(x), size=size, k=k, alpha=alpha, beta=beta,
+                                  alpha_over_size=alpha_over_size)
+    return _tensor(y, dev), _tensor(d, dev)
+
+
+@response_norm.register_fake
+def _(x, size, k, alpha, beta, alpha_over_size):
+    _check(x, "x")
+    torch._check(x.dim() == 4, lambda: f"x: expected 4 dimensions (N, C, H, W), got {x.dim()}")
+    return torch.empty_like(x, memory_format=torch.contiguous_format), \
+        torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op(f"{NS}::response_norm_undo", mutates_args=())
+def response_norm_undo(grad_y: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                       denoms: torch.Tensor, size: int, k: float, alpha: float, beta: float,
+                       alpha_over_size: bool) -> torch.Tensor:
+    """Gradient of :func:`response_norm` w.r.t. x (:func:`alexnet_ext.ops.response_norm_undo`)."""
+    for t, n in ((grad_y, "grad_y"), (x, "x"), (y, "y"), (denoms, "denoms")):
+        _check(t, n)
+    dev = _same_device(grad_y=grad_y, x=x, y=y, denoms=denoms)
+    with _on(dev):
+        g = _ops.response_norm_undo(_arr(grad_y), _arr(x), _arr(y), _arr(denoms), size=size,
+                                    k=k, alpha=alpha, beta=beta, alpha_over_size=alpha_over_size)
+    return _tensor(g, dev)
+
+
+@response_norm_undo.register_fake
+def _(grad_y, x, y, denoms, size, k, alpha, beta, alpha_over_size):
+    return torch.empty_like(grad_y, memory_format=torch.contiguous_format)
+
+
+def _rn_setup(ctx, inputs, output):
+    x, size, k, alpha, beta, aos = inputs
+    y, denoms = output
+    ctx.save_for_backward(x, y, denoms)
+    ctx.args = (size, k, alpha, beta, aos)
+    ctx.set_materialize_grads(False)       # an unused output's gradient stays None: no work
+
+
+def _rn_backward(ctx, grad_y, grad_denoms):
+    x, y, denoms = ctx.saved_tensors
+    size, k, alpha, beta, aos = ctx.args
+    g = None
+    if grad_y is not None:
+        g = response_norm_undo(grad_y.contiguous(), x, y, denoms, *ctx.args)
+    if grad_denoms is not None:
+        # denoms[i] = k + a * sum_{j in window(i)} x_j**2: x_j receives 2 a x_j times the sum of
+        # grad_denoms[i] over the i whose window holds j (channels j - (size-1)//2 .. j + size//2)
+        c = x.shape[1]
+        a = alpha / size if aos else alpha
+        padded = torch.nn.functional.pad(grad_denoms, (0, 0, 0, 0, (size - 1) // 2, size // 2))
+        total = padded[:, 0:c]
+        for j in range(1, size):
+            total = total + padded[:, j:j + c]
+        gd = 2.0 * a * x * total
+        g = gd if g is None else g + gd
+    return g, None, None, None, None, None
+
+
+response_norm.register_autograd(_rn_backward, setup_context=_rn_setup)
+
+
+# ---- pooling --------------------------------------------------------------------------------
+
+def _pool_out(h, w, size, stride, padding, ceil_mode):
+    return (_ops.pool_output_size(h, size[0], stride[0], padding[0], ceil_mode),
+            _ops.pool_output_size(w, size[1], stride[1], padding[1], ceil_mode))
+
+
+def _switch_dtype(h, w):
+    return torch.int32 if _ops.switch_dtype(h, w) == np.int32 else torch.int64
+
+
+@torch.library.custom_op(f"{NS}::max_pool", mutates_args=())
+def max_pool(x: torch.Tensor, size: Sequence[int], stride: Sequence[int],
+             padding: Sequence[int], ceil_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max pooling (:func:`alexnet_ext.ops.max_pool`) -> (y, switches); switches (int32, or int64
+    for planes past 2**31 pixels) hold each maximum's flat index ``iy*W + ix`` in its plane."""
+    _check(x, "x")
+    dev = _same_device(x=x)
+    with _on(dev):
+        y, s = _ops.max_pool(_arr(x), size=tuple(size), stride=tuple(stride),
+                             padding=tuple(padding), ceil_mode=ceil_mode)
+    return _tensor(y, dev), _tensor(s, dev)
+
+
+@max_pool.register_fake
+def _(x, size, stride, padding, ceil_mode):
+    _check(x, "x")
+    torch._check(x.dim() == 4, lambda: f"x: expected 4 dimensions (N, C, H, W), got {x.dim()}")
+    ho, wo = _pool_out(x.shape[2], x.shape[3], size, stride, padding, ceil_mode)
+    shape = (x.shape[0], x.shape[1], ho, wo)
+    return x.new_empty(shape), x.new_empty(shape, dtype=_switch_dtype(x.shape[2], x.shape[3]))
+
+
+@torch.library.custom_op(f"{NS}::max_pool_undo", mutates_args=())
+def max_pool_undo(grad_y: torch.Tensor, switches: torch.Tensor,
+                  image_size: Sequence[int]) -> torch.Tensor:
+    """Gradient of :func:`max_pool` w.r.t. x (:func:`alexnet_ext.ops.max_pool_undo`)."""
+    _check(grad_y, "grad_y")
+    _check(switches, "switches", _INDEX)
+    dev = _same_device(grad_y=grad_y, switches=switches)
+    with _on(dev):
+        g = _ops.max_pool_undo(_arr(grad_y), _arr(switches), image_size=tuple(image_size))
+    return _tensor(g, dev)
+
+
+@max_pool_undo.register_fake
+def _(grad_y, switches, image_size):
+    return grad_y.new_empty((grad_y.shape[0], grad_y.shape[1], *image_size))
+
+
+def _mp_setup(ctx, inputs, output):
+    x = inputs[0]
+    ctx.save_for_backward(output[1])
+    ctx.image_size = list(x.shape[2:])
+
+
+def _mp_backward(ctx, grad_y, _grad_switches):
+    (switches,) = ctx.saved_tensors
+    return max_pool_undo(grad_y.contiguous(), switches, ctx.image_size), None, None, None, None
+
+
+max_pool.register_autograd(_mp_backward, setup_context=_mp_setup)
+
+
+@torch.library.custom_op(f"{NS}::avg_pool", mutates_args=())
+def avg_pool(x: torch.Tensor, size: Sequence[int], stride: Sequence[int],
+             padding: Sequence[int], ceil_mode: bool) -> torch.Tensor:
+    """Average pooling over each window's real pixels (:func:`alexnet_ext.ops.avg_pool`)."""
+    _check(x, "x")
+    dev = _same_device(x=x)
+    with _on(dev):
+        y = _ops.avg_pool(_arr(x), size=tuple(size), stride=tuple(stride),
+                          padding=tuple(padding), ceil_mode=ceil_mode)
+    return _tensor(y, dev)
+
+
+@avg_pool.register_fake
+def _(x, size, stride, padding, ceil_mode):
+    _check(x, "x")
+    torch._check(x.dim() == 4, lambda: f"x: expected 4 dimensions (N, C, H, W), got {x.dim()}")
+    ho, wo = _pool_out(x.shape[2], x.shape[3], size, stride, padding, ceil_mode)
+    return x.new_empty((x.shape[0], x.shape[1], ho, wo))
+
+
+@torch.library.custom_op(f"{NS}::avg_pool_undo", mutates_args=())
+def avg_pool_undo(grad_y: torch.Tensor, image_size: Sequence[int], size: Sequence[int],
+                  stride: Sequence[int], padding: Sequence[int], ceil_mode: bool) -> torch.Tensor:
+    """Gradient of :func:`avg_pool` w.r.t. x (:func:`alexnet_ext.ops.avg_pool_undo`)."""
+    _check(grad_y, "grad_y")
+    dev = _same_device(grad_y=grad_y)
+    with _on(dev):
+        g = _ops.avg_pool_undo(_arr(grad_y), image_size=tuple(image_size), size=tuple(size),
+                               stride=tuple(stride), padding=tuple(padding), ceil_mode=ceil_mode)
+    return _tensor(g, dev)
+
+
+@avg_pool_undo.register_fake
+def _(grad_y, image_size, size, stride, padding, ceil_mode):
+    return grad_y.new_empty((grad_y.shape[0], grad_y.shape[1], *image_size))
+
+
+def _ap_setup(ctx, inputs, output):
+    x, size, stride, padding, ceil_mode = inputs
+    ctx.args = (list(x.shape[2:]), list(size), list(stride), list(padding), ceil_mode)
+
+
+def _ap_backward(ctx, grad_y):
+    return avg_pool_undo(grad_y.contiguous(), *ctx.args), None, None, None, None
+
+
+avg_pool.register_autograd(_ap_backward, setup_context=_ap_setup)
+
+
+# ---- dropout --------------------------------------------------------------------------------
+
+@torch.library.custom_op(f"{NS}::dropout", mutates_args=())
+def dropout(x: torch.Tensor, p: float, seed: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverted dropout with the package's Philox masks (:func:`alexnet_ext.ops.dropout`)
+    -> (y, mask uint8). ``seed`` and ``offset`` are ints in [0, 2**63) (torch's int is 64-bit
+    signed; the kernels accept up to 2**64 - 1)."""
+    _check(x, "x")
+    dev = _same_device(x=x)
+    for v, n in ((seed, "seed"), (offset, "offset")):
+        if v < 0:
+            raise ValueError(f"{n}: expected an int in [0, 2**63), got {v}")
+    y = _empty(x.shape, x)
+    mask = _empty(x.shape, x, torch.uint8)
+    with _on(dev):
+        _ops.dropout(_arr(x), p=p, seed=seed, offset=offset, out=_arr(y), mask_out=_arr(mask))
+    return y, mask
+
+
+@dropout.register_fake
+def _(x, p, seed, offset):
+    _check(x, "x")
+    return x.new_empty(x.shape), x.new_empty(x.shape, dtype=torch.uint8)
+
+
+@torch.library.custom_op(f"{NS}::dropout_undo", mutates_args=())
+def dropout_undo(grad_y: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
+    """Gradient of :func:`dropout` (:func:`alexnet_ext.ops.dropout_undo`)."""
+    _check(grad_y, "grad_y")
+    _check(mask, "mask", (torch.uint8,))
+    dev = _same_device(grad_y=grad_y, mask=mask)
+    out = _empty(grad_y.shape, grad_y)
+    with _on(dev):
+        _ops.dropout_undo(_arr(grad_y), _arr(mask), p=p, out=_arr(out))
+    return out
+
+
+@dropout_undo.register_fake
+def _(grad_y, mask, p):
+    return grad_y.new_empty(grad_y.shape)
+
+
+def _do_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1])
+    ctx.p = inputs[1]
+
+
+def _do_backward(ctx, grad_y, _grad_mask):
+    (mask,) = ctx.saved_tensors
+    return dropout_undo(grad_y.contiguous(), mask, ctx.p), None, None, None
+
+
+dropout.register_autograd(_do_backward, setup_context=_do_setup)
+
+
+# ---- softmax log-loss -----------------------------------------------------------------------
+
+@torch.library.custom_op(f"{NS}::softmax_log_loss", mutates_args=())
+def softmax_log_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax and the mean negative log-probability of the labels
+    (:func:`alexnet_ext.ops.softmax_log_loss`) -> (loss: 0-dim float32, probs (N, K)).
+
+    Both outputs are differentiable. On the CPU the loss is summed in double and rounded once; on
+    the GPU it stays on the device (no wait for the GPU)."""
+    _check(logits, "logits")
+    _check(labels, "labels", _INDEX)
+    dev = _same_device(logits=logits, labels=labels)
+    probs = _empty(logits.shape, logits)
+    with _on(dev):
+        loss, _ = _ops.softmax_log_loss(_arr(logits), _arr(labels), out=_arr(probs), wait=False)
+    if dev.type == "cpu":
+        return torch.tensor(loss, dtype=torch.float32), probs
+    # a PendingLoss: the summed loss still on the GPU, divided there (no host wait)
+    return torch.from_dlpack(loss.total).reshape(()) / loss.n, probs
+
+
+@softmax_log_loss.register_fake
+def _(logits, labels):
+    _check(logits, "logits")
+    _check(labels, "labels", _INDEX)
+    return logits.new_empty(()), logits.new_empty(logits.shape)
+
+
+@torch.library.custom_op(f"{NS}::softmax_log_loss_undo", mutates_args=())
+def softmax_log_loss_undo(probs: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+    """``(probs - onehot(labels)) * scale`` (:func:`alexnet_ext.ops.softmax_log_loss_undo`)."""
+    _check(probs, "probs")
+    _check(labels, "labels", _INDEX)
+    dev = _same_device(probs=probs, labels=labels)
+    out = _empty(probs.shape, probs)
+    with _on(dev):
+        _ops.softmax_log_loss_undo(_arr(probs), _arr(labels), scale=scale, out=_arr(out))
+    return out
+
+
+@softmax_log_loss_undo.register_fake
+def _(probs, labels, scale):
+    return probs.new_empty(probs.shape)
+
+
+def _sl_setup(ctx, inputs, output):
+    ctx.save_for_backward(output[1], inputs[1])
+    ctx.set_materialize_grads(False)       # probs unused: its gradient stays None, no work
+
+
+def _sl_backward(ctx, grad_loss, grad_probs):
+    probs, labels = ctx.saved_tensors
+    # d(mean loss)/d logits, times the incoming gradient (a 0-dim tensor: no host read)
+    g = None
+    if grad_loss is not None:
+        g = softmax_log_loss_undo(probs, labels, 1.0 / probs.shape[0]) * grad_loss
+    if grad_probs is not None:
+        # probs is differentiable too (double backward reaches it through the undo above):
+        # the softmax Jacobian, probs * (gp - <gp, probs>) per row
+        gp = probs * (grad_probs - (grad_probs * probs).sum(dim=1, keepdim=True))
+        g = gp if g is None else g + gp
+    return g, None
+
+
+softmax_log_loss.register_autograd(_sl_backward, setup_context=_sl_setup)
+
+
+# ---- double backward: the undo ops that are linear in their gradient input -------------------
+# (response_norm_undo, nonlinear in x, y and denoms, has none: differentiating through it raises
+# torch's "no autograd formula" error.)
+
+def _ia_setup(ctx, inputs, output):
+    hid_grads, filters, image_size, stride, padding, groups, ceil_mode = inputs
+    ctx.save_for_backward(hid_grads, filters)
+    ctx.geo = (list(stride), list(padding), groups, ceil_mode)
+
+
+def _ia_backward(ctx, grad):               # img_acts is bilinear in (hid_grads, filters)
+    hid_grads, filters = ctx.saved_tensors
+    stride, padding, groups, ceil_mode = ctx.geo
+    grad = grad.contiguous()
+    gh = gf = None
+    if ctx.needs_input_grad[0]:
+        gh = filter_acts(grad, filters, None, stride, padding, groups, ceil_mode)
+    if ctx.needs_input_grad[1]:
+        gf = weight_acts(grad, hid_grads, list(filters.shape[2:]), stride, padding, groups,
+                         ceil_mode)
+    return gh, gf, None, None, None, None, None
+
+
+img_acts.register_autograd(_ia_backward, setup_context=_ia_setup)
+
+
+def _wa_setup(ctx, inputs, output):
+    images, hid_grads, filter_size, stride, padding, groups, ceil_mode = inputs
+    ctx.save_for_backward(images, hid_grads)
+    ctx.geo = (list(stride), list(padding), groups, ceil_mode)
+
+
+def _wa_backward(ctx, grad):               # weight_acts is bilinear in (images, hid_grads)
+    images, hid_grads = ctx.saved_tensors
+    stride, padding, groups, ceil_mode = ctx.geo
+    grad = grad.contiguous()
+    gi = gh = None
+    if ctx.needs_input_grad[0]:
+        gi = img_acts(hid_grads, grad, list(images.shape[2:]), stride, padding, groups, ceil_mode)
+    if ctx.needs_input_grad[1]:
+        gh = filter_acts(images, grad, None, stride, padding, groups, ceil_mode)
+    return gi, gh, None, None, None, None, None
+
+
+weight_acts.register_autograd(_wa_backward, setup_context=_wa_setup)
+
+
+def _bg_setup(ctx, inputs, output):
+    ctx.shape = list(inputs[0].shape)
+
+
+def _bg_backward(ctx, grad):
+    return grad.reshape(1, -1, 1, 1).expand(ctx.shape).contiguous()
+
+
+conv_bias_grad.register_autograd(_bg_backward, setup_context=_bg_setup)
+
+
+def _mpu_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+
+
+def _mpu_backward(ctx, grad):              # max_pool_undo scatters; its adjoint gathers
+    (switches,) = ctx.saved_tensors
+    n, c = switches.shape[:2]
+    picked = grad.reshape(n, c, -1).gather(2, switches.reshape(n, c, -1).long())
+    return picked.reshape(switches.shape), None, None
+
+
+max_pool_undo.register_autograd(_mpu_backward, setup_context=_mpu_setup)
+
+
+def _apu_setup(ctx, inputs, output):
+    grad_y, image_size, size, stride, padding, ceil_mode = inputs
+    ctx.args = (list(size), list(stride), list(padding), ceil_mode)
+
+
+def _apu_backward(ctx, grad):              # avg_pool_undo is avg_pool's exact adjoint
+    return avg_pool(grad.contiguous(), *ctx.args), None, None, None, None, None
+
+
+avg_pool_undo.register_autograd(_apu_backward, setup_context=_apu_setup)
+
+
+def _dou_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+    ctx.p = inputs[2]
+
+
+def _dou_backward(ctx, grad):
+    (mask,) = ctx.saved_tensors
+    return dropout_undo(grad.contiguous(), mask, ctx.p), None, None
+
+
+dropout_undo.register_autograd(_dou_backward, setup_context=_dou_setup)
+
+
+def _slu_setup(ctx, inputs, output):
+    ctx.scale = inputs[2]
+
+
+def _slu_backward(ctx, grad):
+    return grad * ctx.scale, None, None
+
+
+softmax_log_loss_undo.register_autograd(_slu_backward, setup_context=_slu_setup)
