@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "is usable (else on the CPU, in a few minutes).",
         epilog="Exit status: 0 done, 1 training diverged (non-finite loss), 2 bad input "
                "(data, model, options), 130 interrupted (Ctrl-C; the checkpoint is saved, "
-               "continue with --resume RUN_DIR).")
+               "continue with --resume RUN_DIR), 3 under torchrun: another rank died or timed "
+               "out. Under torchrun (python -m torch.distributed.run) every rank trains on its "
+               "share of each global batch (see README, Many GPUs).")
     p.add_argument("--data", metavar="PATH",
                    help="data set: a folder of class folders (optionally train/ and val/), a "
                         "prepared shard directory, MNIST IDX files or CIFAR batches (default: "
@@ -66,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the training set (default: the model's [learning] epochs; "
                         "alexnet-small: 18)")
     p.add_argument("--batch-size", type=int, metavar="N",
-                   help="images per SGD step (default: the model's [learning] batch_size: 128 "
-                        "for alexnet as in the paper, 64 for alexnet-small)")
+                   help="images per SGD step, over all ranks under torchrun (the global batch; "
+                        "each of W ranks takes N/W) (default: the model's [learning] "
+                        "batch_size: 128 for alexnet as in the paper, 64 for alexnet-small)")
     p.add_argument("--lr", type=float, metavar="LR",
                    help="initial learning rate (default: the model's [learning] lr, 0.01 as "
                         "in the paper for every shipped model)")
@@ -94,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N",
                    help="data loading processes; 0 loads in the training process (default: "
                         "half the cores, 1 to 4; decoding an image folder uses all cores)")
+    # [dist] data parallelism under torchrun (alexnet_ext.distributed)
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="S",
+                   help="under torchrun: seconds a rank waits in a collective for the others "
+                        "before it exits with an error (default: 300)")
     return p
 
 
@@ -112,7 +119,8 @@ def _devices(args) -> list[str]:
         raise UsageError(f"--device cuda: no usable GPU ({cuda_status()['reason']}); "
                          "this build/machine can train on the CPU only (--device cpu)")
     n = args.gpus or 1
-    devices = [f"cuda:{i}" for i in range(n)]
+    first = args.dist.local_rank * n if getattr(args, "dist", None) else 0  # [dist] own GPUs
+    devices = [f"cuda:{i}" for i in range(first, first + n)]
     from .nn.device import check_device
 
     try:
@@ -134,6 +142,8 @@ def _check_positive(args):
         raise UsageError(f"--workers: expected 0 or more, got {args.workers}")
     if args.seed is not None and args.seed < 0:
         raise UsageError(f"--seed: expected 0 or more, got {args.seed}")
+    if not (args.dist_timeout > 0 and math.isfinite(args.dist_timeout)):
+        raise UsageError(f"--dist-timeout: expected a positive number, got {args.dist_timeout}")
 
 
 def _default_data() -> Path:
@@ -150,6 +160,10 @@ def main(argv=None, *, on_step=None) -> int:
 
     def checked_run():
         _check_positive(args)
+        from . import distributed  # [dist] no torch import unless launched by torchrun
+
+        if distributed.launched() and not args.summary:
+            return distributed.run_rank(args, lambda: _run(args, on_step=on_step), prog=PROG)
         return _run(args, on_step=on_step)
 
     return run_cli(PROG, checked_run, usage_errors=(UsageError, ModelError))
@@ -180,6 +194,9 @@ def _run(args, on_step=None) -> int:
         raise UsageError(f"--split-columns: model '{spec.name}' has one column")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{stamp}"
+    world = _world()
+    if world is not None:  # [dist] rank 0's directory name (the clocks may differ)
+        run_dir = Path(world.broadcast_object(str(run_dir)))
     if (run_dir / CHECKPOINT_NAME).exists():
         raise UsageError(f"--out {run_dir}: already holds a run; continue it with --resume "
                          f"{run_dir} or choose another --out")
@@ -187,11 +204,13 @@ def _run(args, on_step=None) -> int:
               "seed": seed, "devices": devices, "split_columns": split,
               "workers": args.workers, "classes": ds.num_classes,
               "class_names": list(ds.class_names), "learning": spec.learning,
-              "data_prep": spec.data, "argv": list(args.argv)}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
-    atomic_write_text(run_dir / "model.toml", spec.text)
-    (run_dir / "metrics.jsonl").write_text("")
+              "data_prep": spec.data, "argv": list(args.argv),
+              "world_size": world.size if world is not None else 1}
+    if world is None or world.is_main:  # [dist] rank 0 alone writes the run directory
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        atomic_write_text(run_dir / "model.toml", spec.text)
+        (run_dir / "metrics.jsonl").write_text("")
     net = Net(spec, split_columns=split, devices=devices, seed=seed)
     return _train(net, spec, ds, config, run_dir, state=None, workers=args.workers,
                   on_step=on_step)
@@ -233,7 +252,8 @@ def _resume(args, devices, on_step) -> int:
               "(raise --epochs to continue)")
         return 0
     state["status"] = "running"
-    atomic_write_text(cfg_path, json.dumps(config, indent=2) + "\n")
+    if _world() is None or _world().is_main:  # [dist] rank 0 alone writes
+        atomic_write_text(cfg_path, json.dumps(config, indent=2) + "\n")
     return _train(net, spec, ds, config, run_dir, state=state,
                   workers=args.workers if args.workers is not None else config.get("workers"),
                   on_step=on_step)
@@ -244,41 +264,61 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, workers, on_step) -> 
 
     learning, prep = spec.learning, spec.data
     seed = config["seed"]
-    log_file = open(run_dir / "train.log", "a", encoding="utf-8")
+    world = _world()
+    main_rank = world is None or world.is_main
+    # [dist] ranks other than 0 write nothing and print nothing
+    log_file = open(run_dir / "train.log", "a", encoding="utf-8") if main_rank else None
 
     def log(line: str) -> None:
         from tqdm import tqdm
 
+        if log_file is None:
+            return
         tqdm.write(line)
         log_file.write(line + "\n")
         log_file.flush()
 
+    Loader, shard = BatchLoader, {}
+    if world is not None:  # [dist] every rank its slice of each global batch
+        from .distributed import ShardedBatchLoader as Loader
+
+        shard = {"rank": world.rank, "world_size": world.size}
+
     train_split, val_split = ds.split("train"), ds.split("val")
     try:
-        loader = BatchLoader(train_split, batch_size=learning["batch_size"], crop=prep["crop"],
-                             mean=ds.mean, pca=ds.pca, train=True, flip=prep["flip"],
-                             lighting=prep["lighting"], scale=prep["scale"], seed=seed,
-                             workers=workers)
+        loader = Loader(train_split, batch_size=learning["batch_size"], crop=prep["crop"],
+                        mean=ds.mean, pca=ds.pca, train=True, flip=prep["flip"],
+                        lighting=prep["lighting"], scale=prep["scale"], seed=seed,
+                        workers=workers, **shard)
     except ValueError as e:
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
         raise UsageError(str(e)) from None
     val_loader = None
     if val_split is not None and len(val_split):
-        val_loader = BatchLoader(val_split, batch_size=learning["batch_size"], crop=prep["crop"],
-                                 mean=ds.mean, train=False, flip=False, lighting=0.0,
-                                 scale=prep["scale"], seed=seed, workers=0)
+        val_loader = Loader(val_split, batch_size=learning["batch_size"], crop=prep["crop"],
+                            mean=ds.mean, train=False, flip=False, lighting=0.0,
+                            scale=prep["scale"], seed=seed, workers=0, **shard)
     info = {"classes": config["classes"], "class_names": config["class_names"],
             "data": config["data"], "seed": seed, "model": spec.name}
-    trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,
-                      state=state, extra={"mean": ds.mean}, info=info, log=log,
-                      on_step=on_step)
+    if world is None:
+        trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,
+                          state=state, extra={"mean": ds.mean}, info=info, log=log,
+                          on_step=on_step)
+    else:  # [dist]
+        from .distributed import DistributedTrainer
+
+        trainer = DistributedTrainer(net, learning, loader, val_loader, world=world,
+                                     run_dir=run_dir if main_rank else None, seed=seed,
+                                     state=state, extra={"mean": ds.mean}, info=info, log=log,
+                                     on_step=on_step, progress=main_rank)
     if state is None:
         log(f"{spec.name}: {net.num_params:,} parameters, {len(train_split)} training and "
             f"{len(val_split) if val_split is not None else 0} validation images, "
             f"{ds.num_classes} classes ({ds.format}: {config['data']})")
         log(f"devices {', '.join(net.devices)}"
             + (" (columns split)" if net.split else "")
-            + f"; batch {learning['batch_size']}, lr {learning['lr']:g}, momentum "
+            + f"; {describe_batch(learning['batch_size'], world)}, lr {learning['lr']:g}, momentum "
               f"{learning['momentum']:g}, weight decay {learning['weight_decay']:g}, "
               f"{learning['epochs']} epochs; run directory {run_dir}")
     else:
@@ -303,8 +343,11 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, workers, on_step) -> 
         loader.close()
         if val_loader is not None:
             val_loader.close()
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
     wall = time.perf_counter() - t0
+    if not main_rank:  # [dist] the same status as rank 0, nothing printed
+        return {"diverged": 1, "interrupted": 130}.get(result, 0)
     if result == "diverged":
         print(f"{PROG}: training diverged; see {run_dir / 'train.log'}", file=sys.stderr)
         return 1
@@ -331,6 +374,20 @@ def _report(trainer, run_dir, wall, classes, config) -> None:
     print(f"  checkpoint:  {run_dir / CHECKPOINT_NAME}")
     print(f"evaluate with ten views: python -m alexnet_ext.evaluate {run_dir} --data "
           f"{config['data']} --views 10")
+
+
+def _world():
+    """[dist] This rank's World under torchrun, else None (alexnet_ext.distributed)."""
+    from .distributed import current
+
+    return current()
+
+
+def describe_batch(batch: int, world) -> str:
+    """[dist] The batch semantics as printed at the start of a run."""
+    from .distributed import describe_batch as describe
+
+    return describe(batch, world)
 
 
 if __name__ == "__main__":

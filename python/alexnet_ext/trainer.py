@@ -141,15 +141,16 @@ class Trainer:
                     # waits once per step, at its end (the loss and the error count).
                     loss = net.forward(x, y, train=True, step=st["step"], seed=self.seed,
                                        wait=False)
-                    net.backward()
+                    self._backward()  # [dist] net.backward(), gradients all-reduced across ranks
                     net.update(lr=st["lr"], momentum=cfg["momentum"],
                                weight_decay=cfg["weight_decay"], bias_decay=cfg["bias_decay"])
                     loss = float(loss)
+                    err = ops.top_k_errors(net.probs, net.labels, ks=k1)[0]
+                    n = len(y)
+                    loss, err, n = self._step_totals(loss, err, n)  # [dist] over all ranks
                     if not math.isfinite(loss):
                         bar.close()
                         return self._diverged(loss)
-                    err = ops.top_k_errors(net.probs, net.labels, ks=k1)[0]
-                    n = len(y)
                     st["step"] += 1
                     st["batch"] += 1
                     part["loss"] += loss * n
@@ -166,7 +167,7 @@ class Trainer:
                                         refresh=False)
                     if self.on_step is not None:
                         self.on_step(self)
-                    if self._stop and st["batch"] < len(loader):
+                    if self._should_stop() and st["batch"] < len(loader):  # [dist] agreed
                         part["seconds"] += time.perf_counter() - t0
                         part["wait"] += loader.wait_seconds - wait0
                         bar.close()
@@ -178,12 +179,27 @@ class Trainer:
             if part["images"] == 0:
                 raise RuntimeError("the training loader yielded no batches")
             self._end_epoch()
-            if self._stop and st["epoch"] < epochs:
+            if self._should_stop() and st["epoch"] < epochs:  # [dist] agreed
                 return self._interrupted()
         st["status"] = "finished"
         self._save()
         self._plots(force=True)
         return "finished"
+
+    # ---- [dist] hooks: alexnet_ext.distributed.DistributedTrainer overrides these -------------
+
+    def _backward(self) -> None:
+        self.net.backward()
+
+    def _step_totals(self, loss: float, errors: int, images: int):
+        """(mean loss, error count, images) of the step over every rank: this process's here."""
+        return loss, errors, images
+
+    def _should_stop(self) -> bool:
+        return self._stop
+
+    def _evaluate(self) -> dict:
+        return evaluate_loader(self.net, self.val_loader, progress=self.progress)
 
     def _end_epoch(self) -> None:
         st, part = self.state, self.state["partial"]
@@ -194,7 +210,7 @@ class Trainer:
                "val_loss": None, "val_top1": None, "val_top5": None}
         t0 = time.perf_counter()
         if self.val_loader is not None:
-            v = evaluate_loader(self.net, self.val_loader, progress=self.progress)
+            v = self._evaluate()  # [dist] every rank its shard, totals all-reduced
             rec.update(val_loss=v["loss"], val_top1=v["top1"], val_top5=v["top5"])
         val_seconds = time.perf_counter() - t0
         rec["img_per_s"] = part["images"] / max(part["seconds"], 1e-9)

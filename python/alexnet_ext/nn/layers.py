@@ -304,9 +304,14 @@ class Dropout(Layer):
         masks = self.__dict__.setdefault("_masks", {})
         if ctx.n not in masks:
             masks[ctx.n] = D.empty((ctx.n,) + self.output.shape, self.output.device, np.uint8)
+        block = self.block
+        if ctx.sample_offset:  # [dist] this rank's samples start at sample_offset globally
+            per = int(np.prod(self.output.shape))   # this layer's elements of one sample
+            row, stride, start = block or (per, per, 0)
+            block = (row, stride, start + ctx.sample_offset * stride)
         self.output.value, self.mask = ops.dropout(
             x, p=self.p, seed=ctx.seed_for(self.seed_name), out=self.output.buffer("value", ctx.n),
-            mask_out=masks[ctx.n], block=self.block)
+            mask_out=masks[ctx.n], block=block)
 
     def backward(self, ctx):
         gy = self.output.grad
