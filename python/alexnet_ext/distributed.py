@@ -103,10 +103,13 @@ class World:
     """This rank's place in the job and the collectives the trainer needs.
 
     ``rank``, ``size`` (world size), ``local_rank``; ``backend`` "gloo" or "nccl";
-    ``host_group``: a gloo group for host numbers (None: the default group is gloo).
+    ``host_group``: a gloo group for host numbers (None: the default group is gloo). ``gpus``:
+    this rank's GPU indices (one per column with ``--gpus 2``; empty on the CPU); the arrays on
+    ``gpus[c]`` are reduced in a group of its own (every rank's column c), so each NCCL
+    communicator serves one GPU per process.
     """
 
-    def __init__(self, *, backend: str, timeout: float, gpu: int | None = None):
+    def __init__(self, *, backend: str, timeout: float, gpus=()):
         import datetime
 
         import torch
@@ -116,13 +119,16 @@ class World:
         self.rank = _env_int("RANK")
         self.size = _env_int("WORLD_SIZE")
         self.local_rank = _env_int("LOCAL_RANK", 0)
-        self.backend, self.timeout, self.gpu = backend, float(timeout), gpu
+        self.backend, self.timeout, self.gpus = backend, float(timeout), list(gpus)
         td = datetime.timedelta(seconds=self.timeout)
-        if gpu is not None:
-            torch.cuda.set_device(gpu)
+        if self.gpus:
+            torch.cuda.set_device(self.gpus[0])
         try:
             dist.init_process_group(backend=backend, timeout=td)
             self.host_group = dist.new_group(backend="gloo", timeout=td) if backend != "gloo" else None
+            # GPU of column 0: the default group; column c > 0: a group of its own
+            self.groups = {g: None if c == 0 else dist.new_group(backend=backend, timeout=td)
+                           for c, g in enumerate(self.gpus)}
         except Exception as e:  # noqa: BLE001 - rendezvous failures come in many types
             raise RankLost(f"could not join the process group ({backend}): {_one_line(e)}") from None
 
@@ -161,22 +167,34 @@ class World:
             return t
         return self.torch.from_dlpack(a)   # DLPack orders our stream before torch's
 
+    def group_of(self, a):
+        """The process group that reduces array ``a`` (by its GPU; the default one on the CPU)."""
+        return None if isinstance(a, np.ndarray) else self.groups[a.device]
+
+    def all_reduce_async(self, a):
+        return self._call("all_reduce", self.dist.all_reduce, self.tensor(a),
+                          group=self.group_of(a), async_op=True)
+
     def broadcast_arrays(self, arrays) -> None:
         """Overwrite ``arrays`` (our parameter buffers) with rank 0's, in place."""
         for a in arrays:
-            t = self.tensor(a)
-            self._call("broadcast", self.dist.broadcast, t, src=0)
+            self._call("broadcast", self.dist.broadcast, self.tensor(a), src=0,
+                       group=self.group_of(a))
         self.after_collectives()
 
     def after_collectives(self) -> None:
-        """On a GPU: our current stream waits for what torch queued (the collectives' results)."""
-        if self.gpu is None:
+        """On GPUs: our stream on each GPU waits for what torch queued there (the collectives'
+        results land on torch's current stream once their handles were waited for)."""
+        if not self.gpus:
             return
         from . import cuda
 
-        ev = self.torch.cuda.Event()
-        ev.record()
-        self.torch.cuda.ExternalStream(cuda.current_stream()).wait_event(ev)
+        tc = self.torch.cuda
+        for g in self.gpus:
+            with tc.device(g):
+                ev = tc.Event()
+                ev.record()
+                tc.ExternalStream(cuda.current_stream(), device=g).wait_event(ev)
 
     def close(self) -> None:
         try:
@@ -187,7 +205,7 @@ class World:
 
 def _one_line(e: BaseException) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:200]
 
 
 def _real_gpu() -> bool:
@@ -214,11 +232,11 @@ def run_rank(args, body, *, prog: str) -> int:
     if args.device is None:
         args.device = "cuda" if _real_gpu() else "cpu"
     local_rank = _env_int("LOCAL_RANK", 0)
-    gpu = local_rank * (args.gpus or 1) if args.device == "cuda" else None
+    n = args.gpus or 1
+    gpus = range(local_rank * n, (local_rank + 1) * n) if args.device == "cuda" else ()
     rank = _env_int("RANK")
     try:
-        world = World(backend="nccl" if gpu is not None else "gloo", timeout=args.dist_timeout,
-                      gpu=gpu)
+        world = World(backend="nccl" if gpus else "gloo", timeout=args.dist_timeout, gpus=gpus)
     except RankLost as e:
         print(f"{prog}: error: rank {rank}: {e}", file=sys.stderr)
         return EXIT_RANK_LOST
@@ -364,8 +382,7 @@ class GradReducer:
         b.launched = True
         arrays = [b.flat] if b.flat is not None else [p.grad for p in b.params]
         for a in arrays:
-            b.handles.append(w._call("all_reduce", w.dist.all_reduce, w.tensor(a),
-                                     async_op=True))
+            b.handles.append(w.all_reduce_async(a))
 
     def finish(self) -> None:
         """Wait for every bucket; the gradients then hold the mean over ranks."""
