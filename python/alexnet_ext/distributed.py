@@ -45,7 +45,8 @@ Semantics (what makes N ranks train the same model as one process)
 * ``--gpus 2`` combines with this: each rank runs the paper's two-column split on its own two GPUs
   (``cuda:2*LOCAL_RANK`` and ``cuda:2*LOCAL_RANK+1``), gradients are reduced per GPU.
 
-Test hooks (environment, used by tests/test_distributed.py): ``ALEXNET_EXT_TEST_DIST_EXIT=R:K``
+Environment: ``ALEXNET_EXT_DIST_BUCKET_MB`` sets the bucket size (default 25). Test hooks (used by
+tests/test_distributed.py): ``ALEXNET_EXT_TEST_DIST_EXIT=R:K``
 makes rank R exit abruptly (``os._exit(17)``) before the backward pass of step K (0-based, counted
 over the run); ``ALEXNET_EXT_TEST_DIST_SIGINT=R:K`` sends rank R a SIGINT there (as a Ctrl-C).
 """
@@ -317,6 +318,7 @@ class _Bucket:
         self.params = list(params)
         self.device = device
         self.ids = {id(p) for p in self.params}
+        self.nbytes = sum(int(np.prod(p.shape)) * 4 for p in self.params)
         self.flat = None            # CPU: the contiguous buffer the grads are views of
         self.pending = set()
         self.handles = []
@@ -331,7 +333,10 @@ class GradReducer:
     ``on_grads`` callback of ``Net.backward``) and :meth:`finish` before the update.
     """
 
-    def __init__(self, net, world: World, bucket_bytes: int = BUCKET_BYTES):
+    def __init__(self, net, world: World, bucket_bytes: int | None = None):
+        if bucket_bytes is None:  # ALEXNET_EXT_DIST_BUCKET_MB: tests use tiny buckets
+            mb = os.environ.get("ALEXNET_EXT_DIST_BUCKET_MB")
+            bucket_bytes = BUCKET_BYTES if not mb else max(1, int(float(mb) * 2**20))
         self.world, self.net = world, net
         order = [p for layer in reversed(net.layers) for p in layer.params]
         self.buckets: list[_Bucket] = []
@@ -427,6 +432,9 @@ class DistributedTrainer(Trainer):
         # Identical weights and velocities on every rank, whatever each one loaded.
         world.broadcast_arrays([a for p in net.params for a in (p.value, p.velocity)])
         self.reducer = GradReducer(net, world)
+        self.log(f"data parallel: {world.size} ranks ({world.backend}), "
+                 f"{len(self.reducer.buckets)} gradient bucket(s) of up to "
+                 f"{max(b.nbytes for b in self.reducer.buckets) / 2**20:.3g} MB")
         self._agreed_stop = False
         self._exit_at = _test_hook("ALEXNET_EXT_TEST_DIST_EXIT", world.rank)
         self._sigint_at = _test_hook("ALEXNET_EXT_TEST_DIST_SIGINT", world.rank)
