@@ -69,7 +69,8 @@ __all__ = ["launched", "current", "World", "RankLost", "run_rank", "ShardedBatch
 ENV_VARS = ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT")
 EXIT_RANK_LOST = 3
 BUCKET_BYTES = 25 << 20       # gradient bucket size, as DDP's default
-_ALIGN = 64                   # elements: every gradient view starts 256-byte aligned
+_ALIGN = 64                   # elements: gradient views start 256 bytes apart from the buffer's
+                              # start, keeping the alignment of the buffer for vector loads
 
 _current = None
 
@@ -232,10 +233,14 @@ def run_rank(args, body, *, prog: str) -> int:
         return 2
     if args.device is None:
         args.device = "cuda" if _real_gpu() else "cpu"
-    local_rank = _env_int("LOCAL_RANK", 0)
+    try:
+        local_rank, rank = _env_int("LOCAL_RANK", 0), _env_int("RANK")
+        _env_int("WORLD_SIZE")
+    except ValueError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     n = args.gpus or 1
     gpus = range(local_rank * n, (local_rank + 1) * n) if args.device == "cuda" else ()
-    rank = _env_int("RANK")
     try:
         world = World(backend="nccl" if gpus else "gloo", timeout=args.dist_timeout, gpus=gpus)
     except RankLost as e:

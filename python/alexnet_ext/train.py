@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory (default: runs/<model>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its checkpoint, with its settings "
-                        "(--epochs may raise the epoch count, --workers/--device may change)")
+                        "(--epochs may raise the epoch count, --workers/--device may change, and "
+                        "so may the number of torchrun ranks)")
     p.add_argument("--summary", action="store_true",
                    help="print the layer table (output shapes, parameters, FLOPs) and exit")
     p.add_argument("--workers", type=int, metavar="N",
