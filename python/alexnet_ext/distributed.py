@@ -165,7 +165,8 @@ class World:
         """A zero-copy torch view of a NumPy array or DeviceArray."""
         if isinstance(a, np.ndarray):
             t = self.torch.from_numpy(a)
-            assert t.data_ptr() == a.ctypes.data   # a view, not a copy
+            if t.data_ptr() != a.ctypes.data:   # never reduce into a copy
+                raise RuntimeError("torch.from_numpy made a copy of a gradient buffer")
             return t
         return self.torch.from_dlpack(a)   # DLPack orders our stream before torch's
 
