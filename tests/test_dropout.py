@@ -166,9 +166,28 @@ def test_block_of_a_larger_array_draws_its_mask(rng, n, k, b):
         np.testing.assert_array_equal(yp, y[:, c * b:(c + 1) * b])
 
 
+@pytest.mark.parametrize("n,k,b", BLOCKS)
+def test_a_ranks_samples_of_a_column_block_draw_their_mask(rng, n, k, b):
+    """Data parallel: rank r holds samples [s0, s0 + m) of the global (n, k*b) array, column c:
+    block=(b, k*b, s0*k*b + c*b) (start past stride - row) draws the global mask there."""
+    whole = rng.standard_normal((n + 3, k * b)).astype(np.float32)
+    y, mask = ops.dropout(whole, p=0.4, seed=11, offset=5)
+    s0, m = 3, n
+    for c in range(k):
+        part = np.ascontiguousarray(whole[s0:s0 + m, c * b:(c + 1) * b])
+        yp, mp = ops.dropout(part, p=0.4, seed=11, offset=5, block=(b, k * b, s0 * k * b + c * b))
+        np.testing.assert_array_equal(mp, mask[s0:s0 + m, c * b:(c + 1) * b])
+        np.testing.assert_array_equal(yp, y[s0:s0 + m, c * b:(c + 1) * b])
+    # the merged layout: the rank's samples are one row at s0 * k * b
+    part = np.ascontiguousarray(whole[s0:s0 + m])
+    _, mp = ops.dropout(part, p=0.4, seed=11, offset=5, block=(m * k * b, m * k * b, s0 * k * b))
+    np.testing.assert_array_equal(mp, mask[s0:s0 + m])
+
+
 def test_block_is_checked(rng):
     x = rng.standard_normal((4, 6)).astype(np.float32)
-    for bad in [(5, 10, 0), (6, 5, 0), (6, 12, 7), (0, 12, 0)]:
+    # (6, 12, 2**63 - 8): the last index would pass 2**63 - 1
+    for bad in [(5, 10, 0), (6, 5, 0), (6, 12, 2**63 - 8), (0, 12, 0), (6, 2**62, 2**62)]:
         with pytest.raises(ValueError, match="block"):
             ops.dropout(x, p=0.5, seed=1, block=bad)
     with pytest.raises(TypeError, match="block"):

@@ -112,3 +112,18 @@ def test_blocks_equal_cpu(rng, n, k, b):
         yd, md = ops.dropout(dev(x), p=0.3, seed=9, offset=2, block=(b, k * b, c * b))
         np.testing.assert_array_equal(md.get(), m)
         np.testing.assert_array_equal(yd.get(), y)
+
+
+@cuda
+@pytest.mark.parametrize("n,k,b", BLOCKS)
+def test_blocks_of_a_ranks_samples_equal_cpu(rng, n, k, b):
+    """Data parallel: a rank's samples from s0 on, one column's block of each (start past
+    stride - row), draw the CPU's mask on the GPU too."""
+    x = rng.standard_normal((n, b)).astype(np.float32)
+    for s0 in (1, 5):
+        for c in range(k):
+            block = (b, k * b, s0 * k * b + c * b)
+            y, m = ops.dropout(x, p=0.3, seed=9, offset=2, block=block)
+            yd, md = ops.dropout(dev(x), p=0.3, seed=9, offset=2, block=block)
+            np.testing.assert_array_equal(md.get(), m)
+            np.testing.assert_array_equal(yd.get(), y)

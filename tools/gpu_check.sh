@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in one call on a lent GPU machine (no package index there):
-#   build for sm_90 -> GPU test suite -> full suite -> compute-sanitizer -> benchmarks.
+#   build for sm_90 -> GPU test suite -> full suite -> compute-sanitizer -> benchmarks
+#   -> data-parallel smoke test (torchrun over NCCL, tools/dist_check.py; needs torch).
 #
-#   STAGES="build test sanitize bench torch" bash tools/gpu_check.sh      (default: all five)
-#   (torch: alexnet_ext.torch on CUDA tensors; needs a CUDA build of torch on the machine)
+#   STAGES="build test sanitize bench torch dist" bash tools/gpu_check.sh      (default: all six)
+#   (torch: alexnet_ext.torch on CUDA tensors; dist: torchrun over NCCL; both need a CUDA build
+#   of torch on the machine)
 #
 # Needs the scipy-openblas32 wheel in .whl/ (the machine cannot reach PyPI):
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl scipy-openblas32
@@ -12,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
-STAGES=${STAGES:-"build test sanitize bench torch"}
+STAGES=${STAGES:-"build test sanitize bench torch dist"}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 status=0
@@ -86,8 +88,21 @@ if has torch; then
 fi
 # ===== end of stage "torch" =====
 
+# ---- [dist] data parallelism: torchrun --nproc_per_node=1 over NCCL (world size 1), compared
+# with one plain process; with 2 or more GPUs also 2 ranks (tools/dist_check.py) ----------------
+if has dist; then
+  step "dist: torchrun smoke test over NCCL"
+  if $PY -c "import torch.distributed as d; assert d.is_nccl_available()" 2>/dev/null; then
+    timeout ${DIST_TIMEOUT:-300} $PY tools/dist_check.py --out "$OUT/dist_check" 2>&1 \
+        | tee "$OUT/dist_check.txt" | grep -vE "^\s*$" | tail -30
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  else
+    echo "skipped: torch with NCCL is not installed (pip install 'alexnet_ext[dist]')" | tee "$OUT/dist_check.txt"
+  fi
+fi
+
 step "summary"
-for f in pytest_cuda pytest_all pytest_torch_cuda; do [ -f "$OUT/$f.txt" ] && echo "$f: $(tail -1 "$OUT/$f.txt")"; done
+for f in pytest_cuda pytest_all pytest_torch_cuda dist_check; do [ -f "$OUT/$f.txt" ] && echo "$f: $(tail -1 "$OUT/$f.txt")"; done
 for tool in memcheck racecheck synccheck initcheck; do
   [ -f "$OUT/sanitizer_$tool.txt" ] && echo "$tool: $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|no errors|error" "$OUT/sanitizer_$tool.txt" | tail -1)"
 done

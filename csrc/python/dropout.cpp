@@ -1,6 +1,7 @@
 // Bindings for csrc/cpu/dropout.cpp, plus the raw Philox-4x32-10 generator (for tests and for
 // anyone reproducing a mask outside the package).
 #include <cmath>
+#include <cstdint>
 
 #include "dropout.h"
 #include "philox.h"
@@ -20,11 +21,20 @@ void check_p(double p) {
 }
 
 // (row, stride, start) of x within a larger array; row < 0: x is the whole array.
+// Any start >= 0 is allowed (the kernels index g(i) = (i / row) * stride + start + i % row): a
+// rank of a data-parallel job passes its first sample's position in the global batch there,
+// beyond stride - row when it also holds one column's block of every sample. The largest index
+// must fit in int64.
 DropoutLayout layout_of(int64_t n, int64_t row, int64_t stride, int64_t start) {
   if (row < 0) return {n > 0 ? n : 1, n > 0 ? n : 1, 0};
-  if (row == 0 || stride < row || start < 0 || start > stride - row || (n > 0 && n % row))
+  if (row == 0 || stride < row || start < 0 || (n > 0 && n % row))
     throw py::value_error("block: expected (row, stride, start) with row >= 1 dividing x's size, "
-                          "stride >= row and 0 <= start <= stride - row");
+                          "stride >= row and start >= 0");
+  const int64_t rows = n > 0 ? n / row : 1;  // last element: (rows - 1) * stride + start + row - 1
+  constexpr int64_t kMax = INT64_MAX;
+  if ((rows > 1 && stride > (kMax - row) / (rows - 1)) || start > kMax - (rows - 1) * stride - row)
+    throw py::value_error("block: the last element's index in the larger array does not fit in "
+                          "64 bits");
   return {row, stride, start};
 }
 }  // namespace

@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "decay 5e-4, lr divided by 10 when validation error stops improving). With "
                     "no arguments: alexnet-small on a generated data set, on the GPU when one "
                     "is usable (else on the CPU, in a few minutes).",
-        epilog=EXIT_STATUS)
+        epilog=EXIT_STATUS + " Under torchrun (python -m torch.distributed.run) every rank "
+               "trains on its share of each global batch, and a rank that loses another "
+               "exits 3 (see README, Many GPUs).")
     p.add_argument("--data", metavar="PATH",
                    help="data set: a folder of class folders (optionally train/ and val/), a "
                         "prepared shard directory, MNIST IDX files or CIFAR batches (default: "
@@ -81,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="passes over the training set (default: the model's [learning] epochs; "
                         "alexnet-small: 18)")
     p.add_argument("--batch-size", type=int, metavar="N",
-                   help="images per SGD step (default: the model's [learning] batch_size: 128 "
-                        "for alexnet as in the paper, 64 for alexnet-small)")
+                   help="images per SGD step, over all ranks under torchrun (the global batch; "
+                        "each of W ranks takes N/W) (default: the model's [learning] "
+                        "batch_size: 128 for alexnet as in the paper, 64 for alexnet-small)")
     p.add_argument("--lr", type=float, metavar="LR",
                    help="initial learning rate (default: the model's [learning] lr, 0.01 as "
                         "in the paper for every shipped model)")
@@ -104,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint, with its "
                         "settings (--epochs may raise the epoch count, --workers/--device may "
-                        "change); after a kill it continues from the last step checkpoint")
+                        "change, and so may the number of torchrun ranks); after a kill it continues from the last step checkpoint")
     p.add_argument("--checkpoint-every", metavar="N|TIME", default="10m",
                    help="also write the checkpoint within an epoch every N steps, or every TIME "
                         "of training (30s, 10m, 1h); 'off': only at epoch ends and on a stop "
@@ -119,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N",
                    help="data loading processes; 0 loads in the training process (default: "
                         "half the cores, 1 to 4; decoding an image folder uses all cores)")
+    # [dist] data parallelism under torchrun (alexnet_ext.distributed)
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="S",
+                   help="under torchrun: seconds a rank waits in a collective for the others "
+                        "before it exits with an error (default: 300)")
     return p
 
 
@@ -166,7 +173,8 @@ def _devices(args) -> list[str]:
         raise UsageError(f"--device cuda: no usable GPU ({gpu_unavailable_reason(cuda_status())}); "
                          "this build/machine can train on the CPU only (--device cpu)")
     n = args.gpus or 1
-    devices = [f"cuda:{i}" for i in range(n)]
+    first = args.dist.local_rank * n if getattr(args, "dist", None) else 0  # [dist] own GPUs
+    devices = [f"cuda:{i}" for i in range(first, first + n)]
     from .nn.device import check_device
 
     try:
@@ -194,6 +202,8 @@ def _check_positive(args):
     if log_every is None:
         log_every = "off" if sys.stdout.isatty() else "60s"
     args.log_steps, args.log_seconds = parse_every(log_every, "--log-every")
+    if not (args.dist_timeout > 0 and math.isfinite(args.dist_timeout)):
+        raise UsageError(f"--dist-timeout: expected a positive number, got {args.dist_timeout}")
 
 
 def _default_data() -> Path:
@@ -214,7 +224,11 @@ def main(argv=None, *, on_step=None) -> int:
 
     def checked_run():
         _check_positive(args)
+        from . import distributed  # no torch import unless launched by torchrun
+
         try:
+            if distributed.launched() and not args.summary:
+                return distributed.run_rank(args, lambda: _run(args, on_step=on_step), prog=PROG)
             return _run(args, on_step=on_step)
         except OSError as e:  # a write the run needs failed outside the loop (disk full ...)
             where = f"{e.filename}: " if e.filename else ""
@@ -224,7 +238,14 @@ def main(argv=None, *, on_step=None) -> int:
     return run_cli(PROG, checked_run, usage_errors=(UsageError, ModelError))
 
 
+class _NoLock:
+    def close(self) -> None:
+        pass
+
+
 def _lock(run_dir: Path, option: str):
+    if _world() is not None and not _world().is_main:  # rank 0 alone owns the run directory
+        return _NoLock()
     try:
         return lock_run_dir(run_dir)
     except RunDirLocked as e:
@@ -261,11 +282,16 @@ def _run(args, on_step=None) -> int:
         raise UsageError(f"--split-columns: model '{spec.name}' has one column")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{stamp}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {run_dir}: cannot create the directory "
-                         f"({e.strerror or e})") from None
+    world = _world()
+    main_rank = world is None or world.is_main
+    if world is not None:  # rank 0's directory name (the clocks may differ)
+        run_dir = Path(world.broadcast_object(str(run_dir)))
+    if main_rank:  # rank 0 alone writes the run directory
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--out {run_dir}: cannot create the directory "
+                             f"({e.strerror or e})") from None
     lock = _lock(run_dir, "--out")
     try:
         if (run_dir / CHECKPOINT_NAME).exists():
@@ -275,14 +301,16 @@ def _run(args, on_step=None) -> int:
                   "data": str(data_path.resolve()), "seed": seed, "devices": devices,
                   "split_columns": split, "workers": args.workers, "classes": ds.num_classes,
                   "class_names": list(ds.class_names), "learning": spec.learning,
-                  "data_prep": spec.data, "argv": list(args.argv)}
-        try:
-            atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
-            atomic_write_text(run_dir / "model.toml", spec.text)
-            atomic_write_text(run_dir / "metrics.jsonl", "")
-            atomic_write_text(run_dir / "steps.jsonl", "")
-        except OSError as e:
-            raise UsageError(f"--out {run_dir}: cannot write ({e.strerror or e})") from None
+                  "data_prep": spec.data, "argv": list(args.argv),
+                  "world_size": world.size if world is not None else 1}
+        if main_rank:
+            try:
+                atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+                atomic_write_text(run_dir / "model.toml", spec.text)
+                atomic_write_text(run_dir / "metrics.jsonl", "")
+                atomic_write_text(run_dir / "steps.jsonl", "")
+            except OSError as e:
+                raise UsageError(f"--out {run_dir}: cannot write ({e.strerror or e})") from None
         net = Net(spec, split_columns=split, devices=devices, seed=seed)
         return _train(net, spec, ds, config, run_dir, state=None, args=args, workers=args.workers,
                       on_step=on_step)
@@ -380,7 +408,8 @@ def _resume_locked(args, devices, on_step, run_dir, cfg_path) -> int:
               "(raise --epochs to continue)")
         return 0
     state["status"] = "running"
-    atomic_write_text(cfg_path, json.dumps(config, indent=2) + "\n")
+    if _world() is None or _world().is_main:  # rank 0 alone writes
+        atomic_write_text(cfg_path, json.dumps(config, indent=2) + "\n")
     return _train(net, spec, ds, config, run_dir, state=state, args=args,
                   workers=args.workers if args.workers is not None else config.get("workers"),
                   on_step=on_step)
@@ -392,40 +421,61 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
 
     learning, prep = spec.learning, spec.data
     seed = config["seed"]
-    try:
-        log_file = open_append(run_dir / "train.log")
-    except OSError as e:
-        raise UsageError(f"{run_dir / 'train.log'}: cannot write ({e.strerror or e})") from None
+    world = _world()
+    main_rank = world is None or world.is_main
+    log_file = None  # ranks other than 0 write nothing and print nothing
+    if main_rank:
+        try:
+            log_file = open_append(run_dir / "train.log")
+        except OSError as e:
+            raise UsageError(f"{run_dir / 'train.log'}: cannot write ({e.strerror or e})") from None
 
     def log(line: str) -> None:
         from tqdm import tqdm
 
+        if log_file is None:
+            return
         tqdm.write(line)
         log_file.write(line + "\n")
         log_file.flush()
 
+    Loader, shard = BatchLoader, {}
+    if world is not None:  # [dist] every rank its slice of each global batch
+        from .distributed import ShardedBatchLoader as Loader
+
+        shard = {"rank": world.rank, "world_size": world.size}
+
     train_split, val_split = ds.split("train"), ds.split("val")
     try:
-        loader = BatchLoader(train_split, batch_size=learning["batch_size"], crop=prep["crop"],
-                             mean=ds.mean, pca=ds.pca, train=True, flip=prep["flip"],
-                             lighting=prep["lighting"], scale=prep["scale"], seed=seed,
-                             workers=workers)
+        loader = Loader(train_split, batch_size=learning["batch_size"], crop=prep["crop"],
+                        mean=ds.mean, pca=ds.pca, train=True, flip=prep["flip"],
+                        lighting=prep["lighting"], scale=prep["scale"], seed=seed,
+                        workers=workers, **shard)
     except ValueError as e:
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
         raise UsageError(str(e)) from None
     val_loader = None
     if val_split is not None and len(val_split):
-        val_loader = BatchLoader(val_split, batch_size=learning["batch_size"], crop=prep["crop"],
-                                 mean=ds.mean, train=False, flip=False, lighting=0.0,
-                                 scale=prep["scale"], seed=seed, workers=0)
+        val_loader = Loader(val_split, batch_size=learning["batch_size"], crop=prep["crop"],
+                            mean=ds.mean, train=False, flip=False, lighting=0.0,
+                            scale=prep["scale"], seed=seed, workers=0, **shard)
     info = {"classes": config["classes"], "class_names": config["class_names"],
             "data": config["data"], "seed": seed, "model": spec.name}
+    common = dict(state=state, extra={"mean": ds.mean}, info=info, log=log, on_step=on_step,
+                  checkpoint_steps=args.checkpoint_steps,
+                  checkpoint_seconds=args.checkpoint_seconds, log_steps=args.log_steps,
+                  log_seconds=args.log_seconds)
     try:
-        trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,
-                          state=state, extra={"mean": ds.mean}, info=info, log=log,
-                          on_step=on_step, checkpoint_steps=args.checkpoint_steps,
-                          checkpoint_seconds=args.checkpoint_seconds, log_steps=args.log_steps,
-                          log_seconds=args.log_seconds)
+        if world is None:
+            trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,
+                              **common)
+        else:
+            from .distributed import DistributedTrainer
+
+            trainer = DistributedTrainer(net, learning, loader, val_loader, world=world,
+                                         run_dir=run_dir if main_rank else None, seed=seed,
+                                         progress=main_rank, **common)
     except OSError as e:
         for f in (loader, val_loader, log_file):
             if f is not None:
@@ -437,7 +487,7 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
             f"{ds.num_classes} classes ({ds.format}: {config['data']})")
         log(f"devices {', '.join(net.devices)}"
             + (" (columns split)" if net.split else "")
-            + f"; batch {learning['batch_size']}, lr {learning['lr']:g}, momentum "
+            + f"; {describe_batch(learning['batch_size'], world)}, lr {learning['lr']:g}, momentum "
               f"{learning['momentum']:g}, weight decay {learning['weight_decay']:g}, "
               f"{_plural(learning['epochs'], 'epoch')}; run directory {run_dir}")
     else:
@@ -475,8 +525,13 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
         loader.close()
         if val_loader is not None:
             val_loader.close()
-        log_file.close()
+        if log_file is not None:
+            log_file.close()
     wall = time.perf_counter() - t0
+    if not main_rank:  # the same status as rank 0, nothing printed
+        return {DIVERGED: EXIT_DIVERGED, WRITE_FAILED: EXIT_IO,
+                INTERRUPTED: EXIT_SIGTERM if trainer.stop_signal == signal.SIGTERM
+                else EXIT_SIGINT}.get(result, 0)
     if result == DIVERGED:
         print(f"{PROG}: training diverged; see {run_dir / 'train.log'}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -511,6 +566,20 @@ def _report(trainer, run_dir, wall, classes, config) -> None:
           + (f" (best: {run_dir / BEST_NAME})" if (run_dir / BEST_NAME).exists() else ""))
     print(f"evaluate with ten views: python -m alexnet_ext.evaluate {run_dir} --data "
           f"{config['data']} --views 10")
+
+
+def _world():
+    """[dist] This rank's World under torchrun, else None (alexnet_ext.distributed)."""
+    from .distributed import current
+
+    return current()
+
+
+def describe_batch(batch: int, world) -> str:
+    """[dist] The batch semantics as printed at the start of a run."""
+    from .distributed import describe_batch as describe
+
+    return describe(batch, world)
 
 
 if __name__ == "__main__":

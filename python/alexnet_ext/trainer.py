@@ -230,17 +230,18 @@ class Trainer:
                     # waits once per step, at its end (the loss and the error count).
                     loss = net.forward(x, y, train=True, step=st["step"], seed=self.seed,
                                        wait=False)
-                    net.backward()
+                    self._backward()  # [dist] net.backward(), gradients all-reduced across ranks
                     net.update(lr=st["lr"], momentum=cfg["momentum"],
                                weight_decay=cfg["weight_decay"], bias_decay=cfg["bias_decay"])
                     loss = float(loss)
+                    err = ops.top_k_errors(net.probs, net.labels, ks=k1)[0]
                     n = len(y)
+                    loss, err, n = self._step_totals(loss, err, n)  # over all ranks (data parallel)
                     if not math.isfinite(loss):
                         bar.close()
                         self._record_step(loss, None, n)
                         return self._diverged(f"the loss became {loss} at epoch {e + 1}, "
                                               f"step {st['step'] + 1}")
-                    err = ops.top_k_errors(net.probs, net.labels, ks=k1)[0]
                     st["step"] += 1
                     st["batch"] += 1
                     part["loss"] += loss * n
@@ -258,7 +259,7 @@ class Trainer:
                                         refresh=False)
                     if self.on_step is not None:
                         self.on_step(self)
-                    if self._stop and st["batch"] < len(loader):
+                    if self._should_stop() and st["batch"] < len(loader):  # agreed by all ranks
                         self._clock()
                         bar.close()
                         return self._interrupted()
@@ -282,7 +283,7 @@ class Trainer:
             failed = self._end_epoch()
             if failed:
                 return failed
-            if self._stop and st["epoch"] < epochs:
+            if self._should_stop() and st["epoch"] < epochs:  # agreed by all ranks
                 return self._interrupted()
         st["status"] = FINISHED
         failed = self._save()
@@ -306,6 +307,21 @@ class Trainer:
         return bool(self.checkpoint_seconds) and \
             time.monotonic() - self._last_save >= self.checkpoint_seconds
 
+    # ---- [dist] hooks: alexnet_ext.distributed.DistributedTrainer overrides these -------------
+
+    def _backward(self) -> None:
+        self.net.backward()
+
+    def _step_totals(self, loss: float, errors: int, images: int):
+        """(mean loss, error count, images) of the step over every rank: this process's here."""
+        return loss, errors, images
+
+    def _should_stop(self) -> bool:
+        return self._stop
+
+    def _evaluate(self) -> dict:
+        return evaluate_loader(self.net, self.val_loader, progress=self.progress)
+
     def _end_epoch(self) -> str | None:
         st, part = self.state, self.state["partial"]
         e = st["epoch"] + 1
@@ -315,7 +331,7 @@ class Trainer:
                "val_loss": None, "val_top1": None, "val_top5": None}
         t0 = time.perf_counter()
         if self.val_loader is not None:
-            v = evaluate_loader(self.net, self.val_loader, progress=self.progress)
+            v = self._evaluate()  # [dist] every rank its shard, totals all-reduced
             rec.update(val_loss=v["loss"], val_top1=v["top1"], val_top5=v["top5"])
         val_seconds = time.perf_counter() - t0
         rec["img_per_s"] = part["images"] / max(part["seconds"], 1e-9)

@@ -52,6 +52,9 @@ class StepContext:
         self.step = step
         self.seed = seed
         self.loss = None
+        # [dist] position of this batch's first sample in the global batch of a data-parallel
+        # step (alexnet_ext.distributed); dropout draws the global batch's masks from there.
+        self.sample_offset = 0
 
     def seed_for(self, layer_name: str) -> int:
         """Dropout seed of ``layer_name`` at this step: a function of (seed, step, layer)."""
@@ -79,6 +82,7 @@ class Net:
             raise ValueError(f"devices {self.devices}: the columns of a net are either all on the "
                              "CPU or all on GPUs")
         self.labels = None
+        self.sample_offset = 0    # [dist] see StepContext.sample_offset
         self.layers = []
         self.tensors: dict[str, Tensor] = {}
         self._transfers = {}
@@ -222,6 +226,7 @@ class Net:
             labels = D.from_host(labels, self.cost.output.device)
         self.labels = labels
         self._ctx = ctx = StepContext(n, labels, train, step, seed, wait)
+        ctx.sample_offset = self.sample_offset  # [dist]
         self.data.value = x
         stop = None
         if until is not None:
@@ -251,8 +256,13 @@ class Net:
         vals = [D.to_host(t.value) for t in self._parts[name]]
         return vals[0] if len(vals) == 1 else np.concatenate(vals, axis=1)
 
-    def backward(self) -> None:
-        """Gradients of the last training forward pass's mean loss w.r.t. every parameter."""
+    def backward(self, on_grads=None) -> None:
+        """Gradients of the last training forward pass's mean loss w.r.t. every parameter.
+
+        ``on_grads``: called as ``on_grads(params)`` right after each layer with parameters has
+        run its backward, with that layer's :class:`Param` blocks, whose gradients are then final
+        (every block is written once per step); data parallelism starts reducing them there.
+        """
         ctx = self._ctx
         if ctx.labels is None or ctx.loss is None:
             raise RuntimeError("backward needs a forward pass with labels first")
@@ -261,6 +271,8 @@ class Net:
         for layer in reversed(self.layers):
             if layer.needs_backward:
                 layer.backward(ctx)
+                if on_grads is not None and layer.params:  # [dist]
+                    on_grads(layer.params)
 
     def update(self, *, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
                bias_decay: float = 0.0) -> None:

@@ -45,8 +45,10 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
             of ``row`` consecutive elements taken every ``stride`` elements of A (flat, C order)
             from element ``start`` on; x then gets exactly A's mask at those positions. A net
             split into columns passes each column's block of every image, so it drops the
-            same units as the merged net. Requires ``row`` to divide x's size and
-            ``0 <= start <= stride - row``.
+            same units as the merged net; a rank of a data-parallel job adds its first
+            sample's offset in the global batch to ``start``, so it draws the masks one
+            process would for those samples. Requires ``row`` to divide x's size,
+            ``stride >= row`` and ``start >= 0`` (any start: rows may begin past ``stride``).
 
     Returns:
         (y, mask): y float32 of x's shape; mask uint8 of x's shape, 1 where the element was kept,

@@ -53,9 +53,14 @@ class Dropout(Layer):
         if ctx.n not in self._masks:
             self._masks[ctx.n] = D.empty((ctx.n,) + self.output.shape, self.output.device,
                                          np.uint8)
+        block = self.block
+        if ctx.sample_offset:  # data parallel: this rank's samples start at sample_offset globally
+            per = math.prod(self.output.shape)   # this layer's elements of one sample
+            row, stride, start = block or (per, per, 0)
+            block = (row, stride, start + ctx.sample_offset * stride)
         self.output.value, self.mask = ops.dropout(
             x, p=self.p, seed=ctx.seed_for(self.seed_name), out=self.output.buffer("value", ctx.n),
-            mask_out=self._masks[ctx.n], block=self.block)
+            mask_out=self._masks[ctx.n], block=block)
 
     def backward(self, ctx):
         gy = self.output.grad
