@@ -1,6 +1,6 @@
 // A stand-in for <cuda_runtime.h>: the package's CUDA sources (csrc/cuda/*.cu, the bindings) are
 // compiled as plain C++ against it and run on the CPU. Used two ways:
-//   - tools/cuda_emu/run.sh: conv.cu alone, with its own harness (also under ASan/UBSan/TSan);
+//   - tools/cuda_emu/run.sh: conv*.cu alone, with its own harness (also under ASan/UBSan/TSan);
 //   - ALEXNET_EXT_CUDA_EMULATION=ON: the whole package, so `pytest -m cuda` runs on a CPU.
 //
 // Execution model (emu.cpp):
