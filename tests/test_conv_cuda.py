@@ -1,4 +1,4 @@
-"""The CUDA convolution (csrc/cuda/conv.cu) against the float64 references of test_conv.py and the
+"""The CUDA convolution (csrc/cuda/conv*.cu) against the float64 references of test_conv.py and the
 CPU implementation. Every test needs a GPU (marker `cuda`, skipped otherwise).
 
 Both kernel versions run wherever it matters: 1 = reference (direct loops), 2 = tiled implicit

@@ -1,4 +1,5 @@
-"""csrc/cuda/conv.cu's kernels run on the CPU through tools/cuda_emu (no GPU needed).
+"""The CUDA convolution's kernels (csrc/cuda/conv*.cu) run on the CPU through tools/cuda_emu
+(no GPU needed).
 
 Opt-in (about a minute on two cores): ALEXNET_CUDA_EMU=1 python -m pytest tests/test_conv_cuda_emu.py
 The harness compares every pass of both kernel versions, in every accumulate form, with its own

@@ -1,12 +1,18 @@
 // Shared by every CUDA source: error checks that become Python exceptions (through the binding
-// layer), and the launch helpers. Every runtime call and every launch is checked; the op name
-// travels in the message so a failure says which op it came from.
+// layer), the launch helpers, and the general utilities the kernels share: integer rounding,
+// the SM count, scratch memory for one op (Workspace) and a deterministic block reduction.
+// Every runtime call and every launch is checked; the op name travels in the message so a
+// failure says which op it came from.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+
+#include "cuda/memory.h"
 
 namespace alexnet_ext::cuda {
 
@@ -63,5 +69,82 @@ inline unsigned blocks_for(int64_t work, int threads, int64_t max_blocks = 65535
   if (b < 1) b = 1;
   return static_cast<unsigned>(b < max_blocks ? b : max_blocks);
 }
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Multiprocessors of the current device (cached per device; the tile and split heuristics ask
+// on every call).
+inline int sm_count() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  static std::atomic<int> cache[64];  // zero (unknown) until first asked
+  if (dev >= 0 && dev < 64) {
+    const int v = cache[dev].load(std::memory_order_relaxed);
+    if (v > 0) return v;
+  }
+  int sms = 0;
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev),
+        "cudaDeviceGetAttribute");
+  sms = std::max(sms, 1);
+  if (dev >= 0 && dev < 64) cache[dev].store(sms, std::memory_order_relaxed);
+  return sms;
+}
+
+// Scratch memory of one op from the caching allocator on the op's stream, on the current device:
+// freeing it right after the launches is safe because a block is only handed out again for work
+// queued later on the same stream.
+class Workspace {
+ public:
+  Workspace(size_t bytes, cudaStream_t stream) {
+    if (bytes == 0) return;
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    ptr_ = device_alloc(bytes, dev, stream);
+  }
+  ~Workspace() { device_free(ptr_); }
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  template <class T>
+  T* get() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void* ptr_ = nullptr;
+};
+
+#if defined(__CUDACC__) || defined(ALEXNET_EXT_CUDA_EMULATION)
+// Block-wide reduction of v with `op` over a block of exactly T threads (T a power of two,
+// blockDim.x == T), deterministic: a fixed tree in shared memory, red[T] (element i combines
+// with i + s for s = T/2, T/4, ..., 1), so the result depends only on the inputs. Every thread
+// of the block must call it; all get the result. Barriers only, no warp shuffles (so the
+// emulator's OS-thread mode under ThreadSanitizer runs it too).
+template <int T, class V, class Op>
+__device__ V block_reduce(V v, V* red, Op op) {
+  red[threadIdx.x] = v;
+  __syncthreads();
+#pragma unroll 1
+  for (int s = T / 2; s > 0; s >>= 1) {
+    if (static_cast<int>(threadIdx.x) < s) red[threadIdx.x] = op(red[threadIdx.x], red[threadIdx.x + s]);
+    __syncthreads();
+  }
+  const V total = red[0];
+  __syncthreads();  // red may be written again by the caller's next call
+  return total;
+}
+
+// The operands come from shared memory, not from a multiply, so nothing can contract into an FMA.
+struct SumOp {
+  template <class V>
+  __device__ V operator()(V a, V b) const { return a + b; }
+};
+struct MaxOp {  // ignores NaNs, as fmaxf does
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <int T, class V>
+__device__ V block_sum(V v, V* red) { return block_reduce<T>(v, red, SumOp{}); }
+template <int T>
+__device__ float block_max(float v, float* red) { return block_reduce<T>(v, red, MaxOp{}); }
+#endif
 
 }  // namespace alexnet_ext::cuda

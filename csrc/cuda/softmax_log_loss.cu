@@ -4,8 +4,8 @@
 // block max, exps written to probs while their sum accumulates in double, block sum, rescale,
 // then the row's loss log(s) + max - logits[label] in double, exactly the CPU's formula. The
 // per-row losses go to a scratch array and one block adds them up; every reduction has a fixed
-// shape and order (strided per-thread sums, a butterfly within each warp, the warps' results in
-// index order), so the loss is the same on every run, with no floating-point atomics. It is not
+// shape and order (strided per-thread sums, then the fixed tree of block_reduce in
+// cuda/common.cuh), so the loss is the same on every run, with no floating-point atomics. It is not
 // the CPU's bit for bit: the sums run in another order, and expf/log are CUDA's (both within a
 // couple of ulps).
 //
@@ -30,59 +30,26 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
-  return v;
-}
-
-// Butterfly: lane i and lane i^o add the same two numbers, so all lanes end with the same sum.
-__device__ __forceinline__ double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v = __dadd_rn(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
-  return v;
-}
-
-// Block-wide reductions; every thread gets the result. red holds kWarps values; the trailing
-// barrier lets the caller reuse it at once.
-__device__ __forceinline__ float block_max(float v, float* red) {
-  v = warp_max(v);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-  __syncthreads();
-  float r = red[0];
-  for (int i = 1; i < kWarps; ++i) r = fmaxf(r, red[i]);
-  __syncthreads();
-  return r;
-}
-
-__device__ __forceinline__ double block_sum(double v, double* red) {
-  v = warp_sum(v);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-  __syncthreads();
-  double r = red[0];
-  for (int i = 1; i < kWarps; ++i) r = __dadd_rn(r, red[i]);
-  __syncthreads();
-  return r;
-}
-
 template <class L>
 __global__ void __launch_bounds__(kThreads)
 softmax_rows(const float* __restrict__ logits, const L* __restrict__ labels,
              float* __restrict__ probs, int64_t n, int64_t k, double* __restrict__ row_loss,
              BadValues* bad) {
-  __shared__ float red_f[kWarps];
-  __shared__ double red_d[kWarps];
+  __shared__ float red_f[kThreads];
+  __shared__ double red_d[kThreads];
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {  // uniform per block
     const float* x = logits + row * k;
     float* p = probs + row * k;
     float m = -INFINITY;
     for (int64_t j = threadIdx.x; j < k; j += kThreads) m = fmaxf(m, x[j]);
-    m = block_max(m, red_f);
+    m = block_max<kThreads>(m, red_f);
     double s = 0.0;
     for (int64_t j = threadIdx.x; j < k; j += kThreads) {
       const float e = expf(__fsub_rn(x[j], m));
       p[j] = e;
       s = __dadd_rn(s, static_cast<double>(e));
     }
-    s = block_sum(s, red_d);
+    s = block_sum<kThreads>(s, red_d);
     const float inv = static_cast<float>(__ddiv_rn(1.0, s));
     for (int64_t j = threadIdx.x; j < k; j += kThreads) p[j] = __fmul_rn(p[j], inv);  // own writes
     if (threadIdx.x == 0) {
@@ -102,10 +69,10 @@ softmax_rows(const float* __restrict__ logits, const L* __restrict__ labels,
 // One block: total = sum of row_loss in a fixed order; written as double and/or float.
 __global__ void __launch_bounds__(kThreads)
 sum_rows(const double* __restrict__ row_loss, int64_t n, double* total, float* total_f) {
-  __shared__ double red_d[kWarps];
+  __shared__ double red_d[kThreads];
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) s = __dadd_rn(s, row_loss[i]);
-  s = block_sum(s, red_d);
+  s = block_sum<kThreads>(s, red_d);
   if (threadIdx.x == 0) {
     if (total) *total = s;
     if (total_f) *total_f = static_cast<float>(s);

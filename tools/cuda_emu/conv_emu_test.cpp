@@ -1,5 +1,6 @@
-// Runs csrc/cuda/conv.cu's kernels (both versions) on the CPU through tools/cuda_emu and compares
-// every pass, in every accumulate form, with a float64 direct reference written here.
+// Runs the CUDA convolution's kernels (csrc/cuda/conv*.cu, both versions) on the CPU through
+// tools/cuda_emu and compares every pass, in every accumulate form, with a float64 direct
+// reference written here.
 // Usage: conv_emu_test [seed] [random_cases] [fixed cases: all | none | name substring];
 // exit status 1 on any mismatch.
 #include <algorithm>
@@ -56,7 +57,7 @@ using Ref = std::vector<double>;
 
 }  // namespace
 
-// conv.cu's scratch memory (the package build links memory.cu's caching allocator instead).
+// The conv workspaces' memory (the package build links memory.cu's caching allocator instead).
 namespace alexnet_ext::cuda {
 void* device_alloc(size_t bytes, int, cudaStream_t) {
   void* p = nullptr;  // exactly `bytes`, so that AddressSanitizer sees any overrun

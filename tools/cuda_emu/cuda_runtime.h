@@ -1,6 +1,6 @@
 // A stand-in for <cuda_runtime.h>: the package's CUDA sources (csrc/cuda/*.cu, the bindings) are
 // compiled as plain C++ against it and run on the CPU. Used two ways:
-//   - tools/cuda_emu/run.sh: conv.cu alone, with its own harness (also under ASan/UBSan/TSan);
+//   - tools/cuda_emu/run.sh: conv*.cu alone, with its own harness (also under ASan/UBSan/TSan);
 //   - ALEXNET_EXT_CUDA_EMULATION=ON: the whole package, so `pytest -m cuda` runs on a CPU.
 //
 // Execution model (emu.cpp):
@@ -287,3 +287,6 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream, A.
   if (!ok) return;
   emu::enqueue(stream, [=] { emu::run_grid(grid, block, [&] { kernel(args...); }); });
 }
+
+// Tensor-core warp instructions (mma.sync, ldmatrix) and the tf32/bf16 conversions.
+#include "mma_emu.h"

@@ -3,7 +3,7 @@
 // Threads of a block: fibers on one OS thread by default (fast, deterministic; __syncthreads and
 // warp operations switch back to a round-robin scheduler), or with -DEMU_OS_THREADS real threads
 // meeting at a real barrier, so that ThreadSanitizer sees every shared-memory access that no
-// barrier orders (conv.cu only: warp operations are fiber-only).
+// barrier orders (the conv sources only: warp operations are fiber-only).
 //
 // Streams: a queue per stream; queued work runs when something waits for it. Dependencies are
 // (stream, sequence number) pairs: an event is the pair at record time, a stream wait adds the pair

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build and run the CPU emulation of csrc/cuda/conv.cu (see cuda_runtime.h here).
+# Build and run the CPU emulation of the CUDA convolution, csrc/cuda/conv*.cu (see cuda_runtime.h here).
 #   tools/cuda_emu/run.sh [plain|asan|tsan] [seed] [random_cases] [fixed: all|none|substring]
 # EMU_SMS=n sets the SM count the tile and split heuristics see (default 132).
 set -euo pipefail
@@ -16,9 +16,9 @@ esac
 out=${EMU_BUILD_DIR:-/tmp/alexnet_cuda_emu}
 mkdir -p "$out"
 bin="$out/conv_emu_test_$mode"
-# conv.cu is compiled as C++: the shim header comes first on the include path.
+# The conv sources are compiled as C++: the shim header comes first on the include path.
 g++ -std=c++20 $flags -Wall -Wno-unknown-pragmas -pthread \
     -DALEXNET_EXT_WITH_CUDA=1 -DALEXNET_EXT_CUDA_EMULATION=1 \
     -I "$here" -I "$root/csrc" \
-    -x c++ "$root/csrc/cuda/conv.cu" -x none "$here/emu.cpp" "$here/conv_emu_test.cpp" -o "$bin"
+    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/conv_emu_test.cpp" -o "$bin"
 "$bin" "$@"

@@ -1,7 +1,7 @@
 """Convolution: filterActs (forward), imgActs (grad w.r.t. images), weightActs (grad w.r.t. filters).
 
 Kernels: ``csrc/cpu/conv.cpp`` (im2col + OpenBLAS sgemm) for NumPy arrays and
-``csrc/cuda/conv.cu`` (implicit GEMM) for :class:`alexnet_ext.cuda.DeviceArray` arguments, with
+``csrc/cuda/conv_gemm.cu`` (implicit GEMM) for :class:`alexnet_ext.cuda.DeviceArray` arguments, with
 the same semantics. See ``csrc/conv.h`` for the formula and ``docs/CUDA_CONV.md`` for the GPU
 design. On the GPU the ops are queued on the current stream and return at once.
 """

@@ -1,0 +1,527 @@
+// CUDA convolution, version 2: every pass as an implicit GEMM on SIMT fp32 (FFMA), one mainloop
+// for all (csrc/conv.h has the semantics; NCHW images and outputs, (F, C/groups, kh, kw) filters).
+//   Block tile BM x BN (128x128 with 256 threads, or 64x128 with 128), K-step BK = 8, each thread
+//   an 8x8 register tile (two 4-wide halves per dimension, BM/2 and BN/2 apart: float4 fragment
+//   reads, conflict-free). Both operand tiles k-major in shared memory ([k][m], [k][n]), rows
+//   padded by 4 floats, double-buffered: tile k+1 is copied global->shared with cp.async (sm_80+)
+//   while tile k is multiplied, one __syncthreads per K-step. Edges are predicated (zero-filled);
+//   out-of-range columns are clamped to a valid one and never stored.
+//   filterActs, per group:  C[f, (n,oy,ox)] = sum_k A[f, k] B[k, (n,oy,ox)],  k = (c, i, j):
+//     A = the filters packed k-major (pack_fprop); B = the im2col matrix, never materialised:
+//     each thread owns one column (window corner computed once) and walks its rows through a
+//     per-k table {c*H*W + i*W + j, i, j} (table_im2col): no divisions in the inner loop.
+//   imgActs, gather form (no atomics, no col2im buffer), per (group, stride phase):
+//     C[c, (n,y,x)] = sum_k A[c, k] B[k, (n,y,x)],  k = (f, ii, jj) over the phase's taps only:
+//     A = the phase's filter taps, transposed and packed (pack_dgrad); B gathers hid_grads
+//     through a per-phase table {f*P - ii*Wo - jj, -ii, -jj} (table_dgrad). The same kernel as
+//     filterActs (template flag DGRAD); the phase is blockIdx.z.
+//   weightActs: C[f, (c,i,j)] = sum_r A[f, r] B[r, (c,i,j)], r = (n, oy, ox): split-K across
+//     blocks (the dispatcher, conv.cu, picks the splits and sums the partials in a fixed order).
+//   Epilogue (fused): bias (filterActs) and the accumulate form, once per output element.
+// 64-bit safety: tensor offsets are int64; table offsets int32 relative to a column base; GEMM
+// coordinates int32 (the dispatcher keeps them below 2^30). docs/CUDA_CONV.md has the reasoning
+// (why NCHW and an implicit GEMM, the stride phases, the tile shapes) and the per-layer numbers.
+#include <cstdint>
+
+#include "cuda/conv_impl.cuh"
+
+namespace alexnet_ext::cuda::conv {
+namespace {
+
+constexpr int kPad = 4;  // floats of padding per shared-memory row (keeps float4 alignment)
+
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+
+__device__ __forceinline__ void fast_divmod(const FastDivmod& fd, uint32_t n, uint32_t& q,
+                                            uint32_t& r) {
+  q = (__umulhi(n, fd.mul) + n) >> fd.shift;
+  r = n - q * fd.d;
+}
+
+// Shared-memory tile loads. On sm_80+ they are cp.async copies: issued before the current tile
+// is multiplied, they need no staging registers and the compiler cannot sink them below the
+// FFMAs (it did so with register-staged loads, serialising load latency and compute). The
+// 4-byte form zero-fills when `pred` is false (src_size 0, and a valid address is passed).
+// Before sm_80, and in tools/cuda_emu, they are plain synchronous copies.
+__device__ __forceinline__ void tile_copy_f32(float* smem, const float* gmem, bool pred) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(pred ? 4 : 0)
+               : "memory");
+#else
+  *smem = pred ? __ldg(gmem) : 0.f;
+#endif
+}
+
+// 16 bytes, both addresses 16-byte aligned; global side cached in L2 only.
+__device__ __forceinline__ void tile_copy_f32x4(float* smem, const float* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
+#else
+  *reinterpret_cast<float4*>(smem) = __ldg(reinterpret_cast<const float4*>(gmem));
+#endif
+}
+
+__device__ __forceinline__ void tile_copy_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+// Waits for this thread's copies; a __syncthreads() after it publishes them to the block.
+__device__ __forceinline__ void tile_copy_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// Gather-table entry (int2): x = element offset from the column's window corner, y = the two
+// window-coordinate offsets (di, dj) as int16 halves. The dispatcher keeps offsets below 2^31
+// and filter sizes below 2^15; the column base itself is int64.
+__device__ __forceinline__ int table_di(const int2& e) { return static_cast<short>(e.y & 0xffff); }
+__device__ __forceinline__ int table_dj(const int2& e) { return e.y >> 16; }  // arithmetic shift
+
+__device__ __forceinline__ int2 table_entry(int64_t delta, int di, int dj) {
+  const uint32_t packed = (static_cast<uint32_t>(dj) << 16) | (static_cast<uint32_t>(di) & 0xffffu);
+  return make_int2(static_cast<int>(delta), static_cast<int>(packed));
+}
+
+// Row (or column) of the thread's i-th accumulator: two groups of four, `half` apart.
+template <int HALF>
+__device__ __forceinline__ int frag_index(int t, int i) {
+  return (i < 4 ? 0 : HALF) + t * 4 + (i & 3);
+}
+
+// acc[i][j] += sum_k as[k][row i] * bs[k][col j] over one K-step.
+template <int BM, int BN>
+__device__ __forceinline__ void tile_mma(const float (*as)[BM + kPad], const float (*bs)[BN + kPad],
+                                         float (&acc)[8][8], int ty, int tx) {
+#pragma unroll
+  for (int k = 0; k < kBK; ++k) {
+    const float4 a0 = *reinterpret_cast<const float4*>(&as[k][ty * 4]);
+    const float4 a1 = *reinterpret_cast<const float4*>(&as[k][BM / 2 + ty * 4]);
+    const float4 b0 = *reinterpret_cast<const float4*>(&bs[k][tx * 4]);
+    const float4 b1 = *reinterpret_cast<const float4*>(&bs[k][BN / 2 + tx * 4]);
+    const float a[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    const float b[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+  }
+}
+
+// filterActs' only epilogue transform today. A fused ReLU (cuda-convnet applies the neuron after
+// the conv) goes here, behind a template flag of conv_gather_gemm, after the accumulate form.
+__device__ __forceinline__ float fprop_activation(float v) { return v; }
+
+// ---------------------------------------------------------------- filterActs / imgActs kernel
+// What one (group, phase) slot of the grid computes.
+struct Slot {
+  const float* a;
+  const int2* table;
+  int k;                          // reduction length (0: a phase no tap reaches)
+  int yn, xn;                     // columns are (image, y, x) over n x yn x xn
+  int ay, by, ax, bx;             // gathered window corner of column (y, x): (y*ay+by, x*ax+bx)
+  int hb, wb, rowlen;             // gathered plane: bounds and row length
+  int oys, oyb, orow, oxs, oxb;   // output pixel: (y*oys + oyb) * orow + x*oxs + oxb
+};
+
+template <bool DGRAD>
+__device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int phase) {
+  Slot s;
+  if (!DGRAD) {
+    s.a = p.a + static_cast<int64_t>(grp) * p.kp * p.mp;
+    s.table = p.table;
+    s.k = p.k;
+    s.yn = p.ho;
+    s.xn = p.wo;
+    s.ay = p.sh;
+    s.by = -p.ph;
+    s.ax = p.sw;
+    s.bx = -p.pw;
+    s.hb = p.h;
+    s.wb = p.w;
+    s.rowlen = p.w;
+    s.oys = 1;
+    s.oyb = 0;
+    s.orow = p.wo;
+    s.oxs = 1;
+    s.oxb = 0;
+  } else {
+    // Input pixels y = ry + sh*yy meet the taps i = i0 + sh*ii, i0 = (ry+ph) mod sh, through the
+    // output row oy = (y + ph - i)/sh = yy + (ry+ph)/sh - ii.
+    const int ry = phase / p.sw, rx = phase - ry * p.sw;
+    const int i0 = (ry + p.ph) % p.sh, j0 = (rx + p.pw) % p.sw;
+    const bool taps = i0 < p.kh && j0 < p.kw;
+    const int nti = taps ? (p.kh - 1 - i0) / p.sh + 1 : 0;
+    const int ntj = taps ? (p.kw - 1 - j0) / p.sw + 1 : 0;
+    const int pslot = taps ? i0 * p.pj + j0 : 0;  // i0 < min(sh, kh) = pi, j0 < pj
+    s.k = p.fg * nti * ntj;
+    s.a = p.a + (static_cast<int64_t>(grp) * p.pi * p.pj + pslot) * p.kp * p.mp;
+    s.table = p.table + static_cast<int64_t>(pslot) * p.kp;
+    s.yn = ry < p.h ? (p.h - 1 - ry) / p.sh + 1 : 0;
+    s.xn = rx < p.w ? (p.w - 1 - rx) / p.sw + 1 : 0;
+    s.ay = 1;
+    s.by = (ry + p.ph) / p.sh;
+    s.ax = 1;
+    s.bx = (rx + p.pw) / p.sw;
+    s.hb = p.ho;
+    s.wb = p.wo;
+    s.rowlen = p.wo;
+    s.oys = p.sh;
+    s.oyb = ry;
+    s.orow = p.w;
+    s.oxs = p.sw;
+    s.oxb = rx;
+  }
+  return s;
+}
+
+template <int BM, int BN, bool DGRAD>
+__global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
+    conv_gather_gemm(const GatherParams p) {
+  constexpr int THREADS = BM * BN / 64;
+  constexpr int LDA = BM + kPad, LDB = BN + kPad;
+  // A loader: float4s along m, A_TPR threads per k-row.
+  constexpr int A_TPR = BM / 4, A_RPP = THREADS / A_TPR, A_PER = kBK / A_RPP;
+  // B loader: one column per thread, B_PER of the kBK rows.
+  constexpr int B_RPP = THREADS / BN, B_PER = kBK / B_RPP;
+  static_assert(THREADS % 32 == 0 && BN % 32 == 0 && BM % 32 == 0, "tile shape");
+  static_assert(A_RPP * A_PER == kBK && B_RPP * B_PER == kBK, "loader shape");
+  __shared__ __align__(16) float as[2][kBK][LDA];
+  __shared__ __align__(16) float bs[2][kBK][LDB];
+
+  const int tid = threadIdx.x;
+  const int grp = blockIdx.z / p.phases, phase = blockIdx.z - grp * p.phases;
+  const Slot s = make_slot<DGRAD>(p, grp, phase);
+  const int ncols = p.n * s.yn * s.xn;
+  const int n0 = blockIdx.x * BN;
+  if (n0 >= ncols) return;  // block-uniform: this phase has fewer columns than the grid
+  const int m0 = blockIdx.y * BM;
+  const float* __restrict__ src = p.src + grp * p.src_gstride;
+
+  int64_t colbase;  // gathered tensor offset of this thread's column's window corner
+  int cy, cx;       // the window corner (may lie in the padding)
+  const int b_col = tid % BN, b_row = tid / BN;
+  {
+    const int col = imin(n0 + b_col, ncols - 1);  // past the end: a valid column, never stored
+    const int yx = s.yn * s.xn;
+    const int img = col / yx, rem = col - img * yx;
+    const int y = rem / s.xn, x = rem - y * s.xn;
+    cy = y * s.ay + s.by;
+    cx = x * s.ax + s.bx;
+    colbase = img * p.src_nstride + static_cast<int64_t>(cy) * s.rowlen + cx;
+  }
+  const int a_col = (tid % A_TPR) * 4, a_row = tid / A_TPR;
+  const float* __restrict__ a_base = s.a + m0 + a_col;
+
+  // Queues the copies of K-step kt into buffer buf.
+  auto issue = [&](int kt, int buf) {
+#pragma unroll
+    for (int q = 0; q < A_PER; ++q)
+      tile_copy_f32x4(&as[buf][a_row + q * A_RPP][a_col],
+                      a_base + static_cast<int64_t>(kt * kBK + a_row + q * A_RPP) * p.mp);
+    int2 e[B_PER];
+#pragma unroll
+    for (int q = 0; q < B_PER; ++q)  // all table reads first: one L1 round trip, not B_PER
+      e[q] = __ldg(s.table + kt * kBK + b_row + q * B_RPP);  // < kp: the table has kp entries
+#pragma unroll
+    for (int q = 0; q < B_PER; ++q) {
+      const int k = kt * kBK + b_row + q * B_RPP;
+      const int yy = cy + table_di(e[q]), xx = cx + table_dj(e[q]);
+      const bool ok = k < s.k && static_cast<unsigned>(yy) < static_cast<unsigned>(s.hb) &&
+                      static_cast<unsigned>(xx) < static_cast<unsigned>(s.wb);
+      tile_copy_f32(&bs[buf][b_row + q * B_RPP][b_col], src + (ok ? colbase + e[q].x : 0), ok);
+    }
+    tile_copy_commit();
+  };
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  const int tx = tid % (BN / 8), ty = tid / (BN / 8);
+  const int ktiles = (s.k + kBK - 1) / kBK;
+  if (ktiles > 0) {  // block-uniform
+    issue(0, 0);
+    tile_copy_wait();
+    __syncthreads();
+#pragma unroll 1
+    for (int kt = 0; kt < ktiles; ++kt) {
+      const int cur = kt & 1;
+      // Buffer cur^1 was last read in step kt-1, which every thread finished before the barrier
+      // that ended it; its copies land while tile cur is multiplied.
+      if (kt + 1 < ktiles) issue(kt + 1, cur ^ 1);
+      tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
+      tile_copy_wait();
+      __syncthreads();
+    }
+  }
+
+  // Epilogue: each output element has exactly one owner (columns partition the phase's pixels,
+  // rows the group's channels), so the read-modify-write of the accumulate form is race-free.
+  // The slot is derived again from the kernel parameters rather than kept live in registers
+  // across the mainloop.
+  const Slot es = make_slot<DGRAD>(p, grp, phase);
+  int64_t coff[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int col = n0 + frag_index<BN / 2>(tx, j);
+    coff[j] = -1;
+    if (col < ncols) {
+      const int yx = es.yn * es.xn;
+      const int img = col / yx, rem = col - img * yx;
+      const int y = rem / es.xn, x = rem - y * es.xn;
+      coff[j] = img * p.out_nstride + static_cast<int64_t>(y * es.oys + es.oyb) * es.orow +
+                (x * es.oxs + es.oxb);
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + frag_index<BM / 2>(ty, i);
+    if (m >= p.m) continue;
+    const int64_t roff = static_cast<int64_t>(grp * p.out_gplanes + m) * p.out_plane;
+    const float b = (!DGRAD && p.bias) ? p.bias[grp * p.m + m] : 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      if (coff[j] < 0) continue;
+      float* o = p.out + roff + coff[j];
+      const float v = p.so * (acc[i][j] + b);
+      if (DGRAD)
+        store_scaled(o, v, p.st);
+      else
+        *o = fprop_activation(p.st == 0.f ? v : fmaf(p.st, *o, v));
+    }
+  }
+}
+
+// filterActs' A: a[g][k][m] = filters[g*fg + m][k] (k = (c, i, j)), zero-padded to kp x mp.
+__global__ void __launch_bounds__(256) pack_fprop(const float* __restrict__ filters,
+                                                  float* __restrict__ a, int groups, int fg, int k,
+                                                  int kp, int mp) {
+  const int64_t total = static_cast<int64_t>(groups) * kp * mp;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int m = static_cast<int>(idx % mp);
+    const int64_t t = idx / mp;
+    const int kk = static_cast<int>(t % kp);
+    const int64_t g = t / kp;
+    a[idx] = (kk < k && m < fg) ? filters[(g * fg + m) * k + kk] : 0.f;
+  }
+}
+
+// The im2col table of filterActs (rows k) and weightActs (columns k): for k = (c, i, j) the
+// image offset c*H*W + i*W + j and the window offsets (i, j). Entries k >= K are zero.
+__global__ void __launch_bounds__(256) table_im2col(int2* __restrict__ table, int k, int kp,
+                                                    int kh, int kw, int64_t plane, int w) {
+  for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < kp; idx += gridDim.x * blockDim.x) {
+    int2 e = make_int2(0, 0);
+    if (idx < k) {
+      const int c = idx / (kh * kw), rem = idx - c * (kh * kw);
+      const int i = rem / kw, j = rem - i * kw;
+      e = table_entry(c * plane + static_cast<int64_t>(i) * w + j, i, j);
+    }
+    table[idx] = e;
+  }
+}
+
+// imgActs' A for tap phase (i0, j0) of group g: a[g][i0][j0][k][m=c] with k = (f, ii, jj) holds
+// filters[g*fg + f][c][i0 + sh*ii][j0 + sw*jj]; zero past the phase's taps and past Cg.
+__global__ void __launch_bounds__(256) pack_dgrad(const float* __restrict__ filters,
+                                                  float* __restrict__ a, int groups, int pi,
+                                                  int pj, int fg, int cg, int kh, int kw, int sh,
+                                                  int sw, int kp, int mp) {
+  const int64_t total = static_cast<int64_t>(groups) * pi * pj * kp * mp;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int m = static_cast<int>(idx % mp);
+    int64_t t = idx / mp;
+    const int kk = static_cast<int>(t % kp);
+    t /= kp;
+    const int j0 = static_cast<int>(t % pj);
+    t /= pj;
+    const int i0 = static_cast<int>(t % pi);
+    const int64_t g = t / pi;
+    const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;  // i0 < kh, j0 < kw
+    const int taps = nti * ntj;
+    float v = 0.f;
+    if (kk < fg * taps && m < cg) {
+      const int f = kk / taps, rem = kk - f * taps;
+      const int ii = rem / ntj, jj = rem - ii * ntj;
+      v = filters[(((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj];
+    }
+    a[idx] = v;
+  }
+}
+
+// imgActs' gather tables, one per tap phase (i0, j0): k = (f, ii, jj) reads hid_grads at
+// f*P - ii*Wo - jj from the column's corner, i.e. output pixel (oy - ii, ox - jj).
+__global__ void __launch_bounds__(256) table_dgrad(int2* __restrict__ table, int pi, int pj,
+                                                   int fg, int kh, int kw, int sh, int sw, int kp,
+                                                   int64_t pix, int wo) {
+  const int64_t total = static_cast<int64_t>(pi) * pj * kp;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int kk = static_cast<int>(idx % kp), t = static_cast<int>(idx / kp);
+    const int j0 = t % pj, i0 = t / pj;
+    const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;
+    const int taps = nti * ntj;
+    int2 e = make_int2(0, 0);
+    if (kk < fg * taps) {
+      const int f = kk / taps, rem = kk - f * taps;
+      const int ii = rem / ntj, jj = rem - ii * ntj;
+      e = table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj);
+    }
+    table[idx] = e;
+  }
+}
+
+// ---------------------------------------------------------------- weightActs kernel
+template <int BM, int BN>
+__global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
+    conv_wgrad_gemm(const WgradParams p) {
+  constexpr int THREADS = BM * BN / 64;
+  constexpr int LDA = BM + kPad, LDB = BN + kPad;
+  constexpr int RSTEP = THREADS / kBK;  // threads per reduction row
+  constexpr int A_PER = BM / RSTEP, B_PER = BN / RSTEP;
+  static_assert(THREADS % 32 == 0 && BM % RSTEP == 0 && BN % RSTEP == 0, "tile shape");
+  __shared__ __align__(16) float as[2][kBK][LDA];
+  __shared__ __align__(16) float bs[2][kBK][LDB];
+  __shared__ __align__(8) int2 cols[BN];  // table entries of the block's columns
+
+  const int tid = threadIdx.x;
+  const int grp = blockIdx.z % p.groups, split = blockIdx.z / p.groups;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int ktiles = (p.r + kBK - 1) / kBK;
+  const int kt_begin = split * p.kps, kt_end = imin(ktiles, kt_begin + p.kps);
+
+  for (int c = tid; c < BN; c += THREADS)
+    cols[c] = __ldg(p.table + imin(n0 + c, p.k - 1));  // past the end: a valid column, not stored
+  __syncthreads();
+
+  const int row = tid % kBK, lane_mn = tid / kBK;  // this thread's reduction row and first m/n
+  const float* __restrict__ hid = p.hid + static_cast<int64_t>(grp) * p.fg * p.pix;
+  const float* __restrict__ img = p.images + grp * p.img_gstride;
+
+  // Queues the copies of K-step kt into buffer buf.
+  auto issue = [&](int kt, int buf) {
+    const int r = kt * kBK + row;  // < 2^30 + kBK: fast_divmod's range
+    const bool rok = r < p.r;
+    uint32_t nimg, pix, oy, ox;
+    fast_divmod(p.div_pix, static_cast<uint32_t>(r), nimg, pix);
+    fast_divmod(p.div_wo, pix, oy, ox);
+    const int64_t hbase = static_cast<int64_t>(nimg) * p.hid_nstride + pix;
+#pragma unroll
+    for (int q = 0; q < A_PER; ++q) {
+      const int m = m0 + lane_mn + q * RSTEP;
+      const bool ok = rok && m < p.fg;
+      tile_copy_f32(&as[buf][row][lane_mn + q * RSTEP],
+                    hid + (ok ? hbase + static_cast<int64_t>(m) * p.pix : 0), ok);
+    }
+    const int cy = static_cast<int>(oy) * p.sh - p.ph, cx = static_cast<int>(ox) * p.sw - p.pw;
+    const int64_t ibase =
+        static_cast<int64_t>(nimg) * p.img_nstride + static_cast<int64_t>(cy) * p.w + cx;
+#pragma unroll
+    for (int q = 0; q < B_PER; ++q) {
+      const int2 e = cols[lane_mn + q * RSTEP];
+      const int yy = cy + table_di(e), xx = cx + table_dj(e);
+      const bool ok = rok && static_cast<unsigned>(yy) < static_cast<unsigned>(p.h) &&
+                      static_cast<unsigned>(xx) < static_cast<unsigned>(p.w);
+      tile_copy_f32(&bs[buf][row][lane_mn + q * RSTEP], img + (ok ? ibase + e.x : 0), ok);
+    }
+    tile_copy_commit();
+  };
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  const int tx = tid % (BN / 8), ty = tid / (BN / 8);
+  if (kt_begin < kt_end) {  // block-uniform
+    issue(kt_begin, 0);
+    tile_copy_wait();
+    __syncthreads();
+#pragma unroll 1
+    for (int kt = kt_begin; kt < kt_end; ++kt) {
+      const int cur = (kt - kt_begin) & 1;
+      if (kt + 1 < kt_end) issue(kt + 1, cur ^ 1);  // as in conv_gather_gemm
+      tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
+      tile_copy_wait();
+      __syncthreads();
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const int m = m0 + frag_index<BM / 2>(ty, i);
+    if (m >= p.fg) continue;
+    const int64_t orow = static_cast<int64_t>(grp * p.fg + m) * p.k;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int n = n0 + frag_index<BN / 2>(tx, j);
+      if (n >= p.k) continue;
+      if (p.splits == 1)
+        store_scaled(p.out + orow + n, p.so * acc[i][j], p.st);
+      else
+        p.ws[static_cast<int64_t>(split) * p.f * p.k + orow + n] = acc[i][j];
+    }
+  }
+}
+
+}  // namespace
+
+void launch_pack_fprop(const float* filters, float* a, int groups, int fg, int k, int kp, int mp,
+                       cudaStream_t stream) {
+  launch(pack_fprop, dim3(blocks_for(static_cast<int64_t>(groups) * kp * mp, 256)), dim3(256),
+         stream, filters, a, groups, fg, k, kp, mp);
+  check_launch("filter_acts (pack filters)");
+}
+
+void launch_pack_dgrad(const float* filters, float* a, int groups, int pi, int pj, int fg, int cg,
+                       int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream) {
+  launch(pack_dgrad, dim3(blocks_for(static_cast<int64_t>(groups) * pi * pj * kp * mp, 256)),
+         dim3(256), stream, filters, a, groups, pi, pj, fg, cg, kh, kw, sh, sw, kp, mp);
+  check_launch("img_acts (pack filters)");
+}
+
+void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,
+                         cudaStream_t stream, const char* op) {
+  launch(table_im2col, dim3(blocks_for(kp, 256)), dim3(256), stream, table, k, kp, kh, kw, plane,
+         w);
+  check_launch(op);
+}
+
+void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
+                        int kp, int64_t pix, int wo, cudaStream_t stream) {
+  launch(table_dgrad, dim3(blocks_for(static_cast<int64_t>(pi) * pj * kp, 256)), dim3(256), stream,
+         table, pi, pj, fg, kh, kw, sh, sw, kp, pix, wo);
+  check_launch("img_acts (gather tables)");
+}
+
+void launch_gather_gemm(bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
+                        cudaStream_t stream, const char* op) {
+  if (dgrad && bm128)
+    launch(conv_gather_gemm<128, 128, true>, grid, dim3(256), stream, p);
+  else if (dgrad)
+    launch(conv_gather_gemm<64, 128, true>, grid, dim3(128), stream, p);
+  else if (bm128)
+    launch(conv_gather_gemm<128, 128, false>, grid, dim3(256), stream, p);
+  else
+    launch(conv_gather_gemm<64, 128, false>, grid, dim3(128), stream, p);
+  check_launch(op);
+}
+
+void launch_wgrad_gemm(bool bm128, dim3 grid, const WgradParams& p, cudaStream_t stream) {
+  if (bm128)
+    launch(conv_wgrad_gemm<128, 128>, grid, dim3(256), stream, p);
+  else
+    launch(conv_wgrad_gemm<64, 128>, grid, dim3(128), stream, p);
+  check_launch("weight_acts");
+}
+
+}  // namespace alexnet_ext::cuda::conv

@@ -1,0 +1,116 @@
+// What the three files of the CUDA convolution share (internal; the public entry points are in
+// csrc/conv.h):
+//   conv_reference.cu  version 1: direct loops, int64 indexing (validation and fallback)
+//   conv_gemm.cu       version 2: the implicit-GEMM mainloop, filter packers, gather tables
+//   conv.cu            dispatch: version choice, fast-path limits, tile choice, split-K,
+//                      workspaces, the bias gradient and the split reductions
+// Layout everywhere: NCHW images and outputs, (F, C/groups, kh, kw) filters, dense fp32.
+// docs/CUDA_CONV.md has the design, the reasoning and the numbers.
+#pragma once
+#include <cstdint>
+
+#include "conv.h"
+#include "cuda/common.cuh"
+
+namespace alexnet_ext::cuda::conv {
+
+// Geometry as the kernels see it: plain int64 fields (ConvGeometry's helpers are host-only).
+struct Geo {
+  int64_t n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ho, wo, cg, fg;
+};
+
+inline Geo geo_of(const ConvGeometry& g) {
+  return {g.n, g.c, g.h, g.w, g.f, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.groups, g.ho, g.wo,
+          g.cg(), g.fg()};
+}
+
+#if defined(__CUDACC__) || defined(ALEXNET_EXT_CUDA_EMULATION)
+// The accumulate form for one element; never reads *t when st == 0 (it may hold NaNs).
+__device__ __forceinline__ void store_scaled(float* t, float v, float st) {
+  *t = st == 0.f ? v : fmaf(st, *t, v);
+}
+#endif
+
+// ---------------------------------------------------------------- version 1 (conv_reference.cu)
+constexpr int kRedThreads = 256;  // block size of the reduction kernels (a power of two)
+
+void filter_acts_v1(const float* images, const float* filters, const float* bias, float* out,
+                    const Geo& g, float st, float so, cudaStream_t stream);
+void img_acts_v1(const float* hid, const float* filters, float* out, const Geo& g, float st,
+                 float so, cudaStream_t stream);
+void weight_acts_v1(const float* images, const float* hid, float* out, const Geo& g, float st,
+                    float so, cudaStream_t stream);
+
+// ---------------------------------------------------------------- version 2 (conv_gemm.cu)
+constexpr int kBK = 8;  // K-step; packed operands and tables are padded to a multiple of it
+
+// n / d and n % d for n < 2^31 by multiply-high (Granlund-Montgomery, round-up variant):
+// shift = ceil(log2 d), mul = floor(2^32 * (2^shift - d) / d) + 1, q = (umulhi(n, mul) + n) >> shift.
+struct FastDivmod {
+  uint32_t d, mul, shift;
+};
+
+inline FastDivmod make_fast_divmod(uint32_t d) {
+  uint32_t l = 0;
+  while ((uint64_t(1) << l) < d) ++l;
+  const uint64_t m = ((uint64_t(1) << 32) * ((uint64_t(1) << l) - d)) / d + 1;
+  return {d, static_cast<uint32_t>(m), l};
+}
+
+// filterActs and imgActs: one kernel (template flag DGRAD), grid (column tiles, row tiles,
+// group * phases + phase).
+struct GatherParams {
+  const float* a;      // packed A: [groups][pi][pj][kp][mp], zero outside the real (k, m)
+  const int2* table;   // gather tables: [pi][pj][kp]
+  const float* src;    // gathered tensor: images (filterActs) or hid_grads (imgActs)
+  const float* bias;   // filterActs: (F,) or null
+  float* out;
+  float st, so;
+  int kp, mp;          // packed A: rows per slot (a multiple of kBK), row length (of BM)
+  int m;               // GEMM rows per group: F/groups (filterActs) or C/groups (imgActs)
+  int fg;              // filters per group
+  int k;               // filterActs: Cg*kh*kw
+  int n, h, w, ho, wo, kh, kw, sh, sw, ph, pw;
+  int pi, pj;          // imgActs: tap phases with taps, min(sh,kh) x min(sw,kw); filterActs 1 x 1
+  int phases;          // blockIdx.z = group * phases + phase; imgActs sh*sw, filterActs 1
+  int64_t src_nstride, src_gstride;  // gathered tensor: elements per image, per group
+  int64_t out_nstride, out_plane;    // output: elements per image, per channel plane
+  int out_gplanes;                   // output planes per group
+};
+
+// weightActs: grid (column tiles, row tiles, split * groups + group).
+struct WgradParams {
+  const float* images;
+  const float* hid;
+  const int2* table;  // table_im2col, kp >= k entries
+  float* out;         // (F, Cg, kh, kw), written when splits == 1
+  float* ws;          // [splits][F][Cg*kh*kw] partial sums when splits > 1
+  float st, so;
+  int f, fg, h, w, sh, sw, ph, pw;
+  int k;      // GEMM columns: Cg*kh*kw
+  int r;      // reduction length: N*Ho*Wo
+  int pix;    // Ho*Wo
+  int groups, splits, kps;  // kps: K-steps per split
+  FastDivmod div_pix, div_wo;
+  int64_t img_nstride, img_gstride, hid_nstride;
+};
+
+// Launchers (each checks its launch; `op` names the op in the error message).
+// filterActs' A: a[g][k][m] = filters[g*fg + m][k], zero-padded to kp x mp.
+void launch_pack_fprop(const float* filters, float* a, int groups, int fg, int k, int kp, int mp,
+                       cudaStream_t stream);
+// imgActs' A for every group and tap phase (i0, j0): a[g][i0][j0][k = (f, ii, jj)][m = c].
+void launch_pack_dgrad(const float* filters, float* a, int groups, int pi, int pj, int fg, int cg,
+                       int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream);
+// The im2col table (kp entries) of filterActs' rows and weightActs' columns.
+void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,
+                         cudaStream_t stream, const char* op);
+// imgActs' gather tables, one per tap phase: [pi][pj][kp].
+void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
+                        int kp, int64_t pix, int wo, cudaStream_t stream);
+// The GEMM kernels: tile 128x128 (256 threads) when bm128, else 64x128 (128 threads).
+void launch_gather_gemm(bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
+                        cudaStream_t stream, const char* op);
+void launch_wgrad_gemm(bool bm128, dim3 grid, const WgradParams& p, cudaStream_t stream);
+
+}  // namespace alexnet_ext::cuda::conv
