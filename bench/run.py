@@ -147,7 +147,8 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
         ybytes, sbytes = 4 * np.prod(y.shape), np.dtype(sw.dtype).itemsize * np.prod(y.shape)
         pool = f"{c1} {size}/{stride}"
         entry("pool1.fprop", pool, ["max_pool"], lambda: ops.max_pool(a1, **S.POOL),
-              lambda: F.max_pool2d(ta, size, stride, return_indices=True), nbytes=nb + ybytes + sbytes)
+              lambda: F.max_pool2d(ta, size, stride, return_indices=True),
+              nbytes=nb + ybytes + sbytes)
         entry("pool1.fprop+bprop", pool, ["max_pool", "max_pool_undo"],
               lambda: ops.max_pool_undo(gp, ops.max_pool(a1, **S.POOL)[1], image_size=S.NORM1[1]),
               lambda: t_fb(lambda t: F.max_pool2d(t, size, stride), tgp),
@@ -156,8 +157,10 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
         entry("avgpool1.fprop", pool, ["avg_pool"], lambda: ops.avg_pool(a1, **S.POOL),
               lambda: F.avg_pool2d(ta, size, stride), nbytes=nb + ybytes)
         entry("avgpool1.fprop+bprop", pool, ["avg_pool", "avg_pool_undo"],
-              lambda: ops.avg_pool_undo(ops.avg_pool(a1, **S.POOL), image_size=S.NORM1[1], **S.POOL),
-              lambda: t_fb(lambda t: F.avg_pool2d(t, size, stride), tgp), nbytes=2 * (nb + ybytes))
+              lambda: ops.avg_pool_undo(ops.avg_pool(a1, **S.POOL), image_size=S.NORM1[1],
+                                        **S.POOL),
+              lambda: t_fb(lambda t: F.avg_pool2d(t, size, stride), tgp),
+              nbytes=2 * (nb + ybytes))
 
         r_out, r_grad = empty(ha1.shape), empty(ha1.shape)
         entry("relu1.fprop", c1, ["relu"], lambda: ops.relu(a1, out=r_out), lambda: torch.relu(ta),
@@ -167,15 +170,16 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
 
     if want("fc6."):
         d_in, d_out = S.FC["fc6"]
-        hx6, hw6, hb6, hg6 = (_f32(rng, (n, d_in)), _f32(rng, (d_out, d_in), 0.01), _f32(rng, (d_out,)),
-                              _f32(rng, (n, d_out)))
+        hx6, hw6 = _f32(rng, (n, d_in)), _f32(rng, (d_out, d_in), 0.01)
+        hb6, hg6 = _f32(rng, (d_out,)), _f32(rng, (n, d_out))
         x6, w6, b6, g6 = put(hx6), put(hw6), put(hb6), put(hg6)
         o6 = empty((n, d_out))
         fl = 2.0 * n * d_in * d_out
         tx6, tw6, tb6, tg6 = (T(hx6), T(hw6), T(hb6), T(hg6)) if torch else (None,) * 4
-        entry("fc6.fprop", f"{n}x{d_in} * {d_out}x{d_in}", ["fc"], lambda: ops.fc(x6, w6, b6, out=o6),
+        fc6 = f"{n}x{d_in} * {d_out}x{d_in}"
+        entry("fc6.fprop", fc6, ["fc"], lambda: ops.fc(x6, w6, b6, out=o6),
               lambda: F.linear(tx6, tw6, tb6), fl)
-        entry("fc6.bprop", f"{n}x{d_in} * {d_out}x{d_in}", ["fc_undo"], lambda: ops.fc_undo(g6, x6, w6),
+        entry("fc6.bprop", fc6, ["fc_undo"], lambda: ops.fc_undo(g6, x6, w6),
               lambda: (tg6 @ tw6, tg6.t() @ tx6, tg6.sum(0)), 2 * fl)
 
     if want("dropout7."):
@@ -224,12 +228,12 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
               lambda: ops.top_k_errors(probs, lab, (1, 5)),
               lambda: (tz.topk(5, 1).indices != tlab[:, None]).all(1).sum().item(), nbytes=hz.nbytes)
 
+    sgd = dict(momentum=0.9, weight_decay=5e-4)  # the paper's
     if want("sgd.fc6_weights"):
         d_in, d_out = S.FC["fc6"]
         hwp = _f32(rng, (d_out, d_in), 0.01)
         hgp_ = _f32(rng, hwp.shape, 0.01)
         wp, gp_, vp = put(hwp), put(hgp_), put(np.zeros_like(hwp))
-        sgd = dict(momentum=0.9, weight_decay=5e-4)
         topt = None
         if torch:
             topt = torch.optim.SGD([torch.nn.Parameter(T(hwp.copy()))], lr=0.01, **sgd)
