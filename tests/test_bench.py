@@ -84,3 +84,13 @@ def test_results_go_to_the_working_directory(tmp_path):
     assert set(json.loads(out.read_text())["results"]) == {"add.grad"}
     after = sorted(p.relative_to(BENCH) for p in BENCH.rglob("*") if "__pycache__" not in p.parts)
     assert after == before
+
+
+@pytest.mark.parametrize("only", [["sgd.conv_params"], ["conv2.bprop", "relu1"], ["add", "fc6."],
+                                  ["softmax"], ["dropout7.b"]])
+def test_ops_selection_builds_what_it_selects(bench_run, entries, only):
+    """--ops builds only the groups it can select, and every entry it names."""
+    picked = bench_run.build_entries(1, np.random.default_rng(0), None, "cpu", only=only)
+    want = {e.name for e in entries if any(e.name.startswith(w) for w in only)}
+    assert want and want <= {e.name for e in picked}
+    assert len(picked) < len(entries)
