@@ -7,14 +7,15 @@
 2. Decode: ``load_image`` (decode + shorter side to 256 + central crop) per core, for JPEGs of
    ILSVRC-typical size (500x375) and large photos (2000x1500), with and without JPEG draft mode.
 
-    python bench/data.py [--images 2000] [--json out.json]
+    python bench/data.py [--images 2000] [--out results.json]
+
+Sizes default to the paper's (alexnet_ext._shapes): batch 128, 224x224 crops of 256x256 images.
 
 ``run(args)`` returns a dict for JSON (``bench/run.py --data``).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -23,17 +24,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from alexnet_ext.data import BatchLoader, open_dataset, write_shards
-from alexnet_ext.data.imageio import load_image
-from alexnet_ext.data.parallel import cpu_count
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # this folder's modules, from any cwd
+import report  # noqa: E402  bench/report.py
+from alexnet_ext import _shapes as S  # noqa: E402
+from alexnet_ext.data import BatchLoader, open_dataset, write_shards  # noqa: E402
+from alexnet_ext.data.imageio import load_image  # noqa: E402
+from alexnet_ext.data.parallel import cpu_count  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data benchmark")
     g.add_argument("--images", type=int, default=2000, help="images in the temporary shard set")
-    g.add_argument("--batch-size", type=int, default=128)
-    g.add_argument("--crop", type=int, default=224)
-    g.add_argument("--size", type=int, default=256, help="stored image side")
+    g.add_argument("--batch-size", type=int, default=S.BATCH)
+    g.add_argument("--crop", type=int, default=S.INPUT[1])
+    g.add_argument("--size", type=int, default=S.STORED, help="stored image side")
     g.add_argument("--loader-seconds", type=float, default=8.0,
                    help="measure each worker count for about this long (at least one epoch)")
     g.add_argument("--jpegs", type=int, default=24, help="JPEG files per size for the decode test")
@@ -150,11 +154,11 @@ def _print(r: dict) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(p)
-    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--out", help="write the results (JSON) here (default: ./bench_data-<date>-cpu.json)")
     args = p.parse_args(argv)
     result = run(args)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+    report.write(report.output_path(args.out, "bench_data", "cpu"),
+                 {"header": report.header("cpu", "bench/data.py", argv), "results": result})
     return 0
 
 

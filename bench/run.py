@@ -11,15 +11,14 @@ For each op: median wall time over --repeat runs after a warm-up, the achieved r
 napkin math (GFLOP/s for conv/fc from 2*MACs; GB/s for memory-bound ops from the fewest bytes the
 op must move: each input read once, each output written once), the same op through PyTorch in the
 same process on the same inputs and thread count, and torch_ms / ours_ms ("speedup": > 1 means
-alexnet_ext is faster). Results also go to JSON (--json). No numbers are asserted anywhere.
+alexnet_ext is faster). Every public op of alexnet_ext.ops has an entry, on the shapes of
+alexnet_ext._shapes (the paper net). The conv passes are fprop, bprop_data (imgActs) and
+bprop_filter (weightActs), as everywhere in bench/ and docs/PERF.md. Results also go to JSON in
+the working directory (or --out). No numbers are asserted anywhere.
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,26 +26,24 @@ from typing import Callable
 
 import numpy as np
 
-import alexnet_ext
-from alexnet_ext import ops
-from timing import median_time  # bench/timing.py (this script's folder is on sys.path)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # this folder's modules, from any cwd
+import alexnet_ext  # noqa: E402
+import report  # noqa: E402  bench/report.py: header and where results go
+from alexnet_ext import _shapes as S  # noqa: E402  AlexNet's layer shapes
+from alexnet_ext import ops  # noqa: E402
+from timing import median_time  # noqa: E402  bench/timing.py
 
-HERE = Path(__file__).resolve().parent
-
-# name: (C_in, H, F, k, stride, pad, groups) — the paper net, one device, groups=2 where columns split
-CONV_LAYERS = {
-    "conv1": (3, 224, 96, 11, 4, 2, 1),
-    "conv2": (96, 27, 256, 5, 1, 2, 2),
-    "conv3": (256, 13, 384, 3, 1, 1, 1),
-    "conv4": (384, 13, 384, 3, 1, 1, 2),
-    "conv5": (384, 13, 256, 3, 1, 1, 2),
-}
+# Public functions of alexnet_ext.ops that are helpers, not ops (no kernel to time).
+NOT_OPS = {"conv_output_size", "pool_output_size", "switch_dtype", "philox4x32_10"}
+# The conv passes, named the same in every table (PERF.md, bench/conv_cuda.py, the baselines).
+CONV_PASSES = ("fprop", "bprop_data", "bprop_filter")
 
 
 @dataclass
 class Entry:
-    name: str              # e.g. "conv1.fprop"
+    name: str              # <layer>.<pass>, e.g. "conv1.fprop"
     shape: str             # human-readable shape
+    ops: tuple             # the alexnet_ext.ops functions it times
     ours: Callable[[], object]
     torch: Callable[[], object] | None = None
     flops: float = 0.0     # useful floating-point operations
@@ -55,12 +52,24 @@ class Entry:
 
 
 def _f32(rng, shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
+    """Normal(0, scale^2) float32. Past 2^20 elements a random 4 MB block repeats: the values do
+    not change the timings, and drawing 150 MB of normals takes seconds."""
+    size = int(np.prod(shape))
+    a = rng.standard_normal(min(size, 1 << 20), dtype=np.float32)
+    if scale != 1.0:
+        a *= np.float32(scale)
+    return np.resize(a, shape) if size > a.size else a.reshape(shape)
 
 
-def build_entries(batch: int, rng, torch, device: str = "cpu") -> list[Entry]:
-    """The benchmark table. Inputs are made on the host, then moved where the op runs."""
+def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[Entry]:
+    """The benchmark table: every op of alexnet_ext.ops on AlexNet's shapes (alexnet_ext._shapes).
+    Inputs are made on the host, then moved where the op runs. ``only``: name prefixes (--ops);
+    the inputs of groups that no prefix can select are not made (fc6's weights are 151 MB)."""
     n = batch
+
+    def want(*prefixes):
+        return not only or any(p.startswith(w) or w.startswith(p) for p in prefixes for w in only)
+
     E: list[Entry] = []
     if device == "cuda":
         from alexnet_ext import cuda
@@ -72,129 +81,188 @@ def build_entries(batch: int, rng, torch, device: str = "cpu") -> list[Entry]:
         empty = lambda shape, dtype=np.float32: np.empty(shape, dtype)
         T = (lambda a: torch.from_numpy(a)) if torch else None
     aten = torch.ops.aten if torch else None
+    F = torch.nn.functional if torch else None
 
-    for name, (c, h, f, k, s, p, g) in CONV_LAYERS.items():
-        hx = _f32(rng, (n, c, h, h))
-        hw = _f32(rng, (f, c // g, k, k), 0.01)
-        ho = ops.conv_output_size(h, k, s, p)
-        hgy = _f32(rng, (n, f, ho, ho))
+    def entry(name, shape, op_names, ours, theirs=None, flops=0.0, nbytes=0.0):
+        E.append(Entry(name, shape, tuple(op_names), ours, theirs if torch else None, flops, nbytes))
+
+    for name, L in S.CONV.items():
+        if not want(f"{name}."):
+            continue
+        hx, hw, hgy = _f32(rng, L.images(n)), _f32(rng, L.filters(), 0.01), _f32(rng, L.outputs(n))
         x, w, gy = put(hx), put(hw), put(hgy)
-        out = empty((n, f, ho, ho))
-        gx = empty(hx.shape)
-        gw = empty(hw.shape)
-        flops = 2.0 * n * f * ho * ho * (c // g) * k * k
-        shape = f"{n}x{c}x{h}x{h} * {f}x{c // g}x{k}x{k} s{s} p{p} g{g}"
-        kw = dict(stride=s, padding=p, groups=g)
+        out, gx, gw, gb = empty(L.outputs(n)), empty(hx.shape), empty(hw.shape), empty((L.f,))
+        flops = L.flops(n)
+        shape = (f"{n}x{L.c}x{L.h}x{L.h} * {'x'.join(map(str, L.filters()))} "
+                 f"s{L.stride} p{L.padding} g{L.groups}")
+        kw, s, p, g = L.kwargs, L.stride, L.padding, L.groups
         tx, tw, tgy = (T(hx), T(hw), T(hgy)) if torch else (None, None, None)
 
         def t_bwd(mask, tx=tx, tw=tw, tgy=tgy, s=s, p=p, g=g):
             return aten.convolution_backward(tgy, tx, tw, None, [s, s], [p, p], [1, 1], False,
                                              [0, 0], g, mask)
 
-        E.append(Entry(f"{name}.fprop", shape,
-                       lambda x=x, w=w, out=out, kw=kw: ops.filter_acts(x, w, out=out, **kw),
-                       (lambda tx=tx, tw=tw, s=s, p=p, g=g: torch.nn.functional.conv2d(
-                           tx, tw, stride=s, padding=p, groups=g)) if torch else None, flops))
-        E.append(Entry(f"{name}.bprop_data", shape,
-                       lambda gy=gy, w=w, gx=gx, h=h, kw=kw: ops.img_acts(gy, w, image_size=h, out=gx, **kw),
-                       (lambda t_bwd=t_bwd: t_bwd([True, False, False])) if torch else None, flops))
-        E.append(Entry(f"{name}.bprop_filter", shape,
-                       lambda x=x, gy=gy, gw=gw, k=k, kw=kw: ops.weight_acts(x, gy, filter_size=k, out=gw, **kw),
-                       (lambda t_bwd=t_bwd: t_bwd([False, True, False])) if torch else None, flops))
+        entry(f"{name}.fprop", shape, ["filter_acts"],
+              lambda x=x, w=w, out=out, kw=kw: ops.filter_acts(x, w, out=out, **kw),
+              lambda tx=tx, tw=tw, s=s, p=p, g=g: F.conv2d(tx, tw, stride=s, padding=p, groups=g),
+              flops)
+        entry(f"{name}.bprop_data", shape, ["img_acts"],
+              lambda gy=gy, w=w, gx=gx, h=L.h, kw=kw: ops.img_acts(gy, w, image_size=h, out=gx, **kw),
+              lambda t_bwd=t_bwd: t_bwd([True, False, False]), flops)
+        entry(f"{name}.bprop_filter", shape, ["weight_acts"],
+              lambda x=x, gy=gy, gw=gw, k=L.k, kw=kw: ops.weight_acts(x, gy, filter_size=k, out=gw,
+                                                                      **kw),
+              lambda t_bwd=t_bwd: t_bwd([False, True, False]), flops)
+        entry(f"{name}.bprop_bias", f"{n}x{L.f}x{L.out}x{L.out}", ["conv_bias_grad"],
+              lambda gy=gy, gb=gb: ops.conv_bias_grad(gy, out=gb),
+              lambda tgy=tgy: tgy.sum((0, 2, 3)), nbytes=hgy.nbytes + 4 * L.f)
 
-    # Memory-bound layers at conv1/conv2's output sizes.
-    ha1 = np.maximum(_f32(rng, (n, 96, 55, 55)), 0)
-    a1 = put(ha1)
-    if hasattr(ops, "response_norm"):
+    # Memory-bound layers at conv1's output size (norm1, pool1 and relu1 see it).
+    if want("lrn1.", "pool1.", "avgpool1.", "relu1."):
+        c1 = f"{n}x" + "x".join(map(str, S.NORM1))
+        ha1 = np.maximum(_f32(rng, (n, *S.NORM1)), 0)
         hg1 = _f32(rng, ha1.shape)
-        g1 = put(hg1)
+        a1, g1 = put(ha1), put(hg1)
         nb = ha1.nbytes
-        lrn = torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0) if torch else None
         ta, tg1 = (T(ha1), T(hg1)) if torch else (None, None)
 
-        def t_lrn_fb(ta=ta, tg1=tg1):
+        lrn = (torch.nn.LocalResponseNorm(S.LRN["size"], alpha=S.LRN["alpha"] * S.LRN["size"],
+                                          beta=S.LRN["beta"], k=S.LRN["k"]) if torch else None)
+
+        def t_fb(layer, tg):  # forward + backward through a torch function of ta
             t = ta.clone().requires_grad_()
-            lrn(t).backward(tg1)
-        E.append(Entry("lrn1.fprop", f"{n}x96x55x55 n5", lambda: ops.response_norm(a1),
-                       (lambda: lrn(ta)) if torch else None, bytes=3 * nb))
-        E.append(Entry("lrn1.fprop+bprop", f"{n}x96x55x55 n5",
-                       lambda: ops.response_norm_undo(g1, a1, *ops.response_norm(a1)),
-                       t_lrn_fb if torch else None, bytes=3 * nb + 5 * nb))
-    if hasattr(ops, "max_pool"):
-        y, sw = ops.max_pool(a1)
+            layer(t).backward(tg)
+
+        entry("lrn1.fprop", f"{c1} n{S.LRN['size']}", ["response_norm"],
+              lambda: ops.response_norm(a1, **S.LRN), lambda: lrn(ta), nbytes=3 * nb)
+        entry("lrn1.fprop+bprop", f"{c1} n{S.LRN['size']}", ["response_norm", "response_norm_undo"],
+              lambda: ops.response_norm_undo(g1, a1, *ops.response_norm(a1, **S.LRN), **S.LRN),
+              lambda: t_fb(lrn, tg1), nbytes=3 * nb + 5 * nb)
+
+        size, stride = S.POOL["size"], S.POOL["stride"]
+        y, sw = ops.max_pool(a1, **S.POOL)
         hgp = _f32(rng, y.shape)
         gp = put(hgp)
-        ta, tgp = (T(ha1), T(hgp)) if torch else (None, None)
+        tgp = T(hgp) if torch else None
+        ybytes, sbytes = 4 * np.prod(y.shape), np.dtype(sw.dtype).itemsize * np.prod(y.shape)
+        pool = f"{c1} {size}/{stride}"
+        entry("pool1.fprop", pool, ["max_pool"], lambda: ops.max_pool(a1, **S.POOL),
+              lambda: F.max_pool2d(ta, size, stride, return_indices=True),
+              nbytes=nb + ybytes + sbytes)
+        entry("pool1.fprop+bprop", pool, ["max_pool", "max_pool_undo"],
+              lambda: ops.max_pool_undo(gp, ops.max_pool(a1, **S.POOL)[1], image_size=S.NORM1[1]),
+              lambda: t_fb(lambda t: F.max_pool2d(t, size, stride), tgp),
+              nbytes=nb + 2 * (ybytes + sbytes) + nb)
+        # Average pooling at the same shape (AlexNet pools by max; cifar and lenet5 average).
+        entry("avgpool1.fprop", pool, ["avg_pool"], lambda: ops.avg_pool(a1, **S.POOL),
+              lambda: F.avg_pool2d(ta, size, stride), nbytes=nb + ybytes)
+        entry("avgpool1.fprop+bprop", pool, ["avg_pool", "avg_pool_undo"],
+              lambda: ops.avg_pool_undo(ops.avg_pool(a1, **S.POOL), image_size=S.NORM1[1],
+                                        **S.POOL),
+              lambda: t_fb(lambda t: F.avg_pool2d(t, size, stride), tgp),
+              nbytes=2 * (nb + ybytes))
 
-        def t_pool_fb(ta=ta, tgp=tgp):
-            t = ta.clone().requires_grad_()
-            torch.nn.functional.max_pool2d(t, 3, 2).backward(tgp)
-        E.append(Entry("pool1.fprop", f"{n}x96x55x55 3/2", lambda: ops.max_pool(a1),
-                       (lambda: torch.nn.functional.max_pool2d(ta, 3, 2, return_indices=True)) if torch else None,
-                       bytes=ha1.nbytes + y.nbytes + sw.nbytes))
-        E.append(Entry("pool1.fprop+bprop", f"{n}x96x55x55 3/2",
-                       lambda: ops.max_pool_undo(gp, ops.max_pool(a1)[1], image_size=55),
-                       t_pool_fb if torch else None,
-                       bytes=ha1.nbytes + 2 * (y.nbytes + sw.nbytes) + ha1.nbytes))
-    if hasattr(ops, "relu"):
-        r_out = empty(ha1.shape)
-        E.append(Entry("relu1.fprop", f"{n}x96x55x55", lambda: ops.relu(a1, out=r_out),
-                       (lambda ta=T(ha1) if torch else None: torch.relu(ta)) if torch else None,
-                       bytes=2 * ha1.nbytes))
-    if hasattr(ops, "fc"):
-        hx6, hw6, hb6, hg6 = (_f32(rng, (n, 9216)), _f32(rng, (4096, 9216), 0.01),
-                              _f32(rng, (4096,)), _f32(rng, (n, 4096)))
+        r_out, r_grad = empty(ha1.shape), empty(ha1.shape)
+        entry("relu1.fprop", c1, ["relu"], lambda: ops.relu(a1, out=r_out), lambda: torch.relu(ta),
+              nbytes=2 * nb)
+        entry("relu1.bprop", c1, ["relu_undo"], lambda: ops.relu_undo(g1, a1, out=r_grad),
+              lambda: aten.threshold_backward(tg1, ta, 0.0), nbytes=3 * nb)
+
+    if want("fc6."):
+        d_in, d_out = S.FC["fc6"]
+        hx6, hw6 = _f32(rng, (n, d_in)), _f32(rng, (d_out, d_in), 0.01)
+        hb6, hg6 = _f32(rng, (d_out,)), _f32(rng, (n, d_out))
         x6, w6, b6, g6 = put(hx6), put(hw6), put(hb6), put(hg6)
-        o6 = empty((n, 4096))
-        fl = 2.0 * n * 9216 * 4096
-        if torch:
-            tx6, tw6, tb6, tg6 = T(hx6), T(hw6), T(hb6), T(hg6)
-        E.append(Entry("fc6.fprop", f"{n}x9216 * 4096x9216", lambda: ops.fc(x6, w6, b6, out=o6),
-                       (lambda: torch.nn.functional.linear(tx6, tw6, tb6)) if torch else None, fl))
-        E.append(Entry("fc6.bprop", f"{n}x9216 * 4096x9216", lambda: ops.fc_undo(g6, x6, w6),
-                       (lambda: (tg6 @ tw6, tg6.t() @ tx6, tg6.sum(0))) if torch else None, 2 * fl))
-    if hasattr(ops, "dropout"):
-        hx7 = _f32(rng, (n, 4096))
+        o6 = empty((n, d_out))
+        fl = 2.0 * n * d_in * d_out
+        tx6, tw6, tb6, tg6 = (T(hx6), T(hw6), T(hb6), T(hg6)) if torch else (None,) * 4
+        fc6 = f"{n}x{d_in} * {d_out}x{d_in}"
+        entry("fc6.fprop", fc6, ["fc"], lambda: ops.fc(x6, w6, b6, out=o6),
+              lambda: F.linear(tx6, tw6, tb6), fl)
+        entry("fc6.bprop", fc6, ["fc_undo"], lambda: ops.fc_undo(g6, x6, w6),
+              lambda: (tg6 @ tw6, tg6.t() @ tx6, tg6.sum(0)), 2 * fl)
+
+    if want("dropout7."):
+        d7 = S.FC["fc7"][0]
+        hx7 = _f32(rng, (n, d7))
         x7 = put(hx7)
+        _, m7 = ops.dropout(x7, p=S.DROPOUT_P, seed=1)
         tx7 = T(hx7) if torch else None
-        E.append(Entry("dropout7.fprop", f"{n}x4096 p0.5", lambda: ops.dropout(x7, p=0.5, seed=1),
-                       (lambda: torch.nn.functional.dropout(tx7, 0.5, True)) if torch else None,
-                       bytes=2 * hx7.nbytes + hx7.size))
+        tm7 = T((np.random.default_rng(1).random(hx7.shape) >= S.DROPOUT_P).astype(np.float32)) \
+            if torch else None
+        entry("dropout7.fprop", f"{n}x{d7} p{S.DROPOUT_P}", ["dropout"],
+              lambda: ops.dropout(x7, p=S.DROPOUT_P, seed=1),
+              lambda: F.dropout(tx7, S.DROPOUT_P, True), nbytes=2 * hx7.nbytes + hx7.size)
+        entry("dropout7.bprop", f"{n}x{d7} p{S.DROPOUT_P}", ["dropout_undo"],
+              lambda: ops.dropout_undo(x7, m7, p=S.DROPOUT_P),
+              lambda: tx7 * tm7 * (1 / (1 - S.DROPOUT_P)), nbytes=2 * hx7.nbytes + hx7.size)
         # the split net's dropout: one column's block of every image
-        x7c = put(np.ascontiguousarray(hx7[:, 2048:]))
-        E.append(Entry("dropout7.column", f"{n}x2048 of {n}x4096", lambda: ops.dropout(
-            x7c, p=0.5, seed=1, block=(2048, 4096, 2048)), None, bytes=hx7.nbytes + hx7.size // 2))
-    if hasattr(ops, "add"):
-        # gradients meeting at a column's pool2 output (the split net's conv3 reads it twice)
-        ha = _f32(rng, (n, 128, 13, 13))
+        half = d7 // 2
+        x7c = put(np.ascontiguousarray(hx7[:, half:]))
+        entry("dropout7.column", f"{n}x{half} of {n}x{d7}", ["dropout"],
+              lambda: ops.dropout(x7c, p=S.DROPOUT_P, seed=1, block=(half, d7, half)),
+              nbytes=hx7.nbytes + hx7.size // 2)
+
+    # gradients meeting at a column's pool2 output (the split net's conv3 reads it twice)
+    if want("add."):
+        ha = _f32(rng, (n, *S.POOL2_COLUMN))
         a2, b2 = put(ha), put(_f32(rng, ha.shape))
         ta2, tb2 = (T(ha), T(ha.copy())) if torch else (None, None)
-        E.append(Entry("add.grad", f"{n}x128x13x13 +=", lambda: ops.add(a2, b2, out=a2),
-                       (lambda: ta2.add_(tb2)) if torch else None, bytes=3 * ha.nbytes))
-    if hasattr(ops, "softmax_log_loss"):
-        hz = _f32(rng, (n, 1000))
-        hlab = rng.integers(0, 1000, n).astype(np.int64)
+        entry("add.grad", f"{n}x" + "x".join(map(str, S.POOL2_COLUMN)) + " +=", ["add"],
+              lambda: ops.add(a2, b2, out=a2), lambda: ta2.add_(tb2), nbytes=3 * ha.nbytes)
+
+    if want("softmax8."):
+        hz = _f32(rng, (n, S.CLASSES))
+        hlab = rng.integers(0, S.CLASSES, n).astype(np.int64)
         z, lab = put(hz), put(hlab)
+        probs = ops.softmax_log_loss(z, lab)[1]
         tz, tlab = (T(hz), T(hlab)) if torch else (None, None)
 
-        def t_sm(tz=tz, tlab=tlab):
+        def t_sm():
             t = tz.clone().requires_grad_()
-            torch.nn.functional.cross_entropy(t, tlab).backward()
-        E.append(Entry("softmax8.fprop+bprop", f"{n}x1000",
-                       lambda: ops.softmax_log_loss_undo(ops.softmax_log_loss(z, lab)[1], lab),
-                       t_sm if torch else None, bytes=3 * hz.nbytes))
-    if hasattr(ops, "sgd_update"):
-        hwp = _f32(rng, (4096, 9216), 0.01)
+            F.cross_entropy(t, tlab).backward()
+        entry("softmax8.fprop+bprop", f"{n}x{S.CLASSES}", ["softmax_log_loss", "softmax_log_loss_undo"],
+              lambda: ops.softmax_log_loss_undo(ops.softmax_log_loss(z, lab)[1], lab), t_sm,
+              nbytes=3 * hz.nbytes)
+        entry("softmax8.top5", f"{n}x{S.CLASSES} k=1,5", ["top_k_errors"],
+              lambda: ops.top_k_errors(probs, lab, (1, 5)),
+              lambda: (tz.topk(5, 1).indices != tlab[:, None]).all(1).sum().item(), nbytes=hz.nbytes)
+
+    sgd = dict(momentum=0.9, weight_decay=5e-4)  # the paper's
+    if want("sgd.fc6_weights"):
+        d_in, d_out = S.FC["fc6"]
+        hwp = _f32(rng, (d_out, d_in), 0.01)
         hgp_ = _f32(rng, hwp.shape, 0.01)
         wp, gp_, vp = put(hwp), put(hgp_), put(np.zeros_like(hwp))
+        topt = None
         if torch:
-            tw_, tg_ = T(hwp.copy()), T(hgp_)
-            topt = torch.optim.SGD([torch.nn.Parameter(tw_)], lr=0.01, momentum=0.9, weight_decay=5e-4)
-            topt.param_groups[0]["params"][0].grad = tg_
-        E.append(Entry("sgd.fc6_weights", "4096x9216",
-                       lambda: ops.sgd_update(wp, gp_, vp, lr=1e-6, momentum=0.9, weight_decay=5e-4),
-                       (lambda: topt.step()) if torch else None, bytes=5 * hwp.nbytes))
+            topt = torch.optim.SGD([torch.nn.Parameter(T(hwp.copy()))], lr=0.01, **sgd)
+            topt.param_groups[0]["params"][0].grad = T(hgp_)
+        entry("sgd.fc6_weights", f"{d_out}x{d_in}", ["sgd_update"],
+              lambda: ops.sgd_update(wp, gp_, vp, lr=1e-6, **sgd), lambda: topt.step(),
+              nbytes=5 * hwp.nbytes)
+    # every conv layer's weights and biases in one call (many small arrays: launch overhead)
+    if want("sgd.conv_params"):
+        shapes = [s for L in S.CONV.values() for s in (L.filters(), (L.f,))]
+        hws = [_f32(rng, s, 0.01) for s in shapes]
+        ws, gs, vs = ([put(a) for a in hws], [put(_f32(rng, a.shape, 0.01)) for a in hws],
+                      [put(np.zeros_like(a)) for a in hws])
+        topt_many = None
+        if torch:
+            params = [torch.nn.Parameter(T(a.copy())) for a in hws]
+            for prm, a in zip(params, hws):
+                prm.grad = T(_f32(rng, a.shape, 0.01))
+            topt_many = torch.optim.SGD(params, lr=0.01, **sgd)
+        entry("sgd.conv_params", f"{len(shapes)} arrays", ["sgd_update_many"],
+              lambda: ops.sgd_update_many(ws, gs, vs, lr=1e-6, **sgd), lambda: topt_many.step(),
+              nbytes=5 * sum(a.nbytes for a in hws))
     return E
+
+
+def missing_ops(entries: list[Entry]) -> list[str]:
+    """The public ops of alexnet_ext.ops that no entry times (should be none)."""
+    timed = {o for e in entries for o in e.ops}
+    return sorted(set(ops.__all__) - NOT_OPS - timed)
 
 
 def run_ops(args) -> dict:
@@ -227,10 +295,12 @@ def run_ops(args) -> dict:
     else:
         sync = lambda: None  # CPU ops return when done
         inner = 1
-    entries = build_entries(args.batch, rng, torch, args.device)
-    if args.ops:
-        wanted = args.ops.split(",")
+    wanted = args.ops.split(",") if args.ops else []
+    entries = build_entries(args.batch, rng, torch, args.device, only=wanted)
+    if wanted:
         entries = [e for e in entries if any(e.name.startswith(w) for w in wanted)]
+        if not entries:
+            print(f"--ops {args.ops}: no such entry", file=sys.stderr)
 
     print(f"{'op':<22}{'shape':<34}{'ours ms':>9}{'rate':>13}{'torch ms':>10}{'speedup':>9}")
     for e in entries:
@@ -244,7 +314,7 @@ def run_ops(args) -> dict:
             e.result.update(torch_ms=tt, speedup=tt / t)
             line += f"{tt:10.2f}{tt / t:8.2f}x"
         print(line, flush=True)
-    return {e.name: dict(shape=e.shape, **e.result) for e in entries}
+    return {e.name: dict(shape=e.shape, ops=list(e.ops), **e.result) for e in entries}
 
 
 def main(argv=None) -> int:
@@ -253,7 +323,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="which kernels to time (default: cpu)")
     ap.add_argument("--batch", type=int, default=None,
-                    help="batch size (default: 16 on cpu, 128 on cuda)")
+                    help=f"batch size (default: 16 on cpu, {S.BATCH} on cuda)")
     ap.add_argument("--ops", default="", help="comma-separated name prefixes, e.g. conv1,lrn (default: all)")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per op; the median is shown (default: 5)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for both libraries (default: all)")
@@ -262,9 +332,9 @@ def main(argv=None) -> int:
     ap.add_argument("--step", action="store_true",
                     help="benchmark a whole training step instead (bench/train_step.py)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
-    ap.add_argument("--json", default=None,
-                    help="write results here (default: bench/results/<date>-<device>.json)")
-    sys.path.insert(0, str(HERE))
+    ap.add_argument("--out", default=None,
+                    help="write the results (JSON) here (default: ./bench-<date>-<device>.json, "
+                         "./bench_data-... with --data, ./bench_step-... with --step)")
     import data as data_bench  # bench/data.py: the loader benchmark and its options
     import train_step as step_bench  # bench/train_step.py: a whole SGD step of a net
     data_bench.add_arguments(ap)
@@ -279,39 +349,22 @@ def main(argv=None) -> int:
     if args.device == "cuda" and alexnet_ext.cuda_status().get("emulated"):
         print("# the GPU is tools/cuda_emu, a CPU emulation: these timings say nothing about a GPU")
     if args.batch is None:
-        args.batch = 128 if args.device == "cuda" else 16
+        args.batch = S.BATCH if args.device == "cuda" else 16
     if args.batch < 1 or args.repeat < 1:
         ap.error("--batch and --repeat must be >= 1")
 
-    now = dt.datetime.now().astimezone()
-    header = {
-        "date": now.isoformat(timespec="seconds"),
-        "device": args.device,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": alexnet_ext.get_num_threads(),
-        "alexnet_ext": alexnet_ext.__version__,
-        "command": " ".join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
-    }
-    try:
-        import torch
-        header["torch"] = torch.__version__
-    except ImportError:
-        header["torch"] = None
+    header = report.header(args.device, "bench/run.py", argv)
     print(f"# {header['date']}  {args.device}  {header['cores']} cores, {header['threads']} threads  "
           f"alexnet_ext {header['alexnet_ext']}  torch {header['torch']}  batch {args.batch}")
 
     if args.data:
-        results = data_bench.run(args)
+        kind, results = "bench_data", data_bench.run(args)
     elif args.step:
-        results = step_bench.run(args)
+        kind, results = "bench_step", step_bench.run(args)
     else:
-        results = run_ops(args)
-
-    path = Path(args.json) if args.json else HERE / "results" / f"{now:%Y-%m-%d}-{args.device}{'-data' if args.data else '-step' if args.step else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"header": header, "batch": args.batch, "results": results}, indent=1))
-    print(f"# results written to {path}")
+        kind, results = "bench", run_ops(args)
+    report.write(report.output_path(args.out, kind, args.device),
+                 {"header": header, "batch": args.batch, "results": results})
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The one timing rule of the benchmarks (bench/run.py, bench/train_step.py)."""
+"""The one timing rule of the benchmarks (bench/run.py, bench/conv_cuda.py, bench/train_step.py)."""
 from __future__ import annotations
 
 import statistics

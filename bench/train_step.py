@@ -21,10 +21,11 @@ import argparse
 
 import numpy as np
 
+from alexnet_ext import _shapes as S
 from alexnet_ext import cuda as C
 from alexnet_ext.nn import Net, load_model
 from alexnet_ext.nn.device import gpu_index
-from timing import median_time
+from timing import median_time  # bench/timing.py (bench/run.py put this folder on sys.path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +96,7 @@ def _torch_net(spec, torch):
 
 
 def run(args) -> dict:
-    spec = load_model(args.model, classes=1000 if args.model == "alexnet" else None)
+    spec = load_model(args.model, classes=S.CLASSES if args.model == "alexnet" else None)
     n = args.batch
     rng = np.random.default_rng(args.seed)
     x = (rng.standard_normal((n,) + spec.input_shape) * 50).astype(np.float32)

@@ -7,6 +7,7 @@ GEMM (the default, which sums in a different order: tolerances scale with the re
 import numpy as np
 import pytest
 
+from alexnet_ext import _shapes as ALEXNET
 from alexnet_ext import cuda, ops
 from cuda_helpers import torch_cuda
 from helpers import EPS32, assert_close, random_indices
@@ -186,19 +187,12 @@ def _assert_samples(got, exact, bound, what):
 
 
 # ---------------------------------------------------------------- AlexNet layers at batch 128
-ALEXNET = {  # images, filters, stride, padding, groups
-    "conv1": ((128, 3, 224, 224), (96, 3, 11, 11), 4, 2, 1),
-    "conv2": ((128, 96, 27, 27), (256, 48, 5, 5), 1, 2, 2),
-    "conv3": ((128, 256, 13, 13), (384, 256, 3, 3), 1, 1, 1),
-    "conv4": ((128, 384, 13, 13), (384, 192, 3, 3), 1, 1, 2),
-    "conv5": ((128, 384, 13, 13), (256, 192, 3, 3), 1, 1, 2),
-}
-
-
 @pytest.mark.gpu_scale
-@pytest.mark.parametrize("layer", ALEXNET)
+@pytest.mark.parametrize("layer", ALEXNET.CONV)
 def test_alexnet_layers_batch128(rng, layer):
-    xs, ws, stride, padding, groups = ALEXNET[layer]
+    L = ALEXNET.CONV[layer]
+    xs, ws = L.images(ALEXNET.BATCH), L.filters()
+    stride, padding, groups = L.stride, L.padding, L.groups
     kw = dict(stride=stride, padding=padding, groups=groups)
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
@@ -270,7 +264,8 @@ def test_accumulate_form(rng, version, name):
 
 
 @pytest.mark.parametrize("shape", [(3, 7, 5, 6), (1, 1, 1, 1), (200, 5, 2, 3),
-                                   pytest.param((128, 96, 55, 55), marks=pytest.mark.gpu_scale)])
+                                   pytest.param((ALEXNET.BATCH, *ALEXNET.NORM1),
+                                                marks=pytest.mark.gpu_scale)])
 def test_bias_grad(rng, version, shape):
     gy = rng.standard_normal(shape).astype(np.float32)
     red = shape[0] * shape[2] * shape[3]

@@ -7,11 +7,11 @@
 #
 #   bash tools/emu_check.sh [pytest arguments]       # default: -m cuda tests
 #
-# Environment: EMU_VENV (default /tmp/alexnet_ext_emu_venv), ALEXNET_EXT_EMU_DEVICES (default 2),
+# Environment: EMU_VENV (default .venv-emu in the repository, gitignored), ALEXNET_EXT_EMU_DEVICES (default 2),
 # ALEXNET_EXT_EMU_PEER=0 (no peer access between the emulated GPUs: copies go through the host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${EMU_VENV:-/tmp/alexnet_ext_emu_venv}
+VENV=${EMU_VENV:-.venv-emu}
 PY=${PYTHON:-python3}
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"

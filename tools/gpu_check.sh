@@ -9,10 +9,11 @@
 #
 # Needs the scipy-openblas32 wheel in .whl/ (the machine cannot reach PyPI):
 #   python3 -m pip download --no-deps --only-binary=:all: -d .whl scipy-openblas32
-# Logs and JSON go to $OUT (the device tool brings that folder back), else /tmp/gpu_check.
+# Logs and JSON go to $OUT (the device tool brings that folder back), else ./gpu_check in the
+# directory it was started from.
 set -uo pipefail
+OUT=$(realpath -m "${OUT:-gpu_check}")
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 STAGES=${STAGES:-"build test sanitize bench torch dist"}
 PY=${PYTHON:-python3}
@@ -28,7 +29,7 @@ if has build; then
   $PY -m pip install -q --no-index --no-deps .whl/scipy_openblas32-*.whl || { echo "missing .whl/scipy_openblas32"; exit 1; }
   t0=$(date +%s)
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install --no-build-isolation --no-deps -q \
-      -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 -C build-dir=/tmp/alexnet_ext_build . \
+      -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 -C build-dir=build/gpu . \
       > "$OUT/build.txt" 2>&1 || { tail -50 "$OUT/build.txt"; exit 1; }
   echo "built in $(( $(date +%s) - t0 )) s"
   grep -iE "warning|spill" "$OUT/build.txt" | head -20
@@ -65,9 +66,9 @@ fi
 
 if has bench; then
   step "bench --device cuda (batch 128)"
-  timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --device cuda --json "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+  timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --device cuda --out "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
   step "bench --step --device cuda (alexnet training step, batch 128)"
-  timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --json "$OUT/bench_step.json" 2>&1 \
+  timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --out "$OUT/bench_step.json" 2>&1 \
       | tee "$OUT/bench_step.txt"
 fi
 

@@ -214,8 +214,12 @@ void weight_acts_fast(const float* images, const float* hid, float* out, const G
   const int64_t bm = bm128 ? 128 : 64, per_sm = bm128 ? 2 : 4;
   const int64_t tiles = ceil_div(g.fg, bm) * ceil_div(k, 128) * g.groups;
   const int64_t ktiles = ceil_div(rows, kBK);
-  // Splits: about two waves of blocks, at least 16 K-steps (128 rows) each, workspace <= 256 MiB.
-  int64_t splits = ceil_div(2 * sm_count() * per_sm, tiles);
+  // Splits: at most two full waves of blocks (a wave is sms * per_sm resident blocks), at least
+  // 16 K-steps (128 rows) each, workspace <= 256 MiB. The time is about waves * K-steps per
+  // split, so the count rounds down: rounding up overshoots two waves by up to tiles - 1 blocks,
+  // a nearly empty third wave that costs as much as a full one (conv3: 54 tiles, 528 slots;
+  // 10 splits = 540 blocks in 3 waves of 271 K-steps, 9 splits = 486 blocks in 2 waves of 301).
+  int64_t splits = std::max<int64_t>(1, 2 * sm_count() * per_sm / tiles);
   splits = std::min(splits, std::max<int64_t>(1, ktiles / 16));
   splits = std::min(splits, std::max<int64_t>(1, (int64_t(256) << 20) / (4 * g.f * k)));
   splits = std::max<int64_t>(1, std::min(splits, 65535 / g.groups));

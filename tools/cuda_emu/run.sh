@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build and run the CPU emulation of the CUDA convolution, csrc/cuda/conv*.cu (see cuda_runtime.h here).
 #   tools/cuda_emu/run.sh [plain|asan|tsan] [seed] [random_cases] [fixed: all|none|substring]
-# EMU_SMS=n sets the SM count the tile and split heuristics see (default 132).
+# EMU_SMS=n sets the SM count the tile and split heuristics see (default 132). The binaries go
+# to EMU_BUILD_DIR (default build/cuda_emu).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -13,7 +14,7 @@ case $mode in
   tsan) flags="-O1 -g -fsanitize=thread -DEMU_OS_THREADS" ;;
   *) echo "mode: plain, asan or tsan" >&2; exit 2 ;;
 esac
-out=${EMU_BUILD_DIR:-/tmp/alexnet_cuda_emu}
+out=${EMU_BUILD_DIR:-$root/build/cuda_emu}  # build/ is gitignored
 mkdir -p "$out"
 bin="$out/conv_emu_test_$mode"
 # The conv sources are compiled as C++: the shim header comes first on the include path.
