@@ -31,7 +31,7 @@ inline void valid_range(int64_t size, int64_t out, int64_t s, int64_t pad, int64
                         int64_t& lo, int64_t& hi) {
   int64_t a = pad - tap;              // need ox*s >= a
   int64_t b = size - 1 + pad - tap;   // need ox*s <= b
-  lo = a <= 0 ? 0 : (a + s - 1) / s;
+  lo = a <= 0 ? 0 : ceil_div_nonneg(a, s);  // not (a + s - 1) / s: s may be near 2^31
   hi = b < 0 ? 0 : std::min(out, b / s + 1);
   lo = std::min(lo, hi);
 }

@@ -16,15 +16,7 @@ ConvGeometry geometry(const py::tuple& t) {
   for (int i = 0; i < 14; ++i) v[i] = t[i].cast<int64_t>();
   ConvGeometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13]};
   // Backstop for direct callers; alexnet_ext.ops.conv checks all of this with better messages.
-  bool ok = g.n >= 1 && g.c >= 1 && g.h >= 1 && g.w >= 1 && g.f >= 1 && g.kh >= 1 && g.kw >= 1 &&
-            g.sh >= 1 && g.sw >= 1 && g.ph >= 0 && g.pw >= 0 && g.groups >= 1 &&
-            g.c % g.groups == 0 && g.f % g.groups == 0 && g.h + 2 * g.ph >= g.kh &&
-            g.w + 2 * g.pw >= g.kw && g.ho >= 1 && g.wo >= 1 &&
-            (g.ho == conv_out_size(g.h, g.kh, g.sh, g.ph, false) ||
-             g.ho == conv_out_size(g.h, g.kh, g.sh, g.ph, true)) &&
-            (g.wo == conv_out_size(g.w, g.kw, g.sw, g.pw, false) ||
-             g.wo == conv_out_size(g.w, g.kw, g.sw, g.pw, true));
-  if (!ok) throw py::value_error("conv geometry: inconsistent sizes");
+  if (const char* err = conv_geometry_error(g)) throw py::value_error(err);
   return g;
 }
 

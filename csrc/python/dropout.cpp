@@ -25,6 +25,11 @@ DropoutLayout layout_of(int64_t n, int64_t row, int64_t stride, int64_t start) {
   if (row == 0 || stride < row || start < 0 || start > stride - row || (n > 0 && n % row))
     throw py::value_error("block: expected (row, stride, start) with row >= 1 dividing x's size, "
                           "stride >= row and 0 <= start <= stride - row");
+  // The last element's index in the larger array, (n/row - 1)*stride + start + row - 1, is a
+  // Philox counter and must not overflow: checked by division.
+  constexpr int64_t kMax = int64_t{1} << 62;
+  if (stride > kMax || start > kMax - stride || (n / row > 1 && (n / row - 1) > (kMax - stride) / stride))
+    throw py::value_error("block: the rows reach past element 2^62 of the larger array");
   return {row, stride, start};
 }
 }  // namespace

@@ -31,7 +31,7 @@ def conv_output_size(size: int, filter_size: int, stride: int = 1, padding: int 
 def _params(stride, padding, groups, ceil_mode):
     sh, sw = V.int_pair(stride, "stride", 1)
     ph, pw = V.int_pair(padding, "padding", 0)
-    groups = V.integer(groups, "groups", 1)
+    groups = V.integer(groups, "groups", 1, V.GEOMETRY_MAX)
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode: expected a bool, got {type(ceil_mode).__name__}")
     return sh, sw, ph, pw, groups, bool(ceil_mode)

@@ -77,6 +77,10 @@ def max_pool_undo(grad_y, switches, *, image_size):
     V.index_array(switches, "switches", 4, "(N, C, Ho, Wo)")
     V.expect_shape(switches, grad_y.shape, "switches", "the shape of grad_y")
     h, w = V.int_pair(image_size, "image_size", 1)
+    ho, wo = grad_y.shape[2:]
+    if ho > h + 1 or wo > w + 1:  # (Ho-1)*s <= H + 2p - k <= H since padding <= k/2
+        raise ValueError(f"image_size: a {h}x{w} image cannot pool to grad_y's {ho}x{wo} "
+                         f"(the output is at most one larger than the input per axis)")
     kern = V.backend(grad_y, switches)
     grad_x = V.empty_like(grad_y, (grad_y.shape[0], grad_y.shape[1], h, w))
     kern.max_pool_undo(grad_y, switches, grad_x)
