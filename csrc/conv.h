@@ -55,6 +55,8 @@ inline const char* conv_geometry_error(const ConvGeometry& g) {
   for (int64_t v : {g.ph, g.pw})
     if (v < 0 || v > kGeometryMax) return "conv geometry: padding is < 0 or >= 2^31";
   if (g.c % g.groups || g.f % g.groups) return "conv geometry: groups must divide channels and filters";
+  if (g.ph > g.h + g.kh || g.pw > g.w + g.kw)  // more padding adds outputs that read only zeros
+    return "conv geometry: padding is larger than image side + filter side";
   if (g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw)
     return "conv geometry: the filter is larger than the padded image";
   auto size_ok = [](int64_t out, int64_t size, int64_t k, int64_t s, int64_t p) {

@@ -22,6 +22,10 @@ def conv_output_size(size: int, filter_size: int, stride: int = 1, padding: int 
     ``floor((size + 2*padding - filter_size) / stride) + 1``; with ``ceil_mode`` cuda-convnet's
     ``1 + ceil((size + 2*padding - filter_size) / stride)`` (the overhanging windows read zeros).
     """
+    size = V.integer(size, "size", 1, V.GEOMETRY_MAX)
+    filter_size = V.integer(filter_size, "filter_size", 1, V.GEOMETRY_MAX)
+    stride = V.integer(stride, "stride", 1, V.GEOMETRY_MAX)
+    padding = V.integer(padding, "padding", 0, V.GEOMETRY_MAX)
     span = size + 2 * padding - filter_size
     if span < 0:
         raise ValueError(f"filter of size {filter_size} is larger than the padded input "
@@ -43,6 +47,9 @@ def _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, image_na
         raise ValueError(f"{image_name}: {c} channels are not divisible by groups={groups}")
     if f % groups:
         raise ValueError(f"filters: {f} filters are not divisible by groups={groups}")
+    if ph > h + kh or pw > w + kw:  # more only adds outputs that see nothing but zeros
+        raise ValueError(f"padding: expected at most image side + filter side per axis "
+                         f"(<= ({h + kh}, {w + kw})), got ({ph}, {pw})")
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(f"filters: a {kh}x{kw} window is larger than the padded input "
                          f"{h + 2 * ph}x{w + 2 * pw} ({h}x{w} with padding ({ph}, {pw}))")

@@ -21,6 +21,7 @@ def switch_dtype(height: int, width: int) -> np.dtype:
 
     int32 when every flat index ``iy*W + ix`` fits (``H*W <= 2**31 - 1``), int64 otherwise.
     """
+    height, width = V.integer(height, "height", 1), V.integer(width, "width", 1)
     return np.dtype(np.int32 if height * width <= INT32_MAX else np.int64)
 
 
