@@ -25,10 +25,15 @@ ALEXNET_EXT_HD inline T ceil_div_nonneg(T a, T b) {
   return a == 0 ? T{0} : (a - 1) / b + 1;
 }
 
-// The accumulate-form store of cuda-convnet: target = st * target + so * v, where st == 0 never
-// reads the target (it may hold garbage or NaNs).
-ALEXNET_EXT_HD inline float accumulate(float target, float v, float st, float so) {
-  return (st == 0.f ? 0.f : st * target) + so * v;
+// The accumulate-form store of cuda-convnet: *target = st * *target + so * v, where st == 0 never
+// reads the target (it may hold garbage or NaNs). Each operation rounded on its own on the GPU
+// too (no FMA contraction), so both sides store the same float.
+ALEXNET_EXT_HD inline void accumulate_store(float* target, float v, float st, float so) {
+#ifdef __CUDA_ARCH__
+  *target = __fadd_rn(st == 0.f ? 0.f : __fmul_rn(st, *target), __fmul_rn(so, v));
+#else
+  *target = (st == 0.f ? 0.f : st * *target) + so * v;
+#endif
 }
 
 }  // namespace alexnet_ext

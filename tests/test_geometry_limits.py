@@ -169,3 +169,33 @@ def test_strides_at_the_limit_compute_like_small_ones(rng):
     assert np.all(np.isfinite(gx)) and np.all(gx[:, :, :, 2:] == 0)  # only columns 0, 1 pooled
     ym, sm = ops.max_pool(xp, **pk_big)
     np.testing.assert_array_equal(ym, ops.max_pool(xp, **pk_small)[0])
+
+
+def test_conv_padding_past_image_plus_filter_is_rejected():
+    """Padding beyond image side + filter side only adds outputs that read nothing but zeros; at
+    2^31 it asked for a 64 GiB output (found by tests/test_fuzz_ops.py)."""
+    x = np.ones((1, 1, 4, 4), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    assert ops.filter_acts(x, w, padding=7).shape == (1, 1, 16, 16)  # 7 = 4 + 3: the bound
+    for p in (8, (0, 8), 2**31 - 1):
+        with pytest.raises(ValueError, match=r"^padding: expected at most image side \+ filter side"):
+            ops.filter_acts(x, w, padding=p)
+    with pytest.raises(ValueError, match=r"^padding: expected at most"):
+        ops.img_acts(np.ones((1, 1, 1, 1), np.float32), w, image_size=4, stride=2**31 - 1,
+                     padding=(0, 2**31 - 1))
+
+
+@pytest.mark.parametrize("fn", [ops.conv_output_size, ops.pool_output_size])
+def test_output_size_helpers_check_their_arguments(fn):
+    assert fn(7, 3, 2) == 3
+    for args, err in [((4, 1, 0), ValueError), ((0, 1, 1), ValueError), ((4, 1, 1, -1), ValueError),
+                      ((4, 1, 2**63), ValueError), ((4.0, 1, 1), TypeError), ((4, "1", 1), TypeError)]:
+        with pytest.raises(err):
+            fn(*args)
+
+
+def test_switch_dtype_checks_its_arguments():
+    with pytest.raises(TypeError, match="^height: expected an int"):
+        ops.switch_dtype("1", 2**64)
+    with pytest.raises(ValueError, match="^width: expected an int >= 1"):
+        ops.switch_dtype(3, 0)

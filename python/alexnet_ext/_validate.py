@@ -146,6 +146,13 @@ def int_pair(v, name: str, minimum: int, maximum: int = GEOMETRY_MAX) -> tuple[i
     return v, v
 
 
+def window_axis(size, window, stride, padding, window_name: str) -> tuple[int, int, int, int]:
+    """Checked (size, window, stride, padding) of one axis of a convolution or pooling window:
+    ints, each within [1 (0 for padding), GEOMETRY_MAX]."""
+    return (integer(size, "size", 1, GEOMETRY_MAX), integer(window, window_name, 1, GEOMETRY_MAX),
+            integer(stride, "stride", 1, GEOMETRY_MAX), integer(padding, "padding", 0, GEOMETRY_MAX))
+
+
 def real(v, name: str, minimum: float | None = None, maximum: float | None = None,
          exclusive_min: bool = False) -> float:
     """A finite real number in range."""

@@ -15,10 +15,7 @@ def pool_output_size(size: int, window: int, stride: int, padding: int = 0,
     ``ceil((size + 2*padding - window) / stride) + 1``, less one when that last window would start
     at or beyond ``size + padding`` (PyTorch's rule), so every window holds a real pixel.
     """
-    size = V.integer(size, "size", 1, V.GEOMETRY_MAX)
-    window = V.integer(window, "window", 1, V.GEOMETRY_MAX)
-    stride = V.integer(stride, "stride", 1, V.GEOMETRY_MAX)
-    padding = V.integer(padding, "padding", 0, V.GEOMETRY_MAX)
+    size, window, stride, padding = V.window_axis(size, window, stride, padding, "window")
     span = size + 2 * padding - window
     if span < 0:
         raise ValueError(f"window of size {window} is larger than the padded input "

@@ -22,10 +22,8 @@ def conv_output_size(size: int, filter_size: int, stride: int = 1, padding: int 
     ``floor((size + 2*padding - filter_size) / stride) + 1``; with ``ceil_mode`` cuda-convnet's
     ``1 + ceil((size + 2*padding - filter_size) / stride)`` (the overhanging windows read zeros).
     """
-    size = V.integer(size, "size", 1, V.GEOMETRY_MAX)
-    filter_size = V.integer(filter_size, "filter_size", 1, V.GEOMETRY_MAX)
-    stride = V.integer(stride, "stride", 1, V.GEOMETRY_MAX)
-    padding = V.integer(padding, "padding", 0, V.GEOMETRY_MAX)
+    size, filter_size, stride, padding = V.window_axis(size, filter_size, stride, padding,
+                                                       "filter_size")
     span = size + 2 * padding - filter_size
     if span < 0:
         raise ValueError(f"filter of size {filter_size} is larger than the padded input "
