@@ -269,6 +269,50 @@ def mutate(rng, A, name, args, kwargs, writes):
     return aliased or key in writes
 
 
+class _Window:
+    """A CUDA Array Interface producer: `shape` of `dtype` at byte `offset` of DeviceArray `base`."""
+
+    def __init__(self, base, offset, shape, dtype, readonly):
+        self.base = base
+        self.__cuda_array_interface__ = {
+            "shape": tuple(shape), "typestr": np.dtype(dtype).str, "strides": None, "version": 3,
+            "data": (base.ptr + offset, readonly), "stream": None}
+
+
+class DeviceArrays:
+    """The device side of a call: each dense host array of the call copied into the middle of a
+    guarded device buffer (GUARD sentinel bytes each side); non-dense ones stay on the host (a mix
+    is a TypeError to check too)."""
+
+    def __init__(self, watched=()):
+        from alexnet_ext import cuda
+        self.cuda = cuda
+        self.watched = {id(a) for a in watched}  # host arrays the call must not change
+        self.bufs = []  # (device buffer, host copy of it before the call, must stay unchanged)
+
+    def move(self, a):
+        if isinstance(a, list):
+            return [self.move(x) for x in a]
+        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.dtype.str not in (
+                "<f4", "<i4", "<i8", "|u1"):
+            return a
+        host = np.full(a.nbytes + 2 * GUARD, SENTINEL, np.uint8)
+        host[GUARD:GUARD + a.nbytes] = np.frombuffer(a.tobytes(), np.uint8)
+        buf = self.cuda.to_device(host)
+        self.bufs.append((buf, host, not a.flags.writeable or id(a) in self.watched))
+        return self.cuda.asarray(_Window(buf, GUARD, a.shape, a.dtype, not a.flags.writeable))
+
+    def check(self):
+        self.cuda.synchronize()
+        for buf, before, fixed in self.bufs:
+            after = buf.get()
+            if np.any(after[:GUARD] != SENTINEL) or np.any(after[-GUARD:] != SENTINEL):
+                return "device guard zone overwritten (out-of-bounds write)"
+            if fixed and not np.array_equal(after, before):
+                return "a device input (or read-only array) changed"
+        return None
+
+
 def describe(v):
     if isinstance(v, np.ndarray):
         flags = "" if v.flags.c_contiguous else " noncontig"
@@ -297,15 +341,21 @@ def build(seed, i):
     return name, args, kwargs, A, desc
 
 
-def one_call(seed, i):
-    """Runs call i; returns (description, failure or None)."""
+def one_call(seed, i, device=False):
+    """Runs call i (on DeviceArrays with `device`); returns (description, failure or None)."""
     name, args, kwargs, A, desc = build(seed, i)
+    if device:
+        D = DeviceArrays([a for a, _ in A.inputs])
+        args = [D.move(a) for a in args]
+        kwargs = {k: D.move(v) for k, v in kwargs.items()}
     try:
         getattr(ops, name)(*args, **kwargs)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, NotImplementedError):
         pass
     except Exception:  # noqa: BLE001 - anything else breaks the contract
         return desc, "raised " + traceback.format_exc().strip().splitlines()[-1]
+    if device:
+        return desc, D.check()
     return desc, A.check()
 
 
@@ -316,6 +366,7 @@ def main(argv=None):
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--describe", action="store_true", help="print the calls, run none")
+    ap.add_argument("--device", action="store_true", help="the same calls on DeviceArrays")
     a = ap.parse_args(argv)
     if a.describe:
         for i in range(a.start, a.start + a.count):
@@ -326,7 +377,7 @@ def main(argv=None):
             # the call about to run, so that a crash can be pinned on it
             sys.stderr.write(f"CALL {i}\n")
             sys.stderr.flush()
-            desc, failure = one_call(a.seed, i)
+            desc, failure = one_call(a.seed, i, a.device)
             if failure:
                 print(f"FAIL seed={a.seed} call={i}: {desc}: {failure}", flush=True)
             elif a.verbose:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DRIVER = Path(__file__).with_name("fuzz_driver.py")
 SEED = int(os.environ.get("ALEXNET_FUZZ_SEED", "20261202"))
 CALLS = int(os.environ.get("ALEXNET_FUZZ_CALLS", "4000"))
@@ -72,3 +74,15 @@ def test_the_guard_zones_catch_an_out_of_bounds_write():
     b.watch(x)
     x[2] += 1.0
     assert "changed" in b.check()
+
+
+@pytest.mark.cuda
+def test_random_mutated_calls_on_device_arrays():
+    """The same calls with every dense array moved into a guarded DeviceArray buffer."""
+    calls = int(os.environ.get("ALEXNET_FUZZ_DEVICE_CALLS", "1500"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, str(DRIVER), "--seed", str(SEED), "--count",
+                             str(calls), "--device"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    problems = _finish(proc, 0, calls)
+    assert not problems, f"{len(problems)} bad call(s) (seed {SEED}):\n" + "\n".join(problems[:20])
