@@ -11,6 +11,9 @@
 // + scale_output * result. scale_targets == 0 never reads the target (it may hold NaNs).
 #pragma once
 #include <cstdint>
+#include <initializer_list>
+
+#include "host_device.h"
 
 #ifdef ALEXNET_EXT_WITH_CUDA
 #include <cuda_runtime.h>
@@ -32,10 +35,36 @@ struct ConvGeometry {
 };
 
 // Output size along one axis: floor((size + 2*pad - k)/stride) + 1, or with ceil_mode
-// cuda-convnet's 1 + ceil((size + 2*pad - k)/stride). Caller guarantees size + 2*pad >= k.
+// cuda-convnet's 1 + ceil((size + 2*pad - k)/stride). Caller guarantees size + 2*pad >= k and the
+// bounds of conv_geometry_error (no overflow).
 inline int64_t conv_out_size(int64_t size, int64_t k, int64_t stride, int64_t pad, bool ceil_mode) {
-  int64_t span = size + 2 * pad - k;
-  return (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+  const int64_t span = size + 2 * pad - k;
+  return (ceil_mode ? ceil_div_nonneg(span, stride) : span / stride) + 1;
+}
+
+// The memory-safety check of a convolution geometry, shared by the binding and the emulator
+// harness: nullptr when the kernels may run on it, else what is wrong. Sizes are at least 1 and
+// below 2^62, stride/padding/filter sides within kGeometryMax (so no index arithmetic
+// overflows), the groups divide channels and filters, the window fits the padded image and
+// (ho, wo) is the floor- or ceil-mode output size. Array shapes are checked against it apart.
+inline const char* conv_geometry_error(const ConvGeometry& g) {
+  for (int64_t v : {g.n, g.c, g.h, g.w, g.f, g.ho, g.wo})
+    if (v < 1 || v > kExtentMax) return "conv geometry: a size is < 1 or >= 2^62";
+  for (int64_t v : {g.kh, g.kw, g.sh, g.sw, g.groups})
+    if (v < 1 || v > kGeometryMax) return "conv geometry: a filter side, stride or groups is < 1 or >= 2^31";
+  for (int64_t v : {g.ph, g.pw})
+    if (v < 0 || v > kGeometryMax) return "conv geometry: padding is < 0 or >= 2^31";
+  if (g.c % g.groups || g.f % g.groups) return "conv geometry: groups must divide channels and filters";
+  if (g.ph > g.h + g.kh || g.pw > g.w + g.kw)  // more padding adds outputs that read only zeros
+    return "conv geometry: padding is larger than image side + filter side";
+  if (g.h + 2 * g.ph < g.kh || g.w + 2 * g.pw < g.kw)
+    return "conv geometry: the filter is larger than the padded image";
+  auto size_ok = [](int64_t out, int64_t size, int64_t k, int64_t s, int64_t p) {
+    return out == conv_out_size(size, k, s, p, false) || out == conv_out_size(size, k, s, p, true);
+  };
+  if (!size_ok(g.ho, g.h, g.kh, g.sh, g.ph) || !size_ok(g.wo, g.w, g.kw, g.sw, g.pw))
+    return "conv geometry: (ho, wo) is not the output size of the filter";
+  return nullptr;
 }
 
 namespace cpu {

@@ -12,11 +12,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define ALEXNET_EXT_HD __host__ __device__
-#else
-#define ALEXNET_EXT_HD
-#endif
+#include "host_device.h"  // ALEXNET_EXT_HD
 
 namespace alexnet_ext {
 

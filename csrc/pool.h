@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "host_device.h"
+
 namespace alexnet_ext {
 
 struct PoolGeometry {
@@ -22,19 +24,22 @@ struct PoolGeometry {
 
 inline int64_t pool_out_size(int64_t size, int64_t k, int64_t stride, int64_t pad, bool ceil_mode) {
   const int64_t span = size + 2 * pad - k;
-  int64_t out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
-  if (ceil_mode && (out - 1) * stride >= size + pad) --out;
+  int64_t out = (ceil_mode ? ceil_div_nonneg(span, stride) : span / stride) + 1;
+  if (ceil_mode && (out - 1) * stride >= size + pad) --out;  // (out-1)*stride <= span: no overflow
   return out;
 }
 
-// Everything the kernels rely on (in-bounds windows, each with a real pixel).
+// Everything the kernels rely on (in-bounds windows, each with a real pixel, and values small
+// enough for overflow-free index arithmetic: see host_device.h). The memory-safety check of
+// both pooling ops, shared by their bindings.
 inline bool pool_geometry_ok(const PoolGeometry& g) {
   auto axis_ok = [](int64_t size, int64_t k, int64_t s, int64_t p, int64_t out) {
-    return size >= 1 && k >= 1 && s >= 1 && p >= 0 && 2 * p <= k && size + 2 * p >= k &&
+    return size >= 1 && size <= kExtentMax && k >= 1 && k <= kGeometryMax && s >= 1 &&
+           s <= kGeometryMax && p >= 0 && 2 * p <= k && size + 2 * p >= k && out >= 1 &&
            (out == pool_out_size(size, k, s, p, false) || out == pool_out_size(size, k, s, p, true));
   };
-  return g.n >= 1 && g.c >= 1 && axis_ok(g.h, g.kh, g.sh, g.ph, g.ho) &&
-         axis_ok(g.w, g.kw, g.sw, g.pw, g.wo);
+  return g.n >= 1 && g.c >= 1 && g.n <= kExtentMax && g.c <= kExtentMax &&
+         axis_ok(g.h, g.kh, g.sh, g.ph, g.ho) && axis_ok(g.w, g.kw, g.sw, g.pw, g.wo);
 }
 
 // The input rows (or columns) [lo, hi) of output row o's window, clipped to the image.

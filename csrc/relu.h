@@ -8,6 +8,15 @@
 #pragma once
 #include <cstdint>
 
+#include "host_device.h"
+
+namespace alexnet_ext {
+// !(v <= 0) keeps NaN (a NaN activation should show up, not turn into a silent 0).
+ALEXNET_EXT_HD inline float relu_select(float v) { return !(v <= 0.f) ? v : 0.f; }
+// The gradient passes where the output was positive (a NaN output passes none).
+ALEXNET_EXT_HD inline float relu_undo_select(float g, float y) { return y > 0.f ? g : 0.f; }
+}  // namespace alexnet_ext
+
 namespace alexnet_ext::cpu {
 void relu(const float* x, float* y, int64_t n);
 void relu_undo(const float* grad_y, const float* y, float* grad_x, int64_t n);

@@ -19,13 +19,37 @@
 // reaches exactly the outputs whose windows hold it. OpenMP splits the work over
 // (image, block of pixels).
 #pragma once
+#include <cmath>
 #include <cstdint>
+
+#include "host_device.h"
 
 #ifdef ALEXNET_EXT_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
 
 namespace alexnet_ext {
+
+// d^(-beta) for d > 0 in float, the same on both sides: beta = 0.75 (the paper's) as
+// 1 / (sqrt(d) * sqrt(sqrt(d))) with correctly rounded sqrt, division and product (bit-identical
+// on CPU and GPU), others through powf (equal up to its last bit). A template parameter so the
+// GPU kernel for 0.75 carries no general pow.
+template <bool kThreeQuarters>
+ALEXNET_EXT_HD inline float lrn_inv_pow(float d, float beta) {
+#ifdef __CUDA_ARCH__
+  if (kThreeQuarters) {
+    const float s = __fsqrt_rn(d);
+    return __fdiv_rn(1.f, __fmul_rn(s, __fsqrt_rn(s)));
+  }
+  return powf(d, -beta);
+#else
+  if (kThreeQuarters) {
+    const float s = std::sqrt(d);
+    return 1.f / (s * std::sqrt(s));
+  }
+  return std::pow(d, -beta);
+#endif
+}
 
 struct ResponseNormParams {
   int64_t size;  // window length in channels, >= 1

@@ -88,3 +88,17 @@ def assert_same_params(actual_net, expected_net, kind, rtol, atol_scale, what=""
     for k in want:
         np.testing.assert_allclose(got[k], want[k], rtol=rtol,
                                    atol=atol_scale * np.abs(want[k]).max(), err_msg=f"{what}{k}")
+
+
+POOL_FIELDS = ("n", "c", "h", "w", "kh", "kw", "sh", "sw", "ph", "pw", "ho", "wo")
+CONV_FIELDS = ("n", "c", "h", "w", "f", "kh", "kw", "sh", "sw", "ph", "pw", "groups", "ho", "wo")
+
+
+def pool_geometry(values):
+    """``_core.PoolGeometry`` from its fields in csrc/pool.h order (for direct _core calls)."""
+    return alexnet_ext._core.PoolGeometry(**dict(zip(POOL_FIELDS, values)))
+
+
+def conv_geometry(values):
+    """``_core.ConvGeometry`` from its fields in csrc/conv.h order (for direct _core calls)."""
+    return alexnet_ext._core.ConvGeometry(**dict(zip(CONV_FIELDS, values)))

@@ -5,6 +5,7 @@ import pytest
 import alexnet_ext
 from alexnet_ext import ops
 from helpers import assert_close, central_difference, random_indices, results_per_thread_count
+from helpers import pool_geometry
 from pool_cases import CASES, random_geometry, windows
 
 
@@ -179,13 +180,14 @@ def test_core_backstop(rng):
     from alexnet_ext import _core
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
     y = np.empty((2, 3, 3, 3), np.float32)
-    geo = (2, 3, 8, 8, 3, 3, 2, 2, 0, 0, 3, 3)
+    t = (2, 3, 8, 8, 3, 3, 2, 2, 0, 0, 3, 3)
+    geo = pool_geometry(t)
     _core.cpu.avg_pool(x, y, geo)
     with pytest.raises(ValueError, match="inconsistent sizes"):
-        _core.cpu.avg_pool(x, y, geo[:10] + (2, 3))
+        _core.cpu.avg_pool(x, y, pool_geometry(t[:10] + (2, 3)))
     with pytest.raises(ValueError, match="y: expected shape"):
         _core.cpu.avg_pool(x, y[:, :2].copy(), geo)
     with pytest.raises(ValueError, match="grad_x: expected shape"):
         _core.cpu.avg_pool_undo(y, x[:, :, :7].copy(), geo)
-    with pytest.raises(ValueError, match="pool geometry: expected 12 integers"):
-        _core.cpu.avg_pool(x, y, geo[:11])
+    with pytest.raises(ValueError, match="PoolGeometry: expected the 12 fields"):
+        pool_geometry(t[:11])

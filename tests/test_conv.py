@@ -4,6 +4,7 @@ import pytest
 
 from alexnet_ext import ops
 from helpers import assert_adjoint, assert_close, central_difference, random_indices
+from helpers import conv_geometry
 
 
 # ---------------------------------------------------------------- float64 references (direct)
@@ -335,9 +336,9 @@ def test_core_backstop_rejects_inconsistent_geometry(rng):
     w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
     out = np.empty((2, 6, 6, 6), np.float32)
     with pytest.raises(ValueError, match="images: expected shape"):
-        _core.cpu.filter_acts(x, w, None, out, (3, 4, 8, 8, 6, 3, 3, 1, 1, 0, 0, 1, 6, 6), 0.0, 1.0)
-    with pytest.raises(ValueError, match="inconsistent sizes"):
-        _core.cpu.filter_acts(x, w, None, out, (2, 4, 8, 8, 6, 3, 3, 1, 1, 0, 0, 1, 9, 9), 0.0, 1.0)
+        _core.cpu.filter_acts(x, w, None, out, conv_geometry((3, 4, 8, 8, 6, 3, 3, 1, 1, 0, 0, 1, 6, 6)), 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"conv geometry: \(ho, wo\) is not the output size"):
+        _core.cpu.filter_acts(x, w, None, out, conv_geometry((2, 4, 8, 8, 6, 3, 3, 1, 1, 0, 0, 1, 9, 9)), 0.0, 1.0)
     with pytest.raises(TypeError):
         _core.cpu.filter_acts(x.astype(np.float64), w, None, out,
-                              (2, 4, 8, 8, 6, 3, 3, 1, 1, 0, 0, 1, 6, 6), 0.0, 1.0)
+                              conv_geometry((2, 4, 8, 8, 6, 3, 3, 1, 1, 0, 0, 1, 6, 6)), 0.0, 1.0)

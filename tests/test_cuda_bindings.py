@@ -67,10 +67,14 @@ def test_missing_kernel_is_a_clear_error():
 
 
 @needs_cuda_build
-def test_cuda_bindings_reject_numpy_arrays():
-    """The GPU kernels take DeviceArrays only: a NumPy array is a TypeError, never a crash."""
+def test_cuda_bindings_reject_mixed_arrays():
+    """One binding per op: _core.cuda's kernels are _core.cpu's, and the arrays say where they run.
+    Host and device arrays in one call are a TypeError, never a crash."""
+    from alexnet_ext import cuda
+    assert _core.cuda.relu is _core.cpu.relu
     x = np.zeros((1, 2, 3, 3), np.float32)
-    with pytest.raises(TypeError):
-        _core.cuda.relu(x, x)
-    with pytest.raises(TypeError):
-        _core.cuda.response_norm(x, x, x, 5, 2.0, 1e-4, 0.75, False)
+    d = cuda.to_device(x)
+    with pytest.raises(TypeError, match="mix host"):
+        _core.cuda.relu(x, d)
+    with pytest.raises(TypeError, match="mix host"):
+        _core.cuda.response_norm(d, x, d, 5, 2.0, 1e-4, 0.75, False)

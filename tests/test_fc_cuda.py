@@ -112,10 +112,10 @@ def test_results_stay_on_the_gpu_and_bad_input(rng):
     with pytest.raises(ValueError, match="grad_x_out: must not share memory with x"):
         dx = dev(x)
         ops.fc_undo(gy, dx, dev(w), grad_x_out=dx)
-    with pytest.raises(ValueError, match=r"out: shape does not match"):
+    with pytest.raises(ValueError, match=r"out: expected shape"):
         _core.cuda.fc_forward(dev(x), dev(w), None, dev(np.empty((3, 4), np.float32)), 0.0, 1.0)
-    with pytest.raises(ValueError, match=r"bias: shape does not match"):
+    with pytest.raises(ValueError, match=r"bias: expected shape"):
         _core.cuda.fc_forward(dev(x), dev(w), dev(np.ones(4, np.float32)),
                               dev(np.empty((3, 5), np.float32)), 0.0, 1.0)
-    with pytest.raises(TypeError, match="bias: expected a float32 DeviceArray or None"):
+    with pytest.raises(TypeError, match="mix host"):
         _core.cuda.fc_forward(dev(x), dev(w), b, dev(np.empty((3, 5), np.float32)), 0.0, 1.0)

@@ -248,7 +248,7 @@ def test_many_core_backstop(rng):
         _core.cpu.sgd_update_many(ws, gs, vs, [0.1], [0.9, 0.9], [0.0, 0.0])
     with pytest.raises(ValueError, match=r"grads\[1\]: expected the shape of ws\[1\]"):
         _core.cpu.sgd_update_many(ws, [gs[0], np.zeros(4, np.float32)], vs, [0.1] * 2, [0.9] * 2, [0.0] * 2)
-    with pytest.raises(TypeError, match=r"ws\[0\]: expected a C-contiguous float32 numpy array"):
+    with pytest.raises(TypeError, match=r"ws\[0\]: expected dtype float32"):
         _core.cpu.sgd_update_many([ws[0].astype(np.float64), ws[1]], gs, vs, [0.1] * 2, [0.9] * 2, [0.0] * 2)
     ro = vs[0].copy()
     ro.flags.writeable = False

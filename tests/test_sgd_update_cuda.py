@@ -109,5 +109,5 @@ def test_bad_input(rng):
         _core.cuda.sgd_update(w, dev(np.zeros(19, np.float32)), v, 0.1, 0.9, 0.0)
     with pytest.raises(ValueError, match="must have the same length"):
         _core.cuda.sgd_update_many([w], [g], [v], [0.1, 0.2], [0.9], [0.0])
-    with pytest.raises(TypeError, match=r"grads\[0\]: expected a float32 DeviceArray"):
+    with pytest.raises(TypeError, match="mix host"):
         _core.cuda.sgd_update_many([w], [g.get()], [v], [0.1], [0.9], [0.0])

@@ -30,7 +30,7 @@ void covering(int64_t size, int64_t k, int64_t s, int64_t p, int64_t out,
   for (int64_t i = 0; i < size; ++i) {
     const int64_t a = i + p - k + 1;  // o >= ceil(a / s)
     hi[i] = std::min(out, (i + p) / s + 1);
-    lo[i] = std::min(a <= 0 ? 0 : (a + s - 1) / s, hi[i]);
+    lo[i] = std::min(a <= 0 ? int64_t{0} : ceil_div_nonneg(a, s), hi[i]);
   }
 }
 

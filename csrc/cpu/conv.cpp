@@ -31,7 +31,7 @@ inline void valid_range(int64_t size, int64_t out, int64_t s, int64_t pad, int64
                         int64_t& lo, int64_t& hi) {
   int64_t a = pad - tap;              // need ox*s >= a
   int64_t b = size - 1 + pad - tap;   // need ox*s <= b
-  lo = a <= 0 ? 0 : (a + s - 1) / s;
+  lo = a <= 0 ? 0 : ceil_div_nonneg(a, s);  // not (a + s - 1) / s: s may be near 2^31
   hi = b < 0 ? 0 : std::min(out, b / s + 1);
   lo = std::min(lo, hi);
 }
@@ -204,7 +204,7 @@ void weight_acts(const float* images, const float* hid_grads, float* out, const 
   for (int64_t i = 0; i < total; ++i) {
     float sum = 0.f;
     for (int t = 0; t < threads; ++t) sum += partial[t * total + i];
-    out[i] = (st == 0.f ? 0.f : st * out[i]) + so * sum;
+    accumulate_store(out + i, sum, st, so);
   }
 }
 
@@ -219,7 +219,7 @@ void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, in
       for (int64_t p = 0; p < pixels; ++p) s += row[p];
       sum += s;
     }
-    out[fi] = (st == 0.f ? 0.f : st * out[fi]) + so * static_cast<float>(sum);
+    accumulate_store(out + fi, static_cast<float>(sum), st, so);
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include "cpu/blas.h"
 #include "fc.h"
+#include "host_device.h"
 
 namespace alexnet_ext::cpu {
 
@@ -89,7 +90,7 @@ void fc_grad_b(const float* gy, float* gb, int64_t n, int64_t f, float st, float
       for (int64_t j = 0; j < f1 - f0; ++j) acc[j] += row[j];
     }
     for (int64_t j = 0; j < f1 - f0; ++j)
-      gb[f0 + j] = (st == 0.f ? 0.f : st * gb[f0 + j]) + so * static_cast<float>(acc[j]);
+      accumulate_store(gb + f0 + j, static_cast<float>(acc[j]), st, so);
   });
 }
 

@@ -9,17 +9,13 @@ constexpr int64_t kParallelMin = 1 << 15;
 }
 
 void relu(const float* x, float* y, int64_t n) {
-  // !(v <= 0) keeps NaN (a NaN activation should show up, not turn into a silent 0).
 #pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    y[i] = !(v <= 0.f) ? v : 0.f;
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = relu_select(x[i]);
 }
 
 void relu_undo(const float* grad_y, const float* y, float* grad_x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) grad_x[i] = y[i] > 0.f ? grad_y[i] : 0.f;
+  for (int64_t i = 0; i < n; ++i) grad_x[i] = relu_undo_select(grad_y[i], y[i]);
 }
 
 }  // namespace alexnet_ext::cpu

@@ -12,13 +12,9 @@ namespace {
 
 constexpr int64_t kBlock = 128;  // pixels per task: 0.5 KiB per channel row, 1 KiB of sums
 
-// d^(-beta) for d > 0; beta = 0.75 (the paper's value) avoids the general pow.
+// d^(-beta) for d > 0 (response_norm.h, shared with the GPU).
 inline float inv_pow(float d, float beta, bool three_quarters) {
-  if (three_quarters) {
-    const float s = std::sqrt(d);
-    return 1.f / (s * std::sqrt(s));
-  }
-  return std::pow(d, -beta);
+  return three_quarters ? lrn_inv_pow<true>(d, beta) : lrn_inv_pow<false>(d, beta);
 }
 
 // A NaN or inf that entered a running sum would stay after its channel left, so where the sum is

@@ -78,7 +78,8 @@ avg_pool_undo_gather(const float* __restrict__ grad_y, float* __restrict__ grad_
 }
 
 bool int32_ok(const PoolGeometry& g) {
-  return g.planes() * g.h * g.w <= kInt32IndexLimit && g.planes() * g.ho * g.wo <= kInt32IndexLimit;
+  return pool_fits_int32(g) && g.planes() * g.h * g.w <= kInt32IndexLimit &&
+         g.planes() * g.ho * g.wo <= kInt32IndexLimit;
 }
 
 }  // namespace

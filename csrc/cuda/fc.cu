@@ -19,6 +19,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+
+#include "host_device.h"
 #include <vector>
 
 #include <cublas_v2.h>
@@ -114,8 +116,7 @@ bias_grad(const float* __restrict__ gy, float* __restrict__ gb, int64_t n, int64
        j += stride) {
     double acc = 0.0;
     for (int64_t i = 0; i < n; ++i) acc = __dadd_rn(acc, static_cast<double>(gy[i * f + j]));
-    const float old = st == 0.f ? 0.f : __fmul_rn(st, gb[j]);  // st == 0: never read gb
-    gb[j] = __fadd_rn(old, __fmul_rn(so, static_cast<float>(acc)));
+    accumulate_store(gb + j, static_cast<float>(acc), st, so);  // st == 0: never reads gb
   }
 }
 

@@ -113,7 +113,7 @@ void forward_impl(const float* x, float* y, I* switches, const PoolGeometry& g,
   const int64_t total = g.planes() * g.ho * g.wo;
   if (total == 0) return;
   const unsigned blocks = blocks_for(total, kThreads);
-  if (total <= kInt32IndexLimit && g.planes() * g.h * g.w <= kInt32IndexLimit)
+  if (pool_fits_int32(g) && total <= kInt32IndexLimit && g.planes() * g.h * g.w <= kInt32IndexLimit)
     launch(max_pool_forward<I, int32_t>, blocks, kThreads, stream, x, y, switches, g,
         static_cast<int32_t>(total));
   else

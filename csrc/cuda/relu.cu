@@ -12,8 +12,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float relu1(float v) { return !(v <= 0.f) ? v : 0.f; }  // NaN stays
-__device__ __forceinline__ float undo1(float g, float y) { return y > 0.f ? g : 0.f; }
+// The CPU's selects (relu.h), so the results are the same bits.
+__device__ __forceinline__ float relu1(float v) { return relu_select(v); }
+__device__ __forceinline__ float undo1(float g, float y) { return relu_undo_select(g, y); }
 
 // Vector part [0, n4) as float4, the tail [4*n4, n) one element per thread.
 __global__ void __launch_bounds__(kThreads)

@@ -29,17 +29,6 @@ constexpr int kThreads = 256;
 constexpr int64_t kTargetThreads = int64_t{1} << 18;  // ~ one full H100 wave (132 SMs x 2048)
 constexpr int64_t kMinSegment = 32;
 
-// d^(-beta) in float, as cpu/response_norm.cpp computes it. beta = 0.75 (the paper's) is a
-// template case of its own: without the general powf in the loop the kernel needs fewer registers.
-template <bool kThreeQuarters>
-__device__ __forceinline__ float inv_pow(float d, float beta) {
-  if (kThreeQuarters) {
-    const float s = __fsqrt_rn(d);
-    return __fdiv_rn(1.f, __fmul_rn(s, __fsqrt_rn(s)));
-  }
-  return powf(d, -beta);
-}
-
 // Walks channels i = c0 .. c1-1 keeping sum = sum of term(j) for j in [i - lo, i + hi] clipped
 // to [0, c-1], and calls emit(i, sum) at each. Before step c0 the sum holds the window of
 // c0 - 1 (for c0 = 0 that is channels [0, hi-1], the CPU's warm-up).
@@ -116,7 +105,7 @@ lrn_forward(const float* __restrict__ x, float* __restrict__ y, float* __restric
       const int64_t o = col.base + i * pixels;
       const float d = static_cast<float>(__dadd_rn(k, __dmul_rn(a, sum)));
       denoms[o] = d;
-      y[o] = __fmul_rn(x[o], inv_pow<kTQ>(d, beta));
+      y[o] = __fmul_rn(x[o], lrn_inv_pow<kTQ>(d, beta));
     });
   }
 }
@@ -140,7 +129,7 @@ lrn_undo(const float* __restrict__ grad_y, const float* __restrict__ x,
     // Channel j receives from every i whose window holds j: i in [j - after, j + before].
     walk_channels(c, col.c0, col.c1, after, before, r, [&](int64_t j, double sum) {
       const int64_t o = col.base + j * pixels;
-      const float g = __fmul_rn(grad_y[o], inv_pow<kTQ>(denoms[o], beta));
+      const float g = __fmul_rn(grad_y[o], lrn_inv_pow<kTQ>(denoms[o], beta));
       grad_x[o] = static_cast<float>(
           __dsub_rn(static_cast<double>(g), __dmul_rn(__dmul_rn(coef, static_cast<double>(x[o])), sum)));
     });

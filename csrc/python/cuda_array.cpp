@@ -366,18 +366,6 @@ DeviceArray device_empty(const std::vector<int64_t>& shape, const py::dtype& dty
   return a;
 }
 
-int common_device(std::initializer_list<const DeviceArray*> arrays) {
-  int dev = -1;
-  for (const DeviceArray* a : arrays) {
-    if (!a) continue;
-    if (dev < 0) dev = a->device;
-    else if (a->device != dev)
-      throw py::type_error("arrays on different devices (" + std::to_string(dev) + " and " +
-                           std::to_string(a->device) + "): move them to one device first");
-  }
-  return dev < 0 ? current_device() : dev;
-}
-
 void bind_cuda_array(py::module_& m) {
   static py::exception<cuda::CudaError> cuda_error(m, "CudaError", PyExc_RuntimeError);
   py::register_exception_translator([](std::exception_ptr p) {

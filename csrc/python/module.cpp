@@ -6,35 +6,59 @@
 
 #include <cblas.h>
 
+#include "conv.h"
 #include "cpu/parallel.h"
 #include "device.h"
+#include "pool.h"
 
 namespace py = pybind11;
 
 namespace alexnet_ext::binding {
-void bind_conv(py::module_& cpu);
-void bind_response_norm(py::module_& cpu);
-void bind_max_pool(py::module_& cpu);
-void bind_avg_pool(py::module_& cpu);
-void bind_relu(py::module_& cpu);
-void bind_add(py::module_& cpu);
-void bind_dropout(py::module_& cpu);
-void bind_fc(py::module_& cpu);
-void bind_softmax_log_loss(py::module_& cpu);
-void bind_sgd_update(py::module_& cpu);
+void bind_conv(py::module_& cpu, py::module_* cuda);
+void bind_response_norm(py::module_& cpu, py::module_* cuda);
+void bind_max_pool(py::module_& cpu, py::module_* cuda);
+void bind_avg_pool(py::module_& cpu, py::module_* cuda);
+void bind_relu(py::module_& cpu, py::module_* cuda);
+void bind_add(py::module_& cpu, py::module_* cuda);
+void bind_dropout(py::module_& cpu, py::module_* cuda);
+void bind_fc(py::module_& cpu, py::module_* cuda);
+void bind_softmax_log_loss(py::module_& cpu, py::module_* cuda);
+void bind_sgd_update(py::module_& cpu, py::module_* cuda);
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
-void bind_conv_cuda(py::module_& cuda);
-void bind_response_norm_cuda(py::module_& cuda);
-void bind_max_pool_cuda(py::module_& cuda);
-void bind_avg_pool_cuda(py::module_& cuda);
-void bind_relu_cuda(py::module_& cuda);
-void bind_add_cuda(py::module_& cuda);
-void bind_dropout_cuda(py::module_& cuda);
-void bind_fc_cuda(py::module_& cuda);
-void bind_softmax_log_loss_cuda(py::module_& cuda);
-void bind_sgd_update_cuda(py::module_& cuda);
 #endif
+
+// A geometry struct as a Python class with named int64 fields, built by keyword only
+// (ConvGeometry(n=..., c=..., ...)): what crossed the boundary as an anonymous tuple before.
+template <class G>
+void bind_geometry(py::module_& m, const char* name, const char* doc,
+                   std::vector<std::pair<const char*, int64_t G::*>> fields) {
+  py::class_<G> cls(m, name, doc);
+  cls.def(py::init([fields, name](py::kwargs kw) {
+    std::string all;
+    for (auto [field, member] : fields) all += (all.empty() ? "" : ", ") + std::string(field);
+    if (kw.size() != fields.size())
+      throw py::value_error(std::string(name) + ": expected the " + std::to_string(fields.size()) +
+                            " fields " + all + " by keyword");
+    G g{};
+    for (auto [field, member] : fields) {
+      if (!kw.contains(field)) throw py::value_error(std::string(name) + ": missing field " + field);
+      py::object v = kw[field];
+      if (!py::isinstance<py::int_>(v)) throw py::type_error(std::string(name) + "." + field + ": expected an int");
+      int overflow = 0;
+      g.*member = PyLong_AsLongLongAndOverflow(v.ptr(), &overflow);
+      if (overflow) throw py::value_error(std::string(name) + "." + field + ": out of int64 range");
+    }
+    return g;
+  }));
+  for (auto [field, member] : fields) cls.def_readwrite(field, member);
+  cls.def("__repr__", [fields, name](const G& g) {
+    std::string s = std::string(name) + "(";
+    for (size_t i = 0; i < fields.size(); ++i)
+      s += (i ? ", " : "") + std::string(fields[i].first) + "=" + std::to_string(g.*fields[i].second);
+    return s + ")";
+  });
+}
 }  // namespace alexnet_ext::binding
 
 namespace {
@@ -84,31 +108,34 @@ PYBIND11_MODULE(_core, m) {
   // The CPU kernels parallelise with OpenMP and call sgemm inside their loops (see cpu/blas.h).
   scipy_openblas_set_num_threads(1);
 
-  py::module_ cpu = m.def_submodule("cpu", "CPU kernels on NumPy arrays (unchecked: use alexnet_ext.ops)");
-  alexnet_ext::binding::bind_conv(cpu);
-  alexnet_ext::binding::bind_response_norm(cpu);
-  alexnet_ext::binding::bind_max_pool(cpu);
-  alexnet_ext::binding::bind_avg_pool(cpu);
-  alexnet_ext::binding::bind_relu(cpu);
-  alexnet_ext::binding::bind_add(cpu);
-  alexnet_ext::binding::bind_dropout(cpu);
-  alexnet_ext::binding::bind_fc(cpu);
-  alexnet_ext::binding::bind_softmax_log_loss(cpu);
-  alexnet_ext::binding::bind_sgd_update(cpu);
+  namespace b = alexnet_ext::binding;
+  using alexnet_ext::ConvGeometry;
+  using alexnet_ext::PoolGeometry;
+  b::bind_geometry<ConvGeometry>(m, "ConvGeometry", "Convolution geometry (csrc/conv.h).",
+      {{"n", &ConvGeometry::n}, {"c", &ConvGeometry::c}, {"h", &ConvGeometry::h},
+       {"w", &ConvGeometry::w}, {"f", &ConvGeometry::f}, {"kh", &ConvGeometry::kh},
+       {"kw", &ConvGeometry::kw}, {"sh", &ConvGeometry::sh}, {"sw", &ConvGeometry::sw},
+       {"ph", &ConvGeometry::ph}, {"pw", &ConvGeometry::pw}, {"groups", &ConvGeometry::groups},
+       {"ho", &ConvGeometry::ho}, {"wo", &ConvGeometry::wo}});
+  b::bind_geometry<PoolGeometry>(m, "PoolGeometry", "Pooling geometry (csrc/pool.h).",
+      {{"n", &PoolGeometry::n}, {"c", &PoolGeometry::c}, {"h", &PoolGeometry::h},
+       {"w", &PoolGeometry::w}, {"kh", &PoolGeometry::kh}, {"kw", &PoolGeometry::kw},
+       {"sh", &PoolGeometry::sh}, {"sw", &PoolGeometry::sw}, {"ph", &PoolGeometry::ph},
+       {"pw", &PoolGeometry::pw}, {"ho", &PoolGeometry::ho}, {"wo", &PoolGeometry::wo}});
+
+  // One function per op, registered in _core.cpu and (same object) in _core.cuda: the arrays
+  // passed say where it runs.
+  py::module_ cpu = m.def_submodule("cpu", "The ops' kernels (unchecked: use alexnet_ext.ops)");
+  py::module_* cuda_ptr = nullptr;
 #ifdef ALEXNET_EXT_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
-  alexnet_ext::binding::bind_cuda_array(cuda);
-  alexnet_ext::binding::bind_conv_cuda(cuda);
-  alexnet_ext::binding::bind_response_norm_cuda(cuda);
-  alexnet_ext::binding::bind_max_pool_cuda(cuda);
-  alexnet_ext::binding::bind_avg_pool_cuda(cuda);
-  alexnet_ext::binding::bind_relu_cuda(cuda);
-  alexnet_ext::binding::bind_add_cuda(cuda);
-  alexnet_ext::binding::bind_dropout_cuda(cuda);
-  alexnet_ext::binding::bind_fc_cuda(cuda);
-  alexnet_ext::binding::bind_softmax_log_loss_cuda(cuda);
-  alexnet_ext::binding::bind_sgd_update_cuda(cuda);
+  b::bind_cuda_array(cuda);
+  cuda_ptr = &cuda;
 #endif
+  for (auto bind : {b::bind_conv, b::bind_response_norm, b::bind_max_pool, b::bind_avg_pool,
+                    b::bind_relu, b::bind_add, b::bind_dropout, b::bind_fc,
+                    b::bind_softmax_log_loss, b::bind_sgd_update})
+    bind(cpu, cuda_ptr);
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
   m.def("set_num_threads", [](int n) {

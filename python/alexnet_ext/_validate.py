@@ -18,6 +18,10 @@ import numpy as np
 from . import _core
 
 FLOAT = np.dtype(np.float32)
+# Largest stride, padding, window or filter side, image side or LRN size any op accepts (C++:
+# kGeometryMax in csrc/host_device.h). Larger values have no meaning (a stride or padding past
+# the padded image) and would overflow the kernels' index arithmetic.
+GEOMETRY_MAX = 2**31 - 1
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
@@ -118,24 +122,35 @@ def expect_shape(x: np.ndarray, shape: tuple, name: str, why: str = "") -> None:
         raise ValueError(f"{name}: expected shape {tuple(shape)}{extra}, got {tuple(x.shape)}")
 
 
-def integer(v, name: str, minimum: int | None = None) -> int:
-    """A Python or NumPy integer (not bool, not float) that is >= ``minimum``."""
+def integer(v, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """A Python or NumPy integer (not bool, not float) in [``minimum``, ``maximum``]."""
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {_type_name(v)}")
     v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum}, got {v}")
     return v
 
 
-def int_pair(v, name: str, minimum: int) -> tuple[int, int]:
-    """An int, or a (height, width) pair of ints, each >= ``minimum``."""
+def int_pair(v, name: str, minimum: int, maximum: int = GEOMETRY_MAX) -> tuple[int, int]:
+    """An int, or a (height, width) pair of ints, each in [``minimum``, ``maximum``] (by default
+    at most :data:`GEOMETRY_MAX`: these are strides, paddings and sides)."""
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{name}: expected an int or a (height, width) pair, got {v!r}")
-        return integer(v[0], f"{name}[0]", minimum), integer(v[1], f"{name}[1]", minimum)
-    v = integer(v, name, minimum)
+        return (integer(v[0], f"{name}[0]", minimum, maximum),
+                integer(v[1], f"{name}[1]", minimum, maximum))
+    v = integer(v, name, minimum, maximum)
     return v, v
+
+
+def window_axis(size, window, stride, padding, window_name: str) -> tuple[int, int, int, int]:
+    """Checked (size, window, stride, padding) of one axis of a convolution or pooling window:
+    ints, each within [1 (0 for padding), GEOMETRY_MAX]."""
+    return (integer(size, "size", 1, GEOMETRY_MAX), integer(window, window_name, 1, GEOMETRY_MAX),
+            integer(stride, "stride", 1, GEOMETRY_MAX), integer(padding, "padding", 0, GEOMETRY_MAX))
 
 
 def real(v, name: str, minimum: float | None = None, maximum: float | None = None,

@@ -28,10 +28,16 @@ struct Case {
   bool ceil_mode;
 };
 
+// Every case goes through the binding's memory-safety check (conv.h) before a kernel sees it.
 ConvGeometry geometry(const Case& k) {
-  return {k.n, k.c, k.h, k.w, k.f, k.kh, k.kw, k.sh, k.sw, k.ph, k.pw, k.groups,
-          conv_out_size(k.h, k.kh, k.sh, k.ph, k.ceil_mode),
-          conv_out_size(k.w, k.kw, k.sw, k.pw, k.ceil_mode)};
+  const ConvGeometry g{k.n, k.c, k.h, k.w, k.f, k.kh, k.kw, k.sh, k.sw, k.ph, k.pw, k.groups,
+                       conv_out_size(k.h, k.kh, k.sh, k.ph, k.ceil_mode),
+                       conv_out_size(k.w, k.kw, k.sw, k.pw, k.ceil_mode)};
+  if (const char* err = alexnet_ext::conv_geometry_error(g)) {
+    std::fprintf(stderr, "case %s: %s\n", k.name.c_str(), err);
+    std::abort();
+  }
+  return g;
 }
 
 // Buffers the kernels read and write are emulated device memory (cudaMalloc registers them with

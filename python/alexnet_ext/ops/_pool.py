@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from .. import _validate as V
 
 
@@ -14,6 +15,7 @@ def pool_output_size(size: int, window: int, stride: int, padding: int = 0,
     ``ceil((size + 2*padding - window) / stride) + 1``, less one when that last window would start
     at or beyond ``size + padding`` (PyTorch's rule), so every window holds a real pixel.
     """
+    size, window, stride, padding = V.window_axis(size, window, stride, padding, "window")
     span = size + 2 * padding - window
     if span < 0:
         raise ValueError(f"window of size {window} is larger than the padded input "
@@ -38,13 +40,14 @@ def params(size, stride, padding, ceil_mode):
 
 
 def geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode):
-    """The tuple the pooling kernels take: (N, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo)."""
+    """The geometry the pooling kernels take (``_core.PoolGeometry``, fields as in csrc/pool.h)."""
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(f"size: a {kh}x{kw} window is larger than the padded input "
                          f"{h + 2 * ph}x{w + 2 * pw} ({h}x{w} with padding ({ph}, {pw}))")
     ho = pool_output_size(h, kh, sh, ph, ceil_mode)
     wo = pool_output_size(w, kw, sw, pw, ceil_mode)
-    return (n, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo)
+    return _core.PoolGeometry(n=n, c=c, h=h, w=w, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                              ho=ho, wo=wo)
 
 
 def forward_setup(x, size, stride, padding, ceil_mode):
@@ -57,4 +60,4 @@ def forward_setup(x, size, stride, padding, ceil_mode):
     kh, kw, sh, sw, ph, pw, ceil_mode = params(size, stride, padding, ceil_mode)
     n, c, h, w = x.shape
     geo = geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
-    return geo, V.backend(x), V.empty_like(x, (n, c, geo[10], geo[11]))
+    return geo, V.backend(x), V.empty_like(x, (n, c, geo.ho, geo.wo))

@@ -57,7 +57,7 @@ def avg_pool_undo(grad_y, *, image_size, size, stride, padding=0, ceil_mode=Fals
     kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
     n, c = grad_y.shape[:2]
     geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
-    V.expect_shape(grad_y, (n, c, geo[10], geo[11]), "grad_y",
+    V.expect_shape(grad_y, (n, c, geo.ho, geo.wo), "grad_y",
                    f"the output size of a {kh}x{kw} window, stride ({sh}, {sw}), over a "
                    f"{h}x{w} image")
     kern = V.backend(grad_y)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
 from .. import _validate as V
 
 __all__ = ["conv_bias_grad", "conv_output_size", "filter_acts", "img_acts", "weight_acts"]
@@ -21,6 +22,8 @@ def conv_output_size(size: int, filter_size: int, stride: int = 1, padding: int 
     ``floor((size + 2*padding - filter_size) / stride) + 1``; with ``ceil_mode`` cuda-convnet's
     ``1 + ceil((size + 2*padding - filter_size) / stride)`` (the overhanging windows read zeros).
     """
+    size, filter_size, stride, padding = V.window_axis(size, filter_size, stride, padding,
+                                                       "filter_size")
     span = size + 2 * padding - filter_size
     if span < 0:
         raise ValueError(f"filter of size {filter_size} is larger than the padded input "
@@ -31,7 +34,7 @@ def conv_output_size(size: int, filter_size: int, stride: int = 1, padding: int 
 def _params(stride, padding, groups, ceil_mode):
     sh, sw = V.int_pair(stride, "stride", 1)
     ph, pw = V.int_pair(padding, "padding", 0)
-    groups = V.integer(groups, "groups", 1)
+    groups = V.integer(groups, "groups", 1, V.GEOMETRY_MAX)
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode: expected a bool, got {type(ceil_mode).__name__}")
     return sh, sw, ph, pw, groups, bool(ceil_mode)
@@ -42,12 +45,16 @@ def _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, image_na
         raise ValueError(f"{image_name}: {c} channels are not divisible by groups={groups}")
     if f % groups:
         raise ValueError(f"filters: {f} filters are not divisible by groups={groups}")
+    if ph > h + kh or pw > w + kw:  # more only adds outputs that see nothing but zeros
+        raise ValueError(f"padding: expected at most image side + filter side per axis "
+                         f"(<= ({h + kh}, {w + kw})), got ({ph}, {pw})")
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(f"filters: a {kh}x{kw} window is larger than the padded input "
                          f"{h + 2 * ph}x{w + 2 * pw} ({h}x{w} with padding ({ph}, {pw}))")
     ho = conv_output_size(h, kh, sh, ph, ceil_mode)
     wo = conv_output_size(w, kw, sw, pw, ceil_mode)
-    return (n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ho, wo)
+    return _core.ConvGeometry(n=n, c=c, h=h, w=w, f=f, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                              groups=groups, ho=ho, wo=wo)
 
 
 def _scales(scale_targets, scale_output):
@@ -90,7 +97,7 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
         V.float_array(bias, "bias", 1, "(F,)")
         V.expect_shape(bias, (f,), "bias", "one per filter")
     k = V.backend(images, filters, bias, out)
-    out = V.output(out, (n, f, geo[12], geo[13]), scale_targets=st, images=images,
+    out = V.output(out, (n, f, geo.ho, geo.wo), scale_targets=st, images=images,
                    filters=filters, bias=bias)
     k.filter_acts(images, filters, bias, out, geo, st, so)
     return out
@@ -121,7 +128,7 @@ def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, c
     if fk != f:
         raise ValueError(f"filters: expected {f} filters to match hid_grads' {f} maps, got {fk}")
     geo = _geometry(n, cg * groups, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
-    V.expect_shape(hid_grads, (n, f, geo[12], geo[13]), "hid_grads",
+    V.expect_shape(hid_grads, (n, f, geo.ho, geo.wo), "hid_grads",
                    f"the output size of a {kh}x{kw} filter over a {h}x{w} image")
     k = V.backend(hid_grads, filters, out)
     out = V.output(out, (n, cg * groups, h, w), scale_targets=st, hid_grads=hid_grads,
@@ -150,7 +157,7 @@ def weight_acts(images, hid_grads, *, filter_size, stride=1, padding=0, groups=1
     if hid_grads.shape[0] != n:
         raise ValueError(f"hid_grads: expected {n} images to match images, got {hid_grads.shape[0]}")
     geo = _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
-    V.expect_shape(hid_grads, (n, f, geo[12], geo[13]), "hid_grads",
+    V.expect_shape(hid_grads, (n, f, geo.ho, geo.wo), "hid_grads",
                    f"the output size of a {kh}x{kw} filter over a {h}x{w} image")
     k = V.backend(images, hid_grads, out)
     out = V.output(out, (f, c // groups, kh, kw), scale_targets=st, images=images,

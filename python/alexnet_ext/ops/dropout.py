@@ -78,7 +78,11 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
     else:
         if not isinstance(block, (tuple, list)) or len(block) != 3:
             raise TypeError(f"block: expected a (row, stride, start) tuple, got {block!r}")
-        row, stride, start = (V.integer(v, f"block[{i}]", 0) for i, v in enumerate(block))
+        row, stride, start = (V.integer(v, f"block[{i}]", 0, 2**62) for i, v in enumerate(block))
+        # the element indices of the larger array are Philox counters: the last must fit int64
+        if row >= 1 and (x.size // row) * stride + start >= 2**62:
+            raise ValueError(f"block: {x.size} elements in rows of {row} every {stride} from "
+                             f"{start} reach past element 2**62 of the larger array")
         k.dropout(x, out, mask_out, p, seed, offset, row, stride, start)
     return out, mask_out
 

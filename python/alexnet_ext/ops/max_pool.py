@@ -21,6 +21,7 @@ def switch_dtype(height: int, width: int) -> np.dtype:
 
     int32 when every flat index ``iy*W + ix`` fits (``H*W <= 2**31 - 1``), int64 otherwise.
     """
+    height, width = V.integer(height, "height", 1), V.integer(width, "width", 1)
     return np.dtype(np.int32 if height * width <= INT32_MAX else np.int64)
 
 
@@ -77,6 +78,10 @@ def max_pool_undo(grad_y, switches, *, image_size):
     V.index_array(switches, "switches", 4, "(N, C, Ho, Wo)")
     V.expect_shape(switches, grad_y.shape, "switches", "the shape of grad_y")
     h, w = V.int_pair(image_size, "image_size", 1)
+    ho, wo = grad_y.shape[2:]
+    if ho > h + 1 or wo > w + 1:  # (Ho-1)*s <= H + 2p - k <= H since padding <= k/2
+        raise ValueError(f"image_size: a {h}x{w} image cannot pool to grad_y's {ho}x{wo} "
+                         f"(the output is at most one larger than the input per axis)")
     kern = V.backend(grad_y, switches)
     grad_x = V.empty_like(grad_y, (grad_y.shape[0], grad_y.shape[1], h, w))
     kern.max_pool_undo(grad_y, switches, grad_x)

@@ -17,7 +17,7 @@ _TINY = float(np.finfo(np.float32).tiny)
 
 
 def _params(size, k, alpha, beta, alpha_over_size):
-    size = V.integer(size, "size", 1)
+    size = V.integer(size, "size", 1, V.GEOMETRY_MAX)
     k = V.real(k, "k", 0.0, exclusive_min=True)
     if k < _TINY:  # denoms are float32 and must stay > 0, or an all-zero window gives 0 * inf
         raise ValueError(f"k: expected a number >= {_TINY:g} (the smallest normal float32), got {k}")

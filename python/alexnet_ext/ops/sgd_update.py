@@ -79,6 +79,12 @@ def _per_tensor(v, name: str, count: int) -> list:
     return [v] * count
 
 
+def _scalars(lr, momentum, weight_decay) -> None:
+    """Checks the hyperparameters given as one number for all tensors, also for an empty list
+    (a NaN learning rate is a bug whether or not there is anything to update)."""
+    _hyper(*(v if not isinstance(v, (list, tuple)) else 1.0 for v in (lr, momentum, weight_decay)))
+
+
 def sgd_update_many(ws, grads, velocities, *, lr, momentum=0.9, weight_decay=5e-4):
     """:func:`sgd_update` on every ``(ws[i], grads[i], velocities[i])``: one training step for all
     of a net's parameters.
@@ -108,6 +114,7 @@ def sgd_update_many(ws, grads, velocities, *, lr, momentum=0.9, weight_decay=5e-
     lrs = _per_tensor(lr, "lr", count)
     moms = _per_tensor(momentum, "momentum", count)
     wds = _per_tensor(weight_decay, "weight_decay", count)
+    _scalars(lr, momentum, weight_decay)
     for i in range(count):
         _check_triple(ws[i], grads[i], velocities[i], f"ws[{i}]", f"grads[{i}]", f"velocities[{i}]")
         lrs[i], moms[i], wds[i] = _hyper(lrs[i], moms[i], wds[i], f"lr[{i}]", f"momentum[{i}]",

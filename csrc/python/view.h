@@ -1,0 +1,156 @@
+// The one array type of the op bindings: a View (pointer, shape, strides, dtype, device) of a NumPy
+// array or an alexnet_ext.cuda.DeviceArray (a torch tensor is one more constructor here). Each op
+// is one lambda (csrc/python/<op>.cpp) taking Views: it checks memory safety once (shapes against
+// the op's geometry check in the op's header, dtype, density, writability, one device), then
+// DISPATCH calls cpu:: or cuda:: by where the arrays live. The friendly argument checks are
+// Python's (alexnet_ext.ops, _validate.py); these only keep a direct _core call in bounds.
+// dtype dispatch lives in View::data<T>() (float32 now; bf16 is one more Dtype).
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#ifdef ALEXNET_EXT_WITH_CUDA
+#include "cuda/common.cuh"
+#include "cuda/stream.h"
+#include "python/cuda_array.h"
+#endif
+
+namespace alexnet_ext::binding {
+
+namespace py = pybind11;
+
+enum class Dtype { f32, i32, i64, u8, other };
+
+template <class T> constexpr Dtype dtype_of();
+template <> constexpr Dtype dtype_of<float>() { return Dtype::f32; }
+template <> constexpr Dtype dtype_of<int32_t>() { return Dtype::i32; }
+template <> constexpr Dtype dtype_of<int64_t>() { return Dtype::i64; }
+template <> constexpr Dtype dtype_of<uint8_t>() { return Dtype::u8; }
+const char* dtype_name(Dtype d);
+
+struct View {
+  py::object owner;             // keeps the array alive while the kernel runs without the GIL
+  void* ptr = nullptr;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides; // in bytes, as NumPy keeps them
+  Dtype dtype = Dtype::other;
+  std::string dtype_str;        // as Python spells it, for messages
+  int64_t itemsize = 0;
+  int device = -1;              // -1: host memory; else the CUDA device index
+  bool readonly = false;
+
+  int ndim() const { return static_cast<int>(shape.size()); }
+  int64_t size() const {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+  }
+  bool dense() const;  // C-contiguous and aligned
+  // The data as T after checking dtype, density and (mutable) writability; TypeError/ValueError
+  // naming `name` otherwise.
+  template <class T> const T* data(const char* name) const {
+    check(dtype_of<T>(), name);
+    return static_cast<const T*>(ptr);
+  }
+  template <class T> T* mut(const char* name) const {
+    check(dtype_of<T>(), name);
+    if (readonly) throw py::value_error(std::string(name) + ": array is read-only");
+    return static_cast<T*>(ptr);
+  }
+  void check(Dtype want, const char* name) const;
+};
+
+View make_view(py::handle obj);  // TypeError unless a NumPy array or DeviceArray
+std::string shape_str(const std::vector<int64_t>& s);
+
+// a's shape must be exactly `shape`.
+void expect_shape(const View& a, std::initializer_list<int64_t> shape, const char* name);
+// b's shape must be a's.
+void expect_same_shape(const View& b, const View& a, const char* b_name, const char* a_name);
+// a must have `ndim` dimensions (layout quoted in the error).
+void expect_ndim(const View& a, int ndim, const char* name, const char* layout);
+
+// Where an op runs: all its arrays (nullptr entries skipped) on the host or all on one GPU, which
+// is made current for the scope. TypeError for a mix.
+class Place {
+ public:
+  explicit Place(std::initializer_list<const View*> arrays);
+  bool gpu() const { return device_ >= 0; }
+  int device() const { return device_; }
+#ifdef ALEXNET_EXT_WITH_CUDA
+  cudaStream_t stream() const { return stream_; }
+ private:
+  std::optional<cuda::DeviceScope> scope_;
+  cudaStream_t stream_ = nullptr;
+#else
+ private:
+#endif
+  int device_ = -1;
+};
+
+// Runs cpu_call or cuda_call (which sees `stream`) without the GIL, by where `place` is.
+#ifdef ALEXNET_EXT_WITH_CUDA
+#define ALEXNET_EXT_DISPATCH(place, cpu_call, cuda_call)  \
+  do {                                                     \
+    const cudaStream_t stream = (place).stream();          \
+    (void)stream;                                          \
+    py::gil_scoped_release release_;                       \
+    if ((place).gpu()) {                                   \
+      cuda_call;                                           \
+    } else {                                               \
+      cpu_call;                                            \
+    }                                                      \
+  } while (0)
+#define ALEXNET_EXT_CUDA_ONLY(...) __VA_ARGS__
+#else
+#define ALEXNET_EXT_DISPATCH(place, cpu_call, cuda_call) \
+  do {                                                    \
+    py::gil_scoped_release release_;                      \
+    cpu_call;                                             \
+  } while (0)
+#define ALEXNET_EXT_CUDA_ONLY(...)
+#endif
+
+// Calls f(p) with p the data of an index array (int32 or int64) as its own type.
+template <class F>
+void with_index(const View& a, const char* name, bool writable, F&& f) {
+  if (a.dtype == Dtype::i32)
+    f(writable ? a.mut<int32_t>(name) : const_cast<int32_t*>(a.data<int32_t>(name)));
+  else if (a.dtype == Dtype::i64)
+    f(writable ? a.mut<int64_t>(name) : const_cast<int64_t*>(a.data<int64_t>(name)));
+  else
+    throw py::type_error(std::string(name) + ": expected dtype int32 or int64, got " + a.dtype_str);
+}
+
+// Registers an op in _core.cpu and, in CUDA builds, under the same name in _core.cuda (one
+// function for both: the arrays say where it runs).
+template <class F, class... Extra>
+void def_op(py::module_& cpu, py::module_* cuda, const char* name, F&& f, const Extra&... extra) {
+  cpu.def(name, std::forward<F>(f), extra...);
+  if (cuda) cuda->attr(name) = cpu.attr(name);
+}
+
+}  // namespace alexnet_ext::binding
+
+namespace pybind11::detail {
+// Lets a lambda take `View` (and std::optional<View>, std::vector<View>) arguments directly.
+template <>
+struct type_caster<alexnet_ext::binding::View> {
+  PYBIND11_TYPE_CASTER(alexnet_ext::binding::View, const_name("ndarray | DeviceArray"));
+  bool load(handle src, bool) {
+    try {
+      value = alexnet_ext::binding::make_view(src);
+      return true;
+    } catch (const type_error&) {
+      return false;
+    }
+  }
+};
+}  // namespace pybind11::detail
