@@ -126,9 +126,24 @@ def _empty(shape, like: torch.Tensor, dtype=torch.float32):
 
 # ---- convolution ----------------------------------------------------------------------------
 
+def _out_len(size, window, stride, padding, ceil_mode, pool):
+    """Output length along one axis: the ops' checked functions for a concrete size; under
+    dynamic shapes (``size`` or a filter's ``window`` a torch.SymInt) the same formula, checked
+    with torch._check so torch reports a bad size in its own way."""
+    if isinstance(size, int) and isinstance(window, int):
+        f = _ops.pool_output_size if pool else _ops.conv_output_size
+        return f(size, window, stride, padding, ceil_mode)
+    span = size + 2 * padding - window
+    torch._check(span >= 0, lambda: f"window of size {window} is larger than the padded input")
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if pool and ceil_mode and (out - 1) * stride >= size + padding:  # a guard on the symbol
+        out = out - 1
+    return out
+
+
 def _conv_out(h, w, kh, kw, stride, padding, ceil_mode):
-    return (_ops.conv_output_size(h, kh, stride[0], padding[0], ceil_mode),
-            _ops.conv_output_size(w, kw, stride[1], padding[1], ceil_mode))
+    return (_out_len(h, kh, stride[0], padding[0], ceil_mode, False),
+            _out_len(w, kw, stride[1], padding[1], ceil_mode, False))
 
 
 @torch.library.custom_op(f"{NS}::filter_acts", mutates_args=())
@@ -330,11 +345,13 @@ response_norm.register_autograd(_rn_backward, setup_context=_rn_setup)
 # ---- pooling --------------------------------------------------------------------------------
 
 def _pool_out(h, w, size, stride, padding, ceil_mode):
-    return (_ops.pool_output_size(h, size[0], stride[0], padding[0], ceil_mode),
-            _ops.pool_output_size(w, size[1], stride[1], padding[1], ceil_mode))
+    return (_out_len(h, size[0], stride[0], padding[0], ceil_mode, True),
+            _out_len(w, size[1], stride[1], padding[1], ceil_mode, True))
 
 
 def _switch_dtype(h, w):
+    if not isinstance(h, int) or not isinstance(w, int):  # dynamic shapes: the rule, as a guard
+        return torch.int32 if h * w <= 2**31 - 1 else torch.int64
     return torch.int32 if _ops.switch_dtype(h, w) == np.int32 else torch.int64
 
 
