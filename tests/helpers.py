@@ -7,6 +7,35 @@ import alexnet_ext
 EPS32 = float(np.finfo(np.float32).eps)
 
 
+U32 = 2.0 ** -24  # float32 unit roundoff
+
+
+def assert_within_sum_bound(actual, expected, abs_sum, terms, what="", sides=1):
+    """Componentwise, rigorous: ``|actual - expected| <= sides * gamma(terms) * abs_sum``.
+
+    For a float32 sum of ``terms`` rounded operations in any order (products, partial sums of
+    any tree -- split-K included --, a bias add, the accumulate-form store),
+    ``|fl(s) - s| <= gamma_n * sum|t_i|`` with ``gamma_n = n u / (1 - n u)``, u = 2^-24 (Higham,
+    Accuracy and Stability, 2nd ed., section 3.1). ``abs_sum`` is the same sum over absolute
+    values, computed in float64. ``sides=2`` compares two float32 results with each other.
+    Unlike a norm-wise sqrt(n) estimate this never fails by chance when outputs cancel.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what} shape {actual.shape} != {expected.shape}"
+    assert np.all(np.isfinite(actual)), f"{what} has non-finite values"
+    gamma = terms * U32 / (1 - terms * U32)
+    # + a few float64 roundings of the reference itself and of abs_sum
+    bound = sides * gamma * np.asarray(abs_sum, dtype=np.float64) * (1 + 1e-12) + 1e-300
+    err = np.abs(actual - expected)
+    bad = err > bound
+    if bad.any():
+        i = np.unravel_index(np.argmax(err - bound), err.shape)
+        raise AssertionError(f"{what}: {int(bad.sum())} of {err.size} elements beyond the "
+                             f"gamma_{terms} bound; worst at {i}: |{actual[i]!r} - "
+                             f"{expected[i]!r}| = {err[i]:.3g} > {bound[i]:.3g}")
+
+
 def assert_close(actual, expected, reduction=1, factor=8.0, what=""):
     """float32 result against a float64 reference.
 
