@@ -154,17 +154,20 @@ class RawBatch(tuple):
 
 
 def _raw_layout(n: int, c: int, crop: int):
-    """Byte offsets of a raw batch's parts in one block: shift (float32), offsets (int32), x."""
-    shift_bytes, offset_bytes = n * c * 4, n * 3 * 4
-    return shift_bytes, shift_bytes + offset_bytes, shift_bytes + offset_bytes + n * c * crop * crop
+    """Byte offsets of a raw batch's parts in one block: x (uint8) first, so that the big part
+    starts on the block's page boundary (pinned as one range), then offsets (int32) and shift
+    (float32), each 16-byte aligned. Returns (offsets start, shift start, end)."""
+    o = -(-n * c * crop * crop // 16) * 16
+    a = o + -(-n * 3 * 4 // 16) * 16
+    return o, a, a + n * c * 4
 
 
 def _raw_views(buf, n: int, c: int, crop: int):
     """(x, offsets, shift) on the buffer ``buf``, laid out by :func:`_raw_layout`."""
-    a, o, end = _raw_layout(n, c, crop)
+    o, a, end = _raw_layout(n, c, crop)
     raw = np.frombuffer(buf, np.uint8, count=end)
-    return (raw[o:end].reshape(n, c, crop, crop), raw[a:o].view(np.int32).reshape(n, 3),
-            raw[:a].view(np.float32).reshape(n, c))
+    return (raw[:n * c * crop * crop].reshape(n, c, crop, crop),
+            raw[o:o + n * 12].view(np.int32).reshape(n, 3), raw[a:end].view(np.float32).reshape(n, c))
 
 
 def _worker_main(wid, conn, spec, aug):
