@@ -3,7 +3,8 @@
 1. Loader: a temporary shard set of random 256x256 RGB images; the images/s of 224x224
    training batches (random crop, flip, PCA lighting, mean subtraction) delivered to a consumer
    that does nothing else, for workers = 0 (in-process), 1, 2 and all cores. Worker start-up is
-   excluded (timing starts after the first batch).
+   excluded (timing starts after the first batch). Both loader modes: float32 (finished batches)
+   and uint8 (crops and flips only, the rest runs on the GPU: ``ops.normalize_batch``).
 2. Decode: ``load_image`` (decode + shorter side to 256 + central crop) per core, for JPEGs of
    ILSVRC-typical size (500x375) and large photos (2000x1500), with and without JPEG draft mode.
 
@@ -43,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--jpegs", type=int, default=24, help="JPEG files per size for the decode test")
     g.add_argument("--workers", type=int, nargs="*", default=None,
                    help="worker counts to try (default: 0, 1, 2, all cores)")
+    g.add_argument("--dtypes", nargs="*", default=["float32", "uint8"],
+                   help="loader modes: float32 (finished batches) and/or uint8 (crops and flips "
+                        "only; the rest is ops.normalize_batch on the GPU)")
+    g.add_argument("--no-decode", action="store_true", help="skip the JPEG decode test")
 
 
 def _photo(rng, w, h):
@@ -91,30 +96,38 @@ def bench_loader(args, tmp: Path) -> dict:
     ds = open_dataset(tmp / "shards")
     split = ds.split("train")
     counts = args.workers if args.workers is not None else sorted({0, 1, 2, cpu_count()})
-    rows = {}
-    for w in counts:
-        loader = BatchLoader(split, batch_size=args.batch_size, crop=args.crop, mean=ds.mean,
-                             pca=ds.pca, workers=w, seed=1)
-        t_start = time.perf_counter()
-        it = loader.epoch(0)
-        next(it)
-        first = time.perf_counter() - t_start
-        delivered, t0, c0, epoch = 0, time.perf_counter(), time.process_time(), 0
-        while True:
-            for x, _ in it:
-                delivered += len(x)
-            epoch += 1
-            if time.perf_counter() - t0 >= args.loader_seconds:
-                break
-            it = loader.epoch(epoch)
-        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-        loader.close()
-        rows[w] = {"images_per_s": delivered / dt, "batches": delivered // args.batch_size,
-                   "first_batch_s": first}
-        if w == 0:  # all work in this process: its CPU time gives the rate of one core
-            rows[w]["images_per_cpu_s"] = delivered / cpu
-    return {"images": n, "stored": f"3x{s}x{s}", "crop": args.crop, "batch_size": args.batch_size,
-            "setup_s": setup, "by_workers": rows}
+    out = {"images": n, "stored": f"3x{s}x{s}", "crop": args.crop, "batch_size": args.batch_size,
+           "setup_s": setup}
+    for dtype in args.dtypes:
+        rows = {}
+        for w in counts:
+            rows[w] = _loader_rate(args, ds, split, w, dtype)
+        out["by_workers" if dtype == "float32" else f"{dtype}_by_workers"] = rows
+    return out
+
+
+def _loader_rate(args, ds, split, w: int, dtype: str) -> dict:
+    loader = BatchLoader(split, batch_size=args.batch_size, crop=args.crop, mean=ds.mean,
+                         pca=ds.pca, workers=w, seed=1, dtype=dtype)
+    t_start = time.perf_counter()
+    it = loader.epoch(0)
+    next(it)
+    first = time.perf_counter() - t_start
+    delivered, t0, c0, epoch = 0, time.perf_counter(), time.process_time(), 0
+    while True:
+        for batch in it:
+            delivered += len(batch[0])
+        epoch += 1
+        if time.perf_counter() - t0 >= args.loader_seconds:
+            break
+        it = loader.epoch(epoch)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    loader.close()
+    row = {"images_per_s": delivered / dt, "batches": delivered // args.batch_size,
+           "first_batch_s": first}
+    if w == 0:  # all work in this process: its CPU time gives the rate of one core
+        row["images_per_cpu_s"] = delivered / cpu
+    return row
 
 
 def run(args=None) -> dict:
@@ -128,7 +141,7 @@ def run(args=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="alexnet_ext-bench-") as tmp:
         tmp = Path(tmp)
         loader = bench_loader(args, tmp)
-        decode = bench_decode(args.jpegs, args.size, tmp)
+        decode = {} if args.no_decode else bench_decode(args.jpegs, args.size, tmp)
     result = {"cpu_count": cpu_count(), "loader": loader, "jpeg_decode_per_core": decode}
     _print(result)
     return result
@@ -138,12 +151,18 @@ def _print(r: dict) -> None:
     lo = r["loader"]
     print(f"BatchLoader: {lo['images']} random {lo['stored']} images in shards, "
           f"{lo['crop']}x{lo['crop']} training crops, batch {lo['batch_size']}, {r['cpu_count']} cores")
-    print(f"  {'workers':>14} {'images/s':>10} {'first batch s':>14}")
-    for w, row in lo["by_workers"].items():
-        label = f"{w}" + (" (in-process)" if w == 0 else "")
-        print(f"  {label:>14} {row['images_per_s']:>10.0f} {row['first_batch_s']:>14.2f}")
-    if 0 in lo["by_workers"]:
-        print(f"  one core (in-process, per CPU-second): {lo['by_workers'][0]['images_per_cpu_s']:.0f} images/s")
+    for key in [k for k in lo if k.endswith("by_workers")]:
+        rows = lo[key]
+        mode = "float32" if key == "by_workers" else key[:-len("_by_workers")]
+        print(f"  {mode} batches:")
+        print(f"  {'workers':>14} {'images/s':>10} {'first batch s':>14}")
+        for w, row in rows.items():
+            label = f"{w}" + (" (in-process)" if w == 0 else "")
+            print(f"  {label:>14} {row['images_per_s']:>10.0f} {row['first_batch_s']:>14.2f}")
+        if 0 in rows:
+            print(f"  one core (in-process, per CPU-second): {rows[0]['images_per_cpu_s']:.0f} images/s")
+    if not r["jpeg_decode_per_core"]:
+        return
     print("JPEG decode + resize to 256 (load_image), images per CPU-second of one core:")
     print(f"  {'source':>10} {'KB':>6} {'full img/s':>11} {'draft img/s':>12} {'speedup':>8} {'mean |diff|':>12}")
     for size, row in r["jpeg_decode_per_core"].items():

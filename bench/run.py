@@ -256,6 +256,20 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
         entry("sgd.conv_params", f"{len(shapes)} arrays", ["sgd_update_many"],
               lambda: ops.sgd_update_many(ws, gs, vs, lr=1e-6, **sgd), lambda: topt_many.step(),
               nbytes=5 * sum(a.nbytes for a in hws))
+    # the input batch: uint8 crops to float32 (mean crop, lighting, scale), as DeviceFeed does;
+    # torch does the same arithmetic with one mean crop for all images (no per-image crops)
+    if want("input.normalize_batch"):
+        hxb = rng.integers(0, 256, (n, 3, 224, 224), dtype=np.uint8)
+        hmb = (rng.random((3, 256, 256), dtype=np.float32) * 255).astype(np.float32)
+        hob = np.stack([rng.integers(0, 33, n), rng.integers(0, 33, n), rng.integers(0, 2, n)],
+                       1).astype(np.int32)
+        hsb = _f32(rng, (n, 3), 4.0)
+        xb, mb, ob, sb, outb = put(hxb), put(hmb), put(hob), put(hsb), empty(hxb.shape)
+        txb, tmb = ((T(hxb), T(np.ascontiguousarray(hmb[:, 16:240, 16:240]))) if torch
+                    else (None, None))
+        entry("input.normalize_batch", f"{n}x3x224x224 uint8", ["normalize_batch"],
+              lambda: ops.normalize_batch(xb, mb, ob, sb, scale=1 / 255, out=outb),
+              lambda: (txb.float() - tmb) * (1 / 255), nbytes=hxb.nbytes + 4 * hxb.size)
     return E
 
 

@@ -115,7 +115,9 @@ def test_undo_leaves_inputs_unchanged(rng):
 
 @cuda
 def test_bad_switches(rng):
-    """The range check runs on the GPU and raises what the CPU raises (the first bad switch)."""
+    """The range check runs on the GPU and raises what the CPU raises (the first bad switch), at
+    the next synchronisation (here the get(): the call itself never waits, see
+    test_deferred_checks_cuda.py)."""
     x = _tie_free(rng, (2, 3, 5, 6))
     y, s = ops.max_pool(x)
     gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -126,9 +128,9 @@ def test_bad_switches(rng):
             t[1, 2, 1, 1] = -5  # a later bad one: not the one reported
             with pytest.raises(ValueError, match=rf"switches: expected flat indices in \[0, 30\) "
                                                  rf".*got {bad} at index \(1, 2, 1, 0\)"):
-                ops.max_pool_undo(dev(gy), dev(t), image_size=(5, 6))
+                ops.max_pool_undo(dev(gy), dev(t), image_size=(5, 6)).get()
     with pytest.raises(ValueError, match=r"switches: expected flat indices in \[0, 12\)"):
-        ops.max_pool_undo(dev(gy), dev(s), image_size=(3, 4))
+        ops.max_pool_undo(dev(gy), dev(s), image_size=(3, 4)).get()
     with pytest.raises(TypeError, match="switches: expected dtype int32 or int64, got float32"):
         ops.max_pool_undo(dev(gy), dev(s.astype(np.float32)), image_size=(5, 6))
     with pytest.raises(TypeError, match="mix host"):

@@ -1,13 +1,19 @@
 // Value checks that need the data (label ranges, max-pool switch ranges) run inside the kernels
 // on the GPU: a thread that meets a bad value records its flat position here and never indexes
-// memory with it. The binding reads the record back after the launch, which waits for the stream:
-// that synchronisation is the price of the check, one per op that has one (softmax_log_loss_undo,
-// top_k_errors, max_pool_undo; softmax_log_loss syncs anyway to return its loss). Copying the
-// labels or switches to the host instead would cost the same sync plus a transfer.
+// memory with it. Two ways to get the verdict to the host:
+// - BadValueReport: read back right after the launch (a stream synchronisation; used by the ops
+//   that return a host value anyway: softmax_log_loss, top_k_errors, label_ranks);
+// - defer_check(): no wait. The record is a slot of a per-device table; the slot's bad value is
+//   captured on the stream right after the op (capture_bad_value), and collect_deferred() reads
+//   every pending slot at the next point where the host waits anyway (the loss read at the end of
+//   a step, DeviceArray.get, synchronize), where the binding raises the op's own error. Used by
+//   the ops inside a training step's backward pass (max_pool_undo, softmax_log_loss_undo).
 //
 // Usable from .cu files (the device half) and from the C++ bindings (the host half).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include <cuda_runtime.h>
 
@@ -75,6 +81,30 @@ class Scratch {
  private:
   void* ptr_;
 };
+
+// A deferred check's record: the op's BadValues and the value at position `first` (captured on the
+// stream after the op, while the array is still alive).
+struct DeferredRecord {
+  BadValues bad;
+  long long value;
+};
+
+// Turns a bad record into the op's error message (called on the host by collect_deferred).
+using DeferredFormat = std::function<std::string(const DeferredRecord&)>;
+
+// A cleared record for one op queued on `stream` of `device` (the current device). Never waits,
+// except once per kDeferredSlots checks queued without a collect in between (the table is then
+// collected to make room, and a bad verdict is kept for the next collect).
+constexpr int kDeferredSlots = 1024;
+DeferredRecord* defer_check(int device, cudaStream_t stream, DeferredFormat format);
+// Queues record->value = base[record->bad.first] when the op found a bad value (cuda/report.cu).
+void capture_bad_value(DeferredRecord* record, const int32_t* base, cudaStream_t stream);
+void capture_bad_value(DeferredRecord* record, const int64_t* base, cudaStream_t stream);
+// Reads the pending records of `device` (waits for the streams they were queued on) and clears
+// the table; the message of the first bad one in queue order, or "" when all were good.
+std::string collect_deferred(int device);
+// How many checks of `device` await a collect (for tests).
+int deferred_pending(int device);
 
 // One element of a device array, copied to the host to quote a bad value in an error message
 // (error path only; synchronises the stream).

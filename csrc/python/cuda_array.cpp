@@ -9,6 +9,7 @@
 #include "cuda/memory.h"
 #include "python/cuda_array.h"
 #include "python/dlpack.h"
+#include "python/view.h"
 
 namespace alexnet_ext::binding {
 namespace {
@@ -296,6 +297,7 @@ py::array to_host(const DeviceArray& a) {
   }
   std::memcpy(out.mutable_data(), staging, n);
   cuda::pinned_release(staging, s);
+  raise_deferred(a.device);  // the host waited: a pending range check's verdict is due
   return out;
 }
 
@@ -516,8 +518,11 @@ void bind_cuda_array(py::module_& m) {
   m.def("get_device", &current_device);
   m.def("set_device", [](int d) { check(cudaSetDevice(d), "cudaSetDevice"); }, py::arg("device"));
   m.def("synchronize", []() {
-    py::gil_scoped_release release;
-    check(cudaDeviceSynchronize(), "synchronize");
+    {
+      py::gil_scoped_release release;
+      check(cudaDeviceSynchronize(), "synchronize");
+    }
+    raise_deferred(current_device());
   });
   m.def("stream_create", []() {
     cudaStream_t s;
@@ -528,9 +533,13 @@ void bind_cuda_array(py::module_& m) {
     check(cudaStreamDestroy(reinterpret_cast<cudaStream_t>(s)), "cudaStreamDestroy");
   });
   m.def("stream_synchronize", [](uintptr_t s) {
-    py::gil_scoped_release release;
-    check(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)), "cudaStreamSynchronize");
+    {
+      py::gil_scoped_release release;
+      check(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)), "cudaStreamSynchronize");
+    }
+    raise_deferred(current_device());
   });
+  bind_deferred(m);
   m.def("get_stream", []() { return reinterpret_cast<uintptr_t>(cuda::current_stream()); });
   m.def("set_stream", [](uintptr_t s) { cuda::set_current_stream(reinterpret_cast<cudaStream_t>(s)); });
   m.def("memory_stats", [](int device) {

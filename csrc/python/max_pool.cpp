@@ -1,6 +1,7 @@
 // Binding of max pooling with switches (max_pool.h) for NumPy arrays and DeviceArrays, and the one
-// geometry check of both pooling ops. max_pool_undo range-checks the switches in the kernel (on
-// the GPU it reads the verdict back: one stream synchronisation per call).
+// geometry check of both pooling ops. max_pool_undo range-checks the switches in the kernel: on
+// the host it raises at once; on the GPU it never waits, the verdict is raised at the next
+// synchronisation (a deferred check, cuda/report.h).
 #include <limits>
 #include <string>
 
@@ -62,17 +63,16 @@ void bind_max_pool(py::module_& m, py::module_* cuda) {
       }
 #ifdef ALEXNET_EXT_WITH_CUDA
       else {
-        cuda::BadValues verdict{};
-        {
-          py::gil_scoped_release release;
-          cuda::BadValueReport report(at.device(), at.stream());
-          cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, report.device_ptr(), at.stream());
-          verdict = report.read();
-        }
-        if (verdict.count) {
-          bad = static_cast<int64_t>(verdict.first);
-          value = static_cast<int64_t>(cuda::fetch_element(s, bad, at.stream()));
-        }
+        // No wait: the kernel skips a bad switch (nothing written out of bounds) and records
+        // it; the error is raised at the next synchronisation (cuda/report.h).
+        py::gil_scoped_release release;
+        cuda::DeferredRecord* record = cuda::defer_check(
+            at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
+              return bad_switch_message(r.value, static_cast<int64_t>(r.bad.first), c, h, w, ho,
+                                        wo) + deferred_note("max_pool_undo", r.bad.count);
+            });
+        cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, &record->bad, at.stream());
+        cuda::capture_bad_value(record, s, at.stream());
       }
 #endif
       if (bad >= 0) throw py::value_error(bad_switch_message(value, bad, c, h, w, ho, wo));

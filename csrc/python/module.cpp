@@ -24,6 +24,7 @@ void bind_dropout(py::module_& cpu, py::module_* cuda);
 void bind_fc(py::module_& cpu, py::module_* cuda);
 void bind_softmax_log_loss(py::module_& cpu, py::module_* cuda);
 void bind_sgd_update(py::module_& cpu, py::module_* cuda);
+void bind_normalize_batch(py::module_& cpu, py::module_* cuda);
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
 #endif
@@ -134,7 +135,8 @@ PYBIND11_MODULE(_core, m) {
 #endif
   for (auto bind : {b::bind_conv, b::bind_response_norm, b::bind_max_pool, b::bind_avg_pool,
                     b::bind_relu, b::bind_add, b::bind_dropout, b::bind_fc,
-                    b::bind_softmax_log_loss, b::bind_sgd_update})
+                    b::bind_softmax_log_loss, b::bind_sgd_update,
+                    b::bind_normalize_batch})
     bind(cpu, cuda_ptr);
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");

@@ -1,7 +1,9 @@
 // Binding of softmax log-loss (softmax_log_loss.h) for NumPy arrays and DeviceArrays. Every label
 // is range-checked before a kernel indexes with it: on the host here, on the GPU by the kernels,
-// whose verdict is read back (one stream synchronisation per call, except
-// softmax_log_loss_nosync, which never waits and turns a bad label into a NaN loss).
+// whose verdict is read back (one stream synchronisation per call) except in
+// softmax_log_loss_nosync, which never waits and turns a bad label into a NaN loss, and in
+// softmax_log_loss_undo, whose verdict is raised at the next synchronisation (a deferred check,
+// cuda/report.h).
 #include <string>
 #include <vector>
 
@@ -85,6 +87,7 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
                                                cudaMemcpyDeviceToHost, at.stream()),
                                "softmax_log_loss: cudaMemcpyAsync");)
     });
+    ALEXNET_EXT_CUDA_ONLY(if (at.gpu()) raise_deferred(at.device());)  // it waited anyway
     return total;
   }, py::arg("logits"), py::arg("labels"), py::arg("probs"),
      "Fills probs and returns the summed (not averaged) loss (on the GPU: waits for it).");
@@ -96,9 +99,25 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
     Place at({&probs, &labels, &out});
     const float* p = probs.data<float>("probs");
     float* o = out.mut<float>("out");
-    with_labels(at, labels, n, k, [&](const auto* l, BadValues* bad) {
-      if (!bad) return cpu::softmax_log_loss_undo(p, l, o, n, k, scale);
-      ALEXNET_EXT_CUDA_ONLY(cuda::softmax_log_loss_undo(p, l, o, n, k, scale, bad, at.stream());)
+    with_index(labels, "labels", false, [&](const auto* l) {
+      if (!at.gpu()) {
+        for (int64_t i = 0; i < n; ++i)
+          if (l[i] < 0 || l[i] >= k) throw py::value_error(bad_label(i, l[i], k, 0));
+        py::gil_scoped_release release;
+        return cpu::softmax_log_loss_undo(p, l, o, n, k, scale);
+      }
+#ifdef ALEXNET_EXT_WITH_CUDA
+      // No wait: a bad label's row of the gradient becomes NaN and the error is raised at the
+      // next synchronisation (a deferred check, cuda/report.h).
+      py::gil_scoped_release release;
+      cuda::DeferredRecord* record = cuda::defer_check(
+          at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
+            return bad_label(static_cast<int64_t>(r.bad.first), r.value, k, r.bad.count) +
+                   deferred_note("softmax_log_loss_undo", r.bad.count);
+          });
+      cuda::softmax_log_loss_undo(p, l, o, n, k, scale, &record->bad, at.stream());
+      cuda::capture_bad_value(record, l, at.stream());
+#endif
     });
   }, py::arg("probs"), py::arg("labels"), py::arg("out"), py::arg("scale"));
 

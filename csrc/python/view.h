@@ -118,6 +118,20 @@ class Place {
 #define ALEXNET_EXT_CUDA_ONLY(...)
 #endif
 
+#ifdef ALEXNET_EXT_WITH_CUDA
+// Deferred value checks (cuda/report.h, csrc/python/deferred.cpp): raises the first pending bad
+// verdict of `device` as the op's ValueError. Called where the host waits anyway (the loss read,
+// DeviceArray.get, synchronize). The _core.cuda functions check_deferred/deferred_pending/
+// stream_query are bound by bind_deferred.
+void raise_deferred(int device);
+void bind_deferred(py::module_& cuda);
+#endif
+// The tail of a deferred check's message: which op found it and that it surfaced later.
+inline std::string deferred_note(const char* op, unsigned long long count) {
+  return " [found on the GPU by " + std::string(op) + " (" + std::to_string(count) +
+         " bad value" + (count == 1 ? "" : "s") + "), raised at the next synchronisation]";
+}
+
 // Calls f(p) with p the data of an index array (int32 or int64) as its own type.
 template <class F>
 void with_index(const View& a, const char* name, bool writable, F&& f) {

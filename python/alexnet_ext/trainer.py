@@ -65,11 +65,17 @@ def evaluate_loader(net: Net, loader, *, progress: bool = False, desc: str = "va
 def on_device(net: Net, loader):
     """A :class:`~alexnet_ext.data.device_feed.DeviceFeed` to the GPU of ``net``'s input, or None
     for a CPU net. Loaders with workers hand out a fixed set of shared-memory slots: those are
-    pinned (close the feed before the loader)."""
+    pinned (close the feed before the loader). A loader that can (``set_dtype``) is switched to
+    uint8 batches, which the feed finishes on the GPU (a quarter of the bytes cross the bus); on
+    the CPU the loader keeps its float32 path."""
     gpu = D.gpu_index(net.data.device)
     if gpu is None:
         return None
     from .data.device_feed import DeviceFeed
+    if hasattr(loader, "set_dtype"):
+        loader.set_dtype("uint8")
+        return DeviceFeed(gpu, pin=getattr(loader, "workers", 0) > 0, mean=loader.mean,
+                          scale=loader.scale)
     return DeviceFeed(gpu, pin=getattr(loader, "workers", 0) > 0)
 
 

@@ -12,12 +12,13 @@
 from .crops import TEN_VIEW_ORDER, center_crop, ten_view_crops
 from .dataset import Dataset, Split, open_dataset
 from .errors import DatasetError
-from .loader import BatchLoader, WorkerError, default_workers
+from .loader import BatchLoader, RawBatch, WorkerError, default_workers
 from .prepare import prepare
 from .shards import write_shards
 
 __all__ = [
     "BatchLoader",
+    "RawBatch",
     "Dataset",
     "DatasetError",
     "Split",

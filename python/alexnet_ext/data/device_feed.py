@@ -12,6 +12,12 @@ compute stream has passed the point where its last batch was consumed (an event 
 consumer asks for the next batch, i.e. after it queued a whole step on the batch). The host
 array of batch k is kept alive until its copy is done, so a loader slot is not reused early.
 
+uint8 batches (a loader with ``dtype="uint8"`` yields :class:`~alexnet_ext.data.RawBatch`
+``(x, y, offsets, shift)``): the feed copies the uint8 crops and their offsets and shifts (a
+quarter of the float32 batch's bytes) and finishes them on the copy stream with
+:func:`alexnet_ext.ops.normalize_batch` (``mean`` and ``scale`` given to the feed, the loader's),
+so what it hands out is the float32 batch the loader's float path would have made, bit for bit.
+
 ``pin=True`` page-locks each distinct host buffer once (``cudaHostRegister``), so the copy is one
 asynchronous DMA; use it for loaders that reuse a fixed set of shared-memory slots (workers > 0),
 and call :meth:`close` before those slots are freed. Without pinning, each copy is staged through
@@ -27,14 +33,19 @@ __all__ = ["DeviceFeed"]
 
 
 class _Buffer:
-    def __init__(self, x_shape, y_shape, device):
+    def __init__(self, x_shape, y_shape, device, raw: bool):
         self.x = C.empty(x_shape, np.float32, device=device)
         self.y = C.empty(y_shape, np.int64, device=device)
+        if raw:  # the uint8 crops, their (top, left, flipped) rows and lighting shifts
+            self.crops = C.empty(x_shape, np.uint8, device=device)
+            self.offsets = C.empty((x_shape[0], 3), np.int32, device=device)
+            self.shift = C.empty((x_shape[0], x_shape[1]), np.float32, device=device)
         self.consumed = None        # Event recorded on the compute stream after its last use
 
 
 class DeviceFeed:
-    def __init__(self, device: int = 0, *, depth: int = 2, pin: bool = False):
+    def __init__(self, device: int = 0, *, depth: int = 2, pin: bool = False, mean=None,
+                 scale: float = 1.0):
         if depth < 2:
             raise ValueError(f"depth: expected at least 2 (one batch in use, one being copied), got {depth}")
         self.device = C._device(device)
@@ -49,6 +60,10 @@ class DeviceFeed:
         self._rings: dict[tuple, list[_Buffer]] = {}
         self._next: dict[tuple, int] = {}
         self._pinned: dict[int, C.pin_host_memory] = {}   # host address -> its registration
+        # For uint8 batches: the loader's mean image (once on the device) and scale.
+        self._mean_host = mean
+        self._mean = None
+        self.scale = float(scale)
 
     def _pin(self, a: np.ndarray) -> None:
         if not self.pin or not a.flags.c_contiguous or a.nbytes == 0:
@@ -59,28 +74,56 @@ class DeviceFeed:
             p.__enter__()
             self._pinned[addr] = p
 
-    def _issue(self, x: np.ndarray, y: np.ndarray):
-        """Queue the copy of (x, y) on the copy stream; returns what _deliver needs."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def _device_mean(self):
+        if self._mean is None:
+            if self._mean_host is None:
+                raise ValueError("mean: a DeviceFeed given uint8 batches (RawBatch) needs the "
+                                 "loader's mean image: DeviceFeed(..., mean=loader.mean, "
+                                 "scale=loader.scale)")
+            self._mean = C.to_device(np.ascontiguousarray(self._mean_host, np.float32), self.device)
+        return self._mean
+
+    def _issue(self, x: np.ndarray, y: np.ndarray, *raw):
+        """Queue the copy of (x, y) (and, for a RawBatch, its offsets and shifts plus the kernel
+        finishing it) on the copy stream; returns what _deliver needs."""
+        from .. import ops
+        if raw:
+            offsets, shift = raw
+            x = np.ascontiguousarray(x, dtype=np.uint8)
+            raw = (np.ascontiguousarray(offsets, dtype=np.int32),
+                   np.ascontiguousarray(shift, dtype=np.float32))
+        else:
+            x = np.ascontiguousarray(x, dtype=np.float32)
         y = np.ascontiguousarray(y, dtype=np.int64)
-        key = (x.shape, y.shape)
+        key = (x.shape, y.shape, bool(raw))
         ring = self._rings.setdefault(key, [])
         i = self._next.get(key, 0)
         self._next[key] = (i + 1) % self.depth
         if len(ring) <= i:
-            ring.append(_Buffer(x.shape, y.shape, self.device))
+            ring.append(_Buffer(x.shape, y.shape, self.device, bool(raw)))
         buf = ring[i]
-        self._pin(x)
+        self._pin(x)   # (offsets and shifts are a few bytes: staged)
         with self.stream:
             if buf.consumed is not None:
                 buf.consumed.wait()            # the compute stream is done with this buffer
-            C.copy(buf.x, x)
             C.copy(buf.y, y)
+            if raw:
+                mean = self._device_mean()     # uploaded on this stream, before its first use
+                C.copy(buf.crops, x)
+                C.copy(buf.offsets, raw[0])
+                C.copy(buf.shift, raw[1])
+                # Finished here, on the copy stream: never waits (a bad offset is reported at
+                # the next synchronisation, see ops.normalize_batch).
+                ops.normalize_batch(buf.crops, mean, buf.offsets, buf.shift, scale=self.scale,
+                                    out=buf.x)
+            else:
+                C.copy(buf.x, x)
             ready = C.Event(self.device).record()
-        return buf, ready, (x, y)
+        return buf, ready, (x, y, raw)
 
     def __call__(self, batches):
-        """Iterator of (x, y) DeviceArrays for an iterator of host (x float32, y int64) batches."""
+        """Iterator of (x float32, y int64) DeviceArrays for an iterator of host batches: (x
+        float32, y int64) pairs or RawBatches (finished on the GPU)."""
         it = iter(batches)
         try:
             pending = self._issue(*next(it))

@@ -13,6 +13,14 @@ labels ``y`` int64 ``(B,)``, where, for training (``train=True``):
   image draws anew;
 - the last partial batch is dropped.
 
+``dtype="uint8"`` hands out the same batches unfinished, as a :class:`RawBatch`
+``(x, y, offsets, shift)``: ``x`` uint8 ``(B, C, crop, crop)`` is ``flip(crop(image))``,
+``offsets`` int32 ``(B, 3)`` each crop's ``(top, left, flipped)`` and ``shift`` float32 ``(B, C)``
+its lighting shift (zeros without lighting), the very values the float path draws for the same
+seed. :func:`alexnet_ext.ops.normalize_batch` with the loader's ``mean`` and ``scale`` turns it
+into the float32 batch bit for bit, on the GPU where the batch is used (the trainer does this:
+a quarter of the bytes cross the bus and a worker's work per image is a copy).
+
 For evaluation (``train=False``) the order is fixed, the crop is the centre crop
 (:func:`~alexnet_ext.data.center_crop`), there is no flip and no lighting, and the last batch
 may be smaller. Because every random number derives from ``(seed, epoch, batch index)``, the
@@ -74,6 +82,7 @@ class _Augmenter:
         self.shape, self.mean, self.pca, self.crop = tuple(shape), mean, pca, crop
         self.train, self.flip, self.lighting, self.scale, self.seed = train, flip, lighting, scale, seed
         self._mean_flipped = None  # mean[:, :, ::-1], made on first use (in each process)
+        self.raw = False           # dtype="uint8": fill_raw instead of fill
 
     def params(self, epoch: int, b: int, n: int):
         """Per image of the batch: crop tops, lefts, flips, RGB shifts (or None)."""
@@ -116,6 +125,51 @@ class _Augmenter:
                 o *= self.scale
 
 
+    def fill_raw(self, store, indices, epoch: int, b: int, out) -> None:
+        """Write the batch of ``indices`` into the :class:`RawBatch` parts ``out`` (x, offsets,
+        shift): the crops flipped as drawn, as uint8, and what :meth:`fill` would do to them."""
+        x, offsets, shift = out
+        tops, lefts, flips, shifts = self.params(epoch, b, len(indices))
+        c = self.crop
+        for i, k in enumerate(indices):
+            y, l = tops[i], lefts[i]
+            img = store.image(int(k))[:, y:y + c, l:l + c]
+            x[i] = img[:, :, ::-1] if flips[i] else img
+        offsets[:, 0], offsets[:, 1], offsets[:, 2] = tops, lefts, flips
+        shift[...] = 0.0 if shifts is None else shifts
+
+
+class RawBatch(tuple):
+    """A ``dtype="uint8"`` batch: ``(x, y, offsets, shift)`` (see the module docstring); finish it
+    with ``ops.normalize_batch(x, mean, offsets, shift, scale=scale)``."""
+    __slots__ = ()
+
+    def __new__(cls, x, y, offsets, shift):
+        return tuple.__new__(cls, (x, y, offsets, shift))
+
+    x = property(lambda self: self[0])
+    y = property(lambda self: self[1])
+    offsets = property(lambda self: self[2])
+    shift = property(lambda self: self[3])
+
+
+def _raw_layout(n: int, c: int, crop: int):
+    """Byte offsets of a raw batch's parts in one block: x (uint8) first, so that the big part
+    starts on the block's page boundary (pinned as one range), then offsets (int32) and shift
+    (float32), each 16-byte aligned. Returns (offsets start, shift start, end)."""
+    o = -(-n * c * crop * crop // 16) * 16
+    a = o + -(-n * 3 * 4 // 16) * 16
+    return o, a, a + n * c * 4
+
+
+def _raw_views(buf, n: int, c: int, crop: int):
+    """(x, offsets, shift) on the buffer ``buf``, laid out by :func:`_raw_layout`."""
+    o, a, end = _raw_layout(n, c, crop)
+    raw = np.frombuffer(buf, np.uint8, count=end)
+    return (raw[:n * c * crop * crop].reshape(n, c, crop, crop),
+            raw[o:o + n * 12].view(np.int32).reshape(n, 3), raw[a:end].view(np.float32).reshape(n, c))
+
+
 def _worker_main(wid, conn, spec, aug):
     """A worker process: reads tasks from ``conn``, fills shared-memory slots, answers."""
     ignore_sigint()  # Ctrl-C is the parent's business (see alexnet_ext.data.parallel)
@@ -134,9 +188,13 @@ def _worker_main(wid, conn, spec, aug):
             shm = slots.get(slot_name)
             if shm is None:
                 shm = slots[slot_name] = attach_shared_memory(slot_name)
-            out = np.ndarray((len(indices),) + (aug.shape[0], aug.crop, aug.crop), np.float32,
-                             buffer=shm.buf)
-            aug.fill(store, indices, epoch, b, out)
+            if aug.raw:
+                out = _raw_views(shm.buf, len(indices), aug.shape[0], aug.crop)
+                aug.fill_raw(store, indices, epoch, b, out)
+            else:
+                out = np.ndarray((len(indices),) + (aug.shape[0], aug.crop, aug.crop), np.float32,
+                                 buffer=shm.buf)
+                aug.fill(store, indices, epoch, b, out)
             del out
             conn.send(("done", token, b, slot))
     except Exception:  # noqa: BLE001 - reported to the consumer, which raises
@@ -176,6 +234,15 @@ class _Slots:
         # some array built on flat does.
         weakref.finalize(flat.base, self.release, s).atexit = False
         return flat.reshape(shape)
+
+    def raw_views(self, s: int, n: int, c: int, crop: int):
+        """(x, offsets, shift) of a raw batch on block ``s``; released like :meth:`view`."""
+        parts = _raw_views(self.blocks[s].buf, n, c, crop)
+        root = parts[0]
+        while isinstance(root, np.ndarray):   # down to the memoryview all three parts share
+            root = root.base
+        weakref.finalize(root, self.release, s).atexit = False
+        return parts
 
     def close(self) -> None:
         self.closed = True
@@ -317,6 +384,8 @@ class BatchLoader:
             is no device copy on the CPU, so it changes nothing here.
         prefetch: batches computed ahead (default ``max(4, 2 * workers)``).
         timeout: seconds without any answer from live workers before giving up.
+        dtype: ``"float32"`` (finished batches) or ``"uint8"`` (:class:`RawBatch`; see the module
+            docstring); :meth:`set_dtype` changes it later.
 
     ``len(loader)``: batches per epoch. ``loader.epoch(e, start_batch=0)``: iterator of
     ``(x float32 (B, C, crop, crop) C-contiguous, y int64 (B,))``. ``loader.wait_seconds``: total
@@ -327,7 +396,7 @@ class BatchLoader:
     def __init__(self, split: Split, *, batch_size: int, crop: int, mean: np.ndarray, pca=None,
                  train: bool = True, flip: bool = True, lighting: float = 0.1, scale: float = 1.0,
                  seed: int = 0, workers: int | None = None, pin_memory: bool = False,
-                 prefetch: int | None = None, timeout: float = 300.0):
+                 prefetch: int | None = None, timeout: float = 300.0, dtype: str = "float32"):
         if not isinstance(split, Split):
             raise TypeError(f"split: expected an alexnet_ext.data.Split, got {type(split).__name__}")
         c, h, w = split.image_shape
@@ -358,11 +427,28 @@ class BatchLoader:
                              "epoch would be empty")
         self._aug = _Augmenter((c, h, w), mean, pca, self.crop, self.train, bool(flip),
                                self.lighting, self.scale, self.seed)
+        self.mean = mean
         self._workers: _Workers | None = None
         self._store_owner = None
+        self.set_dtype(dtype)
         self._closed = False
         self._failed: str | None = None
         self.wait_seconds = 0.0
+
+    @property
+    def dtype(self) -> str:
+        return "uint8" if self._aug.raw else "float32"
+
+    def set_dtype(self, dtype: str) -> None:
+        """Switch between finished float32 batches and :class:`RawBatch` uint8 ones (running
+        workers are restarted with the new mode at the next ``epoch()``)."""
+        if dtype not in ("float32", "uint8"):
+            raise ValueError(f"dtype: expected 'float32' or 'uint8', got {dtype!r}")
+        raw = dtype == "uint8"
+        if raw != self._aug.raw and self._workers is not None:
+            self._workers.close()
+            self._workers = None
+        self._aug.raw = raw
 
     def __len__(self) -> int:
         n, b = len(self.split), self.batch_size
@@ -396,17 +482,25 @@ class BatchLoader:
         for b in range(start, len(self)):
             t0 = time.perf_counter()
             idx = self._batch(order, b)
-            x = np.empty((len(idx), c, self.crop, self.crop), np.float32)
-            self._aug.fill(self.split.store, idx, epoch, b, x)
-            y = self.split.labels[idx]
+            if self._aug.raw:
+                n = len(idx)
+                parts = (np.empty((n, c, self.crop, self.crop), np.uint8),
+                         np.empty((n, 3), np.int32), np.empty((n, c), np.float32))
+                self._aug.fill_raw(self.split.store, idx, epoch, b, parts)
+                batch = RawBatch(parts[0], self.split.labels[idx], parts[1], parts[2])
+            else:
+                x = np.empty((len(idx), c, self.crop, self.crop), np.float32)
+                self._aug.fill(self.split.store, idx, epoch, b, x)
+                batch = (x, self.split.labels[idx])
             self.wait_seconds += time.perf_counter() - t0
-            yield x, y
+            yield batch
 
     def _start_workers(self) -> _Workers:
         if self._workers is None:
             spec, owner = self.split.store.worker_spec()
             c = self.split.image_shape[0]
-            nbytes = self.batch_size * c * self.crop * self.crop * 4
+            nbytes = (_raw_layout(self.batch_size, c, self.crop)[2] if self._aug.raw
+                      else self.batch_size * c * self.crop * self.crop * 4)
             try:
                 self._workers = _Workers(self.workers, spec, self._aug, nbytes)
             except BaseException:  # e.g. Ctrl-C while they start: nothing is left behind
@@ -448,8 +542,12 @@ class BatchLoader:
                     finally:
                         self.wait_seconds += time.perf_counter() - t0
                 idx = self._batch(order, want)
-                yield (pool.slots.view(ready.pop(want), (len(idx), c, self.crop, self.crop)),
-                       self.split.labels[idx])
+                if self._aug.raw:
+                    x, offsets, shift = pool.slots.raw_views(ready.pop(want), len(idx), c, self.crop)
+                    yield RawBatch(x, self.split.labels[idx], offsets, shift)
+                else:
+                    yield (pool.slots.view(ready.pop(want), (len(idx), c, self.crop, self.crop)),
+                           self.split.labels[idx])
         finally:
             if not self._closed:
                 for slot in ready.values():

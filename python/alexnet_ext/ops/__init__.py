@@ -14,6 +14,7 @@ from .conv import conv_bias_grad, conv_output_size, filter_acts, img_acts, weigh
 from .dropout import dropout, dropout_undo, philox4x32_10
 from .fc import fc, fc_undo
 from .max_pool import max_pool, max_pool_undo, switch_dtype
+from .normalize_batch import normalize_batch
 from .relu import relu, relu_undo
 from .response_norm import response_norm, response_norm_undo
 from .sgd_update import sgd_update, sgd_update_many
@@ -33,6 +34,7 @@ __all__ = [
     "img_acts",
     "max_pool",
     "max_pool_undo",
+    "normalize_batch",
     "philox4x32_10",
     "pool_output_size",
     "relu",

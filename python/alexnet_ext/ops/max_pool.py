@@ -68,7 +68,9 @@ def max_pool_undo(grad_y, switches, *, image_size):
         grad_y: (N, C, Ho, Wo) float32, the gradient w.r.t. ``y``.
         switches: (N, C, Ho, Wo) int32 or int64, as returned by :func:`max_pool`. Values outside
             ``[0, H*W)`` raise ``ValueError`` (nothing is written out of bounds). On the GPU the
-            check runs in the kernel and its verdict is read back: the call waits for the GPU.
+            check runs in the kernel and the call does not wait for it: a bad switch's gradient
+            is dropped and the ``ValueError`` is raised at the next synchronisation (the next
+            ``get()``, loss read or ``cuda.synchronize()``).
         image_size: (H, W) of the pooled input, or an int for a square one.
 
     Returns:

@@ -4,11 +4,13 @@ Kernels: ``csrc/cpu/softmax_log_loss.cpp`` and ``csrc/cuda/softmax_log_loss.cu``
 ``alexnet_ext.cuda.DeviceArray`` inputs). See ``csrc/softmax_log_loss.h``.
 
 On the GPU the labels are range-checked inside the kernels, which record the first bad label and
-how many there are; the call then reads that record back, so each of these functions waits for
-the GPU once (``softmax_log_loss`` has to anyway, to return its loss as a Python float). The
-errors are the CPU's. A training loop that must not wait passes ``wait=False``: the loss then
-stays on the GPU as a :class:`PendingLoss` (``float()`` of it waits), and a bad label shows up as
-a NaN loss instead of an exception.
+how many there are. ``softmax_log_loss`` and ``top_k_errors`` read that record back (they wait
+for the GPU anyway, to return host numbers); ``softmax_log_loss_undo`` never waits: a bad label
+turns its row of the gradient into NaN and the error is raised at the next synchronisation (the
+loss read ``float(PendingLoss)``, a ``get()``, ``cuda.synchronize()``). The errors are the CPU's.
+A training loop that must not wait passes ``wait=False``: the loss then stays on the GPU as a
+:class:`PendingLoss` (``float()`` of it waits), and a bad label shows up as a NaN loss there and
+as the undo's error at that read.
 """
 from __future__ import annotations
 

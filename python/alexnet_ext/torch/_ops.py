@@ -16,9 +16,11 @@ Zero copy:
 * CUDA tensors are wrapped with :func:`alexnet_ext.cuda.asarray` (DLPack) while torch's current
   stream of the tensor's device is made alexnet_ext's current stream, so the kernels are queued
   after torch's earlier work on that stream and before its later work, with no host wait.
-  Outputs without ``out=`` come back through ``torch.from_dlpack``. Two kernels wait for the GPU
-  by design of :mod:`alexnet_ext.ops`: ``max_pool_undo`` (it reads back its switch range check)
-  and ``softmax_log_loss_undo`` (its label check); all others return at once.
+  Outputs without ``out=`` come back through ``torch.from_dlpack``. No kernel of a training
+  step waits for the GPU: the range checks of ``max_pool_undo`` (switches) and
+  ``softmax_log_loss_undo`` (labels) run on the GPU and a bad value is raised as a ValueError at
+  alexnet_ext's next synchronisation (``alexnet_ext.cuda.synchronize()``, a ``get()``, the loss
+  read); ``softmax_log_loss`` waits only to return its loss as a Python float.
 
 Conventions: float32 data only (a ``TypeError`` names the argument otherwise; the kernels have
 no float64 or bf16 path); index tensors int32/int64; all tensors of a call on one device (else
