@@ -62,7 +62,9 @@ namespace cpu {
 // y, denoms: outputs of the shape of x, (n, c, pixels) with pixels = H*W.
 void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
                    const ResponseNormParams& p);
-// grad_x: output; grad_y, x, y, denoms are what response_norm read and wrote.
+// grad_x: output; grad_y, x, y, denoms are what response_norm read and wrote. y may be null: it
+// is then recomputed as x * denoms^(-beta), bit for bit the y the forward wrote (the undo of
+// response_norm_max_pool.h, whose forward never stores y).
 void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
                         float* grad_x, int64_t n, int64_t c, int64_t pixels,
                         const ResponseNormParams& p);
@@ -73,7 +75,8 @@ void response_norm_undo(const float* grad_y, const float* x, const float* y, con
 // thread per pixel column walks the channels with the running double sum, one fused pass over
 // memory each way (forward: 3 tensors of traffic, undo: 5).
 //
-// Fusing with the next op (not implemented yet). In AlexNet LRN is followed by 3x3/2 max pooling
+// Fusing with the next op: response_norm_max_pool.h does the forward below in one pass; its
+// undo is max_pool_undo then response_norm_undo with y = null (recomputed). In AlexNet LRN is followed by 3x3/2 max pooling
 // (norm1 -> pool1, norm2 -> pool2). A fused forward would give each block a tile of pooled
 // outputs for one image plus the input rows and columns their windows cover (one extra row and
 // column of halo for the overlapping 3x3/2 windows), walk the channels exactly as here with a
