@@ -136,6 +136,30 @@ def build_entries(batch: int, rng, torch, device: str = "cpu") -> list[Entry]:
                        lambda: ops.max_pool_undo(gp, ops.max_pool(a1)[1], image_size=55),
                        t_pool_fb if torch else None,
                        bytes=ha1.nbytes + 2 * (y.nbytes + sw.nbytes) + ha1.nbytes))
+    if hasattr(ops, "response_norm_max_pool"):
+        # norm1 -> pool1 fused: x read and denoms written (2 full-size tensors) instead of the
+        # pair's 4 (x read, y and denoms written, y read back); the undo reads no y (see PERF.md).
+        pf, swf, _ = ops.response_norm_max_pool(a1)
+        hgpf = _f32(rng, pf.shape)
+        gpf = put(hgpf)
+        small = pf.nbytes + swf.nbytes
+        lrn = torch.nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0) if torch else None
+        ta = T(ha1) if torch else None
+
+        def fused_fb():
+            _, s_, d_ = ops.response_norm_max_pool(a1)
+            return ops.response_norm_max_pool_undo(gpf, s_, a1, d_)
+
+        def t_lrn_pool_fb(ta=ta, tgp=T(hgpf) if torch else None):
+            t = ta.clone().requires_grad_()
+            torch.nn.functional.max_pool2d(lrn(t), 3, 2).backward(tgp)
+        E.append(Entry("norm1+pool1.fprop", f"{n}x96x55x55 n5 3/2",
+                       lambda: ops.response_norm_max_pool(a1),
+                       (lambda: torch.nn.functional.max_pool2d(lrn(ta), 3, 2, return_indices=True))
+                       if torch else None, bytes=2 * ha1.nbytes + small))
+        E.append(Entry("norm1+pool1.fprop+bprop", f"{n}x96x55x55 n5 3/2", fused_fb,
+                       t_lrn_pool_fb if torch else None,
+                       bytes=2 * ha1.nbytes + small + small + 5 * ha1.nbytes))
     if hasattr(ops, "relu"):
         r_out = empty(ha1.shape)
         E.append(Entry("relu1.fprop", f"{n}x96x55x55", lambda: ops.relu(a1, out=r_out),

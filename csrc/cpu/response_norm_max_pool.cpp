@@ -49,13 +49,18 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
       for (int64_t i = 0; i < c; ++i) {
         if (i + after < c) add(i + after, 1.0);
         if (i - before - 1 >= 0) add(i - before - 1, -1.0);
-        // A NaN or inf must not outlive its channel's stay in the window.
-        const int64_t lo = std::max<int64_t>(i - before, 0), hi = std::min(i + after, c - 1);
-        for (int64_t q = 0; q < len; ++q) {
-          if (sum[q] - sum[q] == 0.0) continue;
-          double s = 0.0;
-          for (int64_t ch = lo; ch <= hi; ++ch) s += sq(ch, q);
-          sum[q] = s;
+        // A NaN or inf must not outlive its channel's stay in the window (a vectorisable check
+        // first; the recompute runs only where a pixel saw one).
+        bool any = false;
+        for (int64_t q = 0; q < len; ++q) any |= !(sum[q] - sum[q] == 0.0);
+        if (any) {
+          const int64_t lo = std::max<int64_t>(i - before, 0), hi = std::min(i + after, c - 1);
+          for (int64_t q = 0; q < len; ++q) {
+            if (sum[q] - sum[q] == 0.0) continue;
+            double s = 0.0;
+            for (int64_t ch = lo; ch <= hi; ++ch) s += sq(ch, q);
+            sum[q] = s;
+          }
         }
         const int64_t off = base + i * pixels;
         for (int64_t q = 0; q < len; ++q) {

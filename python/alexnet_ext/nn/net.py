@@ -71,7 +71,8 @@ class Net:
         seed: initialisation seed (weights ~ N(0, init_std), biases = init_bias).
         fuse: run a layer and its only consumer as one layer where the layer's type fuses them
             (:meth:`~alexnet_ext.nn.layers.Layer.fuse`: response norm + max pool). The results
-            are the same bits; the intermediate tensor is then not kept (:meth:`output`).
+            are the same bits; the intermediate tensor is then not kept (:meth:`output`
+            computes it on demand).
     """
 
     def __init__(self, spec: ModelSpec, *, split_columns: bool = False, devices=("cpu",),
@@ -292,10 +293,10 @@ class Net:
         if name not in self._parts:
             raise ValueError(f"no tensor {name!r} in model '{self.spec.name}'")
         for t in self._parts[name]:
-            if t.value is None and t.name in self._fused_away:
-                raise ValueError(f"tensor {name!r} is not kept: the net runs "
-                                 f"{self._fused_away[t.name].name} as one fused layer (run "
-                                 f"forward(..., until={name!r}) or build Net(..., fuse=False))")
+            if t.value is None and t.name in self._fused_away and getattr(self, "_ctx", None):
+                # skipped by a fused layer: computed now by the first layer of the pair, from
+                # its input (kept), as the unfused net would have
+                self._fused_away[t.name].parts[0].forward(self._ctx)
         vals = [D.to_host(t.value) for t in self._parts[name]]
         return vals[0] if len(vals) == 1 else np.concatenate(vals, axis=1)
 
