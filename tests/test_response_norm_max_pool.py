@@ -241,7 +241,7 @@ def test_direct_kernel_call_checks_geometry(rng):
 # ---------------------------------------------------------------- in the net
 def _nets(spec, split, **kw):
     from alexnet_ext.nn import Net
-    return (Net(spec, seed=3, split_columns=split, **kw),
+    return (Net(spec, seed=3, split_columns=split, fuse=True, **kw),
             Net(spec, seed=3, split_columns=split, fuse=False, **kw))
 
 
@@ -311,7 +311,7 @@ def test_no_fusion_when_the_norm_has_another_reader():
          ("fc2", "fc", {"input": ["pool1", "pool1b"], "outputs": "classes"}),
          ("probs", "softmax", {})],
         data={"image_size": 9, "crop": 9})
-    net = Net(parse_model(text, path="branchy.toml"))
+    net = Net(parse_model(text, path="branchy.toml"), fuse=True)
     assert not any(layer.kind == "lrn+pool" for layer in net.layers)
     avg = toml_model(
         {"name": "avg", "channels": 3, "classes": 3},
@@ -321,4 +321,14 @@ def test_no_fusion_when_the_norm_has_another_reader():
          ("fc2", "fc", {"outputs": "classes"}),
          ("probs", "softmax", {})],
         data={"image_size": 9, "crop": 9})
-    assert not any(layer.kind == "lrn+pool" for layer in Net(parse_model(avg, path="a.toml")).layers)
+    assert not any(layer.kind == "lrn+pool"
+                   for layer in Net(parse_model(avg, path="a.toml"), fuse=True).layers)
+
+
+def test_fusion_default_is_gpu_only():
+    from alexnet_ext.nn import Net, parse_model
+    from models_fixtures import TWO_COLUMNS
+    spec = parse_model(TWO_COLUMNS, path="twocol.toml")
+    assert not any(layer.kind == "lrn+pool" for layer in Net(spec).layers)   # CPU: "auto" = off
+    with pytest.raises(ValueError, match="fuse"):
+        Net(spec, fuse="yes")

@@ -116,7 +116,7 @@ def test_fused_net_on_the_gpu_equals_the_unfused_one(rng, split):
     from helpers import random_batch
     from models_fixtures import TWO_COLUMNS
     spec = parse_model(TWO_COLUMNS, path="twocol.toml")
-    fused = Net(spec, seed=3, split_columns=split, devices=["cuda"])
+    fused = Net(spec, seed=3, split_columns=split, devices=["cuda"])   # "auto": fused on GPUs
     plain = Net(spec, seed=3, split_columns=split, devices=["cuda"], fuse=False)
     assert any(layer.kind == "lrn+pool" for layer in fused.layers)
     for step in range(2):

@@ -13,7 +13,7 @@
 namespace alexnet_ext::cpu {
 namespace {
 
-constexpr int64_t kBandPixels = 4096;  // input pixels a band aims at: 48 KiB of sums and scratch
+constexpr int64_t kBandPixels = 4096;  // input pixels a band aims at: 64 KiB of sums and scratch
 
 }  // namespace
 
@@ -33,10 +33,11 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
       const int64_t o0 = b * band, o1 = std::min(o0 + band, g.ho);
       const BandRows rows = band_rows(o0, o1, g.ho, g.kh, g.sh, g.ph, h);
       const int64_t len = (rows.end - rows.own_lo) * w;
-      const int64_t own0 = 0, own1 = (rows.own_hi - rows.own_lo) * w;  // in band pixels
+      const int64_t own1 = (rows.own_hi - rows.own_lo) * w;  // owned: band pixels [0, own1)
       const int64_t base = ni * c * pixels + rows.own_lo * w;
       std::vector<double> sum(static_cast<size_t>(len), 0.0);
       std::vector<float> t(static_cast<size_t>(len));  // this channel's normalised band
+      std::vector<float> dband(static_cast<size_t>(len));  // and its denominators
       // As response_norm.cpp: a float's square is exact in double; same terms, same order.
       auto sq = [&](int64_t ch, int64_t q) {
         const double v = x[base + ch * pixels + q];
@@ -63,11 +64,13 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
           }
         }
         const int64_t off = base + i * pixels;
-        for (int64_t q = 0; q < len; ++q) {
-          const float d = static_cast<float>(p.k + p.a * sum[q]);
-          if (q >= own0 && q < own1) denoms[off + q] = d;
-          t[q] = x[off + q] * (tq ? lrn_inv_pow<true>(d, beta) : lrn_inv_pow<false>(d, beta));
-        }
+        // Branch-free loops (they vectorise): the band's denoms into dband, its own rows copied out.
+        for (int64_t q = 0; q < len; ++q) dband[q] = static_cast<float>(p.k + p.a * sum[q]);
+        if (tq)
+          for (int64_t q = 0; q < len; ++q) t[q] = x[off + q] * lrn_inv_pow<true>(dband[q], beta);
+        else
+          for (int64_t q = 0; q < len; ++q) t[q] = x[off + q] * lrn_inv_pow<false>(dband[q], beta);
+        std::copy(dband.begin(), dband.begin() + own1, denoms + off);
         // max_pool.cpp's loop on the band: row-major window scan, strict >, first NaN wins.
         const int64_t plane = ni * c + i;
         for (int64_t oy = o0; oy < o1; ++oy) {

@@ -72,11 +72,13 @@ class Net:
         fuse: run a layer and its only consumer as one layer where the layer's type fuses them
             (:meth:`~alexnet_ext.nn.layers.Layer.fuse`: response norm + max pool). The results
             are the same bits; the intermediate tensor is then not kept (:meth:`output`
-            computes it on demand).
+            computes it on demand). ``"auto"`` (default): on GPUs, where the fusion saves
+            memory traffic; not on the CPU, where recomputing the normalised maps in the
+            backward costs more than reading them (docs/PERF.md). True / False: always / never.
     """
 
     def __init__(self, spec: ModelSpec, *, split_columns: bool = False, devices=("cpu",),
-                 seed: int = 0, fuse: bool = True):
+                 seed: int = 0, fuse="auto"):
         self.spec = spec
         self.split = bool(split_columns) and spec.columns > 1
         ncols = spec.columns if self.split else 1
@@ -93,7 +95,9 @@ class Net:
         self._canonical = {}          # canonical param name -> shape
         self._fused_away = {}         # tensor name -> the fused layer that skips it
         self._build()
-        if fuse:
+        if fuse not in ("auto", True, False):
+            raise ValueError(f"fuse: expected 'auto', True or False, got {fuse!r}")
+        if fuse is True or (fuse == "auto" and D.is_cuda(self.devices[0])):
             self._fuse()
         self.params: list[Param] = [p for layer in self.layers for p in layer.params]
         self._params_by_device = {d: [p for p in self.params if p.device == d]
