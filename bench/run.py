@@ -168,6 +168,40 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
         entry("relu1.bprop", c1, ["relu_undo"], lambda: ops.relu_undo(g1, a1, out=r_grad),
               lambda: aten.threshold_backward(tg1, ta, 0.0), nbytes=3 * nb)
 
+    # norm1 -> pool1 fused: x read and denoms written (2 full-size tensors) instead of the pair's
+    # 4 (x read, y and denoms written, y read back); the undo reads no y (see PERF.md).
+    if want("norm1+pool1."):
+        c1 = f"{n}x" + "x".join(map(str, S.NORM1))
+        hf = np.maximum(_f32(rng, (n, *S.NORM1)), 0)
+        af = put(hf)
+        pf, swf, _ = ops.response_norm_max_pool(af, **S.LRN, pool_size=S.POOL["size"],
+                                                pool_stride=S.POOL["stride"])
+        hgpf = _f32(rng, pf.shape)
+        gpf = put(hgpf)
+        small = 4 * np.prod(pf.shape) + np.dtype(swf.dtype).itemsize * np.prod(pf.shape)
+        lrn_f = (torch.nn.LocalResponseNorm(S.LRN["size"], alpha=S.LRN["alpha"] * S.LRN["size"],
+                                            beta=S.LRN["beta"], k=S.LRN["k"]) if torch else None)
+        taf, tgpf = (T(hf), T(hgpf)) if torch else (None, None)
+        fwd = lambda: ops.response_norm_max_pool(af, **S.LRN, pool_size=S.POOL["size"],
+                                                 pool_stride=S.POOL["stride"])
+
+        def fused_fb():
+            _, s_, d_ = fwd()
+            return ops.response_norm_max_pool_undo(gpf, s_, af, d_, **S.LRN,
+                                                   pool_size=S.POOL["size"],
+                                                   pool_stride=S.POOL["stride"])
+
+        def t_lrn_pool_fb():
+            t = taf.clone().requires_grad_()
+            F.max_pool2d(lrn_f(t), S.POOL["size"], S.POOL["stride"]).backward(tgpf)
+
+        pair = f"{c1} n{S.LRN['size']} {S.POOL['size']}/{S.POOL['stride']}"
+        entry("norm1+pool1.fprop", pair, ["response_norm_max_pool"], fwd,
+              lambda: F.max_pool2d(lrn_f(taf), S.POOL["size"], S.POOL["stride"],
+                                   return_indices=True), nbytes=2 * hf.nbytes + small)
+        entry("norm1+pool1.fprop+bprop", pair,
+              ["response_norm_max_pool", "response_norm_max_pool_undo"], fused_fb, t_lrn_pool_fb,
+              nbytes=2 * hf.nbytes + 2 * small + 5 * hf.nbytes)
     if want("fc6."):
         d_in, d_out = S.FC["fc6"]
         hx6, hw6 = _f32(rng, (n, d_in)), _f32(rng, (d_out, d_in), 0.01)

@@ -62,7 +62,9 @@ namespace cpu {
 // y, denoms: outputs of the shape of x, (n, c, pixels) with pixels = H*W.
 void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
                    const ResponseNormParams& p);
-// grad_x: output; grad_y, x, y, denoms are what response_norm read and wrote.
+// grad_x: output; grad_y, x, y, denoms are what response_norm read and wrote. y may be null: it
+// is then recomputed as x * denoms^(-beta), bit for bit the y the forward wrote (the undo of
+// response_norm_max_pool.h, whose forward never stores y).
 void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
                         float* grad_x, int64_t n, int64_t c, int64_t pixels,
                         const ResponseNormParams& p);
@@ -73,16 +75,12 @@ void response_norm_undo(const float* grad_y, const float* x, const float* y, con
 // thread per pixel column walks the channels with the running double sum, one fused pass over
 // memory each way (forward: 3 tensors of traffic, undo: 5).
 //
-// Fusing with the next op (not implemented yet). In AlexNet LRN is followed by 3x3/2 max pooling
-// (norm1 -> pool1, norm2 -> pool2). A fused forward would give each block a tile of pooled
-// outputs for one image plus the input rows and columns their windows cover (one extra row and
-// column of halo for the overlapping 3x3/2 windows), walk the channels exactly as here with a
-// running sum per input pixel, normalise each channel of the tile into shared memory, max-pool it
-// at once and write only the pooled y, the switches and denoms: the full-size LRN output is
-// never written nor read back (2 of the 5 full-size tensors of traffic of the unfused pair). The
-// fused undo would gather grad_y of the pool through the switches into the tile (as max_pool_undo
-// does), then run this undo on it, recomputing the LRN output it needs as x * denoms^(-beta)
-// instead of reading it.
+// Fusing with the next op (AlexNet's norm1 -> pool1, norm2 -> pool2): response_norm_max_pool.h
+// does this forward and the 3x3/2 max pool in one pass over tiles of pooled outputs with their
+// halo, writing only the pooled values, switches and denoms. Its undo is max_pool_undo, then
+// response_norm_undo with y = null, recomputing the LRN output as x * denoms^(-beta) instead of
+// reading it. Not done: a fused undo gathering the pool's gradient through the switches into
+// the tile, which would also skip writing and reading the full-size pool gradient.
 namespace cuda {
 void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
                    const ResponseNormParams& p, cudaStream_t stream);

@@ -137,6 +137,16 @@ def make_call(rng, A):
         y, d = ops.response_norm(x, **kw_)
         yy, dd = f32(shape, fill=y), f32(shape, fill=d)
         return name, [f32(shape), x, yy, dd], kw_, ()
+    if name in ("response_norm_max_pool", "response_norm_max_pool_undo"):
+        n, c, h, w, k, s, p, ceil, ho, wo = _pool_geo(rng)
+        kw_ = dict(size=int(rng.integers(1, 7)), k=2.0, alpha=1e-3, beta=0.75)
+        if name == "response_norm_max_pool":
+            return name, [f32((n, c, h, w))], dict(kw_, pool_size=k, pool_stride=s,
+                                                   pool_padding=p, ceil_mode=ceil), ()
+        sw = A.new((n, c, ho, wo), pick(rng, [np.int32, np.int64]),
+                   fill=rng.integers(0, h * w, (n, c, ho, wo)))
+        d = f32((n, c, h, w), fill=2.0 + rng.random((n, c, h, w)))
+        return name, [f32((n, c, ho, wo)), sw, f32((n, c, h, w)), d], kw_, ()
     shape = tuple(int(v) for v in rng.integers(1, 5, int(rng.integers(1, 4))))
     if name in ("relu", "add"):
         args = [f32(shape)] if name == "relu" else [f32(shape), f32(shape)]
@@ -199,8 +209,10 @@ OPS = ["filter_acts", "img_acts", "weight_acts", "conv_bias_grad", "max_pool", "
        "avg_pool", "avg_pool_undo", "response_norm", "response_norm_undo", "relu", "relu_undo",
        "add", "dropout", "dropout_undo", "softmax_log_loss", "softmax_log_loss_undo",
        "top_k_errors", "fc", "fc_undo", "sgd_update", "sgd_update_many", "philox4x32_10",
-       "conv_output_size", "pool_output_size", "switch_dtype", "normalize_batch"]
-GEOMETRY_KEYS = {"stride", "padding", "size", "image_size", "filter_size", "groups", "block", "ks"}
+       "conv_output_size", "pool_output_size", "switch_dtype", "normalize_batch",
+       "response_norm_max_pool", "response_norm_max_pool_undo"]
+GEOMETRY_KEYS = {"stride", "padding", "size", "image_size", "filter_size", "groups", "block", "ks",
+                 "pool_size", "pool_stride", "pool_padding"}
 ARRAY_KEYS = {"out", "bias", "mask_out", "grad_x_out", "grad_w_out", "grad_b_out", "offsets",
               "shift"}
 
@@ -235,7 +247,7 @@ def _bad_array(rng, A, a):
 
 def _bad_scalar(rng, key, v):
     if key in GEOMETRY_KEYS:
-        big = [BIG_OK] if key in ("stride", "padding") else []
+        big = [BIG_OK] if key in ("stride", "padding", "pool_stride", "pool_padding") else []
         choice = pick(rng, list(HUGE) + big)
         if isinstance(v, tuple) and v and rng.integers(2):
             t = list(v)

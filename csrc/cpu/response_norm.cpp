@@ -88,13 +88,23 @@ void response_norm_undo(const float* grad_y, const float* x, const float* y, con
     const int64_t base = ni * c * pixels + p0;
     double sum[kBlock];
     std::fill(sum, sum + len, 0.0);
-    // r[i] = grad_y[i] * y[i] / denoms[i], recomputed identically when channel i leaves.
-    auto r = [&](int64_t ch, int64_t q) {
+    // r[i] = grad_y[i] * y[i] / denoms[i], recomputed identically when channel i leaves. Without
+    // y, y[i] is recomputed as the forward computed it: x[i] * denoms[i]^(-beta), the same float.
+    auto r_read = [&](int64_t ch, int64_t q) {
       const int64_t o = base + ch * pixels + q;
       return double(grad_y[o]) * double(y[o]) / double(denoms[o]);
     };
-    auto add = [&](int64_t ch, double sign) {
-      for (int64_t q = 0; q < len; ++q) sum[q] += sign * r(ch, q);
+    auto r_recompute = [&](int64_t ch, int64_t q) {
+      const int64_t o = base + ch * pixels + q;
+      const float yo = x[o] * inv_pow(denoms[o], beta, tq);
+      return double(grad_y[o]) * double(yo) / double(denoms[o]);
+    };
+    auto r = [&](int64_t ch, int64_t q) { return y ? r_read(ch, q) : r_recompute(ch, q); };
+    auto add = [&](int64_t ch, double sign) {  // the choice hoisted: each loop vectorises
+      if (y)
+        for (int64_t q = 0; q < len; ++q) sum[q] += sign * r_read(ch, q);
+      else
+        for (int64_t q = 0; q < len; ++q) sum[q] += sign * r_recompute(ch, q);
     };
     for (int64_t i = 0; i < std::min(before, c); ++i) add(i, 1.0);
     for (int64_t j = 0; j < c; ++j) {

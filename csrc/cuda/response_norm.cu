@@ -121,9 +121,11 @@ lrn_undo(const float* __restrict__ grad_y, const float* __restrict__ x,
        t += stride) {
     const Column col = column(t, n, c, pixels, seg_len);
     // r[i] = grad_y[i] * y[i] / denoms[i]; recomputed identically when channel i leaves.
+    // Without y (response_norm_max_pool's undo), y[j] = x[j] * denoms[j]^(-beta), the forward's float.
     auto r = [&](int64_t j) {
       const int64_t o = col.base + j * pixels;
-      return __ddiv_rn(__dmul_rn(static_cast<double>(grad_y[o]), static_cast<double>(y[o])),
+      const float yo = y ? y[o] : __fmul_rn(x[o], lrn_inv_pow<kTQ>(denoms[o], beta));
+      return __ddiv_rn(__dmul_rn(static_cast<double>(grad_y[o]), static_cast<double>(yo)),
                        static_cast<double>(denoms[o]));
     };
     // Channel j receives from every i whose window holds j: i in [j - after, j + before].

@@ -17,6 +17,7 @@ namespace alexnet_ext::binding {
 void bind_conv(py::module_& cpu, py::module_* cuda);
 void bind_response_norm(py::module_& cpu, py::module_* cuda);
 void bind_max_pool(py::module_& cpu, py::module_* cuda);
+void bind_response_norm_max_pool(py::module_& cpu, py::module_* cuda);
 void bind_avg_pool(py::module_& cpu, py::module_* cuda);
 void bind_relu(py::module_& cpu, py::module_* cuda);
 void bind_add(py::module_& cpu, py::module_* cuda);
@@ -133,7 +134,8 @@ PYBIND11_MODULE(_core, m) {
   b::bind_cuda_array(cuda);
   cuda_ptr = &cuda;
 #endif
-  for (auto bind : {b::bind_conv, b::bind_response_norm, b::bind_max_pool, b::bind_avg_pool,
+  for (auto bind : {b::bind_conv, b::bind_response_norm, b::bind_max_pool,
+                    b::bind_response_norm_max_pool, b::bind_avg_pool,
                     b::bind_relu, b::bind_add, b::bind_dropout, b::bind_fc,
                     b::bind_softmax_log_loss, b::bind_sgd_update,
                     b::bind_normalize_batch})

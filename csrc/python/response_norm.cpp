@@ -9,10 +9,10 @@
 
 namespace alexnet_ext::binding {
 
-namespace {
-
-// The op's parameter check; alexnet_ext.ops.response_norm says the same with better messages.
-ResponseNormParams params(int64_t size, double k, double alpha, double beta, bool alpha_over_size) {
+// The op's parameter check (also response_norm_max_pool's); alexnet_ext.ops.response_norm says
+// the same with better messages.
+ResponseNormParams response_norm_params(int64_t size, double k, double alpha, double beta,
+                                        bool alpha_over_size) {
   if (size < 1) throw py::value_error("size: expected an int >= 1, got " + std::to_string(size));
   if (size > kGeometryMax) throw py::value_error("size: expected an int < 2^31");
   if (!(std::isfinite(k) && k >= std::numeric_limits<float>::min()))
@@ -22,12 +22,10 @@ ResponseNormParams params(int64_t size, double k, double alpha, double beta, boo
   return ResponseNormParams{size, k, alpha_over_size ? alpha / double(size) : alpha, beta};
 }
 
-}  // namespace
-
 void bind_response_norm(py::module_& m, py::module_* cuda) {
   def_op(m, cuda, "response_norm", [](View x, View y, View denoms, int64_t size, double k,
                                       double alpha, double beta, bool alpha_over_size) {
-    const ResponseNormParams p = params(size, k, alpha, beta, alpha_over_size);
+    const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
     expect_ndim(x, 4, "x", "(N, C, H, W)");
     const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
     expect_shape(y, {n, c, h, w}, "y");
@@ -44,7 +42,7 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
   def_op(m, cuda, "response_norm_undo", [](View grad_y, View x, View y, View denoms, View grad_x,
                                            int64_t size, double k, double alpha, double beta,
                                            bool alpha_over_size) {
-    const ResponseNormParams p = params(size, k, alpha, beta, alpha_over_size);
+    const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
     expect_ndim(grad_y, 4, "grad_y", "(N, C, H, W)");
     const int64_t n = grad_y.shape[0], c = grad_y.shape[1], h = grad_y.shape[2], w = grad_y.shape[3];
     for (auto [a, name] : {std::pair{&x, "x"}, {&y, "y"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}})

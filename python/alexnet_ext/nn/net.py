@@ -69,10 +69,16 @@ class Net:
         split_columns: build one subgraph per column (only for models with ``columns > 1``).
         devices: device of each column (cycled when shorter than the column count).
         seed: initialisation seed (weights ~ N(0, init_std), biases = init_bias).
+        fuse: run a layer and its only consumer as one layer where the layer's type fuses them
+            (:meth:`~alexnet_ext.nn.layers.Layer.fuse`: response norm + max pool). The results
+            are the same bits; the intermediate tensor is then not kept (:meth:`output`
+            computes it on demand). ``"auto"`` (default): on GPUs, where the fusion saves
+            memory traffic; not on the CPU, where recomputing the normalised maps in the
+            backward costs more than reading them (docs/PERF.md). True / False: always / never.
     """
 
     def __init__(self, spec: ModelSpec, *, split_columns: bool = False, devices=("cpu",),
-                 seed: int = 0):
+                 seed: int = 0, fuse="auto"):
         self.spec = spec
         self.split = bool(split_columns) and spec.columns > 1
         ncols = spec.columns if self.split else 1
@@ -87,7 +93,12 @@ class Net:
         self.tensors: dict[str, Tensor] = {}
         self._transfers = {}
         self._canonical = {}          # canonical param name -> shape
+        self._fused_away = {}         # tensor name -> the fused layer that skips it
         self._build()
+        if fuse not in ("auto", True, False):
+            raise ValueError(f"fuse: expected 'auto', True or False, got {fuse!r}")
+        if fuse is True or (fuse == "auto" and D.is_cuda(self.devices[0])):
+            self._fuse()
         self.params: list[Param] = [p for layer in self.layers for p in layer.params]
         self._params_by_device = {d: [p for p in self.params if p.device == d]
                                   for d in dict.fromkeys(self.devices)}
@@ -129,6 +140,30 @@ class Net:
         # Backward must produce a tensor's gradient when some parameter lies upstream of it.
         for layer in self.layers:
             layer.output.needs_grad = bool(layer.params) or any(t.needs_grad for t in layer.inputs)
+
+    def _fuse(self):
+        """Replace each layer whose output has exactly one reader by the layer its type fuses
+        the pair into, if any. The fused layer takes the producer's place: its input is ready
+        there, and every reader of its output comes after the consumer's place, so the forward
+        order and (reversed) the backward order stay valid."""
+        readers = {}
+        for layer in self.layers:
+            for t in layer.inputs:
+                readers.setdefault(t.name, []).append(layer)
+        gone, layers = set(), []
+        for layer in self.layers:
+            if id(layer) in gone:
+                continue
+            users = readers.get(layer.output.name, [])
+            fused = layer.fuse(users[0]) if len(users) == 1 and users[0] is not self.cost else None
+            if fused is None:
+                layers.append(layer)
+                continue
+            fused.output.needs_grad = users[0].output.needs_grad
+            gone.add(id(users[0]))
+            self._fused_away[layer.output.name] = fused
+            layers.append(fused)
+        self.layers = layers
 
     # ---- parameters --------------------------------------------------------------------------
 
@@ -236,11 +271,19 @@ class Net:
         for layer in self.layers:
             if layer is self.cost and labels is None:
                 break
-            layer.forward(ctx)
-            if stop is not None:
-                stop.discard(layer.output.name)
-                if not stop:
-                    break
+            parts = getattr(layer, "parts", ())
+            if stop is not None and any(p.output.name in stop for p in parts):
+                steps = parts        # asked for a fused-away tensor: run the pair unfused
+            else:
+                steps = (layer,)
+            for step_layer in steps:
+                step_layer.forward(ctx)
+                if stop is not None:
+                    stop.discard(step_layer.output.name)
+                    if not stop:
+                        break
+            if stop is not None and not stop:
+                break
         return ctx.loss
 
     @property
@@ -253,6 +296,11 @@ class Net:
         """The last forward pass's value of model tensor ``name``, columns concatenated."""
         if name not in self._parts:
             raise ValueError(f"no tensor {name!r} in model '{self.spec.name}'")
+        for t in self._parts[name]:
+            if t.value is None and t.name in self._fused_away and getattr(self, "_ctx", None):
+                # skipped by a fused layer: computed now by the first layer of the pair, from
+                # its input (kept), as the unfused net would have
+                self._fused_away[t.name].parts[0].forward(self._ctx)
         vals = [D.to_host(t.value) for t in self._parts[name]]
         return vals[0] if len(vals) == 1 else np.concatenate(vals, axis=1)
 

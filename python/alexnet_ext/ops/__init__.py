@@ -17,6 +17,7 @@ from .max_pool import max_pool, max_pool_undo, switch_dtype
 from .normalize_batch import normalize_batch
 from .relu import relu, relu_undo
 from .response_norm import response_norm, response_norm_undo
+from .response_norm_max_pool import response_norm_max_pool, response_norm_max_pool_undo
 from .sgd_update import sgd_update, sgd_update_many
 from .softmax_log_loss import softmax_log_loss, softmax_log_loss_undo, top_k_errors
 
@@ -41,6 +42,8 @@ __all__ = [
     "relu_undo",
     "response_norm",
     "response_norm_undo",
+    "response_norm_max_pool",
+    "response_norm_max_pool_undo",
     "sgd_update",
     "sgd_update_many",
     "softmax_log_loss",

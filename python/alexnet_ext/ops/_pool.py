@@ -26,23 +26,23 @@ def pool_output_size(size: int, window: int, stride: int, padding: int = 0,
     return out
 
 
-def params(size, stride, padding, ceil_mode):
-    """Checked (kh, kw, sh, sw, ph, pw, ceil_mode)."""
-    kh, kw = V.int_pair(size, "size", 1)
-    sh, sw = V.int_pair(stride, "stride", 1)
-    ph, pw = V.int_pair(padding, "padding", 0)
+def params(size, stride, padding, ceil_mode, names=("size", "stride", "padding")):
+    """Checked (kh, kw, sh, sw, ph, pw, ceil_mode); ``names``: the arguments' names in messages."""
+    kh, kw = V.int_pair(size, names[0], 1)
+    sh, sw = V.int_pair(stride, names[1], 1)
+    ph, pw = V.int_pair(padding, names[2], 0)
     if not isinstance(ceil_mode, (bool, np.bool_)):
         raise TypeError(f"ceil_mode: expected a bool, got {type(ceil_mode).__name__}")
     if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(f"padding: expected at most half the window on each axis "
+        raise ValueError(f"{names[2]}: expected at most half the window on each axis "
                          f"(<= ({kh // 2}, {kw // 2}) for a {kh}x{kw} window), got ({ph}, {pw})")
     return kh, kw, sh, sw, ph, pw, bool(ceil_mode)
 
 
-def geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode):
+def geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, size_name="size"):
     """The geometry the pooling kernels take (``_core.PoolGeometry``, fields as in csrc/pool.h)."""
     if kh > h + 2 * ph or kw > w + 2 * pw:
-        raise ValueError(f"size: a {kh}x{kw} window is larger than the padded input "
+        raise ValueError(f"{size_name}: a {kh}x{kw} window is larger than the padded input "
                          f"{h + 2 * ph}x{w + 2 * pw} ({h}x{w} with padding ({ph}, {pw}))")
     ho = pool_output_size(h, kh, sh, ph, ceil_mode)
     wo = pool_output_size(w, kw, sw, pw, ceil_mode)

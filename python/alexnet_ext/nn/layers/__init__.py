@@ -9,10 +9,10 @@ from .weighted import Weighted
 from .conv import Conv
 from .fc import FC
 from .relu import ReLU
-from .lrn import LRN
+from .lrn import LRN, LRNMaxPool
 from .pool import Pool
 from .dropout import Dropout
 from .softmax import Softmax
 
 __all__ = ["LAYER_TYPES", "register", "emit_grad", "Tensor", "Param", "Layer", "Weighted",
-           "Conv", "FC", "ReLU", "LRN", "Pool", "Dropout", "Softmax", "Transfer"]
+           "Conv", "FC", "ReLU", "LRN", "LRNMaxPool", "Pool", "Dropout", "Softmax", "Transfer"]

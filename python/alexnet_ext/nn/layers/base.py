@@ -12,6 +12,8 @@ everything about its type, in the order a model goes through them:
   (for the memory estimate of :meth:`~alexnet_ext.nn.spec.ModelSpec.memory`);
 * :meth:`Layer.build` (class method) -- the merged or per-column layers of a
   :class:`~alexnet_ext.nn.net.Net`;
+* :meth:`Layer.fuse` -- one layer doing this one and its only consumer (response norm + max
+  pool), which the net runs instead of the pair;
 * ``forward(ctx)`` / ``backward(ctx)`` -- the computation, one op call each way.
 
 The defaults suit a layer that maps one input to an output laid out like it (ReLU): a new type
@@ -174,6 +176,12 @@ class Layer:
     def from_spec(cls, L, name, src, out, part: int, parts: int):
         """The layer for block ``part`` of ``parts`` of the input (see :meth:`build`)."""
         return cls(name, [src], out)
+
+    def fuse(self, consumer: "Layer") -> "Layer | None":
+        """One layer doing this layer and ``consumer``, the only layer that reads its output, or
+        None (the default: no fusion). The net builder calls it once the graph is built; the
+        fused layer keeps the pair in ``parts`` (see :class:`~.lrn.LRNMaxPool`)."""
+        return None
 
     # ---- running -----------------------------------------------------------------------------
 

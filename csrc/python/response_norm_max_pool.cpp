@@ -1,0 +1,60 @@
+// Binding of response norm + max pool (response_norm_max_pool.h) for NumPy arrays and
+// DeviceArrays: the fused forward, and the LRN half of its undo (response_norm_undo recomputing
+// y from x and denoms; the pool half is max_pool_undo). Checks: the pooling ops' geometry check
+// and the response norm parameter check, shared with those ops' bindings.
+#include <limits>
+#include <string>
+
+#include "python/view.h"
+#include "response_norm_max_pool.h"
+
+namespace alexnet_ext::binding {
+
+void check_pool(const PoolGeometry& g);  // python/max_pool.cpp
+ResponseNormParams response_norm_params(int64_t size, double k, double alpha, double beta,
+                                        bool alpha_over_size);  // python/response_norm.cpp
+
+void bind_response_norm_max_pool(py::module_& m, py::module_* cuda) {
+  def_op(m, cuda, "response_norm_max_pool", [](View x, View pooled, View switches, View denoms,
+                                               const PoolGeometry& g, int64_t size, double k,
+                                               double alpha, double beta, bool alpha_over_size) {
+    const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
+    check_pool(g);
+    expect_shape(x, {g.n, g.c, g.h, g.w}, "x");
+    expect_shape(denoms, {g.n, g.c, g.h, g.w}, "denoms");
+    expect_shape(pooled, {g.n, g.c, g.ho, g.wo}, "pooled");
+    expect_shape(switches, {g.n, g.c, g.ho, g.wo}, "switches");
+    Place at({&x, &pooled, &switches, &denoms});
+    const float* xp = x.data<float>("x");
+    float *yp = pooled.mut<float>("pooled"), *dp = denoms.mut<float>("denoms");
+    with_index(switches, "switches", true, [&](auto* s) {
+      using I = std::remove_pointer_t<decltype(s)>;
+      if (g.h * g.w - 1 > static_cast<int64_t>(std::numeric_limits<I>::max()))
+        throw py::value_error("switches: int32 cannot index a plane of more than 2^31 - 1 pixels");
+      ALEXNET_EXT_DISPATCH(at, cpu::response_norm_max_pool<I>(xp, yp, s, dp, g, p),
+                           cuda::response_norm_max_pool(xp, yp, s, dp, g, p, stream));
+    });
+  }, py::arg("x"), py::arg("pooled"), py::arg("switches"), py::arg("denoms"), py::arg("geometry"),
+     py::arg("size"), py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
+
+  // grad_norm: the gradient w.r.t. the (unstored) LRN output, max_pool_undo's result.
+  def_op(m, cuda, "response_norm_max_pool_undo", [](View grad_norm, View x, View denoms,
+                                                    View grad_x, int64_t size, double k,
+                                                    double alpha, double beta,
+                                                    bool alpha_over_size) {
+    const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
+    expect_ndim(x, 4, "x", "(N, C, H, W)");
+    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+    for (auto [a, name] : {std::pair{&grad_norm, "grad_norm"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}})
+      expect_shape(*a, {n, c, h, w}, name);
+    Place at({&grad_norm, &x, &denoms, &grad_x});
+    const float *gy = grad_norm.data<float>("grad_norm"), *xp = x.data<float>("x");
+    const float* dp = denoms.data<float>("denoms");
+    float* gx = grad_x.mut<float>("grad_x");
+    ALEXNET_EXT_DISPATCH(at, cpu::response_norm_undo(gy, xp, nullptr, dp, gx, n, c, h * w, p),
+                         cuda::response_norm_undo(gy, xp, nullptr, dp, gx, n, c, h * w, p, stream));
+  }, py::arg("grad_norm"), py::arg("x"), py::arg("denoms"), py::arg("grad_x"), py::arg("size"),
+     py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
+}
+
+}  // namespace alexnet_ext::binding
