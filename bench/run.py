@@ -187,9 +187,7 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
 
         def fused_fb():
             _, s_, d_ = fwd()
-            return ops.response_norm_max_pool_undo(gpf, s_, af, d_, **S.LRN,
-                                                   pool_size=S.POOL["size"],
-                                                   pool_stride=S.POOL["stride"])
+            return ops.response_norm_max_pool_undo(gpf, s_, af, d_, **S.LRN)
 
         def t_lrn_pool_fb():
             t = taf.clone().requires_grad_()
