@@ -287,3 +287,6 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream, A.
   if (!ok) return;
   emu::enqueue(stream, [=] { emu::run_grid(grid, block, [&] { kernel(args...); }); });
 }
+
+// Tensor-core warp instructions (mma.sync, ldmatrix) and the tf32/bf16 conversions.
+#include "mma_emu.h"

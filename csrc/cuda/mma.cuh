@@ -1,0 +1,179 @@
+// Tensor-core building blocks for the conv kernels (sm_80+): warp-wide mma.sync, ldmatrix and
+// the fp32 -> tf32/bf16 conversions, each one inline-PTX instruction under nvcc.
+//   - mma_m16n8k8_tf32:  D(16x8) = A(16x8, row) * B(8x8, col) + C, tf32 operands, fp32 accumulate
+//   - mma_m16n8k16_bf16: D(16x8) = A(16x16, row) * B(16x8, col) + C, bf16 pairs, fp32 accumulate
+//   - ldmatrix_x{1,2,4}[_trans]: 1, 2 or 4 8x8 b16 matrices from shared memory
+// Fragment layouts (which lane and register holds which element) are those of the PTX ISA,
+// "Matrix fragments for mma.m16n8k8" / "mma.m16n8k16" and the ldmatrix figures; they are
+// written out in tools/cuda_emu/mma_emu.h and checked by tests/test_mma_layouts.py. All 32
+// lanes of a warp must call each warp function (converged, as .sync.aligned requires).
+// Under ALEXNET_EXT_CUDA_EMULATION each function is the emulator's warp collective
+// (tools/cuda_emu/mma_emu.h, which states its arithmetic model: an emulated mma rounds once,
+// real tensor cores do not, so kernel tests compare against references with error bounds).
+// Before sm_80 the warp functions trap: the dispatcher must not select tensor-core kernels there.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace alexnet_ext::cuda {
+
+// ----------------------------------------------------------------------------- conversions
+// fp32 -> tf32 (cvt.rna.tf32.f32): round to nearest, ties away from zero; the result is fp32
+// bits with the low 13 mantissa bits zero (a valid float, and an mma tf32 operand).
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  return emu::cvt_rna_tf32(x);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+#else
+  __trap();
+  return 0;
+#endif
+}
+
+// Two fp32 -> one register of two bf16 (cvt.rn.bf16x2.f32): round to nearest even, `lo` in
+// bits 0-15 (the element with the lower index in a fragment), `hi` in bits 16-31.
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  return static_cast<uint32_t>(emu::cvt_rn_bf16(lo)) |
+         static_cast<uint32_t>(emu::cvt_rn_bf16(hi)) << 16;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint32_t r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));  // first source: upper half
+  return r;
+#else
+  __trap();
+  return 0;
+#endif
+}
+
+// bf16 bits <-> fp32 on host and device (no cuda_bf16.h). float_to_bf16_bits: round to nearest
+// even, overflow to infinity, NaN -> canonical NaN 0x7fff (as the emulated cvt).
+__host__ __device__ __forceinline__ float bf16_bits_to_float(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+__host__ __device__ __forceinline__ uint16_t float_to_bf16_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  const uint32_t u = __float_as_uint(x);
+#else
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+#endif
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fffu;
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);  // RNE; carries are right
+}
+
+// ----------------------------------------------------------------------------- mma.sync
+// a, b: tf32 bits (to_tf32; the hardware ignores the low 13 bits of unconverted fp32 bits).
+__device__ __forceinline__ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4],
+                                                 const uint32_t b[2], const float c[4]) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::mma_warp<8>(d, a, b, c, "mma.sync.m16n8k8.tf32");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+        "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+  __trap();
+#endif
+}
+
+// a, b: bf16 pairs (pack_bf16x2 or ldmatrix), the lower-index element in the low half.
+__device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const uint32_t a[4],
+                                                  const uint32_t b[2], const float c[4]) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::mma_warp<16>(d, a, b, c, "mma.sync.m16n8k16.bf16");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
+        "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#else
+  __trap();
+#endif
+}
+
+// ----------------------------------------------------------------------------- ldmatrix
+// Lane i passes the shared-memory address of row i % 8 of matrix i / 8 (16 bytes, 16-byte
+// aligned); x1 reads lanes 0-7's addresses, x2 lanes 0-15, x4 all. Register j receives matrix j.
+// Like any shared-memory read of other threads' data, a __syncthreads/__syncwarp must order the
+// stores before it (the asm has no memory clobber, as CUTLASS's).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(ALEXNET_EXT_CUDA_EMULATION)
+#define ALEXNET_EXT_SMEM_ADDR(p) static_cast<unsigned>(__cvta_generic_to_shared(p))
+#endif
+
+__device__ __forceinline__ void ldmatrix_x1(uint32_t r[1], const void* smem_row) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::ldmatrix_warp(r, 1, false, smem_row, "ldmatrix.x1");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n"
+               : "=r"(r[0]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void* smem_row) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::ldmatrix_warp(r, 2, false, smem_row, "ldmatrix.x2");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem_row) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::ldmatrix_warp(r, 4, false, smem_row, "ldmatrix.x4");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void* smem_row) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::ldmatrix_warp(r, 2, true, smem_row, "ldmatrix.x2.trans");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* smem_row) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::ldmatrix_warp(r, 4, true, smem_row, "ldmatrix.x4.trans");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
+#else
+  __trap();
+#endif
+}
+
+#undef ALEXNET_EXT_SMEM_ADDR
+
+}  // namespace alexnet_ext::cuda

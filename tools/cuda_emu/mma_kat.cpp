@@ -1,0 +1,146 @@
+// Driver for the known-answer tests of the emulated tensor-core instructions
+// (tests/test_mma_layouts.py builds it with g++ against emu.cpp and feeds it data; the expected
+// answers live in the test, transcribed from the PTX ISA, not here). It runs one warp through
+// csrc/cuda/mma.cuh exactly as a kernel would and prints every lane's registers.
+//   mma_kat mma_tf32 | mma_bf16   stdin: 32 lines "a0 a1 a2 a3 b0 b1 c0 c1 c2 c3" (hex bits)
+//                                 stdout: 32 lines "d0 d1 d2 d3" (hex fp32 bits)
+//   mma_kat ldmatrix N T          N in {1,2,4}, T in {0,1} (.trans); stdin: 512 hex b16 words
+//                                 (1 KiB of shared memory), then 32 byte offsets (one per lane)
+//                                 stdout: 32 lines of N hex registers
+//   mma_kat cvt                   stdin: hex fp32 bits, one per line; stdout per input:
+//                                 "to_tf32 pack_bf16x2(x,0) pack_bf16x2(0,x) float_to_bf16_bits"
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda/mma.cuh"
+
+using namespace alexnet_ext::cuda;
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "mma_kat: %s failed: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+template <class T>
+T* to_device(const std::vector<T>& h) {
+  void* p = nullptr;
+  check(cudaMalloc(&p, h.size() * sizeof(T)), "cudaMalloc");
+  check(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
+  return static_cast<T*>(p);
+}
+
+template <class T>
+std::vector<T> to_host(const T* d, size_t n) {
+  std::vector<T> h(n);
+  check(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost), "cudaMemcpy");
+  return h;
+}
+
+std::vector<uint32_t> read_hex(size_t n) {
+  std::vector<uint32_t> v;
+  unsigned x;
+  while ((n == 0 || v.size() < n) && std::scanf("%x", &x) == 1) v.push_back(x);
+  if (n != 0 && v.size() != n) {
+    std::fprintf(stderr, "mma_kat: expected %zu hex words on stdin, got %zu\n", n, v.size());
+    std::exit(2);
+  }
+  return v;
+}
+
+// in: 32 x 10 words per lane; out: 32 x 4.
+template <bool kBf16>
+__global__ void mma_kernel(const uint32_t* in, uint32_t* out) {
+  const uint32_t* p = in + 10 * threadIdx.x;
+  const uint32_t a[4] = {p[0], p[1], p[2], p[3]}, b[2] = {p[4], p[5]};
+  float c[4], d[4];
+  for (int i = 0; i < 4; ++i) c[i] = __uint_as_float(p[6 + i]);
+  if (kBf16)
+    mma_m16n8k16_bf16(d, a, b, c);
+  else
+    mma_m16n8k8_tf32(d, a, b, c);
+  for (int i = 0; i < 4; ++i) out[4 * threadIdx.x + i] = __float_as_uint(d[i]);
+}
+
+// smem_image: 512 b16 words; offsets: 32 byte offsets into it.
+__global__ void ldmatrix_kernel(const uint16_t* smem_image, const uint32_t* offsets, int n,
+                                int trans, uint32_t* out) {
+  __shared__ __align__(16) uint16_t smem[512];
+  for (int i = threadIdx.x; i < 512; i += 32) smem[i] = smem_image[i];
+  __syncthreads();
+  const void* row = reinterpret_cast<const char*>(smem) + offsets[threadIdx.x];
+  uint32_t r[4] = {0, 0, 0, 0};
+  if (n == 1 && !trans) ldmatrix_x1(r, row);
+  if (n == 2 && !trans) ldmatrix_x2(r, row);
+  if (n == 4 && !trans) ldmatrix_x4(r, row);
+  if (n == 2 && trans) ldmatrix_x2_trans(r, row);
+  if (n == 4 && trans) ldmatrix_x4_trans(r, row);
+  for (int j = 0; j < n; ++j) out[n * threadIdx.x + j] = r[j];
+}
+
+// Conversions, 4 results per input.
+__global__ void cvt_kernel(const uint32_t* in, int count, uint32_t* out) {
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    const float x = __uint_as_float(in[i]);
+    out[4 * i + 0] = to_tf32(x);
+    out[4 * i + 1] = pack_bf16x2(x, 0.f);
+    out[4 * i + 2] = pack_bf16x2(0.f, x);
+    out[4 * i + 3] = float_to_bf16_bits(x);
+  }
+}
+
+void print_rows(const std::vector<uint32_t>& v, int per_row) {
+  for (size_t i = 0; i < v.size(); ++i)
+    std::printf("%08x%c", v[i], (i + 1) % per_row == 0 ? '\n' : ' ');
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string cmd = argc > 1 ? argv[1] : "";
+  uint32_t* out = nullptr;
+  if (cmd == "mma_tf32" || cmd == "mma_bf16") {
+    const uint32_t* in = to_device(read_hex(320));
+    check(cudaMalloc(reinterpret_cast<void**>(&out), 128 * 4), "cudaMalloc");
+    launch(cmd == "mma_bf16" ? mma_kernel<true> : mma_kernel<false>, dim3(1), dim3(32), nullptr,
+           in, out);
+    check(cudaDeviceSynchronize(), "kernel");
+    print_rows(to_host(out, 128), 4);
+  } else if (cmd == "ldmatrix" && argc == 4) {
+    const int n = std::atoi(argv[2]), trans = std::atoi(argv[3]);
+    if (!(n == 1 || n == 2 || n == 4) || (trans && n == 1)) {
+      std::fprintf(stderr, "mma_kat: ldmatrix N in {1,2,4}; .trans with 2 or 4\n");
+      return 2;
+    }
+    const std::vector<uint32_t> words = read_hex(512);
+    const std::vector<uint16_t> image(words.begin(), words.end());
+    const std::vector<uint32_t> offsets = read_hex(32);
+    const uint16_t* d_image = to_device(image);
+    const uint32_t* d_offsets = to_device(offsets);
+    check(cudaMalloc(reinterpret_cast<void**>(&out), 32 * n * 4), "cudaMalloc");
+    launch(ldmatrix_kernel, dim3(1), dim3(32), nullptr, d_image, d_offsets, n, trans, out);
+    check(cudaDeviceSynchronize(), "kernel");
+    print_rows(to_host(out, 32 * n), n);
+  } else if (cmd == "cvt") {
+    const std::vector<uint32_t> words = read_hex(0);
+    const int count = static_cast<int>(words.size());
+    if (count == 0) return 0;
+    const uint32_t* in = to_device(words);
+    check(cudaMalloc(reinterpret_cast<void**>(&out), 16 * words.size()), "cudaMalloc");
+    launch(cvt_kernel, dim3(1), dim3(32), nullptr, in, count, out);
+    check(cudaDeviceSynchronize(), "kernel");
+    print_rows(to_host(out, 4 * words.size()), 4);
+  } else {
+    std::fprintf(stderr, "usage: mma_kat mma_tf32|mma_bf16|cvt|ldmatrix N T  (data on stdin)\n");
+    return 2;
+  }
+  return 0;
+}
