@@ -7,6 +7,7 @@
 //   mma_kat ldmatrix N T          N in {1,2,4}, T in {0,1} (.trans); stdin: 512 hex b16 words
 //                                 (1 KiB of shared memory), then 32 byte offsets (one per lane)
 //                                 stdout: 32 lines of N hex registers
+//   mma_kat mma_partial           lane 31 skips the mma: must abort with a message
 //   mma_kat cvt                   stdin: hex fp32 bits, one per line; stdout per input:
 //                                 "to_tf32 pack_bf16x2(x,0) pack_bf16x2(0,x) float_to_bf16_bits"
 #include <cuda_runtime.h>
@@ -86,6 +87,16 @@ __global__ void ldmatrix_kernel(const uint16_t* smem_image, const uint32_t* offs
   for (int j = 0; j < n; ++j) out[n * threadIdx.x + j] = r[j];
 }
 
+// Lane 31 exits before the mma: the emulator must abort (a GPU would hang or be undefined).
+__global__ void partial_kernel(uint32_t* out) {
+  if (threadIdx.x == 31) return;
+  const uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+  const float c[4] = {0, 0, 0, 0};
+  float d[4];
+  mma_m16n8k8_tf32(d, a, b, c);
+  out[threadIdx.x] = __float_as_uint(d[0]);
+}
+
 // Conversions, 4 results per input.
 __global__ void cvt_kernel(const uint32_t* in, int count, uint32_t* out) {
   for (int i = threadIdx.x; i < count; i += blockDim.x) {
@@ -114,6 +125,11 @@ int main(int argc, char** argv) {
            in, out);
     check(cudaDeviceSynchronize(), "kernel");
     print_rows(to_host(out, 128), 4);
+  } else if (cmd == "mma_partial") {
+    check(cudaMalloc(reinterpret_cast<void**>(&out), 32 * 4), "cudaMalloc");
+    launch(partial_kernel, dim3(1), dim3(32), nullptr, out);
+    check(cudaDeviceSynchronize(), "kernel");
+    std::printf("no abort\n");
   } else if (cmd == "ldmatrix" && argc == 4) {
     const int n = std::atoi(argv[2]), trans = std::atoi(argv[3]);
     if (!(n == 1 || n == 2 || n == 4) || (trans && n == 1)) {
