@@ -35,9 +35,11 @@
 //     arithmetic (NaN stays NaN, inf*0 = NaN, inf - inf = NaN). Subnormals are kept.
 //   - cvt.rna.tf32.f32: finite x: add half an ulp of tf32 to the magnitude's bits and drop the
 //     low 13 bits (round to nearest, ties away from zero; a carry runs into the exponent and
-//     the largest finite values round to infinity). Inf and NaN: the low 13 bits are dropped
-//     (what the compiler emits for sm_80+, an integer add under an |x| < inf predicate and a
-//     mask), so a quiet NaN stays NaN.
+//     the largest finite values round to infinity). Inf and NaN: the low 13 bits are dropped,
+//     so a quiet NaN stays NaN. This is exactly the SASS nvcc 13 emits for sm_80 and sm_90 (an
+//     integer add of 0x1000 predicated on |x| < +INF, then a mask; tests/test_sass.py checks it).
+//     cvt.rn.bf16x2 is one hardware instruction (F2FP.BF16.F32.PACK_AB): its NaN output is not
+//     documented; the canonical NaN here is an assumption (CUDA's host-side conversion does it).
 //   - cvt.rn.bf16x2.f32 d, a, b: a to the upper half, b to the lower; round to nearest even,
 //     subnormals kept, overflow to infinity, NaN -> the canonical NaN 0x7fff (sign dropped).
 #pragma once
