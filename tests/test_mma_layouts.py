@@ -15,6 +15,7 @@ differently, which is why kernel tests use error bounds). Conversions: exact rat
 (ties away for tf32, to even for bf16) and, for bf16, torch's conversion as a second reference.
 """
 import math
+import os
 import shutil
 import struct
 import subprocess
@@ -34,7 +35,9 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (
 def kat(tmp_path_factory):
     """Runs the driver: kat(args, words) -> list of rows of ints (hex words on stdout)."""
     exe = tmp_path_factory.mktemp("mma_kat") / "mma_kat"
-    cmd = ["g++", "-std=c++20", "-O1", "-Wall", "-Wno-unknown-pragmas", "-pthread",
+    # MMA_KAT_CXXFLAGS: extra flags, e.g. "-fsanitize=address,undefined -g" for a sanitizer run
+    extra = os.environ.get("MMA_KAT_CXXFLAGS", "").split()
+    cmd = ["g++", "-std=c++20", "-O1", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-pthread", *extra,
            "-DALEXNET_EXT_WITH_CUDA=1", "-DALEXNET_EXT_CUDA_EMULATION=1",
            "-I", str(EMU), "-I", str(ROOT / "csrc"),
            str(EMU / "mma_kat.cpp"), str(EMU / "emu.cpp"), "-o", str(exe)]
@@ -376,6 +379,12 @@ def test_mma_missing_lane_aborts(kat):
     r = kat(["mma_partial"], [], expect_fail=True)
     assert r.returncode != 0
     assert "warp operation" in r.stderr
+
+
+def test_divergent_warp_instructions_abort(kat):
+    r = kat(["mixed"], [], expect_fail=True)
+    assert r.returncode != 0
+    assert "different warp instructions" in r.stderr
 
 
 # ---------------------------------------------------------------------------------------------

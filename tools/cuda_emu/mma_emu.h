@@ -172,13 +172,19 @@ class ExactSum {
 };
 
 // ----------------------------------------------------------------------------- warp plumbing
-// Deposits this lane's pointer, returns all 32 (full warp).
-inline void warp_gather_ptrs(const void* mine, const void** all, const char* op) {
+// Deposits this lane's pointer, returns all 32 (full warp). `tag` names the instruction and its
+// shape: lanes that meet here from different warp instructions (divergent code; undefined on a
+// GPU) abort instead of mixing their operands. Tag in bits 56-63 (user pointers are < 2^56).
+inline void warp_gather_ptrs(const void* mine, const void** all, const char* op, unsigned tag) {
+  const uint64_t p = reinterpret_cast<uint64_t>(mine);
+  if (p >> 56) mma_fail(op, "pointer with high bits set");
   uint64_t v[32];
-  warp_exchange(0xffffffffu, reinterpret_cast<uint64_t>(mine), v);
+  warp_exchange(0xffffffffu, p | static_cast<uint64_t>(tag) << 56, v);
   for (int l = 0; l < 32; ++l) {
     require_lane(0xffffffffu, l, op);
-    all[l] = reinterpret_cast<const void*>(v[l]);
+    if (v[l] >> 56 != tag)
+      mma_fail(op, "lanes of one warp are at different warp instructions (or shapes) at once");
+    all[l] = reinterpret_cast<const void*>(v[l] & ((uint64_t(1) << 56) - 1));
   }
 }
 inline void warp_done() {
@@ -200,7 +206,7 @@ inline void mma_warp(float d[4], const uint32_t a[4], const uint32_t b[2], const
   std::memcpy(mine.b, b, sizeof(mine.b));
   std::memcpy(mine.c, c, sizeof(mine.c));
   const void* p[32];
-  warp_gather_ptrs(&mine, p, op);
+  warp_gather_ptrs(&mine, p, op, K == 8 ? 1u : 2u);
   auto regs = [&](int lane) { return static_cast<const MmaRegs*>(p[lane]); };
   // Element (row, k) of A and (k, col) of B, from the lane and register that hold it.
   auto A = [&](int row, int k) -> double {
@@ -234,7 +240,7 @@ inline void mma_warp(float d[4], const uint32_t a[4], const uint32_t b[2], const
 // ldmatrix .m8n8 .b16, `n` matrices: lane l (l < 8n) supplies row l%8 of matrix l/8.
 inline void ldmatrix_warp(uint32_t* r, int n, bool trans, const void* row_addr, const char* op) {
   const void* p[32];
-  warp_gather_ptrs(row_addr, p, op);
+  warp_gather_ptrs(row_addr, p, op, 16u + 2u * static_cast<unsigned>(n) + (trans ? 1u : 0u));
   for (int l = 0; l < 8 * n; ++l)
     if (p[l] == nullptr || reinterpret_cast<uintptr_t>(p[l]) % 16 != 0)
       mma_fail(op, "a row address is null or not 16-byte aligned");

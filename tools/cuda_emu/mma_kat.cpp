@@ -8,6 +8,7 @@
 //                                 (1 KiB of shared memory), then 32 byte offsets (one per lane)
 //                                 stdout: 32 lines of N hex registers
 //   mma_kat mma_partial           lane 31 skips the mma: must abort with a message
+//   mma_kat mixed                 half the warp at ldmatrix, half at mma: must abort
 //   mma_kat cvt                   stdin: hex fp32 bits, one per line; stdout per input:
 //                                 "to_tf32 pack_bf16x2(x,0) pack_bf16x2(0,x) float_to_bf16_bits"
 #include <cuda_runtime.h>
@@ -31,10 +32,18 @@ void check(cudaError_t e, const char* what) {
   }
 }
 
+std::vector<void*> allocations;  // freed at exit (LeakSanitizer runs)
+
+void* device_alloc(size_t bytes) {
+  void* p = nullptr;
+  check(cudaMalloc(&p, bytes), "cudaMalloc");
+  allocations.push_back(p);
+  return p;
+}
+
 template <class T>
 T* to_device(const std::vector<T>& h) {
-  void* p = nullptr;
-  check(cudaMalloc(&p, h.size() * sizeof(T)), "cudaMalloc");
+  void* p = device_alloc(h.size() * sizeof(T));
   check(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy");
   return static_cast<T*>(p);
 }
@@ -97,6 +106,20 @@ __global__ void partial_kernel(uint32_t* out) {
   out[threadIdx.x] = __float_as_uint(d[0]);
 }
 
+// Half the warp at an ldmatrix, half at an mma: the emulator must abort.
+__global__ void mixed_kernel(uint32_t* out) {
+  __shared__ __align__(16) uint16_t smem[256];
+  const uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+  const float c[4] = {0, 0, 0, 0};
+  float d[4] = {0, 0, 0, 0};
+  uint32_t r[4] = {0, 0, 0, 0};
+  if (threadIdx.x < 16)
+    ldmatrix_x4(r, &smem[8 * threadIdx.x]);
+  else
+    mma_m16n8k8_tf32(d, a, b, c);
+  out[threadIdx.x] = r[0] + __float_as_uint(d[0]);
+}
+
 // Conversions, 4 results per input.
 __global__ void cvt_kernel(const uint32_t* in, int count, uint32_t* out) {
   for (int i = threadIdx.x; i < count; i += blockDim.x) {
@@ -120,14 +143,19 @@ int main(int argc, char** argv) {
   uint32_t* out = nullptr;
   if (cmd == "mma_tf32" || cmd == "mma_bf16") {
     const uint32_t* in = to_device(read_hex(320));
-    check(cudaMalloc(reinterpret_cast<void**>(&out), 128 * 4), "cudaMalloc");
+    out = static_cast<uint32_t*>(device_alloc(128 * 4));
     launch(cmd == "mma_bf16" ? mma_kernel<true> : mma_kernel<false>, dim3(1), dim3(32), nullptr,
            in, out);
     check(cudaDeviceSynchronize(), "kernel");
     print_rows(to_host(out, 128), 4);
   } else if (cmd == "mma_partial") {
-    check(cudaMalloc(reinterpret_cast<void**>(&out), 32 * 4), "cudaMalloc");
+    out = static_cast<uint32_t*>(device_alloc(32 * 4));
     launch(partial_kernel, dim3(1), dim3(32), nullptr, out);
+    check(cudaDeviceSynchronize(), "kernel");
+    std::printf("no abort\n");
+  } else if (cmd == "mixed") {
+    out = static_cast<uint32_t*>(device_alloc(32 * 4));
+    launch(mixed_kernel, dim3(1), dim3(32), nullptr, out);
     check(cudaDeviceSynchronize(), "kernel");
     std::printf("no abort\n");
   } else if (cmd == "ldmatrix" && argc == 4) {
@@ -141,7 +169,7 @@ int main(int argc, char** argv) {
     const std::vector<uint32_t> offsets = read_hex(32);
     const uint16_t* d_image = to_device(image);
     const uint32_t* d_offsets = to_device(offsets);
-    check(cudaMalloc(reinterpret_cast<void**>(&out), 32 * n * 4), "cudaMalloc");
+    out = static_cast<uint32_t*>(device_alloc(32 * n * 4));
     launch(ldmatrix_kernel, dim3(1), dim3(32), nullptr, d_image, d_offsets, n, trans, out);
     check(cudaDeviceSynchronize(), "kernel");
     print_rows(to_host(out, 32 * n), n);
@@ -150,7 +178,7 @@ int main(int argc, char** argv) {
     const int count = static_cast<int>(words.size());
     if (count == 0) return 0;
     const uint32_t* in = to_device(words);
-    check(cudaMalloc(reinterpret_cast<void**>(&out), 16 * words.size()), "cudaMalloc");
+    out = static_cast<uint32_t*>(device_alloc(16 * words.size()));
     launch(cvt_kernel, dim3(1), dim3(32), nullptr, in, count, out);
     check(cudaDeviceSynchronize(), "kernel");
     print_rows(to_host(out, 4 * words.size()), 4);
@@ -158,5 +186,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: mma_kat mma_tf32|mma_bf16|cvt|ldmatrix N T  (data on stdin)\n");
     return 2;
   }
+  for (void* p : allocations) check(cudaFree(p), "cudaFree");
   return 0;
 }
