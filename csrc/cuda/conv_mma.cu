@@ -117,7 +117,9 @@ __device__ __forceinline__ void warp_mma(const char* at, const char* bt, float (
                                          int wm, int wn, int lane) {
   const int arow = wm * 64 + (lane & 7) + ((lane >> 3) & 1) * 8, ahi = lane >> 4;
   const int brow = wn * 32 + (lane & 7) + (lane >> 4) * 8, bhi = (lane >> 3) & 1;
-#pragma unroll
+  // Unrolled by 2, not 4: fully unrolled, the compiler loads the next steps' fragments early
+  // and (on sm_90) spills at the 128-register budget of two 256-thread blocks per SM.
+#pragma unroll 2
   for (int ks = 0; ks < 4; ++ks) {
     uint32_t af[4][4], bf[4][2];
 #pragma unroll
