@@ -274,10 +274,15 @@ bool tensor_cores() {
 #if defined(ALEXNET_EXT_CUDA_EMULATION)
   return true;
 #else
-  int dev = 0, major = 0;
+  int dev = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");
-  check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
-        "cudaDeviceGetAttribute");
+  static std::atomic<int> cache[64];  // major compute capability per device, 0 until asked
+  int major = dev >= 0 && dev < 64 ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (major == 0) {
+    check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev),
+          "cudaDeviceGetAttribute");
+    if (dev >= 0 && dev < 64) cache[dev].store(major, std::memory_order_relaxed);
+  }
   return major >= 8;
 #endif
 }
