@@ -268,7 +268,7 @@ def _mma_inputs(shape, A, B, C, a_bits, b_bits):
     return words
 
 
-def _check_mma(rows, A, B, C, k):
+def _check_mma(rows, A, B, C, k, what=""):
     """Each lane's d registers against sum_k A*B + C (exact, rounded once), via the C/D table."""
     assert len(rows) == 32
     for lane in range(32):
@@ -277,7 +277,7 @@ def _check_mma(rows, A, B, C, k):
             exact = sum(Fraction(float(A[r, kk])) * Fraction(float(B[kk, c])) for kk in range(k))
             want = to_f32_once(exact + Fraction(float(C[r, c])))
             got = u2f(rows[lane][i])
-            assert got == want, f"lane {lane} d{i} = D[{r}][{c}]: {got!r} != {want!r}"
+            assert got == want, f"{what} lane {lane} d{i} = D[{r}][{c}]: {got!r} != {want!r}"
 
 
 def _distinct_ints(rng, shape, lo, hi):
@@ -373,6 +373,19 @@ def test_mma_bf16_random_rounds_once(kat, rng):
     bits = lambda v: f2u(v) >> 16
     rows = kat(["mma_bf16"], _mma_inputs((16, 8, 16), A, B, C, bits, bits))
     _check_mma(rows, A, B, C, 16)
+
+
+def test_ldmatrix_feeds_mma_bf16(kat, rng):
+    # The recipe a kernel uses: A row-major in shared memory through ldmatrix_x4; B either
+    # k-major through ldmatrix_x2_trans or n-major through ldmatrix_x2 (tools/cuda_emu/mma_kat.cpp
+    # gemm_bf16_kernel has the per-lane row addresses). Exact: small integers.
+    A = _distinct_ints(rng, (16, 16), 1, 256)
+    B = _distinct_ints(rng, (16, 8), 1, 256)
+    bits = [f2u(float(v)) >> 16 for v in np.concatenate([A.ravel(), B.ravel()])]
+    rows = kat(["gemm_bf16"], bits)
+    assert len(rows) == 64
+    for half, what in ((rows[:32], "B via ldmatrix_x2_trans"), (rows[32:], "Bt via ldmatrix_x2")):
+        _check_mma(half, A, B, np.zeros((16, 8)), 16, what)
 
 
 def test_mma_missing_lane_aborts(kat):

@@ -8,6 +8,8 @@
 //                                 (1 KiB of shared memory), then 32 byte offsets (one per lane)
 //                                 stdout: 32 lines of N hex registers
 //   mma_kat mma_partial           lane 31 skips the mma: must abort with a message
+//   mma_kat gemm_bf16             stdin: A 16x16 then B 16x8 as bf16 words, row-major; stdout:
+//                                 64 lines "d0 d1 d2 d3": B via ldmatrix .trans, then via Bt
 //   mma_kat mixed                 half the warp at ldmatrix, half at mma: must abort
 //   mma_kat cvt                   stdin: hex fp32 bits, one per line; stdout per input:
 //                                 "to_tf32 pack_bf16x2(x,0) pack_bf16x2(0,x) float_to_bf16_bits"
@@ -96,6 +98,33 @@ __global__ void ldmatrix_kernel(const uint16_t* smem_image, const uint32_t* offs
   for (int j = 0; j < n; ++j) out[n * threadIdx.x + j] = r[j];
 }
 
+// A 16x16 (row-major) times B 16x8 through shared memory, the way a kernel feeds the mma:
+// A by ldmatrix_x4 (lane l: row l % 16, column block l / 16), B twice: stored k-major B[k][n]
+// through ldmatrix_x2_trans (lane l: row k = l), and stored n-major Bt[n][k] through
+// ldmatrix_x2 (lane l: row n = l % 8, column block l / 8). out: 2 x 32 x 4.
+__global__ void gemm_bf16_kernel(const uint16_t* a, const uint16_t* b, uint32_t* out) {
+  __shared__ __align__(16) uint16_t sa[16 * 16], sb[16 * 8], sbt[8 * 16];
+  for (int i = threadIdx.x; i < 256; i += 32) sa[i] = a[i];
+  for (int i = threadIdx.x; i < 128; i += 32) {
+    sb[i] = b[i];
+    sbt[(i % 8) * 16 + i / 8] = b[i];  // transpose: Bt[n][k] = B[k][n]
+  }
+  __syncthreads();
+  const int l = threadIdx.x;
+  uint32_t fa[4], fb[2], fbt[2];
+  ldmatrix_x4(fa, &sa[(l % 16) * 16 + (l / 16) * 8]);
+  ldmatrix_x2_trans(fb, &sb[(l % 16) * 8]);
+  ldmatrix_x2(fbt, &sbt[(l % 8) * 16 + ((l / 8) % 2) * 8]);
+  const float c[4] = {0, 0, 0, 0};
+  float d[4], e[4];
+  mma_m16n8k16_bf16(d, fa, fb, c);
+  mma_m16n8k16_bf16(e, fa, fbt, c);
+  for (int i = 0; i < 4; ++i) {
+    out[4 * l + i] = __float_as_uint(d[i]);
+    out[128 + 4 * l + i] = __float_as_uint(e[i]);
+  }
+}
+
 // Lane 31 exits before the mma: the emulator must abort (a GPU would hang or be undefined).
 __global__ void partial_kernel(uint32_t* out) {
   if (threadIdx.x == 31) return;
@@ -153,6 +182,15 @@ int main(int argc, char** argv) {
     launch(partial_kernel, dim3(1), dim3(32), nullptr, out);
     check(cudaDeviceSynchronize(), "kernel");
     std::printf("no abort\n");
+  } else if (cmd == "gemm_bf16") {
+    const std::vector<uint32_t> words = read_hex(384);
+    const std::vector<uint16_t> a(words.begin(), words.begin() + 256), b(words.begin() + 256, words.end());
+    const uint16_t* d_a = to_device(a);
+    const uint16_t* d_b = to_device(b);
+    out = static_cast<uint32_t*>(device_alloc(256 * 4));
+    launch(gemm_bf16_kernel, dim3(1), dim3(32), nullptr, d_a, d_b, out);
+    check(cudaDeviceSynchronize(), "kernel");
+    print_rows(to_host(out, 256), 4);
   } else if (cmd == "mixed") {
     out = static_cast<uint32_t*>(device_alloc(32 * 4));
     launch(mixed_kernel, dim3(1), dim3(32), nullptr, out);
