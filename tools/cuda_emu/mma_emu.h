@@ -179,9 +179,9 @@ inline void warp_gather_ptrs(const void* mine, const void** all, const char* op,
   const uint64_t p = reinterpret_cast<uint64_t>(mine);
   if (p >> 56) mma_fail(op, "pointer with high bits set");
   uint64_t v[32];
+  // Full mask: warp_exchange returns only when all 32 lanes deposited (or aborts).
   warp_exchange(0xffffffffu, p | static_cast<uint64_t>(tag) << 56, v);
   for (int l = 0; l < 32; ++l) {
-    require_lane(0xffffffffu, l, op);
     if (v[l] >> 56 != tag)
       mma_fail(op, "lanes of one warp are at different warp instructions (or shapes) at once");
     all[l] = reinterpret_cast<const void*>(v[l] & ((uint64_t(1) << 56) - 1));
@@ -208,29 +208,26 @@ inline void mma_warp(float d[4], const uint32_t a[4], const uint32_t b[2], const
   const void* p[32];
   warp_gather_ptrs(&mine, p, op, K == 8 ? 1u : 2u);
   auto regs = [&](int lane) { return static_cast<const MmaRegs*>(p[lane]); };
-  // Element (row, k) of A and (k, col) of B, from the lane and register that hold it.
-  auto A = [&](int row, int k) -> double {
-    if (K == 8) {  // tf32: a[i] = A[g + 8*(i&1)][t + 4*(i>>1)]
-      const int lane = (row % 8) * 4 + k % 4, i = (row / 8) | (k / 4) << 1;
-      return bits_f32(regs(lane)->a[i] & 0xffffe000u);
-    }
-    // bf16: register i = (row/8) | ((k/8) << 1) holds A[row][2t + 8*(i>>1) + h], h = half
-    const int lane = (row % 8) * 4 + (k % 8) / 2, i = (row / 8) | (k / 8) << 1;
-    return bf16_to_f32(static_cast<uint16_t>(regs(lane)->a[i] >> (16 * (k % 2))));
-  };
-  auto B = [&](int k, int col) -> double {
-    if (K == 8) {  // tf32: b[i] = B[t + 4*i][g]
-      const int lane = col * 4 + k % 4, i = k / 4;
-      return bits_f32(regs(lane)->b[i] & 0xffffe000u);
-    }
-    const int lane = col * 4 + (k % 8) / 2, i = k / 8;  // bf16: b[i] = B[2t + 8*i + h][g]
-    return bf16_to_f32(static_cast<uint16_t>(regs(lane)->b[i] >> (16 * (k % 2))));
-  };
   const int me = lane_id(), g = me >> 2, t = me & 3;
+  // This lane's D elements need rows g and g+8 of A and columns 2t and 2t+1 of B.
+  double arow[2][K], bcol[2][K];
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < K; ++k) {
+      if (K == 8) {  // tf32: a[i] = A[g + 8*(i&1)][t + 4*(i>>1)], b[i] = B[t + 4*i][g]
+        arow[h][k] = bits_f32(regs(g * 4 + k % 4)->a[h | (k / 4) << 1] & 0xffffe000u);
+        bcol[h][k] = bits_f32(regs((2 * t + h) * 4 + k % 4)->b[k / 4] & 0xffffe000u);
+      } else {  // bf16: register i of A holds A[g + 8*(i&1)][2t + 8*(i>>1) + {0,1}] (low, high);
+                // register i of B holds B[2t + 8*i + {0,1}][g]
+        const int sh = 16 * (k % 2);
+        arow[h][k] = bf16_to_f32(static_cast<uint16_t>(
+            regs(g * 4 + (k % 8) / 2)->a[h | (k / 8) << 1] >> sh));
+        bcol[h][k] = bf16_to_f32(static_cast<uint16_t>(
+            regs((2 * t + h) * 4 + (k % 8) / 2)->b[k / 8] >> sh));
+      }
+    }
   double terms[K + 1];
-  for (int i = 0; i < 4; ++i) {
-    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
-    for (int k = 0; k < K; ++k) terms[k] = A(row, k) * B(k, col);  // exact in double
+  for (int i = 0; i < 4; ++i) {  // d[i] = D[g + 8*(i>>1)][2t + (i&1)]
+    for (int k = 0; k < K; ++k) terms[k] = arow[i >> 1][k] * bcol[i & 1][k];  // exact
     terms[K] = mine.c[i];
     d[i] = ExactSum::round(terms, K + 1);
   }
