@@ -9,6 +9,13 @@ the emulator. They are also checked against CUTLASS/CuTe's encoding of the same 
 copy_traits_sm75.hpp, written down here as shape/stride pairs). The emulator runs through a
 one-warp driver, tools/cuda_emu/mma_kat.cpp, built here with g++ (skipped without g++).
 
+What D can and cannot show: every lane's d registers are checked against the C/D table, and
+the A and B tables fix rows of A and columns of B absolutely. Along k, D = sum_k A[:,k] B[k,:]
+is unchanged by one permutation of k applied to both A and B, so only the A and B k-mappings
+relative to each other are observable -- which is also all a kernel depends on (a kernel whose A
+and B loads share one k-permutation is correct on hardware too). A k-mapping wrong in A alone or
+B alone fails these tests.
+
 Expected answers: matrices with distinct entries, products computed exactly (fractions), the
 sum rounded once to fp32 (the emulator's documented model; real tensor cores may round
 differently, which is why kernel tests use error bounds). Conversions: exact rational rounding
