@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lowp_helpers import bf16_bits, round_bf16, round_tf32
 
 ROOT = Path(__file__).resolve().parents[1]
 EMU = ROOT / "tools" / "cuda_emu"
@@ -504,6 +505,16 @@ def test_conversions_bf16_agree_with_torch(kat, rng):
     ref = x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
     for u, row, want in zip(inputs, rows, ref):
         assert row[1] == int(want), f"{u:#010x}: {row[1]:#x} != torch {int(want):#x}"
+
+
+def test_numpy_rounding_helpers_match_device(kat, rng):
+    # tests/lowp_helpers.py (for kernel tests' references) against the emulated conversions.
+    inputs = _edge_inputs() + NANS + [int(x) for x in rng.integers(0, 2 ** 32, 3000, dtype=np.uint64)]
+    rows = np.array(kat(["cvt"], inputs), dtype=np.uint64)
+    x = np.array(inputs, dtype=np.uint32).view(np.float32)
+    assert np.array_equal(round_tf32(x).view(np.uint32), rows[:, 0].astype(np.uint32))
+    assert np.array_equal(bf16_bits(x), rows[:, 1].astype(np.uint16))
+    assert np.array_equal(round_bf16(x).view(np.uint32), rows[:, 2].astype(np.uint32))
 
 
 def test_conversions_nan(kat):
