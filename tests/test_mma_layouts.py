@@ -396,6 +396,15 @@ def test_ldmatrix_feeds_mma_bf16(kat, rng):
         _check_mma(half, A, B, np.zeros((16, 8)), 16, what)
 
 
+def test_ldmatrix_feeds_mma_tf32(kat, rng):
+    # 32-bit elements through ldmatrix (each fp32 as a b16 pair): A row-major by x4, B n-major
+    # by x2 land exactly on the m16n8k8 .tf32 fragments (mma_kat.cpp gemm_tf32_kernel).
+    A = _distinct_ints(rng, (16, 8), 1, 1024)
+    B = _distinct_ints(rng, (8, 8), 1, 1024)
+    rows = kat(["gemm_tf32"], [f2u(float(v)) for v in np.concatenate([A.ravel(), B.ravel()])])
+    _check_mma(rows, A, B, np.zeros((16, 8)), 8, "tf32 via ldmatrix")
+
+
 def test_mma_missing_lane_aborts(kat):
     r = kat(["mma_partial"], [], expect_fail=True)
     assert r.returncode != 0

@@ -10,6 +10,7 @@
 //   mma_kat mma_partial           lane 31 skips the mma: must abort with a message
 //   mma_kat gemm_bf16             stdin: A 16x16 then B 16x8 as bf16 words, row-major; stdout:
 //                                 64 lines "d0 d1 d2 d3": B via ldmatrix .trans, then via Bt
+//   mma_kat gemm_tf32             stdin: A 16x8 then B 8x8 as fp32 bits, row-major; stdout: D
 //   mma_kat mixed                 half the warp at ldmatrix, half at mma: must abort
 //   mma_kat cvt                   stdin: hex fp32 bits, one per line; stdout per input:
 //                                 "to_tf32 pack_bf16x2(x,0) pack_bf16x2(0,x) float_to_bf16_bits"
@@ -125,6 +126,25 @@ __global__ void gemm_bf16_kernel(const uint16_t* a, const uint16_t* b, uint32_t*
   }
 }
 
+// tf32 through ldmatrix (32-bit elements as b16 pairs): A 16x8 fp32 row-major by ldmatrix_x4
+// (four 8x4-fp32 blocks; lane l: row l % 16, k block l / 16), B stored n-major Bt[n][k] by
+// ldmatrix_x2 (lane l: row n = l % 8, k block l / 8). Each lane's register is then exactly the
+// mma.m16n8k8 .tf32 fragment element. in: A (128 words) then B 8x8 k-major (64); out: 32 x 4.
+__global__ void gemm_tf32_kernel(const uint32_t* a, const uint32_t* b, uint32_t* out) {
+  __shared__ __align__(16) uint32_t sa[16 * 8], sbt[8 * 8];
+  for (int i = threadIdx.x; i < 128; i += 32) sa[i] = a[i];
+  for (int i = threadIdx.x; i < 64; i += 32) sbt[(i % 8) * 8 + i / 8] = b[i];  // Bt[n][k] = B[k][n]
+  __syncthreads();
+  const int l = threadIdx.x;
+  uint32_t fa[4], fb[2];
+  ldmatrix_x4(fa, &sa[(l % 16) * 8 + (l / 16) * 4]);
+  ldmatrix_x2(fb, &sbt[(l % 8) * 8 + ((l / 8) % 2) * 4]);
+  const float c[4] = {0, 0, 0, 0};
+  float d[4];
+  mma_m16n8k8_tf32(d, fa, fb, c);
+  for (int i = 0; i < 4; ++i) out[4 * l + i] = __float_as_uint(d[i]);
+}
+
 // Lane 31 exits before the mma: the emulator must abort (a GPU would hang or be undefined).
 __global__ void partial_kernel(uint32_t* out) {
   if (threadIdx.x == 31) return;
@@ -191,6 +211,15 @@ int main(int argc, char** argv) {
     launch(gemm_bf16_kernel, dim3(1), dim3(32), nullptr, d_a, d_b, out);
     check(cudaDeviceSynchronize(), "kernel");
     print_rows(to_host(out, 256), 4);
+  } else if (cmd == "gemm_tf32") {
+    const std::vector<uint32_t> words = read_hex(192);
+    const std::vector<uint32_t> a(words.begin(), words.begin() + 128), b(words.begin() + 128, words.end());
+    const uint32_t* d_a = to_device(a);
+    const uint32_t* d_b = to_device(b);
+    out = static_cast<uint32_t*>(device_alloc(128 * 4));
+    launch(gemm_tf32_kernel, dim3(1), dim3(32), nullptr, d_a, d_b, out);
+    check(cudaDeviceSynchronize(), "kernel");
+    print_rows(to_host(out, 128), 4);
   } else if (cmd == "mixed") {
     out = static_cast<uint32_t*>(device_alloc(32 * 4));
     launch(mixed_kernel, dim3(1), dim3(32), nullptr, out);
