@@ -11,6 +11,15 @@
 // (tools/cuda_emu/mma_emu.h, which states its arithmetic model: an emulated mma rounds once,
 // real tensor cores do not, so kernel tests compare against references with error bounds).
 // Before sm_80 the warp functions trap: the dispatcher must not select tensor-core kernels there.
+//
+// Feeding the mma from shared memory (lane l; tested in tests/test_mma_layouts.py):
+//   bf16, A 16x16 row-major [m][k]:  ldmatrix_x4(a, &A[l % 16][(l / 16) * 8])
+//         B 16x8 stored [k][n]:      ldmatrix_x2_trans(b, &B[l % 16][0])
+//         B stored [n][k]:           ldmatrix_x2(b, &Bt[l % 8][((l / 8) % 2) * 8])
+//   tf32 (fp32 words as b16 pairs), A 16x8 row-major: ldmatrix_x4(a, &A[l % 16][(l / 16) * 4])
+//         B stored [n][k]:           ldmatrix_x2(b, &Bt[l % 8][((l / 8) % 2) * 4])
+//   (tf32 B stored [k][n] has no ldmatrix form: .trans moves 16-bit elements.)
+// Each row address must be 16-byte aligned; swizzle the row's 16-byte chunk, not within it.
 #pragma once
 #include <cuda_runtime.h>
 
