@@ -38,10 +38,11 @@
 //     the largest finite values round to infinity). Inf and NaN: the low 13 bits are dropped,
 //     so a quiet NaN stays NaN. This is exactly the SASS nvcc 13 emits for sm_80 and sm_90 (an
 //     integer add of 0x1000 predicated on |x| < +INF, then a mask; tests/test_sass.py checks it).
-//     cvt.rn.bf16x2 is one hardware instruction (F2FP.BF16.F32.PACK_AB): its NaN output is not
-//     documented; the canonical NaN here is an assumption (CUDA's host-side conversion does it).
 //   - cvt.rn.bf16x2.f32 d, a, b: a to the upper half, b to the lower; round to nearest even,
 //     subnormals kept, overflow to infinity, NaN -> the canonical NaN 0x7fff (sign dropped).
+//     It is one hardware instruction (F2FP.BF16.F32.PACK_AB) whose NaN output is not documented:
+//     the canonical NaN is an assumption (CUDA's host-side conversion does it); nothing here
+//     depends on a NaN's bits.
 #pragma once
 #include <cmath>
 #include <cstdint>
