@@ -85,13 +85,15 @@ __host__ __device__ __forceinline__ uint16_t float_to_bf16_bits(float x) {
 }
 
 // ----------------------------------------------------------------------------- mma.sync
+// asm volatile: a warp-collective instruction must not be sunk into a branch that only some
+// lanes take (a plain asm counts as a pure per-thread function the compiler may move).
 // a, b: tf32 bits (to_tf32; the hardware ignores the low 13 bits of unconverted fp32 bits).
 __device__ __forceinline__ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4],
                                                  const uint32_t b[2], const float c[4]) {
 #if defined(ALEXNET_EXT_CUDA_EMULATION)
   emu::mma_warp<8>(d, a, b, c, "mma.sync.m16n8k8.tf32");
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
       : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
@@ -107,7 +109,7 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const uint32_t a[4
 #if defined(ALEXNET_EXT_CUDA_EMULATION)
   emu::mma_warp<16>(d, a, b, c, "mma.sync.m16n8k16.bf16");
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
       : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
