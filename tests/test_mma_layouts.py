@@ -36,7 +36,8 @@ from lowp_helpers import bf16_bits, round_bf16, round_tf32
 ROOT = Path(__file__).resolve().parents[1]
 EMU = ROOT / "tools" / "cuda_emu"
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (builds the emulator driver)")
+pytestmark = [pytest.mark.slow,  # the driver's build: ~15 s on two cores
+              pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (builds the emulator driver)")]
 
 
 @pytest.fixture(scope="module")
