@@ -64,9 +64,10 @@ def kat(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------------------
-# Layout tables, transcribed from the PTX ISA (section "Warp-level matrix multiply-accumulate
-# instructions", subsections "Matrix Fragments for mma.m16n8k8" and "Matrix Fragments for
-# mma.m16n8k16 with floating point type"). groupID = laneid >> 2, threadID_in_group = laneid % 4.
+# Layout tables, transcribed from the PTX ISA (section 9.7.14 "Warp-level matrix
+# multiply-accumulate instructions", subsections 9.7.14.5.7 "Matrix Fragments for mma.m16n8k8"
+# and 9.7.14.5.8 "Matrix Fragments for mma.m16n8k16 with floating point type"; numbering of the
+# PTX ISA 8.x/9.x documents, figure names quoted below). groupID = laneid >> 2, threadID_in_group = laneid % 4.
 # Each function maps (lane, element index i) -> (row, col) of the matrix, as the figure's
 # formulas state it. Elements are numbered as in the figures: for .tf32, register i = element i;
 # for .bf16, register r holds elements 2r (bits 0-15) and 2r+1 (bits 16-31).
