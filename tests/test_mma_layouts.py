@@ -346,6 +346,39 @@ def test_mma_tf32_single_rounding_known_case(kat):
     _check_mma(rows, A, B, C, 8)
 
 
+def test_mma_tf32_rounds_once_beyond_double(kat, rng):
+    # Sums a double cannot hold (terms 2^100 apart, cancellations): still rounded once.
+    A = np.zeros((16, 8))
+    B = np.zeros((8, 8))
+    C = np.zeros((16, 8))
+    # D[0][0] = 1 + 2^-24 + 2^-80: just above a tie -> 1 + 2^-23 (a double sum would lose 2^-80)
+    C[0, 0] = 1.0
+    A[0, 0], B[0, 0] = 2.0 ** -12, 2.0 ** -12
+    A[0, 1], B[1, 0] = 2.0 ** -40, 2.0 ** -40
+    # D[1][1] = 2^100 + 3 - 2^100 + 2^-90 = 3 + 2^-90 -> 3
+    A[1, 2], B[2, 1] = 2.0 ** 50, 2.0 ** 50
+    A[1, 3], B[3, 1] = 3.0, 1.0
+    A[1, 4], B[4, 1] = -(2.0 ** 50), 2.0 ** 50
+    A[1, 5], B[5, 1] = 2.0 ** -45, 2.0 ** -45
+    # D[9][2] = -(1 + 2^-24) - 2^-100: a negative tie broken by the tiny term -> -(1 + 2^-23)
+    C[9, 2] = -1.0
+    A[9, 6], B[6, 2] = -(2.0 ** -12), 2.0 ** -12
+    A[9, 7], B[7, 2] = 2.0 ** -50, -(2.0 ** -50)
+    rows = kat(["mma_tf32"], _mma_inputs((16, 8, 8), A, B, C, lambda v: f2u(v), lambda v: f2u(v)))
+    assert u2f(rows[0][0]) == 1.0 + 2.0 ** -23                       # lane 0: d0 = D[0][0]
+    assert u2f(rows[4 * 1 + 0][1]) == 3.0                             # lane 4: d1 = D[1][1]
+    assert u2f(rows[4 * 1 + 1][2]) == -(1.0 + 2.0 ** -23)             # lane 5: d2 = D[9][2]
+    _check_mma(rows, A, B, C, 8)
+    # and random data over the whole exponent range of products
+    A = (rng.standard_normal((16, 8)) * 2.0 ** rng.integers(-60, 60, (16, 8))).astype(np.float32)
+    B = (rng.standard_normal((8, 8)) * 2.0 ** rng.integers(-60, 60, (8, 8))).astype(np.float32)
+    A, B = round_tf32(A).astype(np.float64), round_tf32(B).astype(np.float64)
+    C = (rng.standard_normal((16, 8)) * 2.0 ** rng.integers(-60, 60, (16, 8))).astype(np.float32)
+    C = C.astype(np.float64)
+    rows = kat(["mma_tf32"], _mma_inputs((16, 8, 8), A, B, C, lambda v: f2u(v), lambda v: f2u(v)))
+    _check_mma(rows, A, B, C, 8)
+
+
 def test_mma_tf32_non_finite(kat):
     A = np.ones((16, 8))
     B = np.ones((8, 8))
