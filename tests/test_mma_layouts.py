@@ -455,7 +455,7 @@ def test_divergent_warp_instructions_abort(kat):
 # ---------------------------------------------------------------------------------------------
 # ldmatrix
 
-@pytest.mark.parametrize("n,trans", [(1, 0), (2, 0), (4, 0), (2, 1), (4, 1)])
+@pytest.mark.parametrize("n,trans", [(1, 0), (2, 0), (4, 0), (1, 1), (2, 1), (4, 1)])
 def test_ldmatrix_layout(kat, rng, n, trans):
     image = rng.permutation(2 ** 16)[:512]  # 64 rows of 8 distinct b16 words
     slots = rng.permutation(64)[:32]        # each lane's row: a random 16-byte slot

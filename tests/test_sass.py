@@ -32,15 +32,17 @@ __global__ void probe_mma_bf16(const uint16_t* x, float* y) {
   for (int i = threadIdx.x; i < 256; i += 32) s[i] = x[i];
   __syncthreads();
   const void* row = &s[8 * threadIdx.x];
-  uint32_t a[4], at[4], b[2], bt[2], one[1];
+  uint32_t a[4], at[4], b[2], bt[2], one[1], onet[1];
   ldmatrix_x4(a, row);
   ldmatrix_x4_trans(at, row);
   ldmatrix_x2(b, row);
   ldmatrix_x2_trans(bt, row);
   ldmatrix_x1(one, row);
+  ldmatrix_x1_trans(onet, row);
   float c[4] = {0.f, 0.f, 0.f, 0.f}, d[4];
   mma_m16n8k16_bf16(d, a, b, c);
   b[0] ^= one[0];
+  b[1] ^= onet[0];
   mma_m16n8k16_bf16(d, at, bt, d);
   mma_m16n8k16_bf16(d, a, b, d);
   for (int i = 0; i < 4; ++i) y[4 * threadIdx.x + i] = d[i];
@@ -74,7 +76,7 @@ def _one(funcs, short):
 @pytest.mark.parametrize("kernel,needles", [
     ("probe_mma_tf32", ["HMMA.1688.F32.TF32"]),
     ("probe_mma_bf16", ["HMMA.16816.F32.BF16", "LDSM.16.M88.4", "LDSM.16.MT88.4",
-                        "LDSM.16.M88.2", "LDSM.16.MT88.2", "LDSM.16.M88 "]),
+                        "LDSM.16.M88.2", "LDSM.16.MT88.2", "LDSM.16.M88 ", "LDSM.16.MT88 "]),
     ("probe_cvt_bf16", ["F2FP.BF16"]),
     # cvt.rna.tf32.f32: an integer add of 0x1000 (half a tf32 ulp) under |x| < +INF, then the
     # mask 0xffffe000 -- what tools/cuda_emu/mma_emu.h's cvt_rna_tf32 models; if a compiler

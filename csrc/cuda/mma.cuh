@@ -2,7 +2,7 @@
 // the fp32 -> tf32/bf16 conversions, each one inline-PTX instruction under nvcc.
 //   - mma_m16n8k8_tf32:  D(16x8) = A(16x8, row) * B(8x8, col) + C, tf32 operands, fp32 accumulate
 //   - mma_m16n8k16_bf16: D(16x8) = A(16x16, row) * B(16x8, col) + C, bf16 pairs, fp32 accumulate
-//   - ldmatrix_x{1,2,4}[_trans]: 1, 2 or 4 8x8 b16 matrices from shared memory
+//   - ldmatrix_x{1,2,4}[_trans]: 1, 2 or 4 8x8 b16 matrices from shared memory (transposed)
 // Fragment layouts (which lane and register holds which element) are those of the PTX ISA,
 // "Matrix fragments for mma.m16n8k8" / "mma.m16n8k16" and the ldmatrix figures; they are
 // written out in tools/cuda_emu/mma_emu.h and checked by tests/test_mma_layouts.py. All 32
@@ -157,6 +157,17 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem_row)
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x1_trans(uint32_t r[1], const void* smem_row) {
+#if defined(ALEXNET_EXT_CUDA_EMULATION)
+  emu::ldmatrix_warp(r, 1, true, smem_row, "ldmatrix.x1.trans");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
+               : "=r"(r[0]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
 #else
   __trap();
 #endif

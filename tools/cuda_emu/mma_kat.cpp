@@ -94,6 +94,7 @@ __global__ void ldmatrix_kernel(const uint16_t* smem_image, const uint32_t* offs
   if (n == 1 && !trans) ldmatrix_x1(r, row);
   if (n == 2 && !trans) ldmatrix_x2(r, row);
   if (n == 4 && !trans) ldmatrix_x4(r, row);
+  if (n == 1 && trans) ldmatrix_x1_trans(r, row);
   if (n == 2 && trans) ldmatrix_x2_trans(r, row);
   if (n == 4 && trans) ldmatrix_x4_trans(r, row);
   for (int j = 0; j < n; ++j) out[n * threadIdx.x + j] = r[j];
@@ -227,8 +228,8 @@ int main(int argc, char** argv) {
     std::printf("no abort\n");
   } else if (cmd == "ldmatrix" && argc == 4) {
     const int n = std::atoi(argv[2]), trans = std::atoi(argv[3]);
-    if (!(n == 1 || n == 2 || n == 4) || (trans && n == 1)) {
-      std::fprintf(stderr, "mma_kat: ldmatrix N in {1,2,4}; .trans with 2 or 4\n");
+    if (!(n == 1 || n == 2 || n == 4)) {
+      std::fprintf(stderr, "mma_kat: ldmatrix N in {1,2,4}\n");
       return 2;
     }
     const std::vector<uint32_t> words = read_hex(512);
