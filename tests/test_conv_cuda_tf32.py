@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alexnet_ext import cuda, ops
+from lowp_helpers import round_tf32
 
 pytestmark = pytest.mark.cuda
 
@@ -23,10 +24,6 @@ CASES = {
     "long_reduction_split_k": (8, 3, 24, 24, 4, 3, 3, (1, 1), (0, 0), 1, False),
 }
 
-
-def tf32(a):
-    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-    return ((u + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
 
 
 def _out(size, k, s, p, ceil):
@@ -93,7 +90,7 @@ def test_tf32_passes_within_accumulation_bound(rng, tensor_core_version, name):
     y = ops.filter_acts(dev(x), dev(w), bias=dev(b), **kwargs).get()
     gx = ops.img_acts(dev(gy), dev(w), image_size=(h, wd), **kwargs).get()
     gw = ops.weight_acts(dev(x), dev(gy), filter_size=(kh, kw), **kwargs).get()
-    xr, wr, gr = (tf32(a).astype(np.float64) for a in (x, w, gy))
+    xr, wr, gr = (round_tf32(a).astype(np.float64) for a in (x, w, gy))
     want = references(xr, wr, gr, sh, sw, ph, pw, groups)
     mag = references(np.abs(xr), np.abs(wr), np.abs(gr), sh, sw, ph, pw, groups)
     bias = b.astype(np.float64)[None, :, None, None]
