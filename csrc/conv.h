@@ -93,10 +93,36 @@ void weight_acts(const float* images, const float* hid_grads, float* out, const 
 void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
                     float scale_targets, float scale_output, cudaStream_t stream);
 
-// Which kernels the four functions above use, process-wide: 1 = the reference kernels (direct
-// loops, one thread per output), 2 = the tiled implicit-GEMM kernels (default). Version 2 falls
-// back to version 1 for a geometry outside its 32-bit tile indexing (a GEMM dimension >= 2^30).
-void set_conv_kernel(int version);  // throws std::invalid_argument unless 1 or 2
+// Version 3: tensor-core implicit GEMM (mma.sync, sm_80+; csrc/cuda/conv_mma.cu), same
+// geometry, layouts and accumulate form, fp32 accumulation and fp32 output (bias fp32).
+//   *_tf32: fp32 arrays; every product is of operands rounded to tf32 (cvt.rna: 10-bit mantissa).
+//   *_bf16: images, filters and hid_grads as bf16 bits (uint16_t), exact products in fp32.
+// Before sm_80, or when a tensor reaches 2^30 elements (version 3's offsets are 32-bit), they
+// run version 2 (or 1) in fp32 on the same values (bf16 widened exactly): never less precise.
+void filter_acts_tf32(const float* images, const float* filters, const float* bias, float* out,
+                      const ConvGeometry& g, float scale_targets, float scale_output,
+                      cudaStream_t stream);
+void img_acts_tf32(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
+                   float scale_targets, float scale_output, cudaStream_t stream);
+void weight_acts_tf32(const float* images, const float* hid_grads, float* out,
+                      const ConvGeometry& g, float scale_targets, float scale_output,
+                      cudaStream_t stream);
+void filter_acts_bf16(const uint16_t* images, const uint16_t* filters, const float* bias,
+                      float* out, const ConvGeometry& g, float scale_targets, float scale_output,
+                      cudaStream_t stream);
+void img_acts_bf16(const uint16_t* hid_grads, const uint16_t* filters, float* out,
+                   const ConvGeometry& g, float scale_targets, float scale_output,
+                   cudaStream_t stream);
+void weight_acts_bf16(const uint16_t* images, const uint16_t* hid_grads, float* out,
+                      const ConvGeometry& g, float scale_targets, float scale_output,
+                      cudaStream_t stream);
+
+// Which kernels the float functions (filter_acts, img_acts, weight_acts) use, process-wide:
+// 1 = the reference kernels (direct loops, one thread per output), 2 = the tiled implicit-GEMM
+// kernels (default), 3 = version 3 in tf32 (an explicit opt-in to tf32 rounding, as the *_tf32
+// functions). Versions 2 and 3 fall back as stated above (version 2 to version 1 for a geometry
+// outside its 32-bit tile indexing, a GEMM dimension >= 2^30).
+void set_conv_kernel(int version);  // throws std::invalid_argument unless 1, 2 or 3
 int get_conv_kernel();
 }  // namespace cuda
 #endif

@@ -314,7 +314,9 @@ def test_versions_agree_and_switch(rng):
     y2 = ops.filter_acts(dx, dw, **kw).get()
     assert_close(y1, y2, _k(w), factor=16)
     with pytest.raises(ValueError, match="version must be 1"):
-        cuda.set_conv_kernel(3)
+        cuda.set_conv_kernel(4)  # 3 is the tensor-core version
+    with pytest.raises(ValueError, match="version must be 1"):
+        cuda.set_conv_kernel(0)
     with pytest.raises(TypeError):
         cuda.set_conv_kernel(2.0)
 

@@ -118,68 +118,7 @@ __device__ __forceinline__ void tile_mma(const float (*as)[BM + kPad], const flo
 __device__ __forceinline__ float fprop_activation(float v) { return v; }
 
 // ---------------------------------------------------------------- filterActs / imgActs kernel
-// What one (group, phase) slot of the grid computes.
-struct Slot {
-  const float* a;
-  const int2* table;
-  int k;                          // reduction length (0: a phase no tap reaches)
-  int yn, xn;                     // columns are (image, y, x) over n x yn x xn
-  int ay, by, ax, bx;             // gathered window corner of column (y, x): (y*ay+by, x*ax+bx)
-  int hb, wb, rowlen;             // gathered plane: bounds and row length
-  int oys, oyb, orow, oxs, oxb;   // output pixel: (y*oys + oyb) * orow + x*oxs + oxb
-};
-
-template <bool DGRAD>
-__device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int phase) {
-  Slot s;
-  if (!DGRAD) {
-    s.a = p.a + static_cast<int64_t>(grp) * p.kp * p.mp;
-    s.table = p.table;
-    s.k = p.k;
-    s.yn = p.ho;
-    s.xn = p.wo;
-    s.ay = p.sh;
-    s.by = -p.ph;
-    s.ax = p.sw;
-    s.bx = -p.pw;
-    s.hb = p.h;
-    s.wb = p.w;
-    s.rowlen = p.w;
-    s.oys = 1;
-    s.oyb = 0;
-    s.orow = p.wo;
-    s.oxs = 1;
-    s.oxb = 0;
-  } else {
-    // Input pixels y = ry + sh*yy meet the taps i = i0 + sh*ii, i0 = (ry+ph) mod sh, through the
-    // output row oy = (y + ph - i)/sh = yy + (ry+ph)/sh - ii.
-    const int ry = phase / p.sw, rx = phase - ry * p.sw;
-    const int i0 = (ry + p.ph) % p.sh, j0 = (rx + p.pw) % p.sw;
-    const bool taps = i0 < p.kh && j0 < p.kw;
-    const int nti = taps ? (p.kh - 1 - i0) / p.sh + 1 : 0;
-    const int ntj = taps ? (p.kw - 1 - j0) / p.sw + 1 : 0;
-    const int pslot = taps ? i0 * p.pj + j0 : 0;  // i0 < min(sh, kh) = pi, j0 < pj
-    s.k = p.fg * nti * ntj;
-    s.a = p.a + (static_cast<int64_t>(grp) * p.pi * p.pj + pslot) * p.kp * p.mp;
-    s.table = p.table + static_cast<int64_t>(pslot) * p.kp;
-    s.yn = ry < p.h ? (p.h - 1 - ry) / p.sh + 1 : 0;
-    s.xn = rx < p.w ? (p.w - 1 - rx) / p.sw + 1 : 0;
-    s.ay = 1;
-    s.by = (ry + p.ph) / p.sh;
-    s.ax = 1;
-    s.bx = (rx + p.pw) / p.sw;
-    s.hb = p.ho;
-    s.wb = p.wo;
-    s.rowlen = p.wo;
-    s.oys = p.sh;
-    s.oyb = ry;
-    s.orow = p.w;
-    s.oxs = p.sw;
-    s.oxb = rx;
-  }
-  return s;
-}
-
+// (Slot and make_slot, shared with version 3, are in conv_impl.cuh.)
 template <int BM, int BN, bool DGRAD>
 __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
     conv_gather_gemm(const GatherParams p) {

@@ -113,4 +113,109 @@ void launch_gather_gemm(bool dgrad, bool bm128, dim3 grid, const GatherParams& p
                         cudaStream_t stream, const char* op);
 void launch_wgrad_gemm(bool bm128, dim3 grid, const WgradParams& p, cudaStream_t stream);
 
+#if defined(__CUDACC__) || defined(ALEXNET_EXT_CUDA_EMULATION)
+// What one (group, phase) slot of a filterActs/imgActs grid computes (versions 2 and 3).
+struct Slot {
+  const float* a;
+  int64_t a_off;                  // a - p.a in elements (version 3: bf16 A is 2-byte)
+  const int2* table;
+  int k;                          // reduction length (0: a phase no tap reaches)
+  int yn, xn;                     // columns are (image, y, x) over n x yn x xn
+  int ay, by, ax, bx;             // gathered window corner of column (y, x): (y*ay+by, x*ax+bx)
+  int hb, wb, rowlen;             // gathered plane: bounds and row length
+  int oys, oyb, orow, oxs, oxb;   // output pixel: (y*oys + oyb) * orow + x*oxs + oxb
+};
+
+template <bool DGRAD>
+__device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int phase) {
+  Slot s;
+  if (!DGRAD) {
+    s.a_off = static_cast<int64_t>(grp) * p.kp * p.mp;
+    s.a = p.a + s.a_off;
+    s.table = p.table;
+    s.k = p.k;
+    s.yn = p.ho;
+    s.xn = p.wo;
+    s.ay = p.sh;
+    s.by = -p.ph;
+    s.ax = p.sw;
+    s.bx = -p.pw;
+    s.hb = p.h;
+    s.wb = p.w;
+    s.rowlen = p.w;
+    s.oys = 1;
+    s.oyb = 0;
+    s.orow = p.wo;
+    s.oxs = 1;
+    s.oxb = 0;
+  } else {
+    // Input pixels y = ry + sh*yy meet the taps i = i0 + sh*ii, i0 = (ry+ph) mod sh, through the
+    // output row oy = (y + ph - i)/sh = yy + (ry+ph)/sh - ii.
+    const int ry = phase / p.sw, rx = phase - ry * p.sw;
+    const int i0 = (ry + p.ph) % p.sh, j0 = (rx + p.pw) % p.sw;
+    const bool taps = i0 < p.kh && j0 < p.kw;
+    const int nti = taps ? (p.kh - 1 - i0) / p.sh + 1 : 0;
+    const int ntj = taps ? (p.kw - 1 - j0) / p.sw + 1 : 0;
+    const int pslot = taps ? i0 * p.pj + j0 : 0;  // i0 < min(sh, kh) = pi, j0 < pj
+    s.k = p.fg * nti * ntj;
+    s.a_off = (static_cast<int64_t>(grp) * p.pi * p.pj + pslot) * p.kp * p.mp;
+    s.a = p.a + s.a_off;
+    s.table = p.table + static_cast<int64_t>(pslot) * p.kp;
+    s.yn = ry < p.h ? (p.h - 1 - ry) / p.sh + 1 : 0;
+    s.xn = rx < p.w ? (p.w - 1 - rx) / p.sw + 1 : 0;
+    s.ay = 1;
+    s.by = (ry + p.ph) / p.sh;
+    s.ax = 1;
+    s.bx = (rx + p.pw) / p.sw;
+    s.hb = p.ho;
+    s.wb = p.wo;
+    s.rowlen = p.wo;
+    s.oys = p.sh;
+    s.oyb = ry;
+    s.orow = p.w;
+    s.oxs = p.sw;
+    s.oxb = rx;
+  }
+  return s;
+}
+
+#endif
+
+
+// ---------------------------------------------------------------- version 3 (conv_mma.cu)
+// Tensor-core implicit GEMM (mma.sync, sm_80+): tf32 (fp32 in memory) or bf16 (uint16_t bits in
+// memory) operands, fp32 accumulate, fp32 output. The gather passes take GatherParams with
+// kp a multiple of mma_k_elems() and A packed [groups][pi][pj][mp][kp] (k innermost, converted:
+// tf32 bits or bf16 bits); for bf16 the float pointers a/src carry uint16_t data.
+constexpr int kMmaRowBytes = 128;  // bytes of one operand row per K-step (8 chunks of 16)
+inline int mma_k_elems(bool bf16) { return bf16 ? 64 : 32; }  // the K-step in elements
+
+// weightActs, version 3: grid (column tiles, row tiles, split * groups + group).
+struct MmaWgradParams {
+  const void* images;  // float or uint16_t (bf16)
+  const void* hid;
+  const int2* table;   // table_im2col, >= k entries
+  float* out;          // (F, Cg, kh, kw), written when splits == 1
+  float* ws;           // [splits][F][Cg*kh*kw] partial sums when splits > 1
+  float st, so;
+  int f, fg, h, w, sh, sw, ph, pw, k, r, pix, groups, splits, kps;
+  FastDivmod div_pix, div_wo;
+  int img_nstride, img_gstride, hid_nstride;  // the dispatcher keeps tensors below 2^31 elements
+};
+
+// Packs the filters into version 3's A, converted (tf32 bits or bf16 bits), k innermost:
+// a[g][i0][j0][m][kk]; filterActs with pi = pj = 1 (m = f, kk = (c,i,j)), imgActs as pack_dgrad.
+void launch_pack_mma(bool bf16, bool dgrad, const void* filters, void* a, int groups, int pi,
+                     int pj, int fg, int cg, int kh, int kw, int sh, int sw, int kp, int mp,
+                     cudaStream_t stream);
+// The GEMMs: tile BM x 128 (BM = 128: 256 threads, else 64: 128 threads), 3-stage pipeline in
+// dynamic shared memory (mma_smem_bytes).
+size_t mma_smem_bytes(bool bm128);
+void launch_mma_gather(bool bf16, bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
+                       cudaStream_t stream, const char* op);
+void launch_mma_wgrad(bool bf16, bool bm128, dim3 grid, const MmaWgradParams& p,
+                      cudaStream_t stream);
+// out[i] = float(bf16 in[i]), for the fallback of the bf16 entry points to version 2.
+void launch_bf16_to_f32(const uint16_t* in, float* out, int64_t count, cudaStream_t stream);
+
 }  // namespace alexnet_ext::cuda::conv

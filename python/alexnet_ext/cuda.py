@@ -291,7 +291,9 @@ def empty_cache() -> None:
 
 def set_conv_kernel(version: int) -> None:
     """Select the GPU convolution kernels, process-wide: 1 = reference (direct loops, for
-    validation), 2 = tiled implicit GEMM (the default). Both compute the same function."""
+    validation), 2 = tiled implicit GEMM (the default), 3 = tensor-core implicit GEMM in tf32
+    (operands rounded to tf32, fp32 accumulate: an explicit opt-in to tf32 precision; sm_80+,
+    elsewhere version 2 runs). All compute the same function, version 3 with tf32 rounding."""
     _require()
     _c.set_conv_kernel(version)
 
