@@ -30,7 +30,7 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
     const ResponseNormParams p = params(size, k, alpha, beta, alpha_over_size);
     expect_ndim(x, 4, "x", "(N, C, H, W)");
     const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-    expect_shape_of(x, "x", {{&y, "y"}, {&denoms, "denoms"}});
+    for (auto [a, name] : {std::pair{&y, "y"}, {&denoms, "denoms"}}) expect_shape(*a, {n, c, h, w}, name);
     Place at({&x, &y, &denoms});
     const float* xp = x.data<float>("x");
     float *yp = y.mut<float>("y"), *dp = denoms.mut<float>("denoms");
@@ -44,7 +44,8 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
     const ResponseNormParams p = params(size, k, alpha, beta, alpha_over_size);
     expect_ndim(grad_y, 4, "grad_y", "(N, C, H, W)");
     const int64_t n = grad_y.shape[0], c = grad_y.shape[1], h = grad_y.shape[2], w = grad_y.shape[3];
-    expect_shape_of(grad_y, "grad_y", {{&x, "x"}, {&y, "y"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}});
+    for (auto [a, name] : {std::pair{&x, "x"}, {&y, "y"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}})
+      expect_shape(*a, {n, c, h, w}, name);
     Place at({&grad_y, &x, &y, &denoms, &grad_x});
     const float *gy = grad_y.data<float>("grad_y"), *xp = x.data<float>("x");
     const float *yp = y.data<float>("y"), *dp = denoms.data<float>("denoms");
