@@ -118,3 +118,19 @@ TRAIN = toml_model(
      ("probs", "softmax", {})],
     learning={"lr": 0.01, "batch_size": 8, "epochs": 2, "patience": 1},
     data={"image_size": 20, "crop": 16})
+
+# Two columns, a dropout over both, one merged fc: split nets give the dropout a column block
+# (the data-parallel tests).
+DATA_PARALLEL = toml_model(
+    {"name": "tinydp", "channels": 3, "classes": 3, "columns": 2},
+    [("conv1", "conv", {"input": "data", "filters": 8, "size": 3, "stride": 2, "padding": 1,
+                        "init_std": 0.1}),
+     ("relu1", "relu", {}),
+     ("pool1", "pool", {"size": 3, "stride": 2}),
+     ("fc2", "fc", {"outputs": 16, "init_std": 0.1, "init_bias": 0.1}),
+     ("relu2", "relu", {}),
+     ("drop2", "dropout", {"p": 0.5}),
+     ("fc3", "fc", {"outputs": "classes", "split": False}),
+     ("probs", "softmax", {})],
+    learning={"lr": 0.02, "batch_size": 8, "epochs": 2, "patience": 1},
+    data={"image_size": 20, "crop": 16, "scale": 0.02})

@@ -10,16 +10,8 @@ import alexnet_ext
 from alexnet_ext import evaluate, features, train, trainer
 from alexnet_ext.nn import load_checkpoint
 from helpers import random_batch
-from train_helpers import TINY, ArrayLoader, make_tiny_data, metrics, run_train, write_tiny_model
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_data(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return write_tiny_model(tmp_path_factory.mktemp("model"))
+from train_helpers import TINY, ArrayLoader, metrics, run_train
+from train_helpers import tiny_data, tiny_model  # noqa: F401 (module-scoped fixtures)
 
 
 def test_help_explains_every_option_with_its_default(capsys):

@@ -1,83 +1,17 @@
-"""Shared by the trainer tests: a tiny two-column model, its data set, a run helper (not part of
-the package); the in-memory loader lives in loaders.py."""
+"""Shared by the trainer and CLI tests: a tiny two-column model, its data set (also as module-scoped
+fixtures: import them into a test module), ``run_train`` and the rows of metrics.jsonl (not part
+of the package); the in-memory loader lives in loaders.py."""
 import json
+
+import pytest
 
 from alexnet_ext import train
 from alexnet_ext.data.synthetic import default_dataset
 from loaders import ArrayLoader  # noqa: F401  (re-exported for the trainer tests)
+from models_fixtures import TRAIN
 
 
-# A two-column miniature of the paper's net for 16x16 crops of 20x20 images.
-TINY = """
-[model]
-name = "tiny"
-channels = 3
-classes = 3
-columns = 2
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 8
-size = 3
-stride = 2
-padding = 1
-init_std = 0.01
-
-[layers.relu1]
-type = "relu"
-
-[layers.norm1]
-type = "lrn"
-
-[layers.pool1]
-type = "pool"
-size = 3
-stride = 2
-
-[layers.conv2]
-type = "conv"
-filters = 8
-size = 3
-padding = 1
-groups = 2
-init_std = 0.1
-init_bias = 0.1
-
-[layers.relu2]
-type = "relu"
-
-[layers.fc3]
-type = "fc"
-outputs = 16
-init_std = 0.1
-init_bias = 0.1
-
-[layers.relu3]
-type = "relu"
-
-[layers.drop3]
-type = "dropout"
-p = 0.5
-
-[layers.fc4]
-type = "fc"
-outputs = "classes"
-split = false
-
-[layers.probs]
-type = "softmax"
-
-[learning]
-lr = 0.01
-batch_size = 8
-epochs = 2
-patience = 1
-
-[data]
-image_size = 20
-crop = 16
-"""
+TINY = TRAIN   # a two-column miniature of the paper's net, 16x16 crops of 20x20 images
 
 TIMING = ("img_per_s", "seconds", "data_wait")
 
@@ -92,6 +26,16 @@ def write_tiny_model(tmp):
     p = tmp / "tiny.toml"
     p.write_text(TINY)
     return p
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 def run_train(*args, on_step=None):
