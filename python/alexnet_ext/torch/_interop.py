@@ -120,3 +120,13 @@ def _switch_dtype(h, w):
     if isinstance(h, int) and isinstance(w, int):
         return torch.int32 if _ops.switch_dtype(h, w) == np.int32 else torch.int64
     return torch.int32 if h * w <= 2**31 - 1 else torch.int64   # symbolic: the same rule
+
+
+def _run_into(op, shape, tensors: dict, **kwargs) -> torch.Tensor:
+    """``op(*arrays, out=..., **kwargs)`` into a fresh float32 tensor of ``shape`` on the device of
+    ``tensors`` (checked to be one), the arrays zero-copy views of ``tensors`` in order."""
+    dev = _same_device(**tensors)
+    out = _empty(shape, next(iter(tensors.values())))
+    with _on(dev):
+        op(*(_arr(t) for t in tensors.values()), out=_arr(out), **kwargs)
+    return out

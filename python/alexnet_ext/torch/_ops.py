@@ -33,7 +33,7 @@ import torch
 
 from .. import ops as _ops
 from ._interop import _INDEX, _arr, _check, _conv_out, _empty, _on, _pair, _pool_out, _same_device
-from ._interop import _switch_dtype, _tensor
+from ._interop import _run_into, _switch_dtype, _tensor
 
 NS = "alexnet_ext"
 
@@ -130,11 +130,7 @@ def _(images, hid_grads, filter_size, stride, padding, groups, ceil_mode):
 def conv_bias_grad(hid_grads: torch.Tensor) -> torch.Tensor:
     """Gradient of :func:`filter_acts`' bias: hid_grads (N, F, Ho, Wo) summed to (F,)."""
     _check(hid_grads, "hid_grads")
-    dev = _same_device(hid_grads=hid_grads)
-    out = _empty((hid_grads.shape[1],), hid_grads)
-    with _on(dev):
-        _ops.conv_bias_grad(_arr(hid_grads), out=_arr(out))
-    return out
+    return _run_into(_ops.conv_bias_grad, (hid_grads.shape[1],), dict(hid_grads=hid_grads))
 
 
 @conv_bias_grad.register_fake
@@ -375,11 +371,7 @@ def dropout_undo(grad_y: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Te
     """Gradient of :func:`dropout` (:func:`alexnet_ext.ops.dropout_undo`)."""
     _check(grad_y, "grad_y")
     _check(mask, "mask", (torch.uint8,))
-    dev = _same_device(grad_y=grad_y, mask=mask)
-    out = _empty(grad_y.shape, grad_y)
-    with _on(dev):
-        _ops.dropout_undo(_arr(grad_y), _arr(mask), p=p, out=_arr(out))
-    return out
+    return _run_into(_ops.dropout_undo, grad_y.shape, dict(grad_y=grad_y, mask=mask), p=p)
 
 
 @dropout_undo.register_fake
@@ -433,11 +425,8 @@ def softmax_log_loss_undo(probs: torch.Tensor, labels: torch.Tensor, scale: floa
     """``(probs - onehot(labels)) * scale`` (:func:`alexnet_ext.ops.softmax_log_loss_undo`)."""
     _check(probs, "probs")
     _check(labels, "labels", _INDEX)
-    dev = _same_device(probs=probs, labels=labels)
-    out = _empty(probs.shape, probs)
-    with _on(dev):
-        _ops.softmax_log_loss_undo(_arr(probs), _arr(labels), scale=scale, out=_arr(out))
-    return out
+    return _run_into(_ops.softmax_log_loss_undo, probs.shape, dict(probs=probs, labels=labels),
+                     scale=scale)
 
 
 @softmax_log_loss_undo.register_fake
