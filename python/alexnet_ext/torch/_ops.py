@@ -90,13 +90,10 @@ def img_acts(hid_grads: torch.Tensor, filters: torch.Tensor, image_size: Sequenc
     """Gradient of :func:`filter_acts` w.r.t. its images (:func:`alexnet_ext.ops.img_acts`)."""
     _check(hid_grads, "hid_grads")
     _check(filters, "filters")
-    dev = _same_device(hid_grads=hid_grads, filters=filters)
-    out = _empty((hid_grads.shape[0], filters.shape[1] * groups, *image_size), hid_grads)
-    with _on(dev):
-        _ops.img_acts(_arr(hid_grads), _arr(filters), image_size=tuple(image_size),
-                      stride=tuple(stride), padding=tuple(padding), groups=groups,
-                      ceil_mode=ceil_mode, out=_arr(out))
-    return out
+    shape = (hid_grads.shape[0], filters.shape[1] * groups, *image_size)
+    return _run_into(_ops.img_acts, shape, dict(hid_grads=hid_grads, filters=filters),
+                     image_size=tuple(image_size), stride=tuple(stride), padding=tuple(padding),
+                     groups=groups, ceil_mode=ceil_mode)
 
 
 @img_acts.register_fake
@@ -112,13 +109,10 @@ def weight_acts(images: torch.Tensor, hid_grads: torch.Tensor, filter_size: Sequ
     (:func:`alexnet_ext.ops.weight_acts`)."""
     _check(images, "images")
     _check(hid_grads, "hid_grads")
-    dev = _same_device(images=images, hid_grads=hid_grads)
-    out = _empty((hid_grads.shape[1], images.shape[1] // groups, *filter_size), images)
-    with _on(dev):
-        _ops.weight_acts(_arr(images), _arr(hid_grads), filter_size=tuple(filter_size),
-                         stride=tuple(stride), padding=tuple(padding), groups=groups,
-                         ceil_mode=ceil_mode, out=_arr(out))
-    return out
+    shape = (hid_grads.shape[1], images.shape[1] // groups, *filter_size)
+    return _run_into(_ops.weight_acts, shape, dict(images=images, hid_grads=hid_grads), filter_size=tuple(filter_size),
+                     stride=tuple(stride), padding=tuple(padding), groups=groups,
+                     ceil_mode=ceil_mode)
 
 
 @weight_acts.register_fake
