@@ -110,9 +110,9 @@ def weight_acts(images: torch.Tensor, hid_grads: torch.Tensor, filter_size: Sequ
     _check(images, "images")
     _check(hid_grads, "hid_grads")
     shape = (hid_grads.shape[1], images.shape[1] // groups, *filter_size)
-    return _run_into(_ops.weight_acts, shape, dict(images=images, hid_grads=hid_grads), filter_size=tuple(filter_size),
-                     stride=tuple(stride), padding=tuple(padding), groups=groups,
-                     ceil_mode=ceil_mode)
+    return _run_into(_ops.weight_acts, shape, dict(images=images, hid_grads=hid_grads),
+                     filter_size=tuple(filter_size), stride=tuple(stride), padding=tuple(padding),
+                     groups=groups, ceil_mode=ceil_mode)
 
 
 @weight_acts.register_fake
