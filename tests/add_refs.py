@@ -1,4 +1,5 @@
-"""Shared by test_add.py and test_add_cuda.py: the elementwise add references, cases and data makers."""
+"""Shared by test_add.py and test_add_cuda.py: the elementwise add references, cases and data
+makers."""
 import numpy as np
 
 

@@ -1,4 +1,5 @@
-"""Shared by test_avg_pool.py and test_avg_pool_cuda.py: the average pooling references, cases and data makers."""
+"""Shared by test_avg_pool.py and test_avg_pool_cuda.py: the average pooling references, cases and
+data makers."""
 import numpy as np
 
 from pool_cases import windows

@@ -1,5 +1,8 @@
-"""Shared by test_dropout.py and test_dropout_cuda.py: the dropout references, cases and data makers."""
+"""Shared by test_dropout.py and test_dropout_cuda.py: the dropout references, cases and data
+makers."""
 import numpy as np
+
+from alexnet_ext import ops
 
 
 MASK32 = 0xFFFFFFFF
@@ -51,3 +54,11 @@ def tail_mask(n, count, p, seed, offset):
                            (seed & MASK32, seed >> 32))
         out.append((words[i % 4] >> 8) * 2.0**-24 >= p)
     return np.array(out, dtype=np.uint8)
+
+
+def undo_case(rng, shape, p):
+    """x, dropout's (y, mask) for it on the CPU, a random grad_y and the CPU's dropout_undo."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, mask = ops.dropout(x, p=p, seed=random_seed(rng))
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    return x, y, mask, gy, ops.dropout_undo(gy, mask, p=p)

@@ -1,5 +1,8 @@
-"""Shared by test_fc.py and test_fc_cuda.py: the fully connected layer references, cases and data makers."""
+"""Shared by test_fc.py and test_fc_cuda.py: the fully connected layer references, cases and data
+makers."""
 import numpy as np
+
+from helpers import assert_close
 
 
 def ref_fc(x, w, b=None):
@@ -30,3 +33,18 @@ def make_data(rng, case, bias=True):
     w = rng.normal(0, 1 / np.sqrt(d), (f, d)).astype(np.float32)
     b = rng.standard_normal(f).astype(np.float32) if bias else None
     return x, w, b
+
+
+def undo_data(rng, case):
+    """x, w and a random grad_y of fc's output shape."""
+    x, w, _ = make_data(rng, case)
+    gy = rng.standard_normal((x.shape[0], w.shape[0])).astype(np.float32)
+    return x, w, gy
+
+
+def assert_undo_matches_reference(grads, gy, x, w):
+    """fc_undo's (grad_x, grad_w, grad_b) against float64, each bounded by its sum's length."""
+    n, f = gy.shape
+    for got, ref, terms, what in zip(grads, ref_fc_undo(gy, x, w), (f, n, n),
+                                     ("grad_x", "grad_w", "grad_b")):
+        assert_close(got, ref, terms, what=what)

@@ -1,4 +1,5 @@
-"""Shared by test_max_pool.py and test_max_pool_cuda.py: the max pooling references, cases and data makers."""
+"""Shared by test_max_pool.py and test_max_pool_cuda.py: the max pooling references, cases and data
+makers."""
 import numpy as np
 
 from pool_cases import windows

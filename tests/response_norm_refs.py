@@ -1,5 +1,8 @@
-"""Shared by test_response_norm.py and test_response_norm_cuda.py: the local response normalization references, cases and data makers."""
+"""Shared by test_response_norm.py and test_response_norm_cuda.py: the local response normalization
+references, cases and data makers."""
 import numpy as np
+
+from alexnet_ext import ops
 
 
 # ---------------------------------------------------------------- float64 references (direct)
@@ -64,3 +67,11 @@ HYPER = dict(k=1.5, alpha=0.3, beta=0.75)
 def make_data(rng, case, scale=2.0):
     n, c, h, w, size = case
     return (scale * rng.standard_normal((n, c, h, w))).astype(np.float32), size
+
+
+def forward_case(rng, case, alpha_over_size):
+    """x, size, the keyword arguments (HYPER) and the CPU's response_norm (y, denoms)."""
+    x, size = make_data(rng, case)
+    kw = dict(size=size, alpha_over_size=alpha_over_size, **HYPER)
+    y, d = ops.response_norm(x, **kw)
+    return x, size, kw, y, d

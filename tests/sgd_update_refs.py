@@ -1,4 +1,5 @@
-"""Shared by test_sgd_update.py and test_sgd_update_cuda.py: the SGD update references, cases and data makers."""
+"""Shared by test_sgd_update.py and test_sgd_update_cuda.py: the SGD update references, cases and
+data makers."""
 
 
 SHAPES = {

@@ -1,4 +1,5 @@
-"""Shared by test_softmax_log_loss.py and test_softmax_log_loss_cuda.py: the softmax log loss references, cases and data makers."""
+"""Shared by test_softmax_log_loss.py and test_softmax_log_loss_cuda.py: the softmax log loss
+references, cases and data makers."""
 import numpy as np
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from alexnet_ext import ops
 from helpers import results_per_thread_count
-from dropout_refs import BLOCKS, MASK32, mask_ref, philox_ref, random_seed, tail_mask
+from dropout_refs import BLOCKS, MASK32, mask_ref, philox_ref, random_seed, tail_mask, undo_case
 
 
 # Random123's published known-answer vectors for philox4x32-10 (kat_vectors):
@@ -179,10 +179,7 @@ def test_independent_of_thread_count(rng):
 # ---------------------------------------------------------------- undo
 @pytest.mark.parametrize("p", [0.5, 0.3, 0.0])
 def test_undo_is_exact(rng, p):
-    x = rng.standard_normal((5, 300)).astype(np.float32)
-    y, mask = ops.dropout(x, p=p, seed=random_seed(rng))
-    gy = rng.standard_normal(x.shape).astype(np.float32)
-    gx = ops.dropout_undo(gy, mask, p=p)
+    x, y, mask, gy, gx = undo_case(rng, (5, 300), p)
     scale = np.float32(1.0 / (1.0 - p))
     np.testing.assert_array_equal(gx, np.where(mask == 1, gy * scale, np.float32(0)))
     # the same arithmetic as the forward: undo applied to x reproduces y bit for bit

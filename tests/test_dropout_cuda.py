@@ -5,7 +5,7 @@ import pytest
 
 from alexnet_ext import _core, ops
 from cuda_helpers import dev, reinterpret, unaligned, window
-from dropout_refs import BLOCKS, mask_ref, random_seed, tail_mask
+from dropout_refs import BLOCKS, mask_ref, random_seed, tail_mask, undo_case
 
 cuda = pytest.mark.cuda
 
@@ -43,10 +43,7 @@ def test_extreme_seed_and_offset(rng):
 @cuda
 @pytest.mark.parametrize("p", [0.5, 0.3, 0.0])
 def test_undo_equals_cpu(rng, p):
-    x = rng.standard_normal((5, 301)).astype(np.float32)
-    y, mask = ops.dropout(x, p=p, seed=random_seed(rng))
-    gy = rng.standard_normal(x.shape).astype(np.float32)
-    gx = ops.dropout_undo(gy, mask, p=p)
+    x, y, mask, gy, gx = undo_case(rng, (5, 301), p)
     for to_gpu in (dev, unaligned):
         np.testing.assert_array_equal(ops.dropout_undo(to_gpu(gy), to_gpu(mask), p=p).get(), gx)
         np.testing.assert_array_equal(ops.dropout_undo(to_gpu(x), to_gpu(mask), p=p).get(), y)

@@ -5,7 +5,7 @@ import pytest
 from alexnet_ext import ops
 from helpers import (assert_adjoint, assert_close, central_difference, random_indices,
                      results_per_thread_count)
-from fc_refs import CASES, make_data, ref_fc, ref_fc_undo
+from fc_refs import CASES, assert_undo_matches_reference, make_data, ref_fc, ref_fc_undo, undo_data
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -20,15 +20,9 @@ def test_forward_matches_reference(rng, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_undo_matches_reference(rng, name):
-    x, w, _ = make_data(rng, CASES[name])
-    n, d = x.shape
-    f = w.shape[0]
-    gy = rng.standard_normal((n, f)).astype(np.float32)
+    x, w, gy = undo_data(rng, CASES[name])
     gx, gw, gb = ops.fc_undo(gy, x, w)
-    rx, rw, rb = ref_fc_undo(gy, x, w)
-    assert_close(gx, rx, f, what="grad_x")
-    assert_close(gw, rw, n, what="grad_w")
-    assert_close(gb, rb, n, what="grad_b")
+    assert_undo_matches_reference((gx, gw, gb), gy, x, w)
     none, gw2, gb2 = ops.fc_undo(gy, x, w, need_grad_x=False)
     assert none is None
     np.testing.assert_array_equal(gw2, gw)

@@ -6,7 +6,7 @@ import pytest
 from alexnet_ext import _core, ops
 from cuda_helpers import dev
 from helpers import assert_close
-from fc_refs import CASES, make_data, ref_fc, ref_fc_undo
+from fc_refs import CASES, assert_undo_matches_reference, make_data, ref_fc, ref_fc_undo, undo_data
 
 cuda = pytest.mark.cuda
 needs_cublas = pytest.mark.skipif(not hasattr(getattr(_core, "cuda", None), "fc_forward"),
@@ -30,15 +30,9 @@ def test_forward_matches_reference(rng, name):
 @needs_cublas
 @pytest.mark.parametrize("name", CASES)
 def test_undo_matches_reference(rng, name):
-    x, w, _ = make_data(rng, CASES[name])
-    n, d = x.shape
-    f = w.shape[0]
-    gy = rng.standard_normal((n, f)).astype(np.float32)
+    x, w, gy = undo_data(rng, CASES[name])
     gx, gw, gb = (a.get() for a in ops.fc_undo(dev(gy), dev(x), dev(w)))
-    rx, rw, rb = ref_fc_undo(gy, x, w)
-    assert_close(gx, rx, f, what="grad_x")
-    assert_close(gw, rw, n, what="grad_w")
-    assert_close(gb, rb, n, what="grad_b")
+    assert_undo_matches_reference((gx, gw, gb), gy, x, w)
     np.testing.assert_array_equal(gb, ops.fc_undo(gy, x, w)[2])  # same order, same bits
     none, gw2, gb2 = ops.fc_undo(dev(gy), dev(x), dev(w), need_grad_x=False)
     assert none is None

@@ -5,15 +5,13 @@ import pytest
 import alexnet_ext
 from alexnet_ext import ops
 from helpers import assert_close, central_difference, random_indices, results_per_thread_count
-from response_norm_refs import CASES, HYPER, make_data, ref_lrn, ref_lrn_grad
+from response_norm_refs import CASES, HYPER, forward_case, make_data, ref_lrn, ref_lrn_grad
 
 
 @pytest.mark.parametrize("alpha_over_size", [False, True])
 @pytest.mark.parametrize("name", CASES)
 def test_forward_matches_reference(rng, name, alpha_over_size):
-    x, size = make_data(rng, CASES[name])
-    kw = dict(size=size, alpha_over_size=alpha_over_size, **HYPER)
-    y, d = ops.response_norm(x, **kw)
+    x, size, kw, y, d = forward_case(rng, CASES[name], alpha_over_size)
     ry, rd = ref_lrn(x, **kw)
     assert y.dtype == d.dtype == np.float32
     assert_close(d, rd, size, what="denoms")
@@ -23,9 +21,7 @@ def test_forward_matches_reference(rng, name, alpha_over_size):
 @pytest.mark.parametrize("alpha_over_size", [False, True])
 @pytest.mark.parametrize("name", CASES)
 def test_backward_matches_reference(rng, name, alpha_over_size):
-    x, size = make_data(rng, CASES[name])
-    kw = dict(size=size, alpha_over_size=alpha_over_size, **HYPER)
-    y, d = ops.response_norm(x, **kw)
+    x, size, kw, y, d = forward_case(rng, CASES[name], alpha_over_size)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     assert_close(ops.response_norm_undo(gy, x, y, d, **kw), ref_lrn_grad(gy, x, **kw), 4 * size,
                  what="grad_x")
