@@ -2,6 +2,8 @@
 makers."""
 import numpy as np
 
+from alexnet_ext import ops
+
 from pool_cases import windows
 
 
@@ -30,3 +32,18 @@ def pool_kwargs(case):
 def tie_free(rng, shape):
     """Distinct values spaced 0.25 apart (exact in float32) in random order."""
     return (0.25 * (rng.permutation(int(np.prod(shape))) - np.prod(shape) / 2)).reshape(shape).astype(np.float32)
+
+
+def bad_switch_cases(rng):
+    """grad_y and switches of max_pool on a (2, 3, 5, 6) input, and (bad, switches with ``bad`` at
+    (1, 2, 1, 0)) as int32 and int64 for values outside [0, 30): what max_pool_undo must refuse."""
+    y, s = ops.max_pool(tie_free(rng, (2, 3, 5, 6)))
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    cases = []
+    for dtype in (np.int32, np.int64):
+        for bad in (-1, 30, 2**31 - 1):
+            t = s.astype(dtype)
+            t[1, 2, 1, 0] = bad
+            cases.append((bad, t))
+    return gy, s, cases
+

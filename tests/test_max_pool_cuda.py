@@ -7,7 +7,7 @@ from alexnet_ext import _core, ops
 from cuda_helpers import dev
 from pool_cases import CASES
 from helpers import pool_geometry
-from max_pool_refs import pool_kwargs, ref_max_pool, tie_free
+from max_pool_refs import bad_switch_cases, pool_kwargs, ref_max_pool, tie_free
 
 cuda = pytest.mark.cuda
 
@@ -116,17 +116,12 @@ def test_undo_leaves_inputs_unchanged(rng):
 @cuda
 def test_bad_switches(rng):
     """The range check runs on the GPU and raises what the CPU raises (the first bad switch)."""
-    x = tie_free(rng, (2, 3, 5, 6))
-    y, s = ops.max_pool(x)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    for dtype in (np.int32, np.int64):
-        for bad in (-1, 30, 2**31 - 1):
-            t = s.astype(dtype)
-            t[1, 2, 1, 0] = bad
-            t[1, 2, 1, 1] = -5  # a later bad one: not the one reported
-            with pytest.raises(ValueError, match=rf"switches: expected flat indices in \[0, 30\) "
-                                                 rf".*got {bad} at index \(1, 2, 1, 0\)"):
-                ops.max_pool_undo(dev(gy), dev(t), image_size=(5, 6))
+    gy, s, cases = bad_switch_cases(rng)
+    for bad, t in cases:
+        t[1, 2, 1, 1] = -5  # a later bad one: not the one reported
+        with pytest.raises(ValueError, match=rf"switches: expected flat indices in \[0, 30\) "
+                                             rf".*got {bad} at index \(1, 2, 1, 0\)"):
+            ops.max_pool_undo(dev(gy), dev(t), image_size=(5, 6))
     with pytest.raises(ValueError, match=r"switches: expected flat indices in \[0, 12\)"):
         ops.max_pool_undo(dev(gy), dev(s), image_size=(3, 4))
     with pytest.raises(TypeError, match="switches: expected dtype int32 or int64, got float32"):

@@ -3,9 +3,11 @@ fixtures: import them into a test module), ``run_train`` and the rows of metrics
 of the package); the in-memory loader lives in loaders.py."""
 import json
 
+import numpy as np
 import pytest
 
 from alexnet_ext import train
+from alexnet_ext.nn import load_checkpoint
 from alexnet_ext.data.synthetic import default_dataset
 from loaders import ArrayLoader  # noqa: F401  (re-exported for the trainer tests)
 from models_fixtures import TRAIN
@@ -51,3 +53,14 @@ def metrics(run_dir):
 
 def _no_constant(name):
     raise ValueError(f"not strict JSON: {name}")
+
+
+def assert_same_run(a, b):
+    """Two run directories hold the same metrics and, bit for bit, the same final parameters and
+    velocities (a resumed run against one that was not interrupted)."""
+    assert metrics(b) == metrics(a)
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    for k in ca.params:
+        np.testing.assert_array_equal(ca.params[k], cb.params[k])
+        np.testing.assert_array_equal(ca.velocities[k], cb.velocities[k])
+
