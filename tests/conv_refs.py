@@ -1,6 +1,8 @@
 """Shared by test_conv.py and test_conv_cuda.py: the convolution references, cases and data makers."""
 import numpy as np
 
+from alexnet_ext import ops
+
 
 # ---------------------------------------------------------------- float64 references (direct)
 def make_pair(v):
@@ -106,3 +108,11 @@ def random_case(rng):
     return (int(rng.integers(1, 4)), groups * int(rng.integers(1, 5)), h, w,
             groups * int(rng.integers(1, 5)), kh, kw, (sh, sw), (ph, pw), groups,
             bool(rng.integers(0, 2)))
+
+
+def undo_data(rng, case):
+    """images, filters, the keyword arguments and a random gradient of filter_acts' output."""
+    x, w, kw = make_data(rng, case)
+    gy = rng.standard_normal(ops.filter_acts(x, w, **kw).shape).astype(np.float32)
+    return x, w, kw, gy
+

@@ -6,6 +6,7 @@ from alexnet_ext import ops
 from helpers import assert_adjoint, assert_close, central_difference, random_indices
 from helpers import conv_geometry
 from conv_refs import CASES, make_data, random_case, ref_conv, ref_img_grad, ref_weight_grad
+from conv_refs import undo_data
 
 
 def _k(w):
@@ -23,8 +24,7 @@ def test_filter_acts_matches_reference(rng, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_img_acts_matches_reference(rng, name):
-    x, w, kw = make_data(rng, CASES[name])
-    gy = rng.standard_normal(ops.filter_acts(x, w, **kw).shape).astype(np.float32)
+    x, w, kw, gy = undo_data(rng, CASES[name])
     got = ops.img_acts(gy, w, image_size=x.shape[2:], **kw)
     assert_close(got, ref_img_grad(gy, w, x.shape[2:], **kw), w.shape[0] * w.shape[2] * w.shape[3],
                  what="img_acts")
@@ -32,8 +32,7 @@ def test_img_acts_matches_reference(rng, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_weight_acts_matches_reference(rng, name):
-    x, w, kw = make_data(rng, CASES[name])
-    gy = rng.standard_normal(ops.filter_acts(x, w, **kw).shape).astype(np.float32)
+    x, w, kw, gy = undo_data(rng, CASES[name])
     got = ops.weight_acts(x, gy, filter_size=w.shape[2:], **kw)
     assert_close(got, ref_weight_grad(x, gy, w.shape[2:], **kw), gy.shape[0] * gy.shape[2] * gy.shape[3],
                  what="weight_acts")
