@@ -5,6 +5,7 @@ import pytest
 import alexnet_ext
 from alexnet_ext import ops
 from helpers import assert_close, central_difference, random_indices, results_per_thread_count
+from helpers import assert_rejects_bad_nchw
 from response_norm_refs import CASES, HYPER, forward_case, make_data, ref_lrn, ref_lrn_grad
 
 
@@ -173,16 +174,7 @@ def test_matches_torch(rng, name):
 # ---------------------------------------------------------------- bad input
 def test_bad_input_response_norm(rng):
     x = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
-    with pytest.raises(TypeError, match="x: expected dtype float32"):
-        ops.response_norm(x.astype(np.float64))
-    with pytest.raises(TypeError, match="x: expected a numpy.ndarray"):
-        ops.response_norm(x.tolist())
-    with pytest.raises(ValueError, match=r"x: expected 4 dimensions \(N, C, H, W\)"):
-        ops.response_norm(x[0])
-    with pytest.raises(ValueError, match="x: expected a C-contiguous"):
-        ops.response_norm(x[:, ::2])
-    with pytest.raises(ValueError, match="x: expected a non-empty array"):
-        ops.response_norm(x[:0])
+    assert_rejects_bad_nchw(ops.response_norm, x, x[:, ::2], x[:0])
     with pytest.raises(ValueError, match="size: expected an int >= 1, got 0"):
         ops.response_norm(x, size=0)
     with pytest.raises(TypeError, match="size: expected an int"):
