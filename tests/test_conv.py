@@ -23,19 +23,18 @@ def test_filter_acts_matches_reference(rng, name):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_img_acts_matches_reference(rng, name):
+@pytest.mark.parametrize("which", ["img_acts", "weight_acts"])
+def test_undo_passes_match_reference(rng, name, which):
+    """imgActs against the float64 image gradient (sums of F*kh*kw terms), weightActs against the
+    filter gradient (sums of N*Ho*Wo terms)."""
     x, w, kw, gy = undo_data(rng, CASES[name])
-    got = ops.img_acts(gy, w, image_size=x.shape[2:], **kw)
-    assert_close(got, ref_img_grad(gy, w, x.shape[2:], **kw), w.shape[0] * w.shape[2] * w.shape[3],
-                 what="img_acts")
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_weight_acts_matches_reference(rng, name):
-    x, w, kw, gy = undo_data(rng, CASES[name])
-    got = ops.weight_acts(x, gy, filter_size=w.shape[2:], **kw)
-    assert_close(got, ref_weight_grad(x, gy, w.shape[2:], **kw), gy.shape[0] * gy.shape[2] * gy.shape[3],
-                 what="weight_acts")
+    if which == "img_acts":
+        got = ops.img_acts(gy, w, image_size=x.shape[2:], **kw)
+        ref, terms = ref_img_grad(gy, w, x.shape[2:], **kw), w.shape[0] * w.shape[2] * w.shape[3]
+    else:
+        got = ops.weight_acts(x, gy, filter_size=w.shape[2:], **kw)
+        ref, terms = ref_weight_grad(x, gy, w.shape[2:], **kw), gy.shape[0] * gy.shape[2] * gy.shape[3]
+    assert_close(got, ref, terms, what=which)
 
 
 def test_random_geometries(rng):
