@@ -2,6 +2,8 @@
 references, cases and data makers."""
 import numpy as np
 
+from alexnet_ext import ops
+
 
 def ref_softmax(z):
     z = np.float64(z)
@@ -42,3 +44,11 @@ def make_data(rng, case, scale=3.0, dtype=np.int64):
     z = (scale * rng.standard_normal((n, k))).astype(np.float32)
     labels = rng.integers(0, k, n).astype(dtype)
     return z, labels
+
+
+def cpu_case(rng, case, dtype):
+    """Logits, labels of ``dtype`` and the CPU's softmax_log_loss of them (loss, probs)."""
+    z, labels = make_data(rng, case, dtype=dtype)
+    loss, probs = ops.softmax_log_loss(z, labels)
+    return z, labels, loss, probs
+

@@ -9,7 +9,8 @@ from alexnet_ext import _core, ops
 from alexnet_ext import cuda as C
 from cuda_helpers import dev
 from helpers import assert_close
-from softmax_log_loss_refs import CASES, make_data, ref_loss, ref_softmax, ref_top_k_errors
+from softmax_log_loss_refs import (CASES, cpu_case, make_data, ref_loss, ref_softmax,
+                                   ref_top_k_errors)
 
 cuda = pytest.mark.cuda
 
@@ -18,8 +19,7 @@ cuda = pytest.mark.cuda
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_forward_matches_cpu_and_reference(rng, name, dtype):
-    z, labels = make_data(rng, CASES[name], dtype=dtype)
-    loss, probs = ops.softmax_log_loss(z, labels)
+    z, labels, loss, probs = cpu_case(rng, CASES[name], dtype)
     dloss, dprobs = ops.softmax_log_loss(dev(z), dev(labels))
     assert isinstance(dloss, float) and C.is_device_array(dprobs)
     p = dprobs.get()
@@ -43,8 +43,7 @@ def test_loss_is_deterministic(rng):
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_undo_equals_cpu(rng, name, dtype):
     """Given the same probs the undo is elementwise arithmetic: the CPU's bits."""
-    z, labels = make_data(rng, CASES[name], dtype=dtype)
-    _, probs = ops.softmax_log_loss(z, labels)
+    z, labels, _, probs = cpu_case(rng, CASES[name], dtype)
     for scale in (None, 2.5):
         g = ops.softmax_log_loss_undo(probs, labels, scale=scale)
         gd = ops.softmax_log_loss_undo(dev(probs), dev(labels), scale=scale)
