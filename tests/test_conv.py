@@ -33,7 +33,8 @@ def test_undo_passes_match_reference(rng, name, which):
         ref, terms = ref_img_grad(gy, w, x.shape[2:], **kw), w.shape[0] * w.shape[2] * w.shape[3]
     else:
         got = ops.weight_acts(x, gy, filter_size=w.shape[2:], **kw)
-        ref, terms = ref_weight_grad(x, gy, w.shape[2:], **kw), gy.shape[0] * gy.shape[2] * gy.shape[3]
+        ref = ref_weight_grad(x, gy, w.shape[2:], **kw)
+        terms = gy.shape[0] * gy.shape[2] * gy.shape[3]
     assert_close(got, ref, terms, what=which)
 
 
