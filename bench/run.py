@@ -27,7 +27,11 @@ from typing import Callable
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # this folder's modules, from any cwd
-import alexnet_ext  # noqa: E402
+try:
+    import alexnet_ext  # noqa: E402
+except ModuleNotFoundError:  # not installed: the source checkout's package (built module copied in)
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "python"))
+    import alexnet_ext  # noqa: E402
 import report  # noqa: E402  bench/report.py: header and where results go
 from alexnet_ext import _shapes as S  # noqa: E402  AlexNet's layer shapes
 from alexnet_ext import ops  # noqa: E402

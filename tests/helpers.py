@@ -1,6 +1,7 @@
 """Helpers shared by the tests: comparisons and thread-count runs for the kernels; random weights
 and batches for the nets."""
 import numpy as np
+import pytest
 
 import alexnet_ext
 
@@ -131,3 +132,15 @@ def pool_geometry(values):
 def conv_geometry(values):
     """``_core.ConvGeometry`` from its fields in csrc/conv.h order (for direct _core calls)."""
     return alexnet_ext._core.ConvGeometry(**dict(zip(CONV_FIELDS, values)))
+
+
+def assert_rejects_bad_nchw(op, x, noncontiguous, empty, name="x"):
+    """``op`` refuses each way its float32 (N, C, H, W) argument ``name`` can be wrong (``x`` a
+    good one; ``noncontiguous`` and ``empty`` views of it), with an error naming the argument."""
+    for exc, match, bad in ((TypeError, "expected dtype float32", x.astype(np.float64)),
+                            (TypeError, "expected a numpy.ndarray", x.tolist()),
+                            (ValueError, r"expected 4 dimensions \(N, C, H, W\)", x[0]),
+                            (ValueError, "expected a C-contiguous", noncontiguous),
+                            (ValueError, "expected a non-empty array", empty)):
+        with pytest.raises(exc, match=f"{name}: {match}"):
+            op(bad)

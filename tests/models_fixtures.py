@@ -100,6 +100,15 @@ SMALL = toml_model(
      ("probs", "softmax", {})],
     data=_image(8))
 
+def _classifier(i: int) -> list:
+    """fc{i} (16 units) -> relu -> dropout -> fc{i+1} (the classes, one merged layer) -> probs."""
+    return [(f"fc{i}", "fc", {"outputs": 16, "init_std": 0.1, "init_bias": 0.1}),
+            (f"relu{i}", "relu", {}),
+            (f"drop{i}", "dropout", {"p": 0.5}),
+            (f"fc{i + 1}", "fc", {"outputs": "classes", "split": False}),
+            ("probs", "softmax", {})]
+
+
 # A two-column miniature of the paper's net for 16x16 crops of 20x20 images (the CLI tests).
 TRAIN = toml_model(
     {"name": "tiny", "channels": 3, "classes": 3, "columns": 2},
@@ -111,10 +120,18 @@ TRAIN = toml_model(
      ("conv2", "conv", {"filters": 8, "size": 3, "padding": 1, "groups": 2, "init_std": 0.1,
                         "init_bias": 0.1}),
      ("relu2", "relu", {}),
-     ("fc3", "fc", {"outputs": 16, "init_std": 0.1, "init_bias": 0.1}),
-     ("relu3", "relu", {}),
-     ("drop3", "dropout", {"p": 0.5}),
-     ("fc4", "fc", {"outputs": "classes", "split": False}),
-     ("probs", "softmax", {})],
+     *_classifier(3)],
     learning={"lr": 0.01, "batch_size": 8, "epochs": 2, "patience": 1},
     data={"image_size": 20, "crop": 16})
+
+# Two columns, a dropout over both, one merged fc: split nets give the dropout a column block
+# (the data-parallel tests).
+DATA_PARALLEL = toml_model(
+    {"name": "tinydp", "channels": 3, "classes": 3, "columns": 2},
+    [("conv1", "conv", {"input": "data", "filters": 8, "size": 3, "stride": 2, "padding": 1,
+                        "init_std": 0.1}),
+     ("relu1", "relu", {}),
+     ("pool1", "pool", {"size": 3, "stride": 2}),
+     *_classifier(2)],
+    learning={"lr": 0.02, "batch_size": 8, "epochs": 2, "patience": 1},
+    data={"image_size": 20, "crop": 16, "scale": 0.02})

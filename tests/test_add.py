@@ -3,25 +3,12 @@ import numpy as np
 import pytest
 
 from alexnet_ext import ops
-
-SHAPES = {
-    "vector": (7,),
-    "fc_batch": (3, 4096),
-    "nchw_odd": (2, 5, 7, 3),
-    "conv2_like": (2, 128, 27, 27),  # large enough for the parallel path
-    "batch1": (1, 3, 1, 5),
-}
-
-
-def _pair(rng, shape):
-    a = rng.standard_normal(shape).astype(np.float32)
-    b = (rng.standard_normal(shape) * rng.choice([1e-6, 1.0, 1e6], size=shape)).astype(np.float32)
-    return a, b
+from add_refs import SHAPES, make_pair
 
 
 @pytest.mark.parametrize("name", SHAPES)
 def test_matches_numpy_exactly(rng, name):
-    a, b = _pair(rng, SHAPES[name])
+    a, b = make_pair(rng, SHAPES[name])
     y = ops.add(a, b)
     assert y.dtype == np.float32 and y.shape == a.shape
     # float32 + float32 rounded once: NumPy's float32 add is the reference, bit for bit.
@@ -32,7 +19,7 @@ def test_matches_numpy_exactly(rng, name):
 
 
 def test_in_place_either_side(rng):
-    a, b = _pair(rng, (3, 11, 5))
+    a, b = make_pair(rng, (3, 11, 5))
     want = a + b
     a1 = a.copy()
     assert ops.add(a1, b, out=a1) is a1
@@ -52,7 +39,7 @@ def test_special_values(rng):
 
 
 def test_bad_input(rng):
-    a, b = _pair(rng, (4, 5))
+    a, b = make_pair(rng, (4, 5))
     with pytest.raises(TypeError, match="a"):
         ops.add(a.astype(np.float64), b)
     with pytest.raises(ValueError, match="b"):

@@ -6,7 +6,7 @@ import pytest
 from alexnet_ext import cuda as C
 from alexnet_ext import ops
 from cuda_helpers import dev, unaligned
-from test_add import SHAPES, _pair
+from add_refs import SHAPES, make_pair
 
 cuda = pytest.mark.cuda
 
@@ -15,7 +15,7 @@ cuda = pytest.mark.cuda
 @pytest.mark.parametrize("name", SHAPES)
 @pytest.mark.parametrize("to_gpu", [dev, unaligned])
 def test_equals_cpu(rng, name, to_gpu):
-    a, b = _pair(rng, SHAPES[name])
+    a, b = make_pair(rng, SHAPES[name])
     a.flat[::9] = np.nan
     np.testing.assert_array_equal(ops.add(to_gpu(a), to_gpu(b)).get(), ops.add(a, b))
 
@@ -23,13 +23,13 @@ def test_equals_cpu(rng, name, to_gpu):
 @cuda
 @pytest.mark.parametrize("n", [1, 3, 4, 5, 1027])
 def test_tails(rng, n):
-    a, b = _pair(rng, (n,))
+    a, b = make_pair(rng, (n,))
     np.testing.assert_array_equal(ops.add(unaligned(a), dev(b)).get(), a + b)
 
 
 @cuda
 def test_in_place(rng):
-    a, b = _pair(rng, (2, 33, 9))
+    a, b = make_pair(rng, (2, 33, 9))
     da, db = dev(a), dev(b)
     assert ops.add(da, db, out=da) is da
     np.testing.assert_array_equal(da.get(), a + b)
@@ -37,7 +37,7 @@ def test_in_place(rng):
 
 @cuda
 def test_mixing_and_devices(rng):
-    a, b = _pair(rng, (4, 4))
+    a, b = make_pair(rng, (4, 4))
     with pytest.raises(TypeError, match="mix host"):
         ops.add(dev(a), b)
     if C.device_count() > 1:

@@ -6,39 +6,8 @@ import alexnet_ext
 from alexnet_ext import ops
 from helpers import assert_close, central_difference, random_indices, results_per_thread_count
 from helpers import pool_geometry
-from pool_cases import CASES, random_geometry, windows
-
-
-# ---------------------------------------------------------------- float64 references (direct)
-def ref_avg_pool(x, size, stride, padding=0, ceil_mode=False):
-    """Mean over each window's real pixels (padding and overhang not counted)."""
-    x = np.float64(x)
-    n, c, h, w = x.shape
-    win = list(windows(h, w, size, stride, padding, ceil_mode))
-    y = np.empty((n, c, win[-1][0] + 1, win[-1][1] + 1))
-    for oy, ox, rows, cols in win:
-        y[:, :, oy, ox] = x[:, :, rows.start:rows.stop, cols.start:cols.stop].mean(axis=(2, 3))
-    return y
-
-
-def ref_avg_pool_grad(gy, image_size, size, stride, padding=0, ceil_mode=False):
-    """Scatter form: each output's gradient spread evenly over its window's real pixels."""
-    gy = np.float64(gy)
-    h, w = image_size
-    gx = np.zeros(gy.shape[:2] + (h, w))
-    for oy, ox, rows, cols in windows(h, w, size, stride, padding, ceil_mode):
-        count = len(rows) * len(cols)
-        gx[:, :, rows.start:rows.stop, cols.start:cols.stop] += (gy[:, :, oy, ox] / count)[:, :, None, None]
-    return gx
-
-
-def _kw(case):
-    return dict(size=case[4], stride=case[5], padding=case[6], ceil_mode=case[7])
-
-
-def _k(case):
-    size = case[4]
-    return size * size if isinstance(size, int) else size[0] * size[1]
+from pool_cases import CASES, random_geometry
+from avg_pool_refs import pool_args, pool_kwargs, ref_avg_pool, ref_avg_pool_grad
 
 
 # ---------------------------------------------------------------- tests
@@ -46,19 +15,19 @@ def _k(case):
 def test_forward_matches_reference(rng, name):
     case = CASES[name]
     x = rng.standard_normal(case[:4]).astype(np.float32)
-    y = ops.avg_pool(x, **_kw(case))
+    y = ops.avg_pool(x, **pool_kwargs(case))
     assert y.dtype == np.float32
-    assert_close(y, ref_avg_pool(x, **_kw(case)), _k(case))
+    assert_close(y, ref_avg_pool(x, **pool_kwargs(case)), pool_args(case))
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_backward_matches_reference(rng, name):
     case = CASES[name]
-    y = ref_avg_pool(np.zeros(case[:4]), **_kw(case))
+    y = ref_avg_pool(np.zeros(case[:4]), **pool_kwargs(case))
     gy = rng.standard_normal(y.shape).astype(np.float32)
-    gx = ops.avg_pool_undo(gy, image_size=case[2:4], **_kw(case))
+    gx = ops.avg_pool_undo(gy, image_size=case[2:4], **pool_kwargs(case))
     assert gx.shape == case[:4]
-    assert_close(gx, ref_avg_pool_grad(gy, case[2:4], **_kw(case)), _k(case))
+    assert_close(gx, ref_avg_pool_grad(gy, case[2:4], **pool_kwargs(case)), pool_args(case))
 
 
 def test_padding_and_overhang_not_counted(rng):
@@ -91,9 +60,9 @@ def test_undo_is_exact_adjoint(rng, name):
     """<avg_pool(x), g> == <x, avg_pool_undo(g)>."""
     case = CASES[name]
     x = rng.standard_normal(case[:4]).astype(np.float32)
-    y = ops.avg_pool(x, **_kw(case))
+    y = ops.avg_pool(x, **pool_kwargs(case))
     gy = rng.standard_normal(y.shape).astype(np.float32)
-    gx = ops.avg_pool_undo(gy, image_size=case[2:4], **_kw(case))
+    gx = ops.avg_pool_undo(gy, image_size=case[2:4], **pool_kwargs(case))
     lhs, rhs = np.vdot(np.float64(y), np.float64(gy)), np.vdot(np.float64(x), np.float64(gx))
     assert abs(lhs - rhs) <= 1e-5 * np.linalg.norm(y) * np.linalg.norm(gy)
 
@@ -102,9 +71,9 @@ def test_undo_is_exact_adjoint(rng, name):
 def test_gradient_matches_finite_differences(rng, name):
     case = CASES[name]
     x = rng.standard_normal(case[:4])
-    gy = rng.standard_normal(ref_avg_pool(x, **_kw(case)).shape)
-    gx = ops.avg_pool_undo(gy.astype(np.float32), image_size=case[2:4], **_kw(case))
-    loss = lambda xv: np.sum(ref_avg_pool(xv, **_kw(case)) * gy)
+    gy = rng.standard_normal(ref_avg_pool(x, **pool_kwargs(case)).shape)
+    gx = ops.avg_pool_undo(gy.astype(np.float32), image_size=case[2:4], **pool_kwargs(case))
+    loss = lambda xv: np.sum(ref_avg_pool(xv, **pool_kwargs(case)) * gy)
     for idx in random_indices(rng, x.shape, 12) + [(0, 0, 0, 0), (0, 0) + tuple(s - 1 for s in case[2:4])]:
         fd = central_difference(loss, x, idx, 1e-3)
         assert abs(gx[idx] - fd) <= 1e-5 * (1 + abs(fd)), (idx, gx[idx], fd)
@@ -127,15 +96,15 @@ def test_matches_torch(rng, name):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     case = CASES[name]
-    kw = _kw(case)
+    kw = pool_kwargs(case)
     x = rng.standard_normal(case[:4]).astype(np.float32)
     tx = torch.from_numpy(x).double().requires_grad_()
     ty = F.avg_pool2d(tx, kw["size"], kw["stride"], kw["padding"], ceil_mode=kw["ceil_mode"],
                       count_include_pad=False)
     gy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
     ty.backward(torch.from_numpy(gy).double())
-    assert_close(ops.avg_pool(x, **kw), ty.detach().numpy(), _k(case))
-    assert_close(ops.avg_pool_undo(gy, image_size=case[2:4], **kw), tx.grad.numpy(), _k(case))
+    assert_close(ops.avg_pool(x, **kw), ty.detach().numpy(), pool_args(case))
+    assert_close(ops.avg_pool_undo(gy, image_size=case[2:4], **kw), tx.grad.numpy(), pool_args(case))
 
 
 # ---------------------------------------------------------------- bad input

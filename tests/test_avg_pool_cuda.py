@@ -8,7 +8,7 @@ from cuda_helpers import dev
 from helpers import assert_close
 from helpers import pool_geometry
 from pool_cases import CASES
-from test_avg_pool import _k, _kw, ref_avg_pool, ref_avg_pool_grad
+from avg_pool_refs import pool_args, pool_kwargs, ref_avg_pool, ref_avg_pool_grad
 
 cuda = pytest.mark.cuda
 
@@ -18,16 +18,16 @@ cuda = pytest.mark.cuda
 def test_equals_cpu(rng, name):
     case = CASES[name]
     x = rng.standard_normal(case[:4]).astype(np.float32)
-    kw = _kw(case)
+    kw = pool_kwargs(case)
     y = ops.avg_pool(x, **kw)
     yd = ops.avg_pool(dev(x), **kw)
     np.testing.assert_array_equal(yd.get(), y)
-    assert_close(yd.get(), ref_avg_pool(x, **kw), _k(case))
+    assert_close(yd.get(), ref_avg_pool(x, **kw), pool_args(case))
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx = ops.avg_pool_undo(gy, image_size=case[2:4], **kw)
     gxd = ops.avg_pool_undo(dev(gy), image_size=case[2:4], **kw)
     np.testing.assert_array_equal(gxd.get(), gx)
-    assert_close(gxd.get(), ref_avg_pool_grad(gy, case[2:4], **kw), _k(case))
+    assert_close(gxd.get(), ref_avg_pool_grad(gy, case[2:4], **kw), pool_args(case))
 
 
 @cuda

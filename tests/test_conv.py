@@ -5,112 +5,8 @@ import pytest
 from alexnet_ext import ops
 from helpers import assert_adjoint, assert_close, central_difference, random_indices
 from helpers import conv_geometry
-
-
-# ---------------------------------------------------------------- float64 references (direct)
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _out_size(size, k, s, p, ceil_mode):
-    span = size + 2 * p - k
-    return (-(-span // s) if ceil_mode else span // s) + 1
-
-
-def _padded(x, kh, kw, sh, sw, ph, pw, ceil_mode):
-    """x zero-padded so that every (possibly overhanging) window lies inside."""
-    n, c, h, w = x.shape
-    ho, wo = _out_size(h, kh, sh, ph, ceil_mode), _out_size(w, kw, sw, pw, ceil_mode)
-    hp, wp = max(h + 2 * ph, (ho - 1) * sh + kh), max(w + 2 * pw, (wo - 1) * sw + kw)
-    xp = np.zeros((n, c, hp, wp))
-    xp[:, :, ph:ph + h, pw:pw + w] = x
-    return xp, ho, wo
-
-
-def ref_conv(x, w, b=None, stride=1, padding=0, groups=1, ceil_mode=False):
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    f, cg, kh, kw = w.shape
-    xp, ho, wo = _padded(np.float64(x), kh, kw, sh, sw, ph, pw, ceil_mode)
-    fg = f // groups
-    out = np.zeros((x.shape[0], f, ho, wo))
-    for g in range(groups):
-        xg = xp[:, g * cg:(g + 1) * cg]
-        wg = np.float64(w[g * fg:(g + 1) * fg])
-        for i in range(kh):
-            for j in range(kw):
-                win = xg[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                out[:, g * fg:(g + 1) * fg] += np.einsum("ncyx,fc->nfyx", win, wg[:, :, i, j])
-    if b is not None:
-        out += np.float64(b)[None, :, None, None]
-    return out
-
-
-def ref_img_grad(gy, w, image_size, stride=1, padding=0, groups=1, ceil_mode=False):
-    """Scatter form of the adjoint: every output gradient flows back along its window."""
-    (sh, sw), (ph, pw), (h, wd) = _pair(stride), _pair(padding), _pair(image_size)
-    f, cg, kh, kw = w.shape
-    n, _, ho, wo = gy.shape
-    gxp, _, _ = _padded(np.zeros((n, cg * groups, h, wd)), kh, kw, sh, sw, ph, pw, ceil_mode)
-    fg = f // groups
-    for g in range(groups):
-        for i in range(kh):
-            for j in range(kw):
-                contrib = np.einsum("nfyx,fc->ncyx", np.float64(gy[:, g * fg:(g + 1) * fg]),
-                                    np.float64(w[g * fg:(g + 1) * fg, :, i, j]))
-                gxp[:, g * cg:(g + 1) * cg, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += contrib
-    return gxp[:, :, ph:ph + h, pw:pw + wd]
-
-
-def ref_weight_grad(x, gy, filter_size, stride=1, padding=0, groups=1, ceil_mode=False):
-    (sh, sw), (ph, pw), (kh, kw) = _pair(stride), _pair(padding), _pair(filter_size)
-    n, c, _, _ = x.shape
-    f = gy.shape[1]
-    cg, fg = c // groups, f // groups
-    xp, ho, wo = _padded(np.float64(x), kh, kw, sh, sw, ph, pw, ceil_mode)
-    gw = np.zeros((f, cg, kh, kw))
-    for g in range(groups):
-        for i in range(kh):
-            for j in range(kw):
-                win = xp[:, g * cg:(g + 1) * cg, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
-                gw[g * fg:(g + 1) * fg, :, i, j] = np.einsum(
-                    "ncyx,nfyx->fc", win, np.float64(gy[:, g * fg:(g + 1) * fg]))
-    return gw
-
-
-# ---------------------------------------------------------------- cases
-# (N, C, H, W, F, kh, kw, stride, padding, groups, ceil_mode)
-CASES = {
-    "conv1_11x11_s4": (2, 3, 63, 63, 12, 11, 11, 4, 2, 1, False),
-    "conv2_5x5_p2_groups2": (2, 16, 13, 13, 10, 5, 5, 1, 2, 2, False),
-    "conv3_3x3_p1": (3, 9, 7, 7, 11, 3, 3, 1, 1, 1, False),
-    "batch1": (1, 5, 9, 9, 7, 3, 3, 1, 1, 1, False),
-    "non_square": (2, 4, 11, 17, 6, 3, 5, (2, 1), (1, 2), 1, False),
-    "odd_channels_groups3": (2, 9, 10, 8, 15, 4, 3, (1, 2), (0, 1), 3, False),
-    "ceil_mode_overhang": (2, 3, 12, 13, 5, 3, 3, 2, 0, 1, True),
-    "ceil_mode_padded_s4": (1, 3, 30, 29, 4, 11, 11, 4, 2, 1, True),
-    "pointwise_1x1": (2, 7, 6, 5, 9, 1, 1, 1, 0, 1, False),
-    "filter_covers_image": (2, 3, 5, 5, 4, 5, 5, 1, 0, 1, False),
-}
-
-
-def _data(rng, case):
-    n, c, h, w, f, kh, kw, stride, padding, groups, ceil_mode = case
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    wt = rng.standard_normal((f, c // groups, kh, kw)).astype(np.float32)
-    kw_args = dict(stride=stride, padding=padding, groups=groups, ceil_mode=ceil_mode)
-    return x, wt, kw_args
-
-
-def _random_case(rng):
-    groups = int(rng.integers(1, 4))
-    kh, kw = (int(v) for v in rng.integers(1, 7, size=2))
-    sh, sw = (int(v) for v in rng.integers(1, 5, size=2))
-    ph, pw = (int(v) for v in rng.integers(0, 3, size=2))
-    h = int(rng.integers(max(1, kh - 2 * ph), 20))
-    w = int(rng.integers(max(1, kw - 2 * pw), 20))
-    return (int(rng.integers(1, 4)), groups * int(rng.integers(1, 5)), h, w,
-            groups * int(rng.integers(1, 5)), kh, kw, (sh, sw), (ph, pw), groups,
-            bool(rng.integers(0, 2)))
+from conv_refs import CASES, make_data, random_case, ref_conv, ref_img_grad, ref_weight_grad
+from conv_refs import undo_data
 
 
 def _k(w):
@@ -119,7 +15,7 @@ def _k(w):
 
 @pytest.mark.parametrize("name", CASES)
 def test_filter_acts_matches_reference(rng, name):
-    x, w, kw = _data(rng, CASES[name])
+    x, w, kw = make_data(rng, CASES[name])
     b = rng.standard_normal(w.shape[0]).astype(np.float32)
     assert_close(ops.filter_acts(x, w, **kw), ref_conv(x, w, **kw), _k(w), what="filter_acts")
     assert_close(ops.filter_acts(x, w, bias=b, **kw), ref_conv(x, w, b, **kw), _k(w),
@@ -127,27 +23,25 @@ def test_filter_acts_matches_reference(rng, name):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_img_acts_matches_reference(rng, name):
-    x, w, kw = _data(rng, CASES[name])
-    gy = rng.standard_normal(ops.filter_acts(x, w, **kw).shape).astype(np.float32)
-    got = ops.img_acts(gy, w, image_size=x.shape[2:], **kw)
-    assert_close(got, ref_img_grad(gy, w, x.shape[2:], **kw), w.shape[0] * w.shape[2] * w.shape[3],
-                 what="img_acts")
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_weight_acts_matches_reference(rng, name):
-    x, w, kw = _data(rng, CASES[name])
-    gy = rng.standard_normal(ops.filter_acts(x, w, **kw).shape).astype(np.float32)
-    got = ops.weight_acts(x, gy, filter_size=w.shape[2:], **kw)
-    assert_close(got, ref_weight_grad(x, gy, w.shape[2:], **kw), gy.shape[0] * gy.shape[2] * gy.shape[3],
-                 what="weight_acts")
+@pytest.mark.parametrize("which", ["img_acts", "weight_acts"])
+def test_undo_passes_match_reference(rng, name, which):
+    """imgActs against the float64 image gradient (sums of F*kh*kw terms), weightActs against the
+    filter gradient (sums of N*Ho*Wo terms)."""
+    x, w, kw, gy = undo_data(rng, CASES[name])
+    if which == "img_acts":
+        got = ops.img_acts(gy, w, image_size=x.shape[2:], **kw)
+        ref, terms = ref_img_grad(gy, w, x.shape[2:], **kw), w.shape[0] * w.shape[2] * w.shape[3]
+    else:
+        got = ops.weight_acts(x, gy, filter_size=w.shape[2:], **kw)
+        ref = ref_weight_grad(x, gy, w.shape[2:], **kw)
+        terms = gy.shape[0] * gy.shape[2] * gy.shape[3]
+    assert_close(got, ref, terms, what=which)
 
 
 def test_random_geometries(rng):
     for _ in range(25):
-        case = _random_case(rng)
-        x, w, kw = _data(rng, case)
+        case = random_case(rng)
+        x, w, kw = make_data(rng, case)
         y = ops.filter_acts(x, w, **kw)
         assert_close(y, ref_conv(x, w, **kw), _k(w), what=f"filter_acts {case}")
         gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -168,7 +62,7 @@ def test_alexnet_conv1_full_size(rng):
 @pytest.mark.parametrize("name", ["conv1_11x11_s4", "odd_channels_groups3", "ceil_mode_overhang"])
 def test_gradients_match_finite_differences(rng, name):
     """Finite differences of the float64 reference forward against the float32 undo kernels."""
-    x, w, kw = _data(rng, CASES[name])
+    x, w, kw = make_data(rng, CASES[name])
     x64, w64 = np.float64(x), np.float64(w)
     gy = rng.standard_normal(ops.filter_acts(x, w, **kw).shape)
     gx = ops.img_acts(gy.astype(np.float32), w, image_size=x.shape[2:], **kw)
@@ -186,7 +80,7 @@ def test_gradients_match_finite_differences(rng, name):
 @pytest.mark.parametrize("name", CASES)
 def test_undo_passes_are_exact_adjoints(rng, name):
     """<filter_acts(x, w), g> == <x, img_acts(g, w)> == <w, weight_acts(x, g)>."""
-    x, w, kw = _data(rng, CASES[name])
+    x, w, kw = make_data(rng, CASES[name])
     y = ops.filter_acts(x, w, **kw)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx = ops.img_acts(gy, w, image_size=x.shape[2:], **kw)
@@ -205,7 +99,7 @@ def test_bias_grad(rng):
 # ---------------------------------------------------------------- accumulate form
 @pytest.mark.parametrize("name", ["conv2_5x5_p2_groups2", "pointwise_1x1", "ceil_mode_overhang"])
 def test_accumulate_form(rng, name):
-    x, w, kw = _data(rng, CASES[name])
+    x, w, kw = make_data(rng, CASES[name])
     y = ref_conv(x, w, **kw)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx = ref_img_grad(gy, w, x.shape[2:], **kw)
@@ -247,7 +141,7 @@ def test_conv3_sums_both_columns_without_copy(rng):
 def test_matches_torch(rng, name):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    x, w, kw = _data(rng, CASES[name])
+    x, w, kw = make_data(rng, CASES[name])
     tx = torch.from_numpy(x).double().requires_grad_()
     tw = torch.from_numpy(w).double().requires_grad_()
     ty = F.conv2d(tx, tw, stride=kw["stride"], padding=kw["padding"], groups=kw["groups"])

@@ -12,7 +12,8 @@ from alexnet_ext import cuda, ops
 from cuda_helpers import torch_cuda
 from helpers import EPS32, assert_close, assert_within_sum_bound, random_indices
 from helpers import conv_geometry
-from test_conv import CASES, _data, _random_case, ref_conv, ref_img_grad, ref_weight_grad
+from conv_refs import CASES, make_data, random_case, ref_conv, ref_img_grad, ref_weight_grad
+from conv_refs import undo_data
 
 pytestmark = pytest.mark.cuda
 
@@ -45,7 +46,7 @@ def _dev(a):
     return cuda.to_device(np.ascontiguousarray(a))
 
 
-def _pair(v):
+def make_pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
@@ -65,7 +66,7 @@ def _gpu_passes(x, w, gy, kw, bias=None):
 def _check_against_reference(rng, case, what=""):
     # Rigorous componentwise bounds (helpers.assert_within_sum_bound): every output is a float32
     # sum of K products; + 3 roundings for the bias add and the accumulate-form store.
-    x, w, kw = _data(rng, case)
+    x, w, kw = make_data(rng, case)
     b = rng.standard_normal(w.shape[0]).astype(np.float32)
     y_ref = ref_conv(x, w, b, **kw)
     gy = rng.standard_normal(y_ref.shape).astype(np.float32)
@@ -124,14 +125,14 @@ def test_edge_cases_match_reference(rng, version, name):
 
 def test_random_geometries(rng, version):
     for _ in range(25):
-        case = _random_case(rng)
+        case = random_case(rng)
         _check_against_reference(rng, case, str(case))
 
 
 # ---------------------------------------------------------------- float64 at sampled positions
 def _sampled_conv(x, w, b, idx, stride, padding, groups):
     """Exact outputs at multi-indices `idx` (n, f, oy, ox) and a per-element error bound."""
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = make_pair(stride), make_pair(padding)
     f_all, cg, kh, kw = w.shape
     fg = f_all // groups
     h, wd = x.shape[2:]
@@ -150,7 +151,7 @@ def _sampled_conv(x, w, b, idx, stride, padding, groups):
 
 def _sampled_img_grad(gy, w, idx, image_size, stride, padding, groups):
     """Exact imgActs outputs at (n, c, y, x) by the scatter rule, with error bounds."""
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = make_pair(stride), make_pair(padding)
     f_all, cg, kh, kw = w.shape
     fg = f_all // groups
     _, _, ho, wo = gy.shape
@@ -173,7 +174,7 @@ def _sampled_img_grad(gy, w, idx, image_size, stride, padding, groups):
 
 def _sampled_weight_grad(x, gy, idx, filter_size, stride, padding, groups):
     """Exact weightActs outputs at (f, c, i, j), with error bounds."""
-    (sh, sw), (ph, pw), (kh, kw) = _pair(stride), _pair(padding), _pair(filter_size)
+    (sh, sw), (ph, pw), (kh, kw) = make_pair(stride), make_pair(padding), make_pair(filter_size)
     n, c_all, h, wd = x.shape
     _, f_all, ho, wo = gy.shape
     cg, fg = c_all // groups, f_all // groups
@@ -241,7 +242,7 @@ def test_alexnet_layers_batch128(rng, layer):
 @pytest.mark.parametrize("name", ["conv2_5x5_p2_groups2", "pointwise_1x1", "ceil_mode_overhang",
                                   "conv1_11x11_s4"])
 def test_accumulate_form(rng, version, name):
-    x, w, kw = _data(rng, CASES[name])
+    x, w, kw = make_data(rng, CASES[name])
     b = rng.standard_normal(w.shape[0]).astype(np.float32)
     y = ref_conv(x, w, b, **kw)
     gy = rng.standard_normal(y.shape).astype(np.float32)
@@ -290,8 +291,7 @@ def test_bias_grad(rng, version, shape):
 
 def test_fast_kernels_are_deterministic(rng):
     """Split-K and split bias sums reduce in a fixed order: bitwise-equal reruns."""
-    x, w, kw = _data(rng, EDGE_CASES["long_reduction_split_k"])
-    gy = rng.standard_normal(ops.filter_acts(x, w, **kw).shape).astype(np.float32)
+    x, w, kw, gy = undo_data(rng, EDGE_CASES["long_reduction_split_k"])
     dx, dw, dgy = _dev(x), _dev(w), _dev(gy)
     with _kernel_version(2):
         runs = [(ops.filter_acts(dx, dw, **kw).get(),
@@ -306,7 +306,7 @@ def test_fast_kernels_are_deterministic(rng):
 def test_versions_agree_and_switch(rng):
     """The switch really changes kernels (results differ in rounding, agree within bounds)."""
     assert cuda.get_conv_kernel() == 2  # the default
-    x, w, kw = _data(rng, CASES["conv2_5x5_p2_groups2"])
+    x, w, kw = make_data(rng, CASES["conv2_5x5_p2_groups2"])
     dx, dw = _dev(x), _dev(w)
     with _kernel_version(1):
         assert cuda.get_conv_kernel() == 1
@@ -322,7 +322,7 @@ def test_versions_agree_and_switch(rng):
 
 
 def test_non_default_stream(rng):
-    x, w, kw = _data(rng, CASES["conv3_3x3_p1"])
+    x, w, kw = make_data(rng, CASES["conv3_3x3_p1"])
     gy = rng.standard_normal(ref_conv(x, w, **kw).shape).astype(np.float32)
     dx, dw, dgy = _dev(x), _dev(w), _dev(gy)      # copied on the default stream
     s = cuda.Stream()

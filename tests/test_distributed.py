@@ -30,77 +30,20 @@ import pytest
 
 from alexnet_ext import train
 from alexnet_ext.data import BatchLoader
-from alexnet_ext.data.synthetic import default_dataset
 from alexnet_ext.distributed import ShardedBatchLoader
 from alexnet_ext.nn import Net, load_checkpoint, parse_model
 from helpers import random_batch
+from models_fixtures import DATA_PARALLEL
+from train_helpers import make_tiny_data
 
-# Two columns, a dropout over both, one merged fc: split nets give the dropout a column block.
-TINY = """
-[model]
-name = "tinydp"
-channels = 3
-classes = 3
-columns = 2
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 8
-size = 3
-stride = 2
-padding = 1
-init_std = 0.1
-
-[layers.relu1]
-type = "relu"
-
-[layers.pool1]
-type = "pool"
-size = 3
-stride = 2
-
-[layers.fc2]
-type = "fc"
-outputs = 16
-init_std = 0.1
-init_bias = 0.1
-
-[layers.relu2]
-type = "relu"
-
-[layers.drop2]
-type = "dropout"
-p = 0.5
-
-[layers.fc3]
-type = "fc"
-outputs = "classes"
-split = false
-
-[layers.probs]
-type = "softmax"
-
-[learning]
-lr = 0.02
-batch_size = 8
-epochs = 2
-patience = 1
-
-[data]
-image_size = 20
-crop = 16
-scale = 0.02
-"""
+TINY = DATA_PARALLEL   # two columns, a dropout over both, one merged fc
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dpdata") / "shapes"
-    return default_dataset(root, classes=3, train_per_class=12, val_per_class=4, size=20, seed=1,
-                           workers=1)
+    return make_tiny_data(tmp_path_factory.mktemp("dpdata"))
 
 
 @pytest.fixture(scope="module")

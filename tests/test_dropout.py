@@ -6,34 +6,7 @@ import pytest
 
 from alexnet_ext import ops
 from helpers import results_per_thread_count
-
-MASK32 = 0xFFFFFFFF
-
-
-# ---------------------------------------------------------------- float-free reference Philox
-def philox_ref(counter, key):
-    """Philox-4x32-10 on Python ints only (Salmon et al. 2011), written for this test."""
-    c0, c1, c2, c3 = counter
-    k0, k1 = key
-    for r in range(10):
-        if r:
-            k0 = (k0 + 0x9E3779B9) & MASK32
-            k1 = (k1 + 0xBB67AE85) & MASK32
-        p0 = 0xD2511F53 * c0
-        p1 = 0xCD9E8D57 * c2
-        c0, c1, c2, c3 = ((p1 >> 32) ^ c1 ^ k0, p1 & MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & MASK32)
-    return c0, c1, c2, c3
-
-
-def mask_ref(n, p, seed, offset):
-    """The documented mask: element i keeps iff (word >> 8) * 2**-24 >= p (exact in doubles)."""
-    mask = np.empty(n, dtype=np.uint8)
-    for b in range((n + 3) // 4):
-        words = philox_ref((b & MASK32, b >> 32, offset & MASK32, offset >> 32),
-                           (seed & MASK32, seed >> 32))
-        for j in range(min(4, n - 4 * b)):
-            mask[4 * b + j] = (words[j] >> 8) * 2.0**-24 >= p
-    return mask
+from dropout_refs import BLOCKS, MASK32, mask_ref, philox_ref, random_seed, tail_mask, undo_case
 
 
 # Random123's published known-answer vectors for philox4x32-10 (kat_vectors):
@@ -63,16 +36,11 @@ def test_kernel_philox_matches_reference_on_random_inputs(rng):
         assert ops.philox4x32_10(counter, key) == philox_ref(counter, key)
 
 
-# ---------------------------------------------------------------- the mask
-def _seed(rng):
-    return int(rng.integers(0, 2**63, dtype=np.int64)) * 2 + int(rng.integers(0, 2))
-
-
 @pytest.mark.parametrize("shape", [(1,), (5,), (4, 7), (3, 2, 5, 3)])
 @pytest.mark.parametrize("p", [0.5, 0.1, 0.9, 1 / 3])
 def test_mask_matches_documented_stream(rng, shape, p):
     x = rng.standard_normal(shape).astype(np.float32)
-    seed, offset = _seed(rng), _seed(rng)
+    seed, offset = random_seed(rng), random_seed(rng)
     y, mask = ops.dropout(x, p=p, seed=seed, offset=offset)
     assert mask.dtype == np.uint8 and mask.shape == x.shape and y.shape == x.shape
     np.testing.assert_array_equal(mask.ravel(), mask_ref(x.size, p, seed, offset))
@@ -96,7 +64,7 @@ def test_large_seed_and_offset_words_matter(rng):
 def test_keep_fraction_within_binomial_bound(rng, p):
     n = 300_000
     x = rng.standard_normal(n).astype(np.float32)
-    _, mask = ops.dropout(x, p=p, seed=_seed(rng), offset=_seed(rng))
+    _, mask = ops.dropout(x, p=p, seed=random_seed(rng), offset=random_seed(rng))
     kept = int(mask.sum())
     mean, sd = n * (1 - p), math.sqrt(n * p * (1 - p))
     assert abs(kept - mean) <= 6 * sd, (kept, mean, sd)
@@ -108,7 +76,7 @@ def test_keep_fraction_within_binomial_bound(rng, p):
 def test_expectation_is_preserved(rng):
     """Inverted dropout: E[y] = x. Average many independent masks of a fixed x."""
     x = rng.uniform(0.5, 1.5, 2000).astype(np.float32)
-    seed = _seed(rng)
+    seed = random_seed(rng)
     acc = np.zeros(x.shape)
     trials = 400
     for t in range(trials):
@@ -119,14 +87,14 @@ def test_expectation_is_preserved(rng):
 
 def test_p_zero_keeps_everything(rng):
     x = rng.standard_normal((3, 17)).astype(np.float32)
-    y, mask = ops.dropout(x, p=0.0, seed=_seed(rng))
+    y, mask = ops.dropout(x, p=0.0, seed=random_seed(rng))
     np.testing.assert_array_equal(y, x)
     assert np.all(mask == 1)
 
 
 def test_deterministic_by_seed_and_offset(rng):
     x = rng.standard_normal((8, 4096)).astype(np.float32)
-    seed, offset = _seed(rng), _seed(rng) % 1000
+    seed, offset = random_seed(rng), random_seed(rng) % 1000
     y1, m1 = ops.dropout(x, p=0.5, seed=seed, offset=offset)
     y2, m2 = ops.dropout(x, p=0.5, seed=seed, offset=offset)
     np.testing.assert_array_equal(m1, m2)
@@ -141,16 +109,10 @@ def test_deterministic_by_seed_and_offset(rng):
 def test_element_depends_only_on_its_index(rng):
     """A prefix of the array gets the prefix of the mask, whatever the array's size or shape."""
     x = rng.standard_normal((6, 1001)).astype(np.float32)
-    seed = _seed(rng)
+    seed = random_seed(rng)
     _, full = ops.dropout(x, p=0.3, seed=seed, offset=5)
     _, part = ops.dropout(x.reshape(-1)[:2999].copy(), p=0.3, seed=seed, offset=5)
     np.testing.assert_array_equal(part, full.reshape(-1)[:2999])
-
-
-# (images, columns, per-image column block): aligned blocks take the four-at-a-time path,
-# others the per-element one; a single column is the identity layout.
-BLOCKS = [(3, 2, 2048 // 64), (2, 2, 7), (1, 3, 12), (4, 2, 6), (2, 1, 9),
-          (16, 2, 2048), (20, 2, 1001)]   # the last two run in parallel
 
 
 @pytest.mark.parametrize("n,k,b", BLOCKS)
@@ -198,7 +160,7 @@ def test_block_is_checked(rng):
 
 def test_independent_of_thread_count(rng):
     x = rng.standard_normal((64, 9216)).astype(np.float32)  # big enough for the parallel path
-    seed = _seed(rng)
+    seed = random_seed(rng)
 
     def dropout_and_undo():
         y, m = ops.dropout(x, p=0.5, seed=seed, offset=11)
@@ -211,27 +173,13 @@ def test_independent_of_thread_count(rng):
         np.testing.assert_array_equal(g, results[0][2])
     # spot-check the parallel result against the reference stream
     np.testing.assert_array_equal(results[0][1].reshape(-1)[-37:],
-                                  _tail_mask(x.size, 37, 0.5, seed, 11))
-
-
-def _tail_mask(n, count, p, seed, offset):
-    """mask_ref restricted to the last `count` elements (cheap for large n)."""
-    out = []
-    for i in range(n - count, n):
-        b = i // 4
-        words = philox_ref((b & MASK32, b >> 32, offset & MASK32, offset >> 32),
-                           (seed & MASK32, seed >> 32))
-        out.append((words[i % 4] >> 8) * 2.0**-24 >= p)
-    return np.array(out, dtype=np.uint8)
+                                  tail_mask(x.size, 37, 0.5, seed, 11))
 
 
 # ---------------------------------------------------------------- undo
 @pytest.mark.parametrize("p", [0.5, 0.3, 0.0])
 def test_undo_is_exact(rng, p):
-    x = rng.standard_normal((5, 300)).astype(np.float32)
-    y, mask = ops.dropout(x, p=p, seed=_seed(rng))
-    gy = rng.standard_normal(x.shape).astype(np.float32)
-    gx = ops.dropout_undo(gy, mask, p=p)
+    x, y, mask, gy, gx = undo_case(rng, (5, 300), p)
     scale = np.float32(1.0 / (1.0 - p))
     np.testing.assert_array_equal(gx, np.where(mask == 1, gy * scale, np.float32(0)))
     # the same arithmetic as the forward: undo applied to x reproduces y bit for bit
@@ -243,7 +191,7 @@ def test_undo_is_exact(rng, p):
 
 def test_in_place_and_out_buffers(rng):
     x = rng.standard_normal((4, 4096)).astype(np.float32)
-    seed = _seed(rng)
+    seed = random_seed(rng)
     ref_y, ref_m = ops.dropout(x, p=0.5, seed=seed, offset=3)
     xc = x.copy()
     mask_buf = np.full(x.shape, 7, np.uint8)
@@ -262,7 +210,7 @@ def test_in_place_and_out_buffers(rng):
 
 def test_nonfinite_inputs_dropped_to_zero(rng):
     x = np.full(400, np.nan, np.float32)
-    y, mask = ops.dropout(x, p=0.5, seed=_seed(rng))
+    y, mask = ops.dropout(x, p=0.5, seed=random_seed(rng))
     assert np.all(y[mask == 0] == 0) and np.all(np.isnan(y[mask == 1]))
 
 

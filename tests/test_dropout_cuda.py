@@ -5,7 +5,7 @@ import pytest
 
 from alexnet_ext import _core, ops
 from cuda_helpers import dev, reinterpret, unaligned, window
-from test_dropout import BLOCKS, _seed, _tail_mask, mask_ref
+from dropout_refs import BLOCKS, mask_ref, random_seed, tail_mask, undo_case
 
 cuda = pytest.mark.cuda
 
@@ -21,7 +21,7 @@ def _both(x, to_gpu=dev, **kw):
 @pytest.mark.parametrize("p", [0.5, 0.1, 0.9, 1 / 3, 0.0])
 def test_mask_equals_cpu(rng, shape, p):
     x = rng.standard_normal(shape).astype(np.float32)
-    seed, offset = _seed(rng), _seed(rng)
+    seed, offset = random_seed(rng), random_seed(rng)
     for to_gpu in (dev, unaligned):
         (y, m), (yd, md) = _both(x, to_gpu, p=p, seed=seed, offset=offset)
         np.testing.assert_array_equal(md, m)
@@ -29,7 +29,7 @@ def test_mask_equals_cpu(rng, shape, p):
     if x.size <= 200:
         np.testing.assert_array_equal(md.ravel(), mask_ref(x.size, p, seed, offset))
     else:
-        np.testing.assert_array_equal(md.ravel()[-37:], _tail_mask(x.size, 37, p, seed, offset))
+        np.testing.assert_array_equal(md.ravel()[-37:], tail_mask(x.size, 37, p, seed, offset))
 
 
 @cuda
@@ -43,10 +43,7 @@ def test_extreme_seed_and_offset(rng):
 @cuda
 @pytest.mark.parametrize("p", [0.5, 0.3, 0.0])
 def test_undo_equals_cpu(rng, p):
-    x = rng.standard_normal((5, 301)).astype(np.float32)
-    y, mask = ops.dropout(x, p=p, seed=_seed(rng))
-    gy = rng.standard_normal(x.shape).astype(np.float32)
-    gx = ops.dropout_undo(gy, mask, p=p)
+    x, y, mask, gy, gx = undo_case(rng, (5, 301), p)
     for to_gpu in (dev, unaligned):
         np.testing.assert_array_equal(ops.dropout_undo(to_gpu(gy), to_gpu(mask), p=p).get(), gx)
         np.testing.assert_array_equal(ops.dropout_undo(to_gpu(x), to_gpu(mask), p=p).get(), y)
@@ -55,7 +52,7 @@ def test_undo_equals_cpu(rng, p):
 @cuda
 def test_in_place_and_out_buffers(rng):
     x = rng.standard_normal((4, 4097)).astype(np.float32)
-    seed = _seed(rng)
+    seed = random_seed(rng)
     ref_y, ref_m = ops.dropout(x, p=0.5, seed=seed, offset=3)
     xd = dev(x)
     mask_buf = dev(np.full(x.shape, 7, np.uint8))
@@ -72,7 +69,7 @@ def test_in_place_and_out_buffers(rng):
 @cuda
 def test_nonfinite_inputs_dropped_to_zero(rng):
     x = np.full(400, np.nan, np.float32)
-    (y, m), (yd, md) = _both(x, p=0.5, seed=_seed(rng))
+    (y, m), (yd, md) = _both(x, p=0.5, seed=random_seed(rng))
     np.testing.assert_array_equal(yd, y)
     assert np.all(yd[md == 0] == 0) and np.all(np.isnan(yd[md == 1]))
 

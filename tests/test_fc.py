@@ -5,41 +5,12 @@ import pytest
 from alexnet_ext import ops
 from helpers import (assert_adjoint, assert_close, central_difference, random_indices,
                      results_per_thread_count)
-
-
-def ref_fc(x, w, b=None):
-    y = np.einsum("nd,fd->nf", np.float64(x), np.float64(w))
-    return y if b is None else y + np.float64(b)[None, :]
-
-
-def ref_fc_undo(gy, x, w):
-    gy, x, w = np.float64(gy), np.float64(x), np.float64(w)
-    return (np.einsum("nf,fd->nd", gy, w), np.einsum("nf,nd->fd", gy, x), gy.sum(axis=0))
-
-
-# (N, D, F)
-CASES = {
-    "tiny": (1, 1, 1),
-    "batch1": (1, 7, 13),
-    "odd": (3, 7, 13),
-    "fc8_like": (5, 96, 1000),
-    "large_d_small_n": (2, 9216, 40),
-    "wide_f_small_d": (17, 5, 301),
-    "parallel_slabs": (33, 515, 257),
-}
-
-
-def _data(rng, case, bias=True):
-    n, d, f = case
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    w = rng.normal(0, 1 / np.sqrt(d), (f, d)).astype(np.float32)
-    b = rng.standard_normal(f).astype(np.float32) if bias else None
-    return x, w, b
+from fc_refs import CASES, assert_undo_matches_reference, make_data, ref_fc, ref_fc_undo, undo_data
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_forward_matches_reference(rng, name):
-    x, w, b = _data(rng, CASES[name])
+    x, w, b = make_data(rng, CASES[name])
     d = x.shape[1]
     assert_close(ops.fc(x, w), ref_fc(x, w), d, what="fc")
     y = ops.fc(x, w, b)
@@ -49,15 +20,9 @@ def test_forward_matches_reference(rng, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_undo_matches_reference(rng, name):
-    x, w, _ = _data(rng, CASES[name])
-    n, d = x.shape
-    f = w.shape[0]
-    gy = rng.standard_normal((n, f)).astype(np.float32)
+    x, w, gy = undo_data(rng, CASES[name])
     gx, gw, gb = ops.fc_undo(gy, x, w)
-    rx, rw, rb = ref_fc_undo(gy, x, w)
-    assert_close(gx, rx, f, what="grad_x")
-    assert_close(gw, rw, n, what="grad_w")
-    assert_close(gb, rb, n, what="grad_b")
+    assert_undo_matches_reference((gx, gw, gb), gy, x, w)
     none, gw2, gb2 = ops.fc_undo(gy, x, w, need_grad_x=False)
     assert none is None
     np.testing.assert_array_equal(gw2, gw)
@@ -67,7 +32,7 @@ def test_undo_matches_reference(rng, name):
 def test_random_shapes(rng):
     for _ in range(20):
         n, d, f = (int(v) for v in rng.integers(1, 70, 3))
-        x, w, b = _data(rng, (n, d, f))
+        x, w, b = make_data(rng, (n, d, f))
         assert_close(ops.fc(x, w, b), ref_fc(x, w, b), d, what=f"fc {(n, d, f)}")
         gy = rng.standard_normal((n, f)).astype(np.float32)
         for got, ref, red in zip(ops.fc_undo(gy, x, w), ref_fc_undo(gy, x, w), (f, n, n)):
@@ -77,7 +42,7 @@ def test_random_shapes(rng):
 @pytest.mark.parametrize("name", ["odd", "batch1", "parallel_slabs"])
 def test_gradients_match_finite_differences(rng, name):
     """FD of the float64 reference forward against the float32 undo kernel."""
-    x, w, b = _data(rng, CASES[name])
+    x, w, b = make_data(rng, CASES[name])
     x64, w64, b64 = np.float64(x), np.float64(w), np.float64(b)
     gy = rng.standard_normal((x.shape[0], w.shape[0]))
     gx, gw, gb = ops.fc_undo(gy.astype(np.float32), x, w)
@@ -93,7 +58,7 @@ def test_gradients_match_finite_differences(rng, name):
 
 
 def test_adjoint_identities(rng):
-    x, w, _ = _data(rng, CASES["parallel_slabs"])
+    x, w, _ = make_data(rng, CASES["parallel_slabs"])
     y = ops.fc(x, w)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gx, gw, _ = ops.fc_undo(gy, x, w)
@@ -111,7 +76,7 @@ def test_activation_reshaped_from_nchw(rng):
 
 
 def test_thread_counts_agree(rng):
-    x, w, b = _data(rng, (64, 600, 300))
+    x, w, b = make_data(rng, (64, 600, 300))
     gy = rng.standard_normal((64, 300)).astype(np.float32)
     res = results_per_thread_count(lambda: (ops.fc(x, w, b),) + ops.fc_undo(gy, x, w), (1, 2, 3))
     refs = (ref_fc(x, w, b),) + ref_fc_undo(gy, x, w)
@@ -122,7 +87,7 @@ def test_thread_counts_agree(rng):
 
 # ---------------------------------------------------------------- accumulate form
 def test_forward_accumulate_form(rng):
-    x, w, b = _data(rng, CASES["parallel_slabs"])
+    x, w, b = make_data(rng, CASES["parallel_slabs"])
     ref = ref_fc(x, w, b)
     out = np.full(ref.shape, np.nan, np.float32)
     assert ops.fc(x, w, b, out=out) is out
@@ -134,7 +99,7 @@ def test_forward_accumulate_form(rng):
 
 
 def test_undo_accumulate_form(rng):
-    x, w, _ = _data(rng, CASES["odd"])
+    x, w, _ = make_data(rng, CASES["odd"])
     gy = rng.standard_normal((x.shape[0], w.shape[0])).astype(np.float32)
     refs = ref_fc_undo(gy, x, w)
     outs = [np.full(r.shape, np.nan, np.float32) for r in refs]
@@ -175,7 +140,7 @@ def test_two_columns_sum_into_one_buffer(rng):
 @pytest.mark.parametrize("name", ["odd", "fc8_like", "large_d_small_n"])
 def test_matches_torch(rng, name):
     torch = pytest.importorskip("torch")
-    x, w, b = _data(rng, CASES[name])
+    x, w, b = make_data(rng, CASES[name])
     tx = torch.from_numpy(x).double().requires_grad_()
     tw = torch.from_numpy(w).double().requires_grad_()
     tb = torch.from_numpy(b).double().requires_grad_()
@@ -192,7 +157,7 @@ def test_matches_torch(rng, name):
 
 # ---------------------------------------------------------------- bad input
 def test_bad_input_fc(rng):
-    x, w, b = _data(rng, (3, 7, 5))
+    x, w, b = make_data(rng, (3, 7, 5))
     with pytest.raises(TypeError, match="x: expected dtype float32"):
         ops.fc(x.astype(np.float64), w)
     with pytest.raises(ValueError, match=r"x: expected 2 dimensions \(N, D\); pass a \(N, C, H, W\)"):
@@ -221,7 +186,7 @@ def test_bad_input_fc(rng):
 
 
 def test_bad_input_fc_undo(rng):
-    x, w, _ = _data(rng, (3, 7, 5))
+    x, w, _ = make_data(rng, (3, 7, 5))
     gy = rng.standard_normal((3, 5)).astype(np.float32)
     with pytest.raises(ValueError, match="x: expected 3 rows to match grad_y's batch of 3"):
         ops.fc_undo(gy, x[:2].copy(), w)
@@ -247,7 +212,7 @@ def test_bad_input_fc_undo(rng):
 
 def test_core_backstop(rng):
     from alexnet_ext import _core
-    x, w, _ = _data(rng, (3, 7, 5))
+    x, w, _ = make_data(rng, (3, 7, 5))
     with pytest.raises(ValueError, match=r"out: expected shape \(3, 5\)"):
         _core.cpu.fc_forward(x, w, None, np.empty((3, 4), np.float32), 0.0, 1.0)
     with pytest.raises(ValueError, match=r"w: expected shape \(5, 7\)"):

@@ -6,7 +6,7 @@ import pytest
 from alexnet_ext import _core, ops
 from cuda_helpers import dev
 from helpers import assert_close
-from test_fc import CASES, _data, ref_fc, ref_fc_undo
+from fc_refs import CASES, assert_undo_matches_reference, make_data, ref_fc, ref_fc_undo, undo_data
 
 cuda = pytest.mark.cuda
 needs_cublas = pytest.mark.skipif(not hasattr(getattr(_core, "cuda", None), "fc_forward"),
@@ -17,7 +17,7 @@ needs_cublas = pytest.mark.skipif(not hasattr(getattr(_core, "cuda", None), "fc_
 @needs_cublas
 @pytest.mark.parametrize("name", CASES)
 def test_forward_matches_reference(rng, name):
-    x, w, b = _data(rng, CASES[name])
+    x, w, b = make_data(rng, CASES[name])
     d = x.shape[1]
     y = ops.fc(dev(x), dev(w))
     assert y.shape == (x.shape[0], w.shape[0]) and y.dtype == np.float32
@@ -30,15 +30,9 @@ def test_forward_matches_reference(rng, name):
 @needs_cublas
 @pytest.mark.parametrize("name", CASES)
 def test_undo_matches_reference(rng, name):
-    x, w, _ = _data(rng, CASES[name])
-    n, d = x.shape
-    f = w.shape[0]
-    gy = rng.standard_normal((n, f)).astype(np.float32)
+    x, w, gy = undo_data(rng, CASES[name])
     gx, gw, gb = (a.get() for a in ops.fc_undo(dev(gy), dev(x), dev(w)))
-    rx, rw, rb = ref_fc_undo(gy, x, w)
-    assert_close(gx, rx, f, what="grad_x")
-    assert_close(gw, rw, n, what="grad_w")
-    assert_close(gb, rb, n, what="grad_b")
+    assert_undo_matches_reference((gx, gw, gb), gy, x, w)
     np.testing.assert_array_equal(gb, ops.fc_undo(gy, x, w)[2])  # same order, same bits
     none, gw2, gb2 = ops.fc_undo(dev(gy), dev(x), dev(w), need_grad_x=False)
     assert none is None
@@ -67,7 +61,7 @@ def test_alexnet_fc6_shape(rng):
 @needs_cublas
 def test_accumulate_forms(rng):
     """scale_targets = 0 never reads the target (NaN-filled stays out), non-zero accumulates."""
-    x, w, b = _data(rng, CASES["parallel_slabs"])
+    x, w, b = make_data(rng, CASES["parallel_slabs"])
     ref = ref_fc(x, w, b)
     out = dev(np.full(ref.shape, np.nan, np.float32))
     assert ops.fc(dev(x), dev(w), dev(b), out=out) is out
@@ -77,7 +71,7 @@ def test_accumulate_forms(rng):
     ops.fc(dev(x), dev(w), dev(b), out=out, scale_targets=0.5, scale_output=-2.0)
     assert_close(out.get(), 0.5 * np.float64(prev) - 2.0 * ref, x.shape[1], what="0.5/-2")
 
-    x, w, _ = _data(rng, CASES["odd"])
+    x, w, _ = make_data(rng, CASES["odd"])
     gy = rng.standard_normal((x.shape[0], w.shape[0])).astype(np.float32)
     refs = ref_fc_undo(gy, x, w)
     outs = [dev(np.full(r.shape, np.nan, np.float32)) for r in refs]
@@ -102,7 +96,7 @@ def test_accumulate_forms(rng):
 @cuda
 @needs_cublas
 def test_results_stay_on_the_gpu_and_bad_input(rng):
-    x, w, b = _data(rng, (3, 7, 5))
+    x, w, b = make_data(rng, (3, 7, 5))
     gy = dev(rng.standard_normal((3, 5)).astype(np.float32))
     gx, gw, gb = ops.fc_undo(gy, dev(x), dev(w))
     from alexnet_ext import cuda as C

@@ -5,26 +5,9 @@ import pytest
 import alexnet_ext
 from alexnet_ext import ops
 from helpers import central_difference, random_indices, results_per_thread_count
-from helpers import pool_geometry
+from helpers import assert_rejects_bad_nchw, pool_geometry
 from pool_cases import CASES, random_geometry, ref_out_size, windows
-
-
-# ---------------------------------------------------------------- float64 references (direct)
-def ref_max_pool(x, size=3, stride=2, padding=0, ceil_mode=False):
-    """(y, switches): np.argmax gives the first maximum in row-major order and the first NaN."""
-    x = np.float64(x)
-    n, c, h, w = x.shape
-    win = list(windows(h, w, size, stride, padding, ceil_mode))
-    ho, wo = win[-1][0] + 1, win[-1][1] + 1
-    y = np.empty((n, c, ho, wo))
-    s = np.empty((n, c, ho, wo), np.int64)
-    for oy, ox, rows, cols in win:
-        assert len(rows) and len(cols), "every window must hold a real pixel"
-        patch = x[:, :, rows.start:rows.stop, cols.start:cols.stop].reshape(n, c, -1)
-        a = np.argmax(patch, axis=2)
-        y[:, :, oy, ox] = np.take_along_axis(patch, a[..., None], 2)[..., 0]
-        s[:, :, oy, ox] = (rows.start + a // len(cols)) * w + cols.start + a % len(cols)
-    return y, s
+from max_pool_refs import bad_switch_cases, pool_kwargs, ref_max_pool, tie_free
 
 
 def ref_scatter(gy, s, h, w):
@@ -36,21 +19,12 @@ def ref_scatter(gy, s, h, w):
     return gx.reshape(n, c, h, w)
 
 
-def _kw(case):
-    return dict(size=case[4], stride=case[5], padding=case[6], ceil_mode=case[7])
-
-
-def _tie_free(rng, shape):
-    """Distinct values spaced 0.25 apart (exact in float32) in random order."""
-    return (0.25 * (rng.permutation(int(np.prod(shape))) - np.prod(shape) / 2)).reshape(shape).astype(np.float32)
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_forward_matches_reference(rng, name):
     case = CASES[name]
-    x = _tie_free(rng, case[:4])
-    y, s = ops.max_pool(x, **_kw(case))
-    ry, rs = ref_max_pool(x, **_kw(case))
+    x = tie_free(rng, case[:4])
+    y, s = ops.max_pool(x, **pool_kwargs(case))
+    ry, rs = ref_max_pool(x, **pool_kwargs(case))
     assert y.shape == ry.shape and s.dtype == np.int32
     np.testing.assert_array_equal(y, ry)
     np.testing.assert_array_equal(s, rs)
@@ -80,7 +54,7 @@ def test_random_geometries(rng):
     for _ in range(30):
         shape, kw_args = random_geometry(rng)
         h, w = shape[2:]
-        x = _tie_free(rng, shape)
+        x = tie_free(rng, shape)
         y, s = ops.max_pool(x, **kw_args)
         ry, rs = ref_max_pool(x, **kw_args)
         np.testing.assert_array_equal(y, ry, err_msg=str(kw_args))
@@ -120,7 +94,7 @@ def test_padding_never_wins(rng):
 
 
 def test_nan_propagates(rng):
-    x = _tie_free(rng, (2, 3, 9, 9))
+    x = tie_free(rng, (2, 3, 9, 9))
     x[0, 1, 4, 5] = np.nan
     x[0, 1, 5, 4] = np.nan
     x[1, 2, 0, 0] = np.nan
@@ -136,8 +110,8 @@ def test_nan_propagates(rng):
 def test_undo_matches_reference_scatter(rng):
     for name in ("alexnet_pool2_27", "padding_non_square", "ceil_mode_padding", "window_covers_image"):
         case = CASES[name]
-        x = _tie_free(rng, case[:4])
-        y, s = ops.max_pool(x, **_kw(case))
+        x = tie_free(rng, case[:4])
+        y, s = ops.max_pool(x, **pool_kwargs(case))
         gy = rng.standard_normal(y.shape).astype(np.float32)
         gx = ops.max_pool_undo(gy, s, image_size=case[2:4])
         # overlapping windows share pixels, so sums of two or more float32 values appear
@@ -150,7 +124,7 @@ def test_undo_is_adjoint_of_gather(rng, name):
     """y = gather(x, switches) is linear in x given the switches: <y, g> == <x, undo(g)>."""
     case = CASES[name]
     x = rng.standard_normal(case[:4]).astype(np.float32)
-    y, s = ops.max_pool(x, **_kw(case))
+    y, s = ops.max_pool(x, **pool_kwargs(case))
     n, c, h, w = x.shape
     gathered = np.take_along_axis(x.reshape(n, c, -1), s.reshape(n, c, -1), 2).reshape(y.shape)
     np.testing.assert_array_equal(gathered, y)
@@ -165,11 +139,11 @@ def test_gradient_matches_finite_differences(rng, name):
     """On tie-free input (values 0.25 apart) the max is piecewise linear: steps of 1e-3 stay on
     one piece, so finite differences of the float64 reference are exact up to rounding."""
     case = CASES[name]
-    x = _tie_free(rng, case[:4])
-    y, s = ops.max_pool(x, **_kw(case))
+    x = tie_free(rng, case[:4])
+    y, s = ops.max_pool(x, **pool_kwargs(case))
     gy = rng.standard_normal(y.shape)
     gx = ops.max_pool_undo(gy.astype(np.float32), s, image_size=case[2:4])
-    loss = lambda xv: np.sum(ref_max_pool(xv, **_kw(case))[0] * gy)
+    loss = lambda xv: np.sum(ref_max_pool(xv, **pool_kwargs(case))[0] * gy)
     x64 = np.float64(x)
     chosen = [tuple(np.unravel_index(v, case[2:4])) for v in np.unique(s[0, 0])][:6]
     for idx in random_indices(rng, x.shape, 10) + [(0, 0) + rc for rc in chosen]:
@@ -181,8 +155,8 @@ def test_int64_switches(rng):
     """The kernels are templated on the index type: int64 switches give the same results."""
     from alexnet_ext import _core
     case = CASES["ceil_mode_padding"]
-    x = _tie_free(rng, case[:4])
-    y, s = ops.max_pool(x, **_kw(case))
+    x = tie_free(rng, case[:4])
+    y, s = ops.max_pool(x, **pool_kwargs(case))
     y64 = np.empty_like(y)
     s64 = np.empty(y.shape, np.int64)
     n, c, h, w = x.shape
@@ -223,8 +197,8 @@ def test_matches_torch(rng, name):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     case = CASES[name]
-    x = _tie_free(rng, case[:4])
-    kw = _kw(case)
+    x = tie_free(rng, case[:4])
+    kw = pool_kwargs(case)
     tx = torch.from_numpy(x).double().requires_grad_()
     ty, ti = F.max_pool2d(tx, kw["size"], kw["stride"], kw["padding"], ceil_mode=kw["ceil_mode"],
                           return_indices=True)
@@ -239,16 +213,11 @@ def test_matches_torch(rng, name):
 
 # ---------------------------------------------------------------- bad input
 def test_bad_switches(rng):
-    x = _tie_free(rng, (2, 3, 5, 6))
-    y, s = ops.max_pool(x)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    for dtype in (np.int32, np.int64):
-        for bad in (-1, 30, 2**31 - 1):
-            t = s.astype(dtype)
-            t[1, 2, 1, 0] = bad
-            with pytest.raises(ValueError, match=rf"switches: expected flat indices in \[0, 30\) "
-                                                 rf".*got {bad} at index \(1, 2, 1, 0\)"):
-                ops.max_pool_undo(gy, t, image_size=(5, 6))
+    gy, s, cases = bad_switch_cases(rng)
+    for bad, t in cases:
+        with pytest.raises(ValueError, match=rf"switches: expected flat indices in \[0, 30\) "
+                                             rf".*got {bad} at index \(1, 2, 1, 0\)"):
+            ops.max_pool_undo(gy, t, image_size=(5, 6))
     # in range for the stated image size only: a smaller image_size must be caught too
     with pytest.raises(ValueError, match=r"switches: expected flat indices in \[0, 12\)"):
         ops.max_pool_undo(gy, s, image_size=(3, 4))
@@ -264,16 +233,7 @@ def test_bad_switches(rng):
 
 def test_bad_input(rng):
     x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
-    with pytest.raises(TypeError, match="x: expected dtype float32"):
-        ops.max_pool(x.astype(np.float64))
-    with pytest.raises(TypeError, match="x: expected a numpy.ndarray"):
-        ops.max_pool(x.tolist())
-    with pytest.raises(ValueError, match=r"x: expected 4 dimensions \(N, C, H, W\)"):
-        ops.max_pool(x[0])
-    with pytest.raises(ValueError, match="x: expected a C-contiguous"):
-        ops.max_pool(x[:, :, ::2])
-    with pytest.raises(ValueError, match="x: expected a non-empty array"):
-        ops.max_pool(x[:, :0])
+    assert_rejects_bad_nchw(ops.max_pool, x, x[:, :, ::2], x[:, :0])
     with pytest.raises(ValueError, match=r"padding: expected at most half the window .*\(1, 1\) for a 3x3 window\), got \(2, 0\)"):
         ops.max_pool(x, padding=(2, 0))
     with pytest.raises(ValueError, match="padding: expected at most half"):

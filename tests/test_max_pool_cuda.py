@@ -7,7 +7,7 @@ from alexnet_ext import _core, ops
 from cuda_helpers import dev
 from pool_cases import CASES
 from helpers import pool_geometry
-from test_max_pool import _kw, _tie_free, ref_max_pool
+from max_pool_refs import bad_switch_cases, pool_kwargs, ref_max_pool, tie_free
 
 cuda = pytest.mark.cuda
 
@@ -29,12 +29,12 @@ def _undo_both(gy, s, image_size):
 @pytest.mark.parametrize("name", CASES)
 def test_equals_cpu(rng, name):
     case = CASES[name]
-    for x in (_tie_free(rng, case[:4]),
+    for x in (tie_free(rng, case[:4]),
               rng.integers(0, 3, case[:4]).astype(np.float32)):  # many ties inside windows
-        (y, s), (yd, sd) = _both_forward(x, **_kw(case))
+        (y, s), (yd, sd) = _both_forward(x, **pool_kwargs(case))
         np.testing.assert_array_equal(yd, y)
         np.testing.assert_array_equal(sd, s)
-        ry, rs = ref_max_pool(x, **_kw(case))
+        ry, rs = ref_max_pool(x, **pool_kwargs(case))
         np.testing.assert_array_equal(sd, rs)
         gy = rng.standard_normal(y.shape).astype(np.float32)
         gx, gxd = _undo_both(gy, s, case[2:4])
@@ -43,7 +43,7 @@ def test_equals_cpu(rng, name):
 
 @cuda
 def test_nan_and_padding_rules(rng):
-    x = _tie_free(rng, (2, 3, 9, 9))
+    x = tie_free(rng, (2, 3, 9, 9))
     x[0, 1, 4, 5] = np.nan
     x[0, 1, 5, 4] = np.nan
     x[1, 2, 0, 0] = np.nan
@@ -89,8 +89,8 @@ def test_undo_follows_any_in_range_switch_like_the_cpu(rng):
 @cuda
 def test_int64_switches(rng):
     case = CASES["ceil_mode_padding"]
-    x = _tie_free(rng, case[:4])
-    y, s = ops.max_pool(x, **_kw(case))
+    x = tie_free(rng, case[:4])
+    y, s = ops.max_pool(x, **pool_kwargs(case))
     n, c, h, w = x.shape
     y64, s64 = dev(np.empty_like(y)), dev(np.empty(y.shape, np.int64))
     _core.cuda.max_pool(dev(x), y64, s64, pool_geometry((n, c, h, w, 3, 4, 3, 2, 1, 2) + y.shape[2:]))
@@ -118,17 +118,12 @@ def test_bad_switches(rng):
     """The range check runs on the GPU and raises what the CPU raises (the first bad switch), at
     the next synchronisation (here the get(): the call itself never waits, see
     test_deferred_checks_cuda.py)."""
-    x = _tie_free(rng, (2, 3, 5, 6))
-    y, s = ops.max_pool(x)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    for dtype in (np.int32, np.int64):
-        for bad in (-1, 30, 2**31 - 1):
-            t = s.astype(dtype)
-            t[1, 2, 1, 0] = bad
-            t[1, 2, 1, 1] = -5  # a later bad one: not the one reported
-            with pytest.raises(ValueError, match=rf"switches: expected flat indices in \[0, 30\) "
-                                                 rf".*got {bad} at index \(1, 2, 1, 0\)"):
-                ops.max_pool_undo(dev(gy), dev(t), image_size=(5, 6)).get()
+    gy, s, cases = bad_switch_cases(rng)
+    for bad, t in cases:
+        t[1, 2, 1, 1] = -5  # a later bad one: not the one reported
+        with pytest.raises(ValueError, match=rf"switches: expected flat indices in \[0, 30\) "
+                                             rf".*got {bad} at index \(1, 2, 1, 0\)"):
+            ops.max_pool_undo(dev(gy), dev(t), image_size=(5, 6)).get()
     with pytest.raises(ValueError, match=r"switches: expected flat indices in \[0, 12\)"):
         ops.max_pool_undo(dev(gy), dev(s), image_size=(3, 4)).get()
     with pytest.raises(TypeError, match="switches: expected dtype int32 or int64, got float32"):

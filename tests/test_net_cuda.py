@@ -10,7 +10,7 @@ from alexnet_ext import cuda as C
 from alexnet_ext.nn import Net, device, load_model, parse_model
 from alexnet_ext.nn.device import to_host
 from helpers import assert_same_params, random_batch, random_params
-from cli_helpers import metrics, run_train, tiny_data, tiny_model  # noqa: F401 (fixtures)
+from train_helpers import metrics, run_train, tiny_data, tiny_model  # noqa: F401 (fixtures)
 from models_fixtures import TWO_COLUMNS
 
 pytestmark = pytest.mark.cuda

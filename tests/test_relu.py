@@ -4,25 +4,12 @@ import pytest
 
 from alexnet_ext import ops
 from helpers import results_per_thread_count
-
-SHAPES = {
-    "vector": (7,),
-    "fc_batch": (3, 4096),
-    "nchw_odd": (2, 5, 7, 3),
-    "conv1_like": (2, 96, 55, 55),  # large enough for the parallel path
-    "five_dims": (2, 1, 3, 1, 5),
-}
-
-
-def _x(rng, shape):
-    x = rng.standard_normal(shape).astype(np.float32)
-    x.flat[::7] = 0.0  # exact zeros: max(0, 0) = 0, and no gradient flows through them
-    return x
+from relu_refs import SHAPES, make_x
 
 
 @pytest.mark.parametrize("name", SHAPES)
 def test_relu_matches_reference(rng, name):
-    x = _x(rng, SHAPES[name])
+    x = make_x(rng, SHAPES[name])
     y = ops.relu(x)
     assert y.dtype == np.float32 and y.shape == x.shape
     np.testing.assert_array_equal(y, np.where(x > 0, x, 0).astype(np.float32))
@@ -30,7 +17,7 @@ def test_relu_matches_reference(rng, name):
 
 @pytest.mark.parametrize("name", SHAPES)
 def test_relu_undo_matches_reference(rng, name):
-    x = _x(rng, SHAPES[name])
+    x = make_x(rng, SHAPES[name])
     y = ops.relu(x)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     np.testing.assert_array_equal(ops.relu_undo(gy, y), np.where(x > 0, gy, 0).astype(np.float32))
@@ -53,14 +40,14 @@ def test_relu_undo_matches_finite_differences(rng):
 
 
 def test_relu_in_place(rng):
-    x = _x(rng, (3, 50, 7))
+    x = make_x(rng, (3, 50, 7))
     ref = np.where(x > 0, x, 0)
     assert ops.relu(x, out=x) is x
     np.testing.assert_array_equal(x, ref)
 
 
 def test_relu_undo_in_place(rng):
-    x = _x(rng, (2, 3, 20, 20))
+    x = make_x(rng, (2, 3, 20, 20))
     y = ops.relu(x)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     ref = np.where(y > 0, gy, 0)
@@ -81,7 +68,7 @@ def test_relu_out_buffer_and_nan(rng):
 
 
 def test_results_do_not_depend_on_thread_count(rng):
-    x = _x(rng, (4, 96, 55, 55))
+    x = make_x(rng, (4, 96, 55, 55))
     gy = rng.standard_normal(x.shape).astype(np.float32)
     (y1, g1), (y2, g2) = results_per_thread_count(
         lambda: (ops.relu(x), ops.relu_undo(gy, ops.relu(x))), (1, 2))
@@ -91,7 +78,7 @@ def test_results_do_not_depend_on_thread_count(rng):
 
 def test_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    x = _x(rng, (3, 8, 5, 5))
+    x = make_x(rng, (3, 8, 5, 5))
     tx = torch.from_numpy(x).requires_grad_()
     ty = torch.relu(tx)
     gy = rng.standard_normal(x.shape).astype(np.float32)
@@ -103,7 +90,7 @@ def test_matches_torch(rng):
 
 # ---------------------------------------------------------------- bad input
 def test_bad_input(rng):
-    x = _x(rng, (4, 6))
+    x = make_x(rng, (4, 6))
     with pytest.raises(TypeError, match="x: expected dtype float32"):
         ops.relu(x.astype(np.float64))
     with pytest.raises(TypeError, match="x: expected a numpy.ndarray"):
@@ -119,7 +106,7 @@ def test_bad_input(rng):
     with pytest.raises(TypeError, match="out: expected dtype float32"):
         ops.relu(x, out=np.empty((4, 6), np.float64))
     with pytest.raises(ValueError, match=r"out: must not share memory with x \(only out=x"):
-        big = _x(rng, (5, 6))
+        big = make_x(rng, (5, 6))
         ops.relu(big[:4], out=big[1:])
     ro = np.empty((4, 6), np.float32)
     ro.flags.writeable = False
@@ -133,13 +120,13 @@ def test_bad_input(rng):
     with pytest.raises(TypeError, match="grad_y: expected dtype float32"):
         ops.relu_undo(x.astype(np.int32), y)
     with pytest.raises(ValueError, match="out: must not share memory with grad_y"):
-        big = _x(rng, (5, 6))
+        big = make_x(rng, (5, 6))
         ops.relu_undo(big[:4], y, out=big[1:])
 
 
 def test_core_backstop(rng):
     from alexnet_ext import _core
-    x = _x(rng, (4, 6))
+    x = make_x(rng, (4, 6))
     with pytest.raises(ValueError, match="out: expected the shape of x"):
         _core.cpu.relu(x, np.empty((4, 5), np.float32))
     with pytest.raises(ValueError, match="y: expected the shape of grad_y"):

@@ -5,7 +5,7 @@ import pytest
 
 from alexnet_ext import _core, ops
 from cuda_helpers import dev, unaligned, window
-from test_relu import SHAPES, _x
+from relu_refs import SHAPES, make_x
 
 cuda = pytest.mark.cuda
 
@@ -14,7 +14,7 @@ cuda = pytest.mark.cuda
 @pytest.mark.parametrize("name", SHAPES)
 @pytest.mark.parametrize("to_gpu", [dev, unaligned])
 def test_equals_cpu(rng, name, to_gpu):
-    x = _x(rng, SHAPES[name])
+    x = make_x(rng, SHAPES[name])
     x.flat[1::11] = np.nan
     x.flat[2::13] = -0.0
     y = ops.relu(x)
@@ -35,7 +35,7 @@ def test_tails_and_sizes(rng, n):
 
 @cuda
 def test_in_place(rng):
-    x = _x(rng, (3, 50, 7))
+    x = make_x(rng, (3, 50, 7))
     d = dev(x)
     assert ops.relu(d, out=d) is d
     np.testing.assert_array_equal(d.get(), np.where(x > 0, x, 0))

@@ -5,77 +5,14 @@ import pytest
 import alexnet_ext
 from alexnet_ext import ops
 from helpers import assert_close, central_difference, random_indices, results_per_thread_count
-
-
-# ---------------------------------------------------------------- float64 references (direct)
-def _window(i, size, c):
-    """Channels summed for channel i: i - size//2 .. i + (size-1)//2, clipped to [0, c-1]."""
-    return range(max(0, i - size // 2), min(c - 1, i + (size - 1) // 2) + 1)
-
-
-def _coef(alpha, size, alpha_over_size):
-    return alpha / size if alpha_over_size else alpha
-
-
-def ref_lrn(x, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=False):
-    """(y, denoms) in float64, summing each window directly."""
-    x = np.float64(x)
-    a = _coef(alpha, size, alpha_over_size)
-    c = x.shape[1]
-    denoms = np.empty_like(x)
-    for i in range(c):
-        s = np.zeros_like(x[:, 0])
-        for j in _window(i, size, c):
-            s += x[:, j] ** 2
-        denoms[:, i] = k + a * s
-    return x * denoms ** -beta, denoms
-
-
-def ref_lrn_grad(gy, x, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=False):
-    """The chain rule written output by output: y_i depends on x_i and on x_j for j in window(i)."""
-    gy, x = np.float64(gy), np.float64(x)
-    a = _coef(alpha, size, alpha_over_size)
-    _, d = ref_lrn(x, size, k, alpha, beta, alpha_over_size)
-    c = x.shape[1]
-    gx = gy * d ** -beta
-    for i in range(c):
-        # d y_i / d d_i = -beta x_i d_i^(-beta-1), d d_i / d x_j = 2 a x_j
-        back = gy[:, i] * (-beta) * x[:, i] * d[:, i] ** (-beta - 1)
-        for j in _window(i, size, c):
-            gx[:, j] += back * 2 * a * x[:, j]
-    return gx
-
-
-# ---------------------------------------------------------------- cases
-# (N, C, H, W, size); H*W > 128 and not a multiple of it exercises the pixel blocking.
-CASES = {
-    "size1": (2, 6, 5, 4, 1),
-    "size2_even": (2, 7, 6, 5, 2),
-    "size4_even": (2, 9, 13, 17, 4),
-    "size5_paper": (2, 11, 7, 9, 5),
-    "size7": (3, 13, 4, 5, 7),
-    "size_gt_channels": (2, 3, 6, 6, 7),
-    "even_size_gt_channels": (1, 5, 3, 4, 8),
-    "one_channel": (2, 1, 5, 7, 5),
-    "odd_channels_batch1": (1, 15, 11, 12, 3),
-}
-
-# Hyper-parameters large enough that the window term matters (paper's alpha=1e-4 barely moves
-# unit-variance data); the paper's values are tested on ReLU-scale activations below.
-HYPER = dict(k=1.5, alpha=0.3, beta=0.75)
-
-
-def _data(rng, case, scale=2.0):
-    n, c, h, w, size = case
-    return (scale * rng.standard_normal((n, c, h, w))).astype(np.float32), size
+from helpers import assert_rejects_bad_nchw
+from response_norm_refs import CASES, HYPER, forward_case, make_data, ref_lrn, ref_lrn_grad
 
 
 @pytest.mark.parametrize("alpha_over_size", [False, True])
 @pytest.mark.parametrize("name", CASES)
 def test_forward_matches_reference(rng, name, alpha_over_size):
-    x, size = _data(rng, CASES[name])
-    kw = dict(size=size, alpha_over_size=alpha_over_size, **HYPER)
-    y, d = ops.response_norm(x, **kw)
+    x, size, kw, y, d = forward_case(rng, CASES[name], alpha_over_size)
     ry, rd = ref_lrn(x, **kw)
     assert y.dtype == d.dtype == np.float32
     assert_close(d, rd, size, what="denoms")
@@ -85,9 +22,7 @@ def test_forward_matches_reference(rng, name, alpha_over_size):
 @pytest.mark.parametrize("alpha_over_size", [False, True])
 @pytest.mark.parametrize("name", CASES)
 def test_backward_matches_reference(rng, name, alpha_over_size):
-    x, size = _data(rng, CASES[name])
-    kw = dict(size=size, alpha_over_size=alpha_over_size, **HYPER)
-    y, d = ops.response_norm(x, **kw)
+    x, size, kw, y, d = forward_case(rng, CASES[name], alpha_over_size)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     assert_close(ops.response_norm_undo(gy, x, y, d, **kw), ref_lrn_grad(gy, x, **kw), 4 * size,
                  what="grad_x")
@@ -96,7 +31,7 @@ def test_backward_matches_reference(rng, name, alpha_over_size):
 @pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.0, 2.3])
 def test_other_exponents(rng, beta):
     """beta = 0.75 has its own code path; the others go through pow."""
-    x, size = _data(rng, (2, 8, 5, 6, 5))
+    x, size = make_data(rng, (2, 8, 5, 6, 5))
     kw = dict(size=size, k=1.5, alpha=0.3, beta=beta)
     y, d = ops.response_norm(x, **kw)
     assert_close(y, ref_lrn(x, **kw)[0], size, what="y")
@@ -156,7 +91,7 @@ def test_running_sum_does_not_drift(rng):
 @pytest.mark.parametrize("alpha_over_size", [False, True])
 def test_gradient_matches_finite_differences(rng, name, alpha_over_size):
     """Finite differences of the float64 reference forward against the float32 undo kernel."""
-    x, size = _data(rng, CASES[name], scale=1.5)
+    x, size = make_data(rng, CASES[name], scale=1.5)
     kw = dict(size=size, alpha_over_size=alpha_over_size, **HYPER)
     y, d = ops.response_norm(x, **kw)
     gy = rng.standard_normal(x.shape)
@@ -169,7 +104,7 @@ def test_gradient_matches_finite_differences(rng, name, alpha_over_size):
 
 
 def test_undo_leaves_inputs_unchanged(rng):
-    x, size = _data(rng, CASES["size5_paper"])
+    x, size = make_data(rng, CASES["size5_paper"])
     x0 = x.copy()
     y, d = ops.response_norm(x, size=size, **HYPER)
     assert np.array_equal(x, x0)
@@ -183,7 +118,7 @@ def test_undo_leaves_inputs_unchanged(rng):
 
 
 def test_deterministic_across_thread_counts(rng):
-    x, size = _data(rng, (3, 10, 19, 23, 5))
+    x, size = make_data(rng, (3, 10, 19, 23, 5))
     gy = rng.standard_normal(x.shape).astype(np.float32)
 
     def norm_and_undo():
@@ -200,7 +135,7 @@ def test_deterministic_across_thread_counts(rng):
 def test_nonfinite_input_reaches_only_its_windows(rng, bad):
     """A NaN or inf in channel 3 affects exactly the channels whose windows hold it, and no
     later channel (a running sum must not keep it after it has left the window)."""
-    x, size = _data(rng, (1, 9, 3, 3, 3))
+    x, size = make_data(rng, (1, 9, 3, 3, 3))
     x[0, 3, 1, 1] = bad
     y, d = ops.response_norm(x, size=size, **HYPER)
     ry, rd = ref_lrn(x, size=size, **HYPER)
@@ -222,7 +157,7 @@ def test_nonfinite_input_reaches_only_its_windows(rng, bad):
 @pytest.mark.parametrize("name", CASES)
 def test_matches_torch(rng, name):
     torch = pytest.importorskip("torch")
-    x, size = _data(rng, CASES[name])
+    x, size = make_data(rng, CASES[name])
     k, alpha, beta = HYPER["k"], HYPER["alpha"], HYPER["beta"]
     gy = rng.standard_normal(x.shape).astype(np.float32)
     for torch_alpha, ours in ((alpha, dict(alpha=alpha, alpha_over_size=True)),
@@ -239,16 +174,7 @@ def test_matches_torch(rng, name):
 # ---------------------------------------------------------------- bad input
 def test_bad_input_response_norm(rng):
     x = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
-    with pytest.raises(TypeError, match="x: expected dtype float32"):
-        ops.response_norm(x.astype(np.float64))
-    with pytest.raises(TypeError, match="x: expected a numpy.ndarray"):
-        ops.response_norm(x.tolist())
-    with pytest.raises(ValueError, match=r"x: expected 4 dimensions \(N, C, H, W\)"):
-        ops.response_norm(x[0])
-    with pytest.raises(ValueError, match="x: expected a C-contiguous"):
-        ops.response_norm(x[:, ::2])
-    with pytest.raises(ValueError, match="x: expected a non-empty array"):
-        ops.response_norm(x[:0])
+    assert_rejects_bad_nchw(ops.response_norm, x, x[:, ::2], x[:0])
     with pytest.raises(ValueError, match="size: expected an int >= 1, got 0"):
         ops.response_norm(x, size=0)
     with pytest.raises(TypeError, match="size: expected an int"):

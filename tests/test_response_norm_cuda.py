@@ -6,7 +6,7 @@ import pytest
 from alexnet_ext import _core, ops
 from cuda_helpers import dev
 from helpers import assert_close
-from test_response_norm import CASES, HYPER, _data, ref_lrn, ref_lrn_grad
+from response_norm_refs import CASES, HYPER, make_data, ref_lrn, ref_lrn_grad
 
 cuda = pytest.mark.cuda
 
@@ -33,7 +33,7 @@ def _both(x, gy, **kw):
 @pytest.mark.parametrize("name", CASES)
 def test_equals_cpu_bit_for_bit(rng, name, alpha_over_size):
     """beta = 0.75 (sqrt and division, correctly rounded on both) and one segment: same bits."""
-    x, size = _data(rng, CASES[name])
+    x, size = make_data(rng, CASES[name])
     assert _one_segment(x.shape)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     cpu, gpu = _both(x, gy, size=size, alpha_over_size=alpha_over_size, **HYPER)
@@ -45,7 +45,7 @@ def test_equals_cpu_bit_for_bit(rng, name, alpha_over_size):
 @pytest.mark.parametrize("beta", [0.5, 1.0, 0.0, 2.3])
 def test_other_exponents_match_reference(rng, beta):
     """Other betas go through powf: CUDA's may differ from the CPU's in the last bit."""
-    x, size = _data(rng, (2, 8, 5, 6, 5))
+    x, size = make_data(rng, (2, 8, 5, 6, 5))
     kw = dict(size=size, k=1.5, alpha=0.3, beta=beta)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     cpu, (y, d, gx) = _both(x, gy, **kw)
@@ -110,7 +110,7 @@ def test_running_sum_does_not_drift_across_segments(rng):
 def test_nonfinite_input_reaches_only_its_windows(rng, bad, channel):
     """A NaN or inf poisons exactly the channels the CPU's do, also next to a segment boundary
     (128 channels of 9 pixels: four segments of 32)."""
-    x, _ = _data(rng, (1, 128, 3, 3, 5))
+    x, _ = make_data(rng, (1, 128, 3, 3, 5))
     assert not _one_segment(x.shape)
     x[0, channel, 1, 1] = bad
     gy = rng.standard_normal(x.shape).astype(np.float32)
@@ -126,7 +126,7 @@ def test_nonfinite_input_reaches_only_its_windows(rng, bad, channel):
 
 @cuda
 def test_undo_leaves_inputs_unchanged(rng):
-    x, size = _data(rng, CASES["size5_paper"])
+    x, size = make_data(rng, CASES["size5_paper"])
     gy = rng.standard_normal(x.shape).astype(np.float32)
     dx, dgy = dev(x), dev(gy)
     y, d = ops.response_norm(dx, size=size, **HYPER)
@@ -141,7 +141,7 @@ def test_undo_leaves_inputs_unchanged(rng):
 
 @cuda
 def test_deterministic(rng):
-    x, size = _data(rng, (3, 100, 9, 11, 5))
+    x, size = make_data(rng, (3, 100, 9, 11, 5))
     gy = rng.standard_normal(x.shape).astype(np.float32)
     runs = [_both(x, gy, size=size, **HYPER)[1] for _ in range(2)]
     for a, b in zip(*runs):

@@ -4,19 +4,12 @@ import pytest
 
 from alexnet_ext import ops
 from helpers import EPS32, results_per_thread_count
+from sgd_update_refs import SHAPES
 
 
 def ref_step(w, g, v, lr, momentum, weight_decay):
     v = momentum * v - weight_decay * lr * w - lr * g
     return w + v, v
-
-
-SHAPES = {
-    "bias": (7,),
-    "fc_weights": (33, 65),
-    "conv_filters": (12, 3, 11, 11),
-    "big_parallel": (256, 1000),
-}
 
 
 @pytest.mark.parametrize("name", SHAPES)

@@ -5,7 +5,7 @@ import pytest
 
 from alexnet_ext import _core, ops
 from cuda_helpers import dev, unaligned, window
-from test_sgd_update import SHAPES
+from sgd_update_refs import SHAPES
 
 cuda = pytest.mark.cuda
 

@@ -6,54 +6,14 @@ import pytest
 
 from alexnet_ext import ops
 from helpers import assert_close, central_difference, results_per_thread_count
-
-
-def ref_softmax(z):
-    z = np.float64(z)
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def ref_loss(z, labels):
-    z = np.float64(z)
-    m = z.max(axis=1)
-    lse = np.log(np.exp(z - m[:, None]).sum(axis=1)) + m
-    return float(np.mean(lse - z[np.arange(len(labels)), labels]))
-
-
-def ref_top_k_errors(probs, labels, k):
-    """argsort reference: the label is in the top k if it is among the k largest, counting
-    entries tied with the label as below it (a stable sort on (-score, not-the-label))."""
-    n, kk = probs.shape
-    errors = 0
-    for i in range(n):
-        is_label = np.arange(kk) == labels[i]
-        order = np.lexsort((~is_label, -np.float64(probs[i])))  # primary key last
-        errors += labels[i] not in order[:min(k, kk)]
-    return errors
-
-
-CASES = {  # (N, K)
-    "single": (1, 2),
-    "batch1_k1000": (1, 1000),
-    "odd": (7, 13),
-    "alexnet_batch": (128, 1000),
-    "k1": (5, 1),
-}
-
-
-def _data(rng, case, scale=3.0, dtype=np.int64):
-    n, k = case
-    z = (scale * rng.standard_normal((n, k))).astype(np.float32)
-    labels = rng.integers(0, k, n).astype(dtype)
-    return z, labels
+from softmax_log_loss_refs import (CASES, cpu_case, make_data, ref_loss, ref_softmax,
+                                   ref_top_k_errors)
 
 
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_forward_matches_reference(rng, name, dtype):
-    z, labels = _data(rng, CASES[name], dtype=dtype)
-    loss, probs = ops.softmax_log_loss(z, labels)
+    z, labels, loss, probs = cpu_case(rng, CASES[name], dtype)
     assert isinstance(loss, float)
     assert probs.dtype == np.float32 and probs.shape == z.shape
     assert_close(probs, ref_softmax(z), z.shape[1], what="probs")
@@ -64,7 +24,7 @@ def test_forward_matches_reference(rng, name, dtype):
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_undo_matches_reference(rng, name, dtype):
-    z, labels = _data(rng, CASES[name], dtype=dtype)
+    z, labels = make_data(rng, CASES[name], dtype=dtype)
     n, k = z.shape
     _, probs = ops.softmax_log_loss(z, labels)
     onehot = np.eye(k)[labels]
@@ -78,7 +38,7 @@ def test_undo_matches_reference(rng, name, dtype):
 @pytest.mark.parametrize("name", ["odd", "single", "batch1_k1000"])
 def test_gradient_matches_finite_differences(rng, name):
     """FD of the float64 reference mean loss against the float32 undo."""
-    z, labels = _data(rng, CASES[name], scale=1.0)
+    z, labels = make_data(rng, CASES[name], scale=1.0)
     _, probs = ops.softmax_log_loss(z, labels)
     g = ops.softmax_log_loss_undo(probs, labels)
     z64 = np.float64(z)
@@ -109,7 +69,7 @@ def test_huge_logits_stay_finite(rng):
 
 
 def test_thread_count_does_not_matter(rng):
-    z, labels = _data(rng, (256, 1000))
+    z, labels = make_data(rng, (256, 1000))
 
     def loss_undo_errors():
         loss, probs = ops.softmax_log_loss(z, labels)
@@ -123,7 +83,7 @@ def test_thread_count_does_not_matter(rng):
 
 
 def test_out_buffers_and_in_place(rng):
-    z, labels = _data(rng, (9, 31))
+    z, labels = make_data(rng, (9, 31))
     loss, probs = ops.softmax_log_loss(z, labels)
     out = np.full(z.shape, np.nan, np.float32)
     loss2, p2 = ops.softmax_log_loss(z, labels, out=out)
@@ -137,7 +97,7 @@ def test_out_buffers_and_in_place(rng):
 # ---------------------------------------------------------------- top-k
 @pytest.mark.parametrize("name", CASES)
 def test_top_k_matches_argsort_reference(rng, name):
-    z, labels = _data(rng, CASES[name])
+    z, labels = make_data(rng, CASES[name])
     _, probs = ops.softmax_log_loss(z, labels)
     ks = (1, 2, 5, 13, 1000, 5000)
     got = ops.top_k_errors(probs, labels, ks)
@@ -171,7 +131,7 @@ def test_top_k_by_hand():
 @pytest.mark.parametrize("name", ["odd", "alexnet_batch", "single"])
 def test_matches_torch(rng, name):
     torch = pytest.importorskip("torch")
-    z, labels = _data(rng, CASES[name])
+    z, labels = make_data(rng, CASES[name])
     tz = torch.from_numpy(z).double().requires_grad_()
     tl = torch.nn.functional.cross_entropy(tz, torch.from_numpy(labels))
     tl.backward()
@@ -184,7 +144,7 @@ def test_matches_torch(rng, name):
 
 # ---------------------------------------------------------------- bad input
 def test_bad_labels(rng):
-    z, labels = _data(rng, (4, 10))
+    z, labels = make_data(rng, (4, 10))
     for bad, value in ((10, 10), (-1, -1), (2**40, 2**40)):
         l = labels.copy()
         l[2] = bad
@@ -208,7 +168,7 @@ def test_bad_labels(rng):
 
 
 def test_bad_input(rng):
-    z, labels = _data(rng, (4, 10))
+    z, labels = make_data(rng, (4, 10))
     with pytest.raises(TypeError, match="logits: expected dtype float32"):
         ops.softmax_log_loss(z.astype(np.float64), labels)
     with pytest.raises(ValueError, match=r"logits: expected 2 dimensions \(N, K\)"):
@@ -234,7 +194,7 @@ def test_bad_input(rng):
 
 def test_core_backstop(rng):
     from alexnet_ext import _core
-    z, labels = _data(rng, (4, 10))
+    z, labels = make_data(rng, (4, 10))
     probs = np.empty_like(z)
     labels[1] = 99
     with pytest.raises(ValueError, match=r"labels\[1\] = 99 is outside \[0, 10\)"):

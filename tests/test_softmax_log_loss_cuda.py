@@ -9,7 +9,8 @@ from alexnet_ext import _core, ops
 from alexnet_ext import cuda as C
 from cuda_helpers import dev
 from helpers import assert_close
-from test_softmax_log_loss import CASES, _data, ref_loss, ref_softmax, ref_top_k_errors
+from softmax_log_loss_refs import (CASES, cpu_case, make_data, ref_loss, ref_softmax,
+                                   ref_top_k_errors)
 
 cuda = pytest.mark.cuda
 
@@ -18,8 +19,7 @@ cuda = pytest.mark.cuda
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_forward_matches_cpu_and_reference(rng, name, dtype):
-    z, labels = _data(rng, CASES[name], dtype=dtype)
-    loss, probs = ops.softmax_log_loss(z, labels)
+    z, labels, loss, probs = cpu_case(rng, CASES[name], dtype)
     dloss, dprobs = ops.softmax_log_loss(dev(z), dev(labels))
     assert isinstance(dloss, float) and C.is_device_array(dprobs)
     p = dprobs.get()
@@ -31,7 +31,7 @@ def test_forward_matches_cpu_and_reference(rng, name, dtype):
 
 @cuda
 def test_loss_is_deterministic(rng):
-    z, labels = _data(rng, (256, 1000))
+    z, labels = make_data(rng, (256, 1000))
     dz, dl = dev(z), dev(labels)
     runs = [ops.softmax_log_loss(dz, dl) for _ in range(3)]
     assert runs[0][0] == runs[1][0] == runs[2][0]
@@ -43,8 +43,7 @@ def test_loss_is_deterministic(rng):
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_undo_equals_cpu(rng, name, dtype):
     """Given the same probs the undo is elementwise arithmetic: the CPU's bits."""
-    z, labels = _data(rng, CASES[name], dtype=dtype)
-    _, probs = ops.softmax_log_loss(z, labels)
+    z, labels, _, probs = cpu_case(rng, CASES[name], dtype)
     for scale in (None, 2.5):
         g = ops.softmax_log_loss_undo(probs, labels, scale=scale)
         gd = ops.softmax_log_loss_undo(dev(probs), dev(labels), scale=scale)
@@ -73,7 +72,7 @@ def test_huge_logits_stay_finite(rng):
 
 @cuda
 def test_nan_row_is_nan_like_the_cpu(rng):
-    z, labels = _data(rng, (4, 9))
+    z, labels = make_data(rng, (4, 9))
     z[1, 0] = np.nan  # the CPU's max scan starts here
     z[2, 5] = np.nan
     loss, probs = ops.softmax_log_loss(z, labels)
@@ -85,7 +84,7 @@ def test_nan_row_is_nan_like_the_cpu(rng):
 @cuda
 @pytest.mark.parametrize("name", CASES)
 def test_top_k_equals_cpu(rng, name):
-    z, labels = _data(rng, CASES[name])
+    z, labels = make_data(rng, CASES[name])
     _, probs = ops.softmax_log_loss(z, labels)
     ks = (1, 2, 5, 13, 1000, 5000)
     got = ops.top_k_errors(dev(probs), dev(labels), ks)
@@ -112,7 +111,7 @@ def test_top_k_ties_and_nan():
 
 @cuda
 def test_bad_labels_raise_the_cpu_error(rng):
-    z, labels = _data(rng, (4, 10))
+    z, labels = make_data(rng, (4, 10))
     _, probs = ops.softmax_log_loss(dev(z), dev(labels))
     for bad, value in ((10, 10), (-1, -1), (2**40, 2**40)):
         l = labels.copy()
@@ -142,7 +141,7 @@ def test_bad_labels_raise_the_cpu_error(rng):
 
 @cuda
 def test_nosync_variant(rng):
-    z, labels = _data(rng, (128, 1000))
+    z, labels = make_data(rng, (128, 1000))
     probs, loss = C.empty(z.shape), C.zeros((1,))
     _core.cuda.softmax_log_loss_nosync(dev(z), dev(labels), probs, loss)
     total = ref_loss(z, labels) * z.shape[0]
@@ -157,7 +156,7 @@ def test_nosync_variant(rng):
 
 @cuda
 def test_out_must_not_overlap_logits(rng):
-    z, labels = _data(rng, (4, 10))
+    z, labels = make_data(rng, (4, 10))
     dz = dev(z)
     with pytest.raises(ValueError, match="out: must not share memory with logits"):
         ops.softmax_log_loss(dz, dev(labels), out=dz)

@@ -10,16 +10,8 @@ import alexnet_ext
 from alexnet_ext import evaluate, features, train, trainer
 from alexnet_ext.nn import load_checkpoint
 from helpers import random_batch
-from train_helpers import TINY, ArrayLoader, make_tiny_data, metrics, run_train, write_tiny_model
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_data(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    return write_tiny_model(tmp_path_factory.mktemp("model"))
+from train_helpers import TINY, ArrayLoader, assert_same_run, metrics, run_train
+from train_helpers import tiny_data, tiny_model  # noqa: F401 (module-scoped fixtures)
 
 
 def test_help_explains_every_option_with_its_default(capsys):
@@ -156,11 +148,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_data, tiny_model)
     ck = load_checkpoint(mid)
     assert (ck.state["epoch"], ck.state["batch"], ck.state["status"]) == (0, 2, "interrupted")
     assert run_train("--resume", mid, "--workers", "0") == 0
-    assert metrics(mid) == metrics(straight)
-    a, b = load_checkpoint(straight), load_checkpoint(mid)
-    for k in a.params:
-        np.testing.assert_array_equal(a.params[k], b.params[k])
-        np.testing.assert_array_equal(a.velocities[k], b.velocities[k])
+    assert_same_run(straight, mid)
     # a finished run is not run again; an existing run directory is not overwritten
     assert run_train("--resume", mid) == 0
     assert run_train(*common, "--out", mid) == 2

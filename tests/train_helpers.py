@@ -1,83 +1,19 @@
-"""Shared by the trainer tests: a tiny two-column model, its data set, a run helper (not part of
-the package); the in-memory loader lives in loaders.py."""
+"""Shared by the trainer and CLI tests: a tiny two-column model, its data set (also as module-scoped
+fixtures: import them into a test module), ``run_train`` and the rows of metrics.jsonl (not part
+of the package); the in-memory loader lives in loaders.py."""
 import json
 
+import numpy as np
+import pytest
+
 from alexnet_ext import train
+from alexnet_ext.nn import load_checkpoint
 from alexnet_ext.data.synthetic import default_dataset
 from loaders import ArrayLoader  # noqa: F401  (re-exported for the trainer tests)
+from models_fixtures import TRAIN
 
 
-# A two-column miniature of the paper's net for 16x16 crops of 20x20 images.
-TINY = """
-[model]
-name = "tiny"
-channels = 3
-classes = 3
-columns = 2
-
-[layers.conv1]
-type = "conv"
-input = "data"
-filters = 8
-size = 3
-stride = 2
-padding = 1
-init_std = 0.01
-
-[layers.relu1]
-type = "relu"
-
-[layers.norm1]
-type = "lrn"
-
-[layers.pool1]
-type = "pool"
-size = 3
-stride = 2
-
-[layers.conv2]
-type = "conv"
-filters = 8
-size = 3
-padding = 1
-groups = 2
-init_std = 0.1
-init_bias = 0.1
-
-[layers.relu2]
-type = "relu"
-
-[layers.fc3]
-type = "fc"
-outputs = 16
-init_std = 0.1
-init_bias = 0.1
-
-[layers.relu3]
-type = "relu"
-
-[layers.drop3]
-type = "dropout"
-p = 0.5
-
-[layers.fc4]
-type = "fc"
-outputs = "classes"
-split = false
-
-[layers.probs]
-type = "softmax"
-
-[learning]
-lr = 0.01
-batch_size = 8
-epochs = 2
-patience = 1
-
-[data]
-image_size = 20
-crop = 16
-"""
+TINY = TRAIN   # a two-column miniature of the paper's net, 16x16 crops of 20x20 images
 
 TIMING = ("img_per_s", "seconds", "data_wait")
 
@@ -94,6 +30,16 @@ def write_tiny_model(tmp):
     return p
 
 
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("model"))
+
+
 def run_train(*args, on_step=None):
     return train.main([str(a) for a in args], on_step=on_step)
 
@@ -107,3 +53,14 @@ def metrics(run_dir):
 
 def _no_constant(name):
     raise ValueError(f"not strict JSON: {name}")
+
+
+def assert_same_run(a, b):
+    """Two run directories hold the same metrics and, bit for bit, the same final parameters and
+    velocities (a resumed run against one that was not interrupted)."""
+    assert metrics(b) == metrics(a)
+    ca, cb = load_checkpoint(a), load_checkpoint(b)
+    for k in ca.params:
+        np.testing.assert_array_equal(ca.params[k], cb.params[k])
+        np.testing.assert_array_equal(ca.velocities[k], cb.velocities[k])
+

@@ -7,25 +7,20 @@ namespace alexnet_ext::binding {
 void check_pool(const PoolGeometry& g);  // max_pool.cpp: the pooling ops' one geometry check
 
 void bind_avg_pool(py::module_& m, py::module_* cuda) {
-  def_op(m, cuda, "avg_pool", [](View x, View y, const PoolGeometry& g) {
-    check_pool(g);
-    expect_shape(x, {g.n, g.c, g.h, g.w}, "x");
-    expect_shape(y, {g.n, g.c, g.ho, g.wo}, "y");
-    Place at({&x, &y});
-    const float* xp = x.data<float>("x");
-    float* yp = y.mut<float>("y");
-    ALEXNET_EXT_DISPATCH(at, cpu::avg_pool(xp, yp, g), cuda::avg_pool(xp, yp, g, stream));
-  }, py::arg("x"), py::arg("y"), py::arg("geometry"));
-
-  def_op(m, cuda, "avg_pool_undo", [](View grad_y, View grad_x, const PoolGeometry& g) {
-    check_pool(g);
-    expect_shape(grad_y, {g.n, g.c, g.ho, g.wo}, "grad_y");
-    expect_shape(grad_x, {g.n, g.c, g.h, g.w}, "grad_x");
-    Place at({&grad_y, &grad_x});
-    const float* gy = grad_y.data<float>("grad_y");
-    float* gx = grad_x.mut<float>("grad_x");
-    ALEXNET_EXT_DISPATCH(at, cpu::avg_pool_undo(gy, gx, g), cuda::avg_pool_undo(gy, gx, g, stream));
-  }, py::arg("grad_y"), py::arg("grad_x"), py::arg("geometry"));
+  // avg_pool reads x (N, C, H, W) and writes y (N, C, Ho, Wo); the undo goes the other way.
+  auto def = [&](const char* op, const char* in, const char* out, bool forward, auto kernels) {
+    def_op(m, cuda, op, [=](View a, View b, const PoolGeometry& g) {
+      check_pool(g);
+      const std::vector<int64_t> image{g.n, g.c, g.h, g.w}, pooled{g.n, g.c, g.ho, g.wo};
+      expect_shape(a, forward ? image : pooled, in);
+      expect_shape(b, forward ? pooled : image, out);
+      Place at({&a, &b});
+      const float* ap = a.data<float>(in);
+      kernels(at, ap, b.mut<float>(out), g);
+    }, py::arg(in), py::arg(out), py::arg("geometry"));
+  };
+  def("avg_pool", "x", "y", true, ALEXNET_EXT_KERNELS(avg_pool));
+  def("avg_pool_undo", "grad_y", "grad_x", false, ALEXNET_EXT_KERNELS(avg_pool_undo));
 }
 
 }  // namespace alexnet_ext::binding

@@ -95,30 +95,31 @@ struct ExportContext {
   std::vector<int64_t> shape;
 };
 
+// The capsule's own destructor: frees the tensor only if no consumer took (renamed) it.
 template <class Managed>
-void fill_tensor(Managed* m, ExportContext* ctx, const DeviceArray& a) {
+void capsule_destructor(PyObject* capsule) {
+  const char* name = PyCapsule_GetName(capsule);
+  if (!PyCapsule_IsValid(capsule, name) || std::strncmp(name, "used_", 5) == 0) return;
+  auto* m = static_cast<Managed*>(PyCapsule_GetPointer(capsule, name));
+  if (m && m->deleter) m->deleter(m);
+}
+
+// One export path for both capsule kinds (Managed: the v0 or the versioned struct).
+template <class Managed>
+py::object export_capsule(Managed* m, const char* name, const DeviceArray& a) {
+  m->deleter = [](Managed* self) {
+    delete static_cast<ExportContext*>(self->manager_ctx);
+    delete self;
+  };
+  m->manager_ctx = new ExportContext{a.holder, a.shape};
   m->dl_tensor.data = reinterpret_cast<void*>(a.ptr);
   m->dl_tensor.device = {kAxDLCUDA, a.device};
   m->dl_tensor.ndim = static_cast<int32_t>(a.shape.size());
   m->dl_tensor.dtype = dl_from_dtype(a.dtype);
-  m->dl_tensor.shape = ctx->shape.data();
+  m->dl_tensor.shape = static_cast<ExportContext*>(m->manager_ctx)->shape.data();
   m->dl_tensor.strides = nullptr;  // compact row-major
   m->dl_tensor.byte_offset = 0;
-  m->manager_ctx = ctx;
-}
-
-template <class Managed>
-void delete_managed(Managed* self) {
-  delete static_cast<ExportContext*>(self->manager_ctx);
-  delete self;
-}
-
-// The capsule's own destructor: frees the tensor only if no consumer took it.
-template <class Managed>
-void capsule_destructor(PyObject* capsule, const char* unused_name) {
-  if (!PyCapsule_IsValid(capsule, unused_name)) return;  // consumed: the consumer owns it now
-  auto* m = static_cast<Managed*>(PyCapsule_GetPointer(capsule, unused_name));
-  if (m && m->deleter) m->deleter(m);
+  return py::reinterpret_steal<py::object>(PyCapsule_New(m, name, &capsule_destructor<Managed>));
 }
 
 py::object dlpack_export(const DeviceArray& a, py::object stream, py::object max_version,
@@ -137,63 +138,42 @@ py::object dlpack_export(const DeviceArray& a, py::object stream, py::object max
   if (s == 0) throw py::value_error("__dlpack__: stream 0 is ambiguous for CUDA; use 1 or 2");
   if (s != -1) order_streams(cuda::current_stream(), cuda::stream_from_int(s));
 
-  auto* ctx = new ExportContext{a.holder, a.shape};
-  bool versioned = false;
-  if (!max_version.is_none()) versioned = max_version.cast<std::pair<int, int>>().first >= 1;
-  if (versioned) {
+  if (!max_version.is_none() && max_version.cast<std::pair<int, int>>().first >= 1) {
     auto* m = new AxDLManagedTensorVersioned{};
     m->version = {1, 0};
     m->flags = a.readonly ? 1u : 0u;
-    m->deleter = &delete_managed<AxDLManagedTensorVersioned>;
-    fill_tensor(m, ctx, a);
-    return py::reinterpret_steal<py::object>(PyCapsule_New(m, "dltensor_versioned", [](PyObject* c) {
-      capsule_destructor<AxDLManagedTensorVersioned>(c, "dltensor_versioned");
-    }));
+    return export_capsule(m, "dltensor_versioned", a);
   }
-  auto* m = new AxDLManagedTensor{};
-  m->deleter = &delete_managed<AxDLManagedTensor>;
-  fill_tensor(m, ctx, a);
-  return py::reinterpret_steal<py::object>(PyCapsule_New(m, "dltensor", [](PyObject* c) {
-    capsule_destructor<AxDLManagedTensor>(c, "dltensor");
-  }));
+  return export_capsule(new AxDLManagedTensor{}, "dltensor", a);
 }
 
 // ---------------------------------------------------------------- DLPack import
+// Takes over a consumed capsule's tensor: `holder` calls its deleter, also when this throws.
 template <class Managed>
 DeviceArray adopt(Managed* m, bool readonly) {
-  const AxDLTensor& t = m->dl_tensor;
-  if (t.device.device_type != kAxDLCUDA && t.device.device_type != kAxDLCUDAManaged) {
-    if (m->deleter) m->deleter(m);
-    throw py::type_error("asarray: the DLPack tensor is not in CUDA device memory (device type " +
-                         std::to_string(t.device.device_type) + "); use to_device() to copy host data");
-  }
-  if (!is_compact(t.ndim, t.shape, t.strides)) {
-    if (m->deleter) m->deleter(m);
-    throw py::value_error("asarray: only C-contiguous arrays can be shared without a copy "
-                          "(call .contiguous() / ascontiguousarray first)");
-  }
   DeviceArray a;
-  try {
-    a.dtype = dtype_from_dl(t.dtype);
-  } catch (...) {
-    if (m->deleter) m->deleter(m);
-    throw;
-  }
-  a.shape.assign(t.shape, t.shape + t.ndim);
-  a.ptr = reinterpret_cast<uintptr_t>(t.data) + t.byte_offset;
-  a.device = t.device.device_id;
-  a.readonly = readonly;
   a.holder = std::shared_ptr<void>(m, [](void* p) {
     auto* mm = static_cast<Managed*>(p);
     if (mm->deleter) mm->deleter(mm);
   });
+  const AxDLTensor& t = m->dl_tensor;
+  if (t.device.device_type != kAxDLCUDA && t.device.device_type != kAxDLCUDAManaged)
+    throw py::type_error("asarray: the DLPack tensor is not in CUDA device memory (device type " +
+                         std::to_string(t.device.device_type) + "); use to_device() to copy host data");
+  if (!is_compact(t.ndim, t.shape, t.strides))
+    throw py::value_error("asarray: only C-contiguous arrays can be shared without a copy "
+                          "(call .contiguous() / ascontiguousarray first)");
+  a.dtype = dtype_from_dl(t.dtype);
+  a.shape.assign(t.shape, t.shape + t.ndim);
+  a.ptr = reinterpret_cast<uintptr_t>(t.data) + t.byte_offset;
+  a.device = t.device.device_id;
+  a.readonly = readonly;
   return a;
 }
 
 DeviceArray from_dlpack(py::object obj) {
   py::object stream = py::int_(cuda::stream_to_int(cuda::current_stream()));
   py::object cap;
-  bool versioned = true;
   try {
     cap = obj.attr("__dlpack__")(py::arg("stream") = stream, py::arg("max_version") = py::make_tuple(1, 0));
   } catch (py::error_already_set& e) {
@@ -207,13 +187,11 @@ DeviceArray from_dlpack(py::object obj) {
     PyCapsule_SetName(c, "used_dltensor_versioned");
     return adopt(m, (m->flags & 1u) != 0);
   }
-  versioned = false;
   if (PyCapsule_IsValid(c, "dltensor")) {
     auto* m = static_cast<AxDLManagedTensor*>(PyCapsule_GetPointer(c, "dltensor"));
     PyCapsule_SetName(c, "used_dltensor");
     return adopt(m, false);
   }
-  (void)versioned;
   throw py::type_error("asarray: __dlpack__ did not return a DLPack capsule");
 }
 
@@ -350,6 +328,13 @@ void copy_into(const DeviceArray& dst, py::object src, const std::string& route)
         "copy: cudaMemcpyAsync");
 }
 
+// Zeroes a on the current stream of its device.
+void fill_zero(const DeviceArray& a) {
+  if (!a.nbytes()) return;
+  DeviceScope scope(a.device);
+  check(cudaMemsetAsync(reinterpret_cast<void*>(a.ptr), 0, a.nbytes(), cuda::current_stream()), "zero");
+}
+
 }  // namespace
 
 DeviceArray device_empty(const std::vector<int64_t>& shape, const py::dtype& dtype, int device) {
@@ -456,19 +441,14 @@ void bind_cuda_array(py::module_& m) {
   }, py::arg("shape"), py::arg("dtype"), py::arg("device") = -1);
   m.def("zeros", [](py::object shape, py::object dtype, int device) {
     DeviceArray a = device_empty(shape_from(shape), py::dtype::from_args(dtype), device);
-    if (a.nbytes()) {
-      DeviceScope scope(a.device);
-      check(cudaMemsetAsync(reinterpret_cast<void*>(a.ptr), 0, a.nbytes(), cuda::current_stream()), "zeros");
-    }
+    fill_zero(a);
     return a;
   }, py::arg("shape"), py::arg("dtype"), py::arg("device") = -1);
   m.def("to_device", &to_device, py::arg("array"), py::arg("device") = -1);
   m.def("copy", &copy_into, py::arg("dst"), py::arg("src"), py::arg("route") = "auto");
   m.def("zero", [](const DeviceArray& a) {
     if (a.readonly) throw py::value_error("a: array is read-only");
-    if (!a.nbytes()) return;
-    DeviceScope scope(a.device);
-    check(cudaMemsetAsync(reinterpret_cast<void*>(a.ptr), 0, a.nbytes(), cuda::current_stream()), "zero");
+    fill_zero(a);
   }, py::arg("a"));
   // Page-locking memory the caller owns (the data loader's shared-memory batch slots), so
   // that copies from it are true asynchronous DMA.

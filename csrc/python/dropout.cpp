@@ -37,32 +37,24 @@ void bind_dropout(py::module_& m, py::module_* cuda) {
                                 uint64_t offset, int64_t row, int64_t stride, int64_t start) {
     check_p(p);
     const DropoutLayout layout = layout_of(x.size(), row, stride, start);
-    expect_same_shape(out, x, "out", "x");
-    expect_same_shape(mask, x, "mask", "x");
+    expect_shape_of(x, "x", {{&out, "out"}, {&mask, "mask"}});
     Place at({&x, &out, &mask});
     const float* xp = x.data<float>("x");
     float* o = out.mut<float>("out");
     uint8_t* mk = mask.mut<uint8_t>("mask");
-    const int64_t n = x.size();
-    const uint32_t threshold = dropout_threshold(p);
-    const float scale = dropout_scale(p);
-    ALEXNET_EXT_DISPATCH(at, cpu::dropout(xp, o, mk, n, threshold, scale, seed, offset, layout),
-                         cuda::dropout(xp, o, mk, n, threshold, scale, seed, offset, layout, stream));
+    ALEXNET_EXT_KERNELS(dropout)(at, xp, o, mk, x.size(), dropout_threshold(p), dropout_scale(p),
+                                 seed, offset, layout);
   }, py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("p"), py::arg("seed"),
      py::arg("offset"), py::arg("row") = -1, py::arg("stride") = -1, py::arg("start") = 0);
 
   def_op(m, cuda, "dropout_undo", [](View grad_y, View mask, View out, double p) {
     check_p(p);
-    expect_same_shape(mask, grad_y, "mask", "grad_y");
-    expect_same_shape(out, grad_y, "out", "grad_y");
+    expect_shape_of(grad_y, "grad_y", {{&mask, "mask"}, {&out, "out"}});
     Place at({&grad_y, &mask, &out});
     const float* gy = grad_y.data<float>("grad_y");
     const uint8_t* mk = mask.data<uint8_t>("mask");
     float* o = out.mut<float>("out");
-    const int64_t n = grad_y.size();
-    const float scale = dropout_scale(p);
-    ALEXNET_EXT_DISPATCH(at, cpu::dropout_undo(gy, mk, o, n, scale),
-                         cuda::dropout_undo(gy, mk, o, n, scale, stream));
+    ALEXNET_EXT_KERNELS(dropout_undo)(at, gy, mk, o, grad_y.size(), dropout_scale(p));
   }, py::arg("grad_y"), py::arg("mask"), py::arg("out"), py::arg("p"));
 
   m.def("philox4x32_10", [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,

@@ -28,14 +28,11 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
     const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
     expect_ndim(x, 4, "x", "(N, C, H, W)");
     const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-    expect_shape(y, {n, c, h, w}, "y");
-    expect_shape(denoms, {n, c, h, w}, "denoms");
+    for (auto [a, name] : {std::pair{&y, "y"}, {&denoms, "denoms"}}) expect_shape(*a, {n, c, h, w}, name);
     Place at({&x, &y, &denoms});
-    const int64_t pixels = h * w;
     const float* xp = x.data<float>("x");
     float *yp = y.mut<float>("y"), *dp = denoms.mut<float>("denoms");
-    ALEXNET_EXT_DISPATCH(at, cpu::response_norm(xp, yp, dp, n, c, pixels, p),
-                         cuda::response_norm(xp, yp, dp, n, c, pixels, p, stream));
+    ALEXNET_EXT_KERNELS(response_norm)(at, xp, yp, dp, n, c, h * w, p);
   }, py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("size"), py::arg("k"),
      py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 
@@ -48,12 +45,10 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
     for (auto [a, name] : {std::pair{&x, "x"}, {&y, "y"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}})
       expect_shape(*a, {n, c, h, w}, name);
     Place at({&grad_y, &x, &y, &denoms, &grad_x});
-    const int64_t pixels = h * w;
     const float *gy = grad_y.data<float>("grad_y"), *xp = x.data<float>("x");
     const float *yp = y.data<float>("y"), *dp = denoms.data<float>("denoms");
     float* gx = grad_x.mut<float>("grad_x");
-    ALEXNET_EXT_DISPATCH(at, cpu::response_norm_undo(gy, xp, yp, dp, gx, n, c, pixels, p),
-                         cuda::response_norm_undo(gy, xp, yp, dp, gx, n, c, pixels, p, stream));
+    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, yp, dp, gx, n, c, h * w, p);
   }, py::arg("grad_y"), py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("grad_x"),
      py::arg("size"), py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 }

@@ -15,14 +15,11 @@ std::string item(const char* name, size_t i) { return std::string(name) + "[" + 
 void bind_sgd_update(py::module_& m, py::module_* cuda) {
   def_op(m, cuda, "sgd_update", [](View w, View grad, View velocity, float lr, float momentum,
                                    float decay_lr) {
-    expect_same_shape(grad, w, "grad", "w");
-    expect_same_shape(velocity, w, "velocity", "w");
+    expect_shape_of(w, "w", {{&grad, "grad"}, {&velocity, "velocity"}});
     Place at({&w, &grad, &velocity});
     float *wp = w.mut<float>("w"), *vp = velocity.mut<float>("velocity");
     const float* gp = grad.data<float>("grad");
-    const int64_t n = w.size();
-    ALEXNET_EXT_DISPATCH(at, cpu::sgd_update(wp, gp, vp, n, lr, momentum, decay_lr),
-                         cuda::sgd_update(wp, gp, vp, n, lr, momentum, decay_lr, stream));
+    ALEXNET_EXT_KERNELS(sgd_update)(at, wp, gp, vp, w.size(), lr, momentum, decay_lr);
   }, py::arg("w"), py::arg("grad"), py::arg("velocity"), py::arg("lr"), py::arg("momentum"),
      py::arg("decay_lr"), "decay_lr is weight_decay * lr, computed by the caller in double.");
 
@@ -39,8 +36,7 @@ void bind_sgd_update(py::module_& m, py::module_* cuda) {
     std::vector<const View*> all;
     for (size_t i = 0; i < count; ++i) {
       const std::string wn = item("ws", i), gn = item("grads", i), vn = item("velocities", i);
-      expect_same_shape(grads[i], ws[i], gn.c_str(), wn.c_str());
-      expect_same_shape(vels[i], ws[i], vn.c_str(), wn.c_str());
+      expect_shape_of(ws[i], wn.c_str(), {{&grads[i], gn.c_str()}, {&vels[i], vn.c_str()}});
       ts.push_back({ws[i].mut<float>(wn.c_str()), grads[i].data<float>(gn.c_str()),
                     vels[i].mut<float>(vn.c_str()), ws[i].size()});
       Place({&ws[i], &grads[i], &vels[i], all.empty() ? nullptr : all.front()});  // one device

@@ -88,8 +88,7 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + (s.size() == 1 ? ",)" : ")");
 }
 
-void expect_shape(const View& a, std::initializer_list<int64_t> shape, const char* name) {
-  const std::vector<int64_t> want(shape);
+void expect_shape(const View& a, const std::vector<int64_t>& want, const char* name) {
   if (a.shape != want)
     throw py::value_error(std::string(name) + ": expected shape " + shape_str(want) + ", got " +
                           shape_str(a.shape));
@@ -101,13 +100,18 @@ void expect_same_shape(const View& b, const View& a, const char* b_name, const c
                           shape_str(a.shape) + ", got " + shape_str(b.shape));
 }
 
+void expect_shape_of(const View& a, const char* a_name,
+                     std::initializer_list<std::pair<const View*, const char*>> others) {
+  for (auto [b, b_name] : others) expect_same_shape(*b, a, b_name, a_name);
+}
+
 void expect_ndim(const View& a, int ndim, const char* name, const char* layout) {
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) +
                           " dimensions " + layout + ", got " + shape_str(a.shape));
 }
 
-Place::Place(std::initializer_list<const View*> arrays) {
+Place::Place(const std::vector<const View*>& arrays) {
   bool host = false;
   for (const View* a : arrays) {
     if (!a) continue;

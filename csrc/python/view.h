@@ -6,10 +6,12 @@
 // Python's (alexnet_ext.ops, _validate.py); these only keep a direct _core call in bounds.
 // dtype dispatch lives in View::data<T>() (float32 now; bf16 is one more Dtype).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <pybind11/numpy.h>
@@ -71,9 +73,12 @@ View make_view(py::handle obj);  // TypeError unless a NumPy array or DeviceArra
 std::string shape_str(const std::vector<int64_t>& s);
 
 // a's shape must be exactly `shape`.
-void expect_shape(const View& a, std::initializer_list<int64_t> shape, const char* name);
+void expect_shape(const View& a, const std::vector<int64_t>& shape, const char* name);
 // b's shape must be a's.
 void expect_same_shape(const View& b, const View& a, const char* b_name, const char* a_name);
+// Each of `others` (array, name) must have a's shape.
+void expect_shape_of(const View& a, const char* a_name,
+                     std::initializer_list<std::pair<const View*, const char*>> others);
 // a must have `ndim` dimensions (layout quoted in the error).
 void expect_ndim(const View& a, int ndim, const char* name, const char* layout);
 
@@ -81,7 +86,7 @@ void expect_ndim(const View& a, int ndim, const char* name, const char* layout);
 // is made current for the scope. TypeError for a mix.
 class Place {
  public:
-  explicit Place(std::initializer_list<const View*> arrays);
+  explicit Place(const std::vector<const View*>& arrays);
   bool gpu() const { return device_ >= 0; }
   int device() const { return device_; }
 #ifdef ALEXNET_EXT_WITH_CUDA
@@ -132,6 +137,29 @@ inline std::string deferred_note(const char* op, unsigned long long count) {
          " bad value" + (count == 1 ? "" : "s") + "), raised at the next synchronisation]";
 }
 
+// The same as a value: an op's kernel pair, cpu::fn(args...) and (CUDA builds) cuda::fn(args...,
+// stream). kernels(place, args...) runs the one where `place` is, without the GIL.
+template <class Cpu, class Cuda>
+struct Kernels {
+  Cpu cpu;
+  Cuda cuda;
+  template <class... A>
+  void operator()(const Place& at, A... args) const {
+    py::gil_scoped_release release;
+#ifdef ALEXNET_EXT_WITH_CUDA
+    if (at.gpu()) return cuda(args..., at.stream());
+#endif
+    cpu(args...);
+  }
+};
+template <class Cpu, class Cuda> Kernels(Cpu, Cuda) -> Kernels<Cpu, Cuda>;
+#ifdef ALEXNET_EXT_WITH_CUDA
+#define ALEXNET_EXT_KERNELS(fn) \
+  Kernels{[](auto... a) { cpu::fn(a...); }, [](auto... a) { cuda::fn(a...); }}
+#else
+#define ALEXNET_EXT_KERNELS(fn) Kernels{[](auto... a) { cpu::fn(a...); }, nullptr}
+#endif
+
 // Calls f(p) with p the data of an index array (int32 or int64) as its own type.
 template <class F>
 void with_index(const View& a, const char* name, bool writable, F&& f) {
@@ -149,6 +177,28 @@ template <class F, class... Extra>
 void def_op(py::module_& cpu, py::module_* cuda, const char* name, F&& f, const Extra&... extra) {
   cpu.def(name, std::forward<F>(f), extra...);
   if (cuda) cuda->attr(name) = cpu.attr(name);
+}
+
+// The elementwise ops (add, relu, relu_undo): float32 arrays of one shape, the last written;
+// kernel(inputs..., out, n). One registration for one or two inputs.
+template <size_t N, class K>
+void run_elementwise(const K& kernels, const std::array<View*, N>& v, const std::array<const char*, N>& names) {
+  for (size_t i = 1; i < N; ++i) expect_same_shape(*v[i], *v[0], names[i], names[0]);
+  Place at(std::vector<const View*>(v.begin(), v.end()));
+  std::array<const float*, N - 1> in;
+  for (size_t i = 0; i + 1 < N; ++i) in[i] = v[i]->template data<float>(names[i]);
+  float* out = v[N - 1]->template mut<float>(names[N - 1]);
+  std::apply([&](auto... p) { kernels(at, p..., out, v[0]->size()); }, in);
+}
+template <class K>
+void def_elementwise(py::module_& m, py::module_* cuda, const char* op, K k, const char* x, const char* out) {
+  def_op(m, cuda, op, [=](View a, View o) { run_elementwise<2>(k, {&a, &o}, {x, out}); }, py::arg(x), py::arg(out));
+}
+template <class K>
+void def_elementwise(py::module_& m, py::module_* cuda, const char* op, K k, const char* a, const char* b,
+                     const char* out) {
+  def_op(m, cuda, op, [=](View x, View y, View o) { run_elementwise<3>(k, {&x, &y, &o}, {a, b, out}); },
+         py::arg(a), py::arg(b), py::arg(out));
 }
 
 }  // namespace alexnet_ext::binding

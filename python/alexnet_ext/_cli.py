@@ -1,6 +1,8 @@
 """Shared pieces of the command-line tools (train, evaluate, features)."""
 from __future__ import annotations
 
+import argparse
+
 import sys
 from pathlib import Path
 
@@ -110,13 +112,30 @@ def load_run(path, *, device: str = "cpu"):
     except ModelError as e:
         raise UsageError(str(e)) from None
     net = Net(spec, devices=[device], seed=0)
+    load_params(net, ckpt)
+    return net, ckpt
+
+
+def load_params(net, ckpt) -> None:
+    """The parameters of ``ckpt`` into ``net``; none or a mismatch is a UsageError naming the file."""
     if not ckpt.params:
         raise UsageError(f"{ckpt.path}: holds no parameters")
     try:
         net.load_state_dict(ckpt.params)
     except ValueError as e:
         raise UsageError(f"{ckpt.path}: {e}") from None
-    return net, ckpt
+
+
+def run_parser(prog: str, description: str, *, data_help: str) -> argparse.ArgumentParser:
+    """The parser of a tool that reads a finished run (evaluate, features): its description, the
+    exit statuses they share, and the run's arguments (:func:`add_run_arguments`)."""
+    p = argparse.ArgumentParser(
+        prog=prog, description=description,
+        epilog="Exit status: 0 done; 2 bad input (options, data, a missing, damaged or "
+               "mismatched checkpoint, an output path that cannot be written), one line on "
+               "stderr; 130 interrupted (Ctrl-C).")
+    add_run_arguments(p, data_help=data_help)
+    return p
 
 
 def add_run_arguments(parser, *, data_help: str) -> None:

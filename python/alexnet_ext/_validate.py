@@ -306,3 +306,18 @@ def elementwise_output(out, shape: tuple, name: str = "out", may_be=(), **inputs
         allowed = f" (only {name}={in_name} itself is allowed)" if in_name in may_be else ""
         raise ValueError(f"{name}: must not share memory with {in_name}{allowed}")
     return out
+
+
+def elementwise(out, **inputs):
+    """The checks of an elementwise op (add, relu, relu_undo): float32 inputs of the first one's
+    shape (ndim >= 1), given by name in order, on one device. Returns ``(kernels, out)``; ``out``
+    may be any input itself (:func:`elementwise_output`)."""
+    (first, x), *rest = inputs.items()
+    float_array(x, first)
+    if x.ndim < 1:
+        raise ValueError(f"{first}: expected at least 1 dimension, got shape {x.shape}")
+    for name, y in rest:
+        float_array(y, name)
+        expect_shape(y, x.shape, name, f"the shape of {first}")
+    k = backend(*inputs.values(), out)
+    return k, elementwise_output(out, x.shape, may_be=tuple(inputs), **inputs)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from . import ops
-from ._cli import (UsageError, add_run_arguments, checkpoint_mean, load_run, open_run_data,
+from ._cli import (UsageError, checkpoint_mean, load_run, open_run_data, run_parser,
                    output_file, run_cli)
 from .nn.checkpoint import atomic_write_text
 from .nn.device import to_host
@@ -27,13 +27,9 @@ PROG = "python -m alexnet_ext.evaluate"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, description="Top-1 and top-5 error of a trained network (a run directory of "
-                               "python -m alexnet_ext.train, or its checkpoint file).",
-        epilog="Exit status: 0 done; 2 bad input (options, data, a missing, damaged or "
-               "mismatched checkpoint, an output path that cannot be written), one line on "
-               "stderr; 130 interrupted (Ctrl-C).")
-    add_run_arguments(p, data_help="data set to evaluate on (default: the one the run trained on)")
+    p = run_parser(PROG, "Top-1 and top-5 error of a trained network (a run directory of "
+                         "python -m alexnet_ext.train, or its checkpoint file).",
+                   data_help="data set to evaluate on (default: the one the run trained on)")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="which split to evaluate (default: val)")
     p.add_argument("--views", type=int, choices=(1, 10), default=1,

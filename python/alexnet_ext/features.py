@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli import (UsageError, add_run_arguments, checkpoint_mean, load_run, open_run_data,
+from ._cli import (UsageError, checkpoint_mean, load_run, open_run_data, run_parser,
                    run_cli)
 from .nn.checkpoint import atomic_write, atomic_write_text
 
@@ -31,13 +31,9 @@ PROG = "python -m alexnet_ext.features"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, description="Nearest training images of query images in the feature space "
-                               "of a trained net's last hidden layer (paper Figure 4).",
-        epilog="Exit status: 0 done; 2 bad input (options, data, a missing, damaged or "
-               "mismatched checkpoint, an output path that cannot be written), one line on "
-               "stderr; 130 interrupted (Ctrl-C).")
-    add_run_arguments(p, data_help="data set (default: the one the run trained on)")
+    p = run_parser(PROG, "Nearest training images of query images in the feature space "
+                         "of a trained net's last hidden layer (paper Figure 4).",
+                   data_help="data set (default: the one the run trained on)")
     p.add_argument("--out", metavar="DIR", required=True,
                    help="where neighbors.png, neighbors.json and the features (.npy, with "
                         "the file paths or indices of their rows in .txt) go (created if "

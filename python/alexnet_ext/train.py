@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli import UsageError, gpu_unavailable_reason, open_data, run_cli
+from ._cli import UsageError, gpu_unavailable_reason, load_params, open_data, run_cli
 from .nn import ModelError, Net, format_summary, load_checkpoint, load_model, parse_model
 from .nn.checkpoint import (BEST_NAME, CHECKPOINT_NAME, RunDirLocked, atomic_write_text,
                             lock_run_dir, open_append)
@@ -344,12 +344,7 @@ def _read_config(cfg_path: Path) -> dict:
 def _load_weights(net, ckpt) -> None:
     """Parameters and velocities of ``ckpt`` into ``net``; a mismatch is a UsageError naming
     the file."""
-    if not ckpt.params:
-        raise UsageError(f"{ckpt.path}: holds no parameters")
-    try:
-        net.load_state_dict(ckpt.params)
-    except ValueError as e:
-        raise UsageError(f"{ckpt.path}: {e}") from None
+    load_params(net, ckpt)
     if not ckpt.velocities:
         raise UsageError(f"{ckpt.path}: holds no velocities (momentum), so training cannot "
                          "continue from it exactly")

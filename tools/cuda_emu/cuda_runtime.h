@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <type_traits>
 
 #define __global__
@@ -108,6 +109,8 @@ T from_bits(uint64_t b) {
   std::memcpy(&v, &b, sizeof(T));
   return v;
 }
+// Reports a fault a GPU would hang or crash on, and aborts (emu_kernels.cpp).
+[[noreturn]] void fail(const std::string& what);
 void require_lane(unsigned mask, int lane, const char* op);
 }  // namespace emu
 

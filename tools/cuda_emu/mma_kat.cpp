@@ -186,46 +186,38 @@ void print_rows(const std::vector<uint32_t>& v, int per_row) {
     std::printf("%08x%c", v[i], (i + 1) % per_row == 0 ? '\n' : ' ');
 }
 
+// Launches `kernel` on one warp with args... and a fresh output of `words` words, then prints the
+// output `per_row` words a line (per_row 0: only that no fault aborted the run).
+template <class... Params, class... Args>
+void run_warp(void (*kernel)(Params...), size_t words, int per_row, Args... args) {
+  auto* out = static_cast<uint32_t*>(device_alloc(words * 4));
+  launch(kernel, dim3(1), dim3(32), nullptr, args..., out);
+  check(cudaDeviceSynchronize(), "kernel");
+  if (per_row)
+    print_rows(to_host(out, words), per_row);
+  else
+    std::printf("no abort\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "";
-  uint32_t* out = nullptr;
   if (cmd == "mma_tf32" || cmd == "mma_bf16") {
     const uint32_t* in = to_device(read_hex(320));
-    out = static_cast<uint32_t*>(device_alloc(128 * 4));
-    launch(cmd == "mma_bf16" ? mma_kernel<true> : mma_kernel<false>, dim3(1), dim3(32), nullptr,
-           in, out);
-    check(cudaDeviceSynchronize(), "kernel");
-    print_rows(to_host(out, 128), 4);
+    run_warp(cmd == "mma_bf16" ? mma_kernel<true> : mma_kernel<false>, 128, 4, in);
   } else if (cmd == "mma_partial") {
-    out = static_cast<uint32_t*>(device_alloc(32 * 4));
-    launch(partial_kernel, dim3(1), dim3(32), nullptr, out);
-    check(cudaDeviceSynchronize(), "kernel");
-    std::printf("no abort\n");
+    run_warp(partial_kernel, 32, 0);
   } else if (cmd == "gemm_bf16") {
     const std::vector<uint32_t> words = read_hex(384);
     const std::vector<uint16_t> a(words.begin(), words.begin() + 256), b(words.begin() + 256, words.end());
-    const uint16_t* d_a = to_device(a);
-    const uint16_t* d_b = to_device(b);
-    out = static_cast<uint32_t*>(device_alloc(256 * 4));
-    launch(gemm_bf16_kernel, dim3(1), dim3(32), nullptr, d_a, d_b, out);
-    check(cudaDeviceSynchronize(), "kernel");
-    print_rows(to_host(out, 256), 4);
+    run_warp(gemm_bf16_kernel, 256, 4, to_device(a), to_device(b));
   } else if (cmd == "gemm_tf32") {
     const std::vector<uint32_t> words = read_hex(192);
     const std::vector<uint32_t> a(words.begin(), words.begin() + 128), b(words.begin() + 128, words.end());
-    const uint32_t* d_a = to_device(a);
-    const uint32_t* d_b = to_device(b);
-    out = static_cast<uint32_t*>(device_alloc(128 * 4));
-    launch(gemm_tf32_kernel, dim3(1), dim3(32), nullptr, d_a, d_b, out);
-    check(cudaDeviceSynchronize(), "kernel");
-    print_rows(to_host(out, 128), 4);
+    run_warp(gemm_tf32_kernel, 128, 4, to_device(a), to_device(b));
   } else if (cmd == "mixed") {
-    out = static_cast<uint32_t*>(device_alloc(32 * 4));
-    launch(mixed_kernel, dim3(1), dim3(32), nullptr, out);
-    check(cudaDeviceSynchronize(), "kernel");
-    std::printf("no abort\n");
+    run_warp(mixed_kernel, 32, 0);
   } else if (cmd == "ldmatrix" && argc == 4) {
     const int n = std::atoi(argv[2]), trans = std::atoi(argv[3]);
     if (!(n == 1 || n == 2 || n == 4)) {
@@ -235,21 +227,12 @@ int main(int argc, char** argv) {
     const std::vector<uint32_t> words = read_hex(512);
     const std::vector<uint16_t> image(words.begin(), words.end());
     const std::vector<uint32_t> offsets = read_hex(32);
-    const uint16_t* d_image = to_device(image);
-    const uint32_t* d_offsets = to_device(offsets);
-    out = static_cast<uint32_t*>(device_alloc(32 * n * 4));
-    launch(ldmatrix_kernel, dim3(1), dim3(32), nullptr, d_image, d_offsets, n, trans, out);
-    check(cudaDeviceSynchronize(), "kernel");
-    print_rows(to_host(out, 32 * n), n);
+    run_warp(ldmatrix_kernel, 32 * n, n, to_device(image), to_device(offsets), n, trans);
   } else if (cmd == "cvt") {
     const std::vector<uint32_t> words = read_hex(0);
     const int count = static_cast<int>(words.size());
     if (count == 0) return 0;
-    const uint32_t* in = to_device(words);
-    out = static_cast<uint32_t*>(device_alloc(16 * words.size()));
-    launch(cvt_kernel, dim3(1), dim3(32), nullptr, in, count, out);
-    check(cudaDeviceSynchronize(), "kernel");
-    print_rows(to_host(out, 4 * words.size()), 4);
+    run_warp(cvt_kernel, 4 * words.size(), 4, to_device(words), count);
   } else {
     std::fprintf(stderr, "usage: mma_kat mma_tf32|mma_bf16|cvt|ldmatrix N T  (data on stdin)\n");
     return 2;

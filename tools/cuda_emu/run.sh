@@ -21,5 +21,5 @@ bin="$out/conv_emu_test_$mode"
 g++ -std=c++20 $flags -Wall -Wno-unknown-pragmas -pthread \
     -DALEXNET_EXT_WITH_CUDA=1 -DALEXNET_EXT_CUDA_EMULATION=1 \
     -I "$here" -I "$root/csrc" \
-    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/conv_emu_test.cpp" -o "$bin"
+    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/emu_kernels.cpp" "$here/conv_emu_test.cpp" -o "$bin"
 "$bin" "$@"

@@ -57,7 +57,17 @@ class ArrayStore:
         return ("shm", shm.name, tuple(self.array.shape)), shm
 
 
-class ShardStore:
+class _OneByOne:
+    """``images()`` as ``image()`` per index, for the stores without a faster batch read."""
+
+    def images(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices),) + self.shape, np.uint8)
+        for j, i in enumerate(indices):
+            out[j] = self.image(int(i))
+        return out
+
+
+class ShardStore(_OneByOne):
     """Images in shard files ``(n_k, C, H, W)`` uint8 ``.npy``, memory-mapped read-only."""
 
     def __init__(self, paths: list[str], counts: list[int], shape: tuple[int, int, int]):
@@ -91,17 +101,11 @@ class ShardStore:
         k = bisect.bisect_right(self._starts, i) - 1
         return self._shard(k)[i - self._starts[k]]
 
-    def images(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices),) + self.shape, np.uint8)
-        for j, i in enumerate(indices):
-            out[j] = self.image(int(i))
-        return out
-
     def worker_spec(self):
         return ("shards", self.paths, self.counts, self.shape), None
 
 
-class FileStore:
+class FileStore(_OneByOne):
     """Images decoded from their files when read (image folders; see
     :mod:`alexnet_ext.data.folder`): ``load_image(path, size, draft=draft)`` per image, nothing
     kept. A file that stopped being decodable since it was checked raises DatasetError naming it.
@@ -129,12 +133,6 @@ class FileStore:
                                f"the data set was opened): {type(e).__name__}: {e}") from None
         img.setflags(write=False)
         return img
-
-    def images(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices),) + self.shape, np.uint8)
-        for j, i in enumerate(indices):
-            out[j] = self.image(int(i))
-        return out
 
     def worker_spec(self):
         return ("files", self.paths, self.size, self.draft), None

@@ -20,11 +20,7 @@ def relu(x, *, out=None):
     Returns:
         y, the same shape as x (``out`` itself when given).
     """
-    V.float_array(x, "x")
-    if x.ndim < 1:
-        raise ValueError(f"x: expected at least 1 dimension, got shape {x.shape}")
-    k = V.backend(x, out)
-    out = V.elementwise_output(out, x.shape, may_be=("x",), x=x)
+    k, out = V.elementwise(out, x=x)
     k.relu(x, out)
     return out
 
@@ -41,12 +37,6 @@ def relu_undo(grad_y, y, *, out=None):
     Returns:
         grad_x, the same shape as grad_y (``out`` itself when given).
     """
-    V.float_array(grad_y, "grad_y")
-    if grad_y.ndim < 1:
-        raise ValueError(f"grad_y: expected at least 1 dimension, got shape {grad_y.shape}")
-    V.float_array(y, "y")
-    V.expect_shape(y, grad_y.shape, "y", "the shape of grad_y")
-    k = V.backend(grad_y, y, out)
-    out = V.elementwise_output(out, grad_y.shape, may_be=("grad_y", "y"), grad_y=grad_y, y=y)
+    k, out = V.elementwise(out, grad_y=grad_y, y=y)
     k.relu_undo(grad_y, y, out)
     return out

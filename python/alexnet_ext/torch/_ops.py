@@ -29,13 +29,13 @@ contiguous inputs are never copied).
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from .. import ops as _ops
+from ._interop import _INDEX, _arr, _check, _conv_out, _empty, _on, _pair, _pool_out, _same_device
+from ._interop import _run_into, _switch_dtype, _tensor
 
 NS = "alexnet_ext"
 
@@ -45,108 +45,7 @@ __all__ = [
     "softmax_log_loss", "softmax_log_loss_undo", "weight_acts",
 ]
 
-_INDEX = (torch.int32, torch.int64)
-
-
-# ---- argument handling ----------------------------------------------------------------------
-
-def _check(t, name: str, dtypes=(torch.float32,)) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in dtypes:
-        want = " or ".join(str(d).replace("torch.", "") for d in dtypes)
-        raise TypeError(f"{name}: expected dtype {want}, got {str(t.dtype).replace('torch.', '')}"
-                        " (the alexnet_ext kernels are float32 only; cast with .float())")
-    return t
-
-
-def _same_device(**tensors) -> torch.device:
-    dev = None
-    first = None
-    for name, t in tensors.items():
-        if t is None:
-            continue
-        if dev is None:
-            dev, first = t.device, name
-        elif t.device != dev:
-            raise ValueError(f"{name}: expected a tensor on {dev} like {first}, got {t.device}")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{first}: alexnet_ext has kernels for cpu and cuda tensors, got {dev}")
-    return dev
-
-
-def _pair(v, name: str) -> tuple:
-    if isinstance(v, Sequence) and not isinstance(v, str):
-        if len(v) != 2:
-            raise ValueError(f"{name}: expected an int or an (h, w) pair, got {list(v)}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)
-
-
-@contextlib.contextmanager
-def _on(dev: torch.device):
-    """Run alexnet_ext kernels on torch's current stream of ``dev`` (nothing to do on the CPU)."""
-    if dev.type != "cuda":
-        yield
-        return
-    from .. import cuda
-    index = dev.index if dev.index is not None else torch.cuda.current_device()
-    saved = cuda.get_device()
-    if saved != index:                     # the stream below belongs to the tensors' GPU
-        cuda.set_device(index)
-    try:
-        with torch.cuda.device(index), cuda.stream(torch.cuda.current_stream(index).cuda_stream):
-            yield
-    finally:
-        if saved != index:
-            cuda.set_device(saved)
-
-
-def _arr(t):
-    """A zero-copy alexnet_ext view of a (made contiguous) tensor: NumPy or DeviceArray."""
-    if t is None:
-        return None
-    t = t.detach()
-    if not t.is_contiguous():
-        t = t.contiguous()
-    if t.device.type == "cpu":
-        return t.numpy()
-    from .. import cuda
-    return cuda.asarray(t)
-
-
-def _tensor(a, dev: torch.device) -> torch.Tensor:
-    """The op's result as a tensor, without a copy."""
-    if isinstance(a, np.ndarray):
-        return torch.from_numpy(a)
-    return torch.from_dlpack(a)
-
-
-def _empty(shape, like: torch.Tensor, dtype=torch.float32):
-    return torch.empty(tuple(shape), dtype=dtype, device=like.device)
-
-
 # ---- convolution ----------------------------------------------------------------------------
-
-def _out_len(size, window, stride, padding, ceil_mode, pool):
-    """Output length along one axis: the ops' checked functions for a concrete size; under
-    dynamic shapes (``size`` or a filter's ``window`` a torch.SymInt) the same formula, checked
-    with torch._check so torch reports a bad size in its own way."""
-    if isinstance(size, int) and isinstance(window, int):
-        f = _ops.pool_output_size if pool else _ops.conv_output_size
-        return f(size, window, stride, padding, ceil_mode)
-    span = size + 2 * padding - window
-    torch._check(span >= 0, lambda: f"window of size {window} is larger than the padded input")
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if pool and ceil_mode and (out - 1) * stride >= size + padding:  # a guard on the symbol
-        out = out - 1
-    return out
-
-
-def _conv_out(h, w, kh, kw, stride, padding, ceil_mode):
-    return (_out_len(h, kh, stride[0], padding[0], ceil_mode, False),
-            _out_len(w, kw, stride[1], padding[1], ceil_mode, False))
-
 
 @torch.library.custom_op(f"{NS}::filter_acts", mutates_args=())
 def filter_acts(images: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None,
@@ -193,13 +92,10 @@ def img_acts(hid_grads: torch.Tensor, filters: torch.Tensor, image_size: Sequenc
     """Gradient of :func:`filter_acts` w.r.t. its images (:func:`alexnet_ext.ops.img_acts`)."""
     _check(hid_grads, "hid_grads")
     _check(filters, "filters")
-    dev = _same_device(hid_grads=hid_grads, filters=filters)
-    out = _empty((hid_grads.shape[0], filters.shape[1] * groups, *image_size), hid_grads)
-    with _on(dev):
-        _ops.img_acts(_arr(hid_grads), _arr(filters), image_size=tuple(image_size),
-                      stride=tuple(stride), padding=tuple(padding), groups=groups,
-                      ceil_mode=ceil_mode, out=_arr(out))
-    return out
+    shape = (hid_grads.shape[0], filters.shape[1] * groups, *image_size)
+    return _run_into(_ops.img_acts, shape, dict(hid_grads=hid_grads, filters=filters),
+                     image_size=tuple(image_size), stride=tuple(stride), padding=tuple(padding),
+                     groups=groups, ceil_mode=ceil_mode)
 
 
 @img_acts.register_fake
@@ -215,13 +111,10 @@ def weight_acts(images: torch.Tensor, hid_grads: torch.Tensor, filter_size: Sequ
     (:func:`alexnet_ext.ops.weight_acts`)."""
     _check(images, "images")
     _check(hid_grads, "hid_grads")
-    dev = _same_device(images=images, hid_grads=hid_grads)
-    out = _empty((hid_grads.shape[1], images.shape[1] // groups, *filter_size), images)
-    with _on(dev):
-        _ops.weight_acts(_arr(images), _arr(hid_grads), filter_size=tuple(filter_size),
-                         stride=tuple(stride), padding=tuple(padding), groups=groups,
-                         ceil_mode=ceil_mode, out=_arr(out))
-    return out
+    shape = (hid_grads.shape[1], images.shape[1] // groups, *filter_size)
+    return _run_into(_ops.weight_acts, shape, dict(images=images, hid_grads=hid_grads),
+                     filter_size=tuple(filter_size), stride=tuple(stride), padding=tuple(padding),
+                     groups=groups, ceil_mode=ceil_mode)
 
 
 @weight_acts.register_fake
@@ -233,11 +126,7 @@ def _(images, hid_grads, filter_size, stride, padding, groups, ceil_mode):
 def conv_bias_grad(hid_grads: torch.Tensor) -> torch.Tensor:
     """Gradient of :func:`filter_acts`' bias: hid_grads (N, F, Ho, Wo) summed to (F,)."""
     _check(hid_grads, "hid_grads")
-    dev = _same_device(hid_grads=hid_grads)
-    out = _empty((hid_grads.shape[1],), hid_grads)
-    with _on(dev):
-        _ops.conv_bias_grad(_arr(hid_grads), out=_arr(out))
-    return out
+    return _run_into(_ops.conv_bias_grad, (hid_grads.shape[1],), dict(hid_grads=hid_grads))
 
 
 @conv_bias_grad.register_fake
@@ -245,29 +134,29 @@ def _(hid_grads):
     return hid_grads.new_empty((hid_grads.shape[1],))
 
 
-def _filter_acts_setup(ctx, inputs, output):
-    images, filters, bias, stride, padding, groups, ceil_mode = inputs
-    ctx.save_for_backward(images, filters)
+def _conv_setup(ctx, inputs, output):
+    """The three conv passes take (a, b, bias or a size, stride, padding, groups, ceil_mode) and
+    are bilinear in (a, b): their gradients are the other two passes on the same geometry."""
+    a, b, third, stride, padding, groups, ceil_mode = inputs
+    ctx.save_for_backward(a, b)
     ctx.geo = (list(stride), list(padding), groups, ceil_mode)
-    ctx.has_bias = bias is not None
+    ctx.has_bias = isinstance(third, torch.Tensor)
 
 
 def _filter_acts_backward(ctx, grad):
     images, filters = ctx.saved_tensors
-    stride, padding, groups, ceil_mode = ctx.geo
     grad = grad.contiguous()
     gi = gw = gb = None
     if ctx.needs_input_grad[0]:
-        gi = img_acts(grad, filters, list(images.shape[2:]), stride, padding, groups, ceil_mode)
+        gi = img_acts(grad, filters, list(images.shape[2:]), *ctx.geo)
     if ctx.needs_input_grad[1]:
-        gw = weight_acts(images, grad, list(filters.shape[2:]), stride, padding, groups,
-                         ceil_mode)
+        gw = weight_acts(images, grad, list(filters.shape[2:]), *ctx.geo)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = conv_bias_grad(grad)
     return gi, gw, gb, None, None, None, None
 
 
-filter_acts.register_autograd(_filter_acts_backward, setup_context=_filter_acts_setup)
+filter_acts.register_autograd(_filter_acts_backward, setup_context=_conv_setup)
 
 
 # ---- response normalisation -----------------------------------------------------------------
@@ -345,17 +234,6 @@ response_norm.register_autograd(_rn_backward, setup_context=_rn_setup)
 
 
 # ---- pooling --------------------------------------------------------------------------------
-
-def _pool_out(h, w, size, stride, padding, ceil_mode):
-    return (_out_len(h, size[0], stride[0], padding[0], ceil_mode, True),
-            _out_len(w, size[1], stride[1], padding[1], ceil_mode, True))
-
-
-def _switch_dtype(h, w):
-    if not isinstance(h, int) or not isinstance(w, int):  # dynamic shapes: the rule, as a guard
-        return torch.int32 if h * w <= 2**31 - 1 else torch.int64
-    return torch.int32 if _ops.switch_dtype(h, w) == np.int32 else torch.int64
-
 
 @torch.library.custom_op(f"{NS}::max_pool", mutates_args=())
 def max_pool(x: torch.Tensor, size: Sequence[int], stride: Sequence[int],
@@ -489,11 +367,7 @@ def dropout_undo(grad_y: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Te
     """Gradient of :func:`dropout` (:func:`alexnet_ext.ops.dropout_undo`)."""
     _check(grad_y, "grad_y")
     _check(mask, "mask", (torch.uint8,))
-    dev = _same_device(grad_y=grad_y, mask=mask)
-    out = _empty(grad_y.shape, grad_y)
-    with _on(dev):
-        _ops.dropout_undo(_arr(grad_y), _arr(mask), p=p, out=_arr(out))
-    return out
+    return _run_into(_ops.dropout_undo, grad_y.shape, dict(grad_y=grad_y, mask=mask), p=p)
 
 
 @dropout_undo.register_fake
@@ -547,11 +421,8 @@ def softmax_log_loss_undo(probs: torch.Tensor, labels: torch.Tensor, scale: floa
     """``(probs - onehot(labels)) * scale`` (:func:`alexnet_ext.ops.softmax_log_loss_undo`)."""
     _check(probs, "probs")
     _check(labels, "labels", _INDEX)
-    dev = _same_device(probs=probs, labels=labels)
-    out = _empty(probs.shape, probs)
-    with _on(dev):
-        _ops.softmax_log_loss_undo(_arr(probs), _arr(labels), scale=scale, out=_arr(out))
-    return out
+    return _run_into(_ops.softmax_log_loss_undo, probs.shape, dict(probs=probs, labels=labels),
+                     scale=scale)
 
 
 @softmax_log_loss_undo.register_fake
@@ -585,47 +456,26 @@ softmax_log_loss.register_autograd(_sl_backward, setup_context=_sl_setup)
 # (response_norm_undo, nonlinear in x, y and denoms, has none: differentiating through it raises
 # torch's "no autograd formula" error.)
 
-def _ia_setup(ctx, inputs, output):
-    hid_grads, filters, image_size, stride, padding, groups, ceil_mode = inputs
-    ctx.save_for_backward(hid_grads, filters)
-    ctx.geo = (list(stride), list(padding), groups, ceil_mode)
-
-
-def _ia_backward(ctx, grad):               # img_acts is bilinear in (hid_grads, filters)
+def _ia_backward(ctx, grad):               # img_acts(hid_grads, filters)
     hid_grads, filters = ctx.saved_tensors
-    stride, padding, groups, ceil_mode = ctx.geo
     grad = grad.contiguous()
-    gh = gf = None
-    if ctx.needs_input_grad[0]:
-        gh = filter_acts(grad, filters, None, stride, padding, groups, ceil_mode)
-    if ctx.needs_input_grad[1]:
-        gf = weight_acts(grad, hid_grads, list(filters.shape[2:]), stride, padding, groups,
-                         ceil_mode)
+    gh = filter_acts(grad, filters, None, *ctx.geo) if ctx.needs_input_grad[0] else None
+    gf = (weight_acts(grad, hid_grads, list(filters.shape[2:]), *ctx.geo)
+          if ctx.needs_input_grad[1] else None)
     return gh, gf, None, None, None, None, None
 
 
-img_acts.register_autograd(_ia_backward, setup_context=_ia_setup)
-
-
-def _wa_setup(ctx, inputs, output):
-    images, hid_grads, filter_size, stride, padding, groups, ceil_mode = inputs
-    ctx.save_for_backward(images, hid_grads)
-    ctx.geo = (list(stride), list(padding), groups, ceil_mode)
-
-
-def _wa_backward(ctx, grad):               # weight_acts is bilinear in (images, hid_grads)
+def _wa_backward(ctx, grad):               # weight_acts(images, hid_grads)
     images, hid_grads = ctx.saved_tensors
-    stride, padding, groups, ceil_mode = ctx.geo
     grad = grad.contiguous()
-    gi = gh = None
-    if ctx.needs_input_grad[0]:
-        gi = img_acts(hid_grads, grad, list(images.shape[2:]), stride, padding, groups, ceil_mode)
-    if ctx.needs_input_grad[1]:
-        gh = filter_acts(images, grad, None, stride, padding, groups, ceil_mode)
+    gi = (img_acts(hid_grads, grad, list(images.shape[2:]), *ctx.geo)
+          if ctx.needs_input_grad[0] else None)
+    gh = filter_acts(images, grad, None, *ctx.geo) if ctx.needs_input_grad[1] else None
     return gi, gh, None, None, None, None, None
 
 
-weight_acts.register_autograd(_wa_backward, setup_context=_wa_setup)
+img_acts.register_autograd(_ia_backward, setup_context=_conv_setup)
+weight_acts.register_autograd(_wa_backward, setup_context=_conv_setup)
 
 
 def _bg_setup(ctx, inputs, output):
