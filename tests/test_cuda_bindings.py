@@ -66,7 +66,7 @@ def test_missing_kernel_is_a_clear_error():
         V._CUDA.no_such_kernel
 
 
-@needs_cuda_build
+@pytest.mark.cuda  # device arrays: a usable GPU (or the emulator), not just a CUDA build
 def test_cuda_bindings_reject_mixed_arrays():
     """One binding per op: _core.cuda's kernels are _core.cpu's, and the arrays say where they run.
     Host and device arrays in one call are a TypeError, never a crash."""

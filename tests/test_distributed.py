@@ -38,7 +38,8 @@ from train_helpers import make_tiny_data
 
 TINY = DATA_PARALLEL   # two columns, a dropout over both, one merged fc
 
-ROOT = Path(__file__).resolve().parents[1]
+# the children import the alexnet_ext this process imported (installed, or the source tree)
+from proc_helpers import REPO_PYTHON  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +180,7 @@ def torchrun(args, *, nproc=2, env=None, timeout=240):
            "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", "alexnet_ext.train",
            *map(str, args)]
     e = dict(os.environ, **(env or {}))
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), e.get("PYTHONPATH", "")])
+    e["PYTHONPATH"] = os.pathsep.join([REPO_PYTHON, e.get("PYTHONPATH", "")])
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=e)
     r.seconds = time.monotonic() - t0
@@ -272,7 +273,7 @@ def _rank_env(rank, world, port):
     e = dict(os.environ, WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
              MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
              ALEXNET_EXT_TEST_DIST_EXIT="1:2")
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), e.get("PYTHONPATH", "")])
+    e["PYTHONPATH"] = os.pathsep.join([REPO_PYTHON, e.get("PYTHONPATH", "")])
     return e
 
 
@@ -315,7 +316,7 @@ def test_ctrl_c_to_torchrun_saves_one_checkpoint(tmp_path, data, model):
            "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", "alexnet_ext.train",
            *common(data, model), "--epochs", "1000", "--out", str(run)]
     e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), e.get("PYTHONPATH", "")])
+    e["PYTHONPATH"] = os.pathsep.join([REPO_PYTHON, e.get("PYTHONPATH", "")])
     p = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
