@@ -169,3 +169,21 @@ def test_split_images_rejects_bad_indices(tmp_path, rng):
     assert s.images([]).shape == (0, 3, 4, 4)
     with pytest.raises(ValueError, match="name: expected 'train' or 'val'"):
         open_dataset(tmp_path).split("test")
+
+
+def test_image_folder_splits_name_their_files(tmp_path):
+    """features writes the file of each row for image folders (issue 10): splits carry paths."""
+    from alexnet_ext import features
+
+    root = image_tree(tmp_path / "tree", np.random.default_rng(3))
+    ds = open_dataset(root, image_size=16, workers=0)
+    split = ds.split("train")
+    assert split.paths is not None and len(split.paths) == len(split)
+    names = features.item_names(split, np.array([2, 0]))
+    assert names == [str(split.paths[2]), str(split.paths[0])]
+    assert all(n.endswith((".jpg", ".png", ".jpeg", ".JPEG")) for n in names), names
+    # arrays (IDX, CIFAR) have no files: features falls back to indices
+    mnist_dir(tmp_path / "mnist", np.random.default_rng(4))
+    mn = open_dataset(tmp_path / "mnist")
+    assert mn.split("train").paths is None
+    assert features.item_names(mn.split("train"), np.array([1])) == ["1"]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -416,14 +417,15 @@ def test_features_are_written_with_their_items(tmp_path, finished_run):
     q = np.load(out / "query_features.npy")
     items = (out / "train_items.txt").read_text().split()
     assert base.shape == (36, 16) and base.dtype == np.float32 and q.shape == (3, 16)
-    assert items == [str(i) for i in range(36)]          # generated set: no paths, indices
+    # the generated set is an image folder: each row's file, in the split's order
+    assert len(items) == 36 == len(set(items)) and all(Path(i).is_file() for i in items), items
     qitems = (out / "query_items.txt").read_text().split()
     recs = json.loads((out / "neighbors.json").read_text())
     # the distances in neighbors.json follow from the saved rows
     for r, rec in enumerate(recs):
-        assert int(qitems[r]) == rec["query"]["index"]
+        assert Path(qitems[r]).is_file()
         for nb in rec["neighbors"]:
-            d = np.linalg.norm(q[r].astype(np.float64) - base[items.index(str(nb["index"]))])
+            d = np.linalg.norm(q[r].astype(np.float64) - base[nb["index"]])
             assert abs(d - nb["distance"]) <= 1e-4 * max(1.0, d)
 
     class WithPaths:

@@ -39,6 +39,11 @@ class Split:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.store.shape)
 
+    @property
+    def paths(self) -> list[str] | None:
+        """The image files of an image-folder split, in index order; None for arrays/shards."""
+        return getattr(self.store, "paths", None)
+
     def images(self, indices) -> np.ndarray:
         """uint8 ``(len(indices), C, H, W)`` for a sequence / integer array of indices."""
         idx_ = np.asarray(indices)
