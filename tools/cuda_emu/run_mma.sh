@@ -13,11 +13,11 @@ case $mode in
   asan) flags="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" ;;
   *) echo "mode: plain or asan" >&2; exit 2 ;;
 esac
-out=${EMU_BUILD_DIR:-/tmp/alexnet_cuda_emu}
+out=${EMU_BUILD_DIR:-$root/build/cuda_emu}  # build/ is gitignored
 mkdir -p "$out"
 bin="$out/conv_mma_test_$mode"
 g++ -std=c++20 $flags -Wall -Wno-unknown-pragmas -pthread \
     -DALEXNET_EXT_WITH_CUDA=1 -DALEXNET_EXT_CUDA_EMULATION=1 \
     -I "$here" -I "$root/csrc" \
-    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/conv_mma_test.cpp" -o "$bin"
+    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/emu_kernels.cpp" "$here/conv_mma_test.cpp" -o "$bin"
 "$bin" "$@"
