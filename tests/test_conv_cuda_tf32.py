@@ -4,7 +4,7 @@ compared, element by element, with a float64 reference on the tf32-rounded input
 nearest, ties away, 10 mantissa bits) within gamma_{K+8} * (sum|a b| + |bias|), u = 2^-23:
 the products of tf32 values are exact in fp32, so only the K-term fp32 accumulation errs
 (docs/CUDA_CONV.md, tools/cuda_emu/conv_mma_test.cpp). GPU tests (marker `cuda`); the bf16 path
-and every accumulate form are covered by the emulator harness (tests/test_conv_mma_emu.py).
+and every accumulate form are covered by the emulator harness (tests/test_conv_cuda_emu.py).
 """
 import numpy as np
 import pytest

@@ -1,6 +1,9 @@
 #!/bin/bash
-# Build and run the CPU emulation of the CUDA convolution, csrc/cuda/conv*.cu (see cuda_runtime.h here).
+# Build and run the CPU emulation of the CUDA convolution, csrc/cuda/conv*.cu (see cuda_runtime.h here),
+# against one of its float64 harnesses:
 #   tools/cuda_emu/run.sh [plain|asan|tsan] [seed] [random_cases] [fixed: all|none|substring]
+# EMU_HARNESS=conv_emu_test (default: versions 1 and 2, fp32) or conv_mma_test (version 3, tensor
+# cores in tf32 and bf16; plain or asan only: its mma collectives are warp operations).
 # EMU_SMS=n sets the SM count the tile and split heuristics see (default 132). The binaries go
 # to EMU_BUILD_DIR (default build/cuda_emu).
 set -euo pipefail
@@ -16,10 +19,12 @@ case $mode in
 esac
 out=${EMU_BUILD_DIR:-$root/build/cuda_emu}  # build/ is gitignored
 mkdir -p "$out"
-bin="$out/conv_emu_test_$mode"
+harness=${EMU_HARNESS:-conv_emu_test}
+case $harness in conv_emu_test|conv_mma_test) ;; *) echo "EMU_HARNESS: conv_emu_test or conv_mma_test" >&2; exit 2 ;; esac
+bin="$out/${harness}_$mode"
 # The conv sources are compiled as C++: the shim header comes first on the include path.
 g++ -std=c++20 $flags -Wall -Wno-unknown-pragmas -pthread \
     -DALEXNET_EXT_WITH_CUDA=1 -DALEXNET_EXT_CUDA_EMULATION=1 \
     -I "$here" -I "$root/csrc" \
-    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/emu_kernels.cpp" "$here/conv_emu_test.cpp" -o "$bin"
+    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/emu_kernels.cpp" "$here/$harness.cpp" -o "$bin"
 "$bin" "$@"
