@@ -4,6 +4,7 @@
     python bench/run.py                      # CPU, batch 16, every op, PyTorch if installed
     python bench/run.py --batch 128 --ops conv1,conv2
     python bench/run.py --device cuda        # GPU kernels (CUDA builds; needs a GPU)
+    python bench/run.py --device cuda --precision bf16 --ops conv   # tensor-core convolution
     python bench/run.py --data               # the data loader (bench/data.py)
     python bench/run.py --step --device cuda # a whole training step of alexnet (bench/train_step.py)
 
@@ -15,6 +16,11 @@ alexnet_ext is faster). Every public op of alexnet_ext.ops has an entry, on the 
 alexnet_ext._shapes (the paper net). The conv passes are fprop, bprop_data (imgActs) and
 bprop_filter (weightActs), as everywhere in bench/ and docs/PERF.md. Results also go to JSON in
 the working directory (or --out). No numbers are asserted anywhere.
+
+--precision (GPU only) sets the convolutions' numerics on both sides: tf32 is ours with
+precision="tf32" against cuDNN with allow_tf32; bf16 is ours on bf16 operands (fp32 accumulate,
+fp32 result) against cuDNN on bf16 channels-last tensors (bf16 result). The other ops stay fp32
+on both sides (bf16 through them is not built yet), and so does the conv bias gradient.
 """
 from __future__ import annotations
 
@@ -65,10 +71,12 @@ def _f32(rng, shape, scale=1.0):
     return np.resize(a, shape) if size > a.size else a.reshape(shape)
 
 
-def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[Entry]:
+def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
+                  precision: str = "fp32") -> list[Entry]:
     """The benchmark table: every op of alexnet_ext.ops on AlexNet's shapes (alexnet_ext._shapes).
     Inputs are made on the host, then moved where the op runs. ``only``: name prefixes (--ops);
-    the inputs of groups that no prefix can select are not made (fc6's weights are 151 MB)."""
+    the inputs of groups that no prefix can select are not made (fc6's weights are 151 MB).
+    ``precision``: of the three conv passes (see the module docstring)."""
     n = batch
 
     def want(*prefixes):
@@ -96,16 +104,24 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
         hx, hw, hgy = _f32(rng, L.images(n)), _f32(rng, L.filters(), 0.01), _f32(rng, L.outputs(n))
         x, w, gy = put(hx), put(hw), put(hgy)
         out, gx, gw, gb = empty(L.outputs(n)), empty(hx.shape), empty(hw.shape), empty((L.f,))
+        gy32 = gy  # the bias gradient stays fp32
+        if precision == "bf16":  # the operands in bf16 (rounded on the GPU); results stay fp32
+            x, w, gy = (ops.cast(a, cuda.bfloat16) for a in (x, w, gy))
         flops = L.flops(n)
         shape = (f"{n}x{L.c}x{L.h}x{L.h} * {'x'.join(map(str, L.filters()))} "
                  f"s{L.stride} p{L.padding} g{L.groups}")
         kw, s, p, g = L.kwargs, L.stride, L.padding, L.groups
         tx, tw, tgy = (T(hx), T(hw), T(hgy)) if torch else (None, None, None)
+        tgy32 = tgy
+        if torch and precision == "bf16":  # what PyTorch AMP users run: bf16, channels-last
+            tx, tw, tgy = (t.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+                           for t in (tx, tw, tgy))
 
         def t_bwd(mask, tx=tx, tw=tw, tgy=tgy, s=s, p=p, g=g):
             return aten.convolution_backward(tgy, tx, tw, None, [s, s], [p, p], [1, 1], False,
                                              [0, 0], g, mask)
 
+        kw = dict(kw, precision=precision) if precision != "fp32" else kw
         entry(f"{name}.fprop", shape, ["filter_acts"],
               lambda x=x, w=w, out=out, kw=kw: ops.filter_acts(x, w, out=out, **kw),
               lambda tx=tx, tw=tw, s=s, p=p, g=g: F.conv2d(tx, tw, stride=s, padding=p, groups=g),
@@ -118,8 +134,8 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=()) -> list[
                                                                       **kw),
               lambda t_bwd=t_bwd: t_bwd([False, True, False]), flops)
         entry(f"{name}.bprop_bias", f"{n}x{L.f}x{L.out}x{L.out}", ["conv_bias_grad"],
-              lambda gy=gy, gb=gb: ops.conv_bias_grad(gy, out=gb),
-              lambda tgy=tgy: tgy.sum((0, 2, 3)), nbytes=hgy.nbytes + 4 * L.f)
+              lambda gy=gy32, gb=gb: ops.conv_bias_grad(gy, out=gb),
+              lambda tgy=tgy32: tgy.sum((0, 2, 3)), nbytes=hgy.nbytes + 4 * L.f)
 
     # Memory-bound layers at conv1's output size (norm1, pool1 and relu1 see it).
     if want("lrn1.", "pool1.", "avgpool1.", "relu1."):
@@ -332,9 +348,10 @@ def run_ops(args) -> dict:
                 print("PyTorch has no CUDA here: printing alexnet_ext timings only")
                 torch = None
             else:
-                # The baseline the project races: cuDNN fp32 with TF32 off, autotuned.
+                # The baseline the project races: cuDNN autotuned at our precision (TF32 only
+                # for the convolutions with --precision tf32; matmuls stay fp32, as our fc).
                 torch.backends.cuda.matmul.allow_tf32 = False
-                torch.backends.cudnn.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
                 torch.backends.cudnn.benchmark = True
 
         def sync():
@@ -346,7 +363,8 @@ def run_ops(args) -> dict:
         sync = lambda: None  # CPU ops return when done
         inner = 1
     wanted = args.ops.split(",") if args.ops else []
-    entries = build_entries(args.batch, rng, torch, args.device, only=wanted)
+    entries = build_entries(args.batch, rng, torch, args.device, only=wanted,
+                            precision=args.precision)
     if wanted:
         entries = [e for e in entries if any(e.name.startswith(w) for w in wanted)]
         if not entries:
@@ -381,6 +399,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", action="store_true", help="benchmark the data loader instead (bench/data.py)")
     ap.add_argument("--step", action="store_true",
                     help="benchmark a whole training step instead (bench/train_step.py)")
+    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                    help="numerics of the convolutions on both sides, GPU only (default: fp32; "
+                         "see above)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     ap.add_argument("--out", default=None,
                     help="write the results (JSON) here (default: ./bench-<date>-<device>.json, "
@@ -398,21 +419,27 @@ def main(argv=None) -> int:
         return 2
     if args.device == "cuda" and alexnet_ext.cuda_status().get("emulated"):
         print("# the GPU is tools/cuda_emu, a CPU emulation: these timings say nothing about a GPU")
+    if args.precision != "fp32" and (args.device != "cuda" or args.data or args.step):
+        ap.error(f"--precision {args.precision}: the tensor-core convolutions run on the GPU only "
+                 "(with --device cuda, not with --data or --step)")
     if args.batch is None:
         args.batch = S.BATCH if args.device == "cuda" else 16
     if args.batch < 1 or args.repeat < 1:
         ap.error("--batch and --repeat must be >= 1")
 
     header = report.header(args.device, "bench/run.py", argv)
+    header["precision"] = args.precision
     print(f"# {header['date']}  {args.device}  {header['cores']} cores, {header['threads']} threads  "
-          f"alexnet_ext {header['alexnet_ext']}  torch {header['torch']}  batch {args.batch}")
+          f"alexnet_ext {header['alexnet_ext']}  torch {header['torch']}  batch {args.batch}  "
+          f"conv precision {args.precision}")
 
     if args.data:
         kind, results = "bench_data", data_bench.run(args)
     elif args.step:
         kind, results = "bench_step", step_bench.run(args)
     else:
-        kind, results = "bench", run_ops(args)
+        kind = "bench" if args.precision == "fp32" else f"bench_{args.precision}"
+        results = run_ops(args)
     report.write(report.output_path(args.out, kind, args.device),
                  {"header": header, "batch": args.batch, "results": results})
     return 0

@@ -94,3 +94,12 @@ def test_ops_selection_builds_what_it_selects(bench_run, entries, only):
     want = {e.name for e in entries if any(e.name.startswith(w) for w in only)}
     assert want and want <= {e.name for e in picked}
     assert len(picked) < len(entries)
+
+
+@pytest.mark.parametrize("args", [["--precision", "bf16"], ["--precision", "tf32", "--step"]])
+def test_precision_needs_the_gpu_kernels(tmp_path, args):
+    """tf32/bf16 name the tensor-core convolutions: refused on the CPU and for --step/--data."""
+    r = subprocess.run([sys.executable, str(BENCH / "run.py"), *args], cwd=tmp_path, env=_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "run on the GPU only" in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())

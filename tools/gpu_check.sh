@@ -7,8 +7,8 @@
 #   (torch: alexnet_ext.torch on CUDA tensors; dist: torchrun over NCCL; both need a CUDA build
 #   of torch on the machine)
 #
-# Needs the scipy-openblas32 wheel in .whl/ (the machine cannot reach PyPI):
-#   python3 -m pip download --no-deps --only-binary=:all: -d .whl scipy-openblas32
+# Needs the scipy-openblas32 and ml_dtypes wheels in .whl/ (the machine cannot reach PyPI):
+#   python3 -m pip download --no-deps --only-binary=:all: -d .whl scipy-openblas32 ml_dtypes
 # Logs and JSON go to $OUT (the device tool brings that folder back), else ./gpu_check in the
 # directory it was started from.
 set -uo pipefail
@@ -27,6 +27,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm 
 if has build; then
   step build
   $PY -m pip install -q --no-index --no-deps .whl/scipy_openblas32-*.whl || { echo "missing .whl/scipy_openblas32"; exit 1; }
+  $PY -c "import ml_dtypes" 2>/dev/null || $PY -m pip install -q --no-index --no-deps .whl/ml_dtypes-*.whl \
+      || { echo "missing .whl/ml_dtypes"; exit 1; }
   t0=$(date +%s)
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) $PY -m pip install --no-build-isolation --no-deps -q \
       -C cmake.define.CMAKE_CUDA_ARCHITECTURES=90 -C build-dir=build/gpu . \
@@ -67,6 +69,12 @@ fi
 if has bench; then
   step "bench --device cuda (batch 128)"
   timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --device cuda --out "$OUT/bench_cuda.json" 2>&1 | tee "$OUT/bench_cuda.txt"
+  # The tensor-core convolutions beside cuDNN at the same precision (issue 11's targets).
+  for prec in tf32 bf16; do
+    step "bench --device cuda --precision $prec --ops conv (batch 128)"
+    timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --device cuda --precision $prec --ops conv \
+        --out "$OUT/bench_cuda_$prec.json" 2>&1 | tee "$OUT/bench_cuda_$prec.txt"
+  done
   step "bench --step --device cuda (alexnet training step, batch 128)"
   timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --out "$OUT/bench_step.json" 2>&1 \
       | tee "$OUT/bench_step.txt"

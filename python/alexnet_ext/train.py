@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ._cli import UsageError, gpu_unavailable_reason, load_params, open_data, run_cli
 from .nn import ModelError, Net, format_summary, load_checkpoint, load_model, parse_model
+from .nn.net import PRECISIONS, check_precision
 from .nn.checkpoint import (BEST_NAME, CHECKPOINT_NAME, RunDirLocked, atomic_write_text,
                             lock_run_dir, open_append)
 from .trainer import Trainer, evaluate_loader  # noqa: F401  (evaluate_loader: public here too)
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "divided by 10 (default: the model's, 3)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="where the layers run (default: cuda when a GPU is usable, else cpu)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="numerics of the convolutions (GPU only): fp32 (default) computes in "
+                        "fp32; tf32 runs them on the tensor cores with operands rounded to tf32 "
+                        "(10-bit mantissa) and fp32 accumulation, as PyTorch's allow_tf32; "
+                        "weights, activations and the other layers stay fp32. bf16 training is "
+                        "not built yet. May change on --resume")
     p.add_argument("--gpus", type=int, metavar="N",
                    help="GPUs to train on (implies --device cuda); 2 puts each column of a "
                         "two-column model on its own GPU (default: 1)")
@@ -106,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory (default: runs/<model>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last checkpoint, with its "
-                        "settings (--epochs may raise the epoch count, --workers/--device may "
-                        "change, and so may the number of torchrun ranks); after a kill it continues from the last step checkpoint")
+                        "settings (--epochs may raise the epoch count, --workers/--device/"
+                        "--precision may change, and so may the number of torchrun ranks); after a kill it continues from the last step checkpoint")
     p.add_argument("--checkpoint-every", metavar="N|TIME", default="10m",
                    help="also write the checkpoint within an epoch every N steps, or every TIME "
                         "of training (30s, 10m, 1h); 'off': only at epoch ends and on a stop "
@@ -264,6 +271,11 @@ def _run(args, on_step=None) -> int:
         print(format_summary(spec))
         return 0
     devices = _devices(args)
+    if args.precision not in (None, "fp32"):
+        try:
+            check_precision(args.precision, devices)
+        except ValueError as e:
+            raise UsageError(f"--precision {args.precision}: {e}") from None
     if args.resume:
         return _resume(args, devices, on_step)
 
@@ -302,7 +314,8 @@ def _run(args, on_step=None) -> int:
                   "split_columns": split, "workers": args.workers, "classes": ds.num_classes,
                   "class_names": list(ds.class_names), "learning": spec.learning,
                   "data_prep": spec.data, "argv": list(args.argv),
-                  "world_size": world.size if world is not None else 1}
+                  "world_size": world.size if world is not None else 1,
+                  "precision": args.precision or "fp32"}
         if main_rank:
             try:
                 atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
@@ -311,7 +324,8 @@ def _run(args, on_step=None) -> int:
                 atomic_write_text(run_dir / "steps.jsonl", "")
             except OSError as e:
                 raise UsageError(f"--out {run_dir}: cannot write ({e.strerror or e})") from None
-        net = Net(spec, split_columns=split, devices=devices, seed=seed)
+        net = Net(spec, split_columns=split, devices=devices, seed=seed,
+                  precision=config["precision"])
         return _train(net, spec, ds, config, run_dir, state=None, args=args, workers=args.workers,
                       on_step=on_step)
     finally:
@@ -395,7 +409,13 @@ def _resume_locked(args, devices, on_step, run_dir, cfg_path) -> int:
     if list(ds.class_names) != config["class_names"]:
         raise UsageError(f"--data {data_path}: its classes differ from the run's")
     split = config["split_columns"] or len(devices) > 1
-    net = Net(spec, split_columns=split, devices=devices, seed=config["seed"])
+    # the checkpoint holds fp32 weights whatever the precision, so it may change on resume
+    config["precision"] = args.precision or config.get("precision", "fp32")
+    if config["precision"] != "fp32" and not all(d.startswith("cuda") for d in devices):
+        raise UsageError(f"--resume: the run trained in {config['precision']}, which needs the "
+                         "GPU; pass --precision fp32 to continue it on the CPU")
+    net = Net(spec, split_columns=split, devices=devices, seed=config["seed"],
+              precision=config["precision"])
     _load_weights(net, ckpt)
     state = ckpt.state
     if state.get("status") == "finished" and state["epoch"] >= learning["epochs"]:
@@ -456,7 +476,8 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
                             mean=ds.mean, train=False, flip=False, lighting=0.0,
                             scale=prep["scale"], seed=seed, workers=0, **shard)
     info = {"classes": config["classes"], "class_names": config["class_names"],
-            "data": config["data"], "seed": seed, "model": spec.name}
+            "data": config["data"], "seed": seed, "model": spec.name,
+            "precision": config.get("precision", "fp32")}
     common = dict(state=state, extra={"mean": ds.mean}, info=info, log=log, on_step=on_step,
                   checkpoint_steps=args.checkpoint_steps,
                   checkpoint_seconds=args.checkpoint_seconds, log_steps=args.log_steps,

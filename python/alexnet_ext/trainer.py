@@ -343,6 +343,7 @@ class Trainer:
         rec["img_per_s"] = part["images"] / max(part["seconds"], 1e-9)
         rec["seconds"] = part["seconds"] + val_seconds
         rec["data_wait"] = part["wait"] / max(part["seconds"], 1e-9)
+        rec["precision"] = self.net.precision  # may differ between epochs after a resume
         self.history.append(rec)
         self._append_metrics(rec)
         for k in ("lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",

@@ -41,11 +41,29 @@ def derive_seed(*parts) -> int:
     return int(np.random.SeedSequence(words).generate_state(1)[0])
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(precision, devices) -> str:
+    """``precision`` if a net on ``devices`` can train in it, else a ValueError saying why."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16":
+        raise ValueError("precision='bf16': bf16 training (bf16 activations through every layer, "
+                         "fp32 master weights) is not built yet; the bf16 convolution itself is "
+                         "(ops.filter_acts(..., precision='bf16')). Use 'tf32' or 'fp32'")
+    if precision != "fp32" and not all(D.is_cuda(d) for d in devices):
+        raise ValueError(f"precision={precision!r}: the tensor-core kernels run on the GPU only; "
+                         "the CPU kernels compute in fp32 (use precision='fp32')")
+    return precision
+
+
 class StepContext:
     """What one forward/backward pass needs besides the tensors."""
 
-    def __init__(self, n, labels, train, step, seed, wait=True):
+    def __init__(self, n, labels, train, step, seed, wait=True, precision="fp32"):
         self.n = n
+        self.precision = precision  # of the convolutions (Net's precision argument)
         self.wait = wait
         self.labels = labels
         self.train = train
@@ -75,10 +93,15 @@ class Net:
             computes it on demand). ``"auto"`` (default): on GPUs, where the fusion saves
             memory traffic; not on the CPU, where recomputing the normalised maps in the
             backward costs more than reading them (docs/PERF.md). True / False: always / never.
+        precision: ``"fp32"`` (default) or ``"tf32"``: the convolutions' three passes on the
+            tensor cores with operands rounded to tf32 (10 mantissa bits) and fp32 accumulation,
+            as PyTorch's ``allow_tf32``; GPU nets only. Parameters, activations and every other
+            op stay fp32. ``"bf16"`` (bf16 activations end to end) is not built yet and is
+            refused.
     """
 
     def __init__(self, spec: ModelSpec, *, split_columns: bool = False, devices=("cpu",),
-                 seed: int = 0, fuse="auto"):
+                 seed: int = 0, fuse="auto", precision: str = "fp32"):
         self.spec = spec
         self.split = bool(split_columns) and spec.columns > 1
         ncols = spec.columns if self.split else 1
@@ -87,6 +110,7 @@ class Net:
         if len({D.is_cuda(d) for d in self.devices}) > 1:
             raise ValueError(f"devices {self.devices}: the columns of a net are either all on the "
                              "CPU or all on GPUs")
+        self.precision = check_precision(precision, self.devices)
         self.labels = None
         self.sample_offset = 0    # [dist] see StepContext.sample_offset
         self.layers = []
@@ -260,7 +284,7 @@ class Net:
         if isinstance(labels, np.ndarray):
             labels = D.from_host(labels, self.cost.output.device)
         self.labels = labels
-        self._ctx = ctx = StepContext(n, labels, train, step, seed, wait)
+        self._ctx = ctx = StepContext(n, labels, train, step, seed, wait, self.precision)
         ctx.sample_offset = self.sample_offset  # [dist]
         self.data.value = x
         stop = None

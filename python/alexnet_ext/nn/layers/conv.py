@@ -15,6 +15,11 @@ from .weighted import Weighted
 __all__ = ["Conv"]
 
 
+def _precision(ctx) -> dict:
+    """The ops' precision argument for the net's choice (fp32: none, the ops' default)."""
+    return {} if ctx.precision == "fp32" else {"precision": ctx.precision}
+
+
 @register
 class Conv(Weighted):
     """Convolution over one or more sources ``(tensor, weight Param, groups)``, plus a bias."""
@@ -71,14 +76,14 @@ class Conv(Weighted):
         for i, (t, w, g) in enumerate(self.sources):
             ops.filter_acts(t.value, w.value, bias=self.bias.value if i == 0 else None,
                             stride=self.stride, padding=self.padding, groups=g, out=y,
-                            scale_targets=0.0 if i == 0 else 1.0)
+                            scale_targets=0.0 if i == 0 else 1.0, **_precision(ctx))
         self.output.value = y
 
     def backward(self, ctx):
         gy = self.output.grad
         ops.conv_bias_grad(gy, out=self.bias.grad)
         for t, w, g in self.sources:
-            geo = dict(stride=self.stride, padding=self.padding, groups=g)
+            geo = dict(stride=self.stride, padding=self.padding, groups=g, **_precision(ctx))
             ops.weight_acts(t.value, gy, filter_size=self.size, out=w.grad, **geo)
             if t.needs_grad:
                 def img_acts(out, scale, t=t, w=w, geo=geo):
