@@ -412,6 +412,10 @@ def main(argv=None) -> int:
     step_bench.add_arguments(ap)
     args = ap.parse_args(argv)
 
+    if args.precision != "fp32" and (args.device != "cuda" or args.data or
+                                     (args.step and args.precision == "bf16")):
+        ap.error(f"--precision {args.precision}: the tensor-core convolutions run on the GPU only "
+                 "(with --device cuda, not with --data; bf16 training steps are not built yet)")
     if args.threads:
         alexnet_ext.set_num_threads(args.threads)
     if args.device == "cuda" and not alexnet_ext.cuda_available():
@@ -419,9 +423,6 @@ def main(argv=None) -> int:
         return 2
     if args.device == "cuda" and alexnet_ext.cuda_status().get("emulated"):
         print("# the GPU is tools/cuda_emu, a CPU emulation: these timings say nothing about a GPU")
-    if args.precision != "fp32" and (args.device != "cuda" or args.data or args.step):
-        ap.error(f"--precision {args.precision}: the tensor-core convolutions run on the GPU only "
-                 "(with --device cuda, not with --data or --step)")
     if args.batch is None:
         args.batch = S.BATCH if args.device == "cuda" else 16
     if args.batch < 1 or args.repeat < 1:

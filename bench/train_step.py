@@ -4,6 +4,7 @@ ours beside the same net in PyTorch, in the same process on the same device.
     python bench/run.py --step --device cuda              # alexnet, batch 128, one GPU
     python bench/run.py --step --device cuda --gpus 2     # ours with a column per GPU
     python bench/run.py --step --model alexnet-small --batch 32      # on the CPU
+    python bench/run.py --step --device cuda --precision tf32        # tf32 convolutions
 
 Ours: :class:`alexnet_ext.nn.Net` (merged: columns as groups=2; split with --gpus 2), the step
 queued with ``wait=False`` and the loss read once at its end, as the training loop does. PyTorch:
@@ -12,6 +13,8 @@ with the paper's alpha), SGD with momentum 0.9 and weight decay 5e-4, fp32 with 
 ``cudnn.benchmark=True`` on the GPU (the baseline in ../shared/baselines was measured that way).
 Both see the same random batch, already on the device (the data loader is benchmarked by
 --data). Each row: median ms per step over --repeat timed runs of --steps steps, and images/s.
+With --precision tf32 ours is Net(precision="tf32") (tf32 convolutions, the rest fp32) and
+PyTorch runs with TF32 allowed for cuDNN and matmuls (what its TF32 users run: "TF32 eager").
 
 ``run(args)`` returns a dict for JSON (``bench/run.py --step``).
 """
@@ -104,7 +107,8 @@ def run(args) -> dict:
     cuda = args.device == "cuda"
     if cuda:
         devices = [f"cuda:{i}" for i in range(args.gpus)]
-        net = Net(spec, seed=0, devices=devices, split_columns=args.gpus > 1)
+        net = Net(spec, seed=0, devices=devices, split_columns=args.gpus > 1,
+                  precision=args.precision)
         xs = C.to_device(x, device=gpu_index(net.data.device))
         ys = C.to_device(y, device=gpu_index(net.cost.output.device))
 
@@ -134,7 +138,7 @@ def run(args) -> dict:
     results = {}
     t = median_time(ours, args.repeat, sync, inner=args.steps)
     results["alexnet_ext"] = {"ms": t * 1e3, "img_s": n / t, "devices": net.devices,
-                              "split": net.split}
+                              "split": net.split, "precision": net.precision}
     print(f"{'alexnet_ext ' + ('split' if net.split else 'merged'):28s} {spec.name:14s} batch {n:4d}"
           f" {t * 1e3:9.2f} ms/step {n / t:10.0f} img/s   ({', '.join(net.devices)})", flush=True)
     if args.no_torch:
@@ -151,8 +155,8 @@ def run(args) -> dict:
         return results
     if cuda:
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
     tnet = _torch_net(spec, torch).to(dev).train()
     opt = torch.optim.SGD(tnet.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
     tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
@@ -167,7 +171,8 @@ def run(args) -> dict:
     tt = median_time(theirs, args.repeat, torch.cuda.synchronize if cuda else (lambda: None),
                      inner=args.steps)
     results["torch"] = {"ms": tt * 1e3, "img_s": n / tt, "version": torch.__version__}
-    print(f"{'torch (fp32' + (', cuDNN, TF32 off)' if cuda else ')'):28s} {spec.name:14s} batch {n:4d}"
+    kind = "tf32, cuDNN)" if args.precision == "tf32" else ("fp32, cuDNN, TF32 off)" if cuda else "fp32)")
+    print(f"{'torch (' + kind:28s} {spec.name:14s} batch {n:4d}"
           f" {tt * 1e3:9.2f} ms/step {n / tt:10.0f} img/s   speedup {tt / t:.2f}x", flush=True)
     results["speedup"] = tt / t
     return results

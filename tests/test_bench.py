@@ -96,9 +96,10 @@ def test_ops_selection_builds_what_it_selects(bench_run, entries, only):
     assert len(picked) < len(entries)
 
 
-@pytest.mark.parametrize("args", [["--precision", "bf16"], ["--precision", "tf32", "--step"]])
+@pytest.mark.parametrize("args", [["--precision", "bf16"], ["--precision", "tf32", "--step"],
+                                  ["--precision", "bf16", "--step", "--device", "cuda"]])
 def test_precision_needs_the_gpu_kernels(tmp_path, args):
-    """tf32/bf16 name the tensor-core convolutions: refused on the CPU and for --step/--data."""
+    """tf32/bf16 name the tensor-core convolutions: refused on the CPU and for bf16 steps."""
     r = subprocess.run([sys.executable, str(BENCH / "run.py"), *args], cwd=tmp_path, env=_env(),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "run on the GPU only" in r.stderr, r.stderr

@@ -78,6 +78,9 @@ if has bench; then
   step "bench --step --device cuda (alexnet training step, batch 128)"
   timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --out "$OUT/bench_step.json" 2>&1 \
       | tee "$OUT/bench_step.txt"
+  step "bench --step --device cuda --precision tf32 (beside PyTorch TF32 eager)"
+  timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --precision tf32 \
+      --out "$OUT/bench_step_tf32.json" 2>&1 | tee "$OUT/bench_step_tf32.txt"
 fi
 
 # ===== stage "torch": alexnet_ext.torch custom ops on CUDA tensors (issue 13) =====
