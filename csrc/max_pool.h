@@ -36,11 +36,11 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
 // order) whose grad_x equals the CPU's bit for bit; an out-of-range switch is skipped and
 // recorded in `bad` (cuda/report.h) instead of being returned, since the result lives on the GPU.
 namespace alexnet_ext::cuda {
-void max_pool(const float* x, float* y, int32_t* switches, const PoolGeometry& g, cudaStream_t stream);
-void max_pool(const float* x, float* y, int64_t* switches, const PoolGeometry& g, cudaStream_t stream);
-void max_pool_undo(const float* grad_y, const int32_t* switches, float* grad_x, int64_t planes,
-                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream);
-void max_pool_undo(const float* grad_y, const int64_t* switches, float* grad_x, int64_t planes,
+// I is int32_t or int64_t (instantiated there).
+template <class I>
+void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g, cudaStream_t stream);
+template <class I>
+void max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
                    int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

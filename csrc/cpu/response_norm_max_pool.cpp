@@ -8,6 +8,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/lrn_window.h"
 #include "response_norm_max_pool.h"
 
 namespace alexnet_ext::cpu {
@@ -35,34 +36,15 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
       const int64_t len = (rows.end - rows.own_lo) * w;
       const int64_t own1 = (rows.own_hi - rows.own_lo) * w;  // owned: band pixels [0, own1)
       const int64_t base = ni * c * pixels + rows.own_lo * w;
-      std::vector<double> sum(static_cast<size_t>(len), 0.0);
+      std::vector<double> sum(static_cast<size_t>(len));
       std::vector<float> t(static_cast<size_t>(len));  // this channel's normalised band
       std::vector<float> dband(static_cast<size_t>(len));  // and its denominators
-      // As response_norm.cpp: a float's square is exact in double; same terms, same order.
+      // As response_norm.cpp: a float's square is exact in double; same terms, same walk.
       auto sq = [&](int64_t ch, int64_t q) {
         const double v = x[base + ch * pixels + q];
         return v * v;
       };
-      auto add = [&](int64_t ch, double sign) {
-        for (int64_t q = 0; q < len; ++q) sum[q] += sign * sq(ch, q);
-      };
-      for (int64_t j = 0; j < std::min(after, c); ++j) add(j, 1.0);
-      for (int64_t i = 0; i < c; ++i) {
-        if (i + after < c) add(i + after, 1.0);
-        if (i - before - 1 >= 0) add(i - before - 1, -1.0);
-        // A NaN or inf must not outlive its channel's stay in the window (a vectorisable check
-        // first; the recompute runs only where a pixel saw one).
-        bool any = false;
-        for (int64_t q = 0; q < len; ++q) any |= !(sum[q] - sum[q] == 0.0);
-        if (any) {
-          const int64_t lo = std::max<int64_t>(i - before, 0), hi = std::min(i + after, c - 1);
-          for (int64_t q = 0; q < len; ++q) {
-            if (sum[q] - sum[q] == 0.0) continue;
-            double s = 0.0;
-            for (int64_t ch = lo; ch <= hi; ++ch) s += sq(ch, q);
-            sum[q] = s;
-          }
-        }
+      walk_channel_windows(sum.data(), len, c, before, after, sq, [&](int64_t i) {
         const int64_t off = base + i * pixels;
         // Branch-free loops (they vectorise): the band's denoms into dband, its own rows copied out.
         for (int64_t q = 0; q < len; ++q) dband[q] = static_cast<float>(p.k + p.a * sum[q]);
@@ -96,7 +78,7 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
             srow[ox] = static_cast<I>(best_i);
           }
         }
-      }
+      });
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "cuda/common.cuh"
 #include "pool.h"
 
 namespace alexnet_ext::cuda {
@@ -20,6 +21,51 @@ inline bool pool_fits_int32(const PoolGeometry& g) {
     if (v >= (int64_t{1} << 29)) return false;
   return true;
 }
+
+// Whether a pooling launch may index in int32: every flat index of x and y below the limit, and
+// the geometry small enough for the window arithmetic.
+inline bool pool_int32_ok(const PoolGeometry& g) {
+  return pool_fits_int32(g) && g.planes() * g.h * g.w <= kInt32IndexLimit &&
+         g.planes() * g.ho * g.wo <= kInt32IndexLimit;
+}
+
+template <class Idx>
+struct PoolGeo {  // PoolGeometry in the launch's index type (the kernels' argument)
+  Idx h, w, kh, kw, sh, sw, ph, pw, ho, wo;
+  explicit PoolGeo(const PoolGeometry& g)
+      : h(static_cast<Idx>(g.h)), w(static_cast<Idx>(g.w)), kh(static_cast<Idx>(g.kh)),
+        kw(static_cast<Idx>(g.kw)), sh(static_cast<Idx>(g.sh)), sw(static_cast<Idx>(g.sw)),
+        ph(static_cast<Idx>(g.ph)), pw(static_cast<Idx>(g.pw)), ho(static_cast<Idx>(g.ho)),
+        wo(static_cast<Idx>(g.wo)) {}
+};
+
+// Grid-stride loop over the elements t < total of dense (planes, rows, cols) arrays: calls
+// f(t, plane, row, col) once for each, consecutive threads along a row.
+template <class Idx, class F>
+__device__ __forceinline__ void for_each_element(Idx total, Idx rows, Idx cols, F f) {
+  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
+  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
+       t < total; t += stride) {
+    const Idx r = t / cols;
+    f(t, r / rows, r % rows, t % cols);
+  }
+}
+
+#if defined(__CUDACC__) || defined(ALEXNET_EXT_CUDA_EMULATION)
+// Queues k32 (int32 indexing) when pool_int32_ok(g), else k64, one thread per element of
+// `total`, as kernel(args..., PoolGeo<Idx>(g), Idx(total)).
+template <class K32, class K64, class... A>
+void launch_pool(const char* op, K32 k32, K64 k64, int64_t total, const PoolGeometry& g,
+                 int threads, cudaStream_t stream, A... args) {
+  if (total == 0) return;
+  const unsigned blocks = blocks_for(total, threads);
+  if (pool_int32_ok(g))
+    launch(k32, blocks, threads, stream, args..., PoolGeo<int32_t>(g), static_cast<int32_t>(total));
+  else
+    launch(k64, blocks, threads, stream, args..., PoolGeo<int64_t>(g), total);
+  check_launch(op);
+}
+#endif
 
 // Rows (or columns) [lo, hi) of output o's window, clipped to the image (pool.h pool_window).
 template <class Idx>
