@@ -12,6 +12,33 @@
 
 #include "pool.h"
 
+namespace alexnet_ext {
+
+// The maximum of a window of rows x cols floats whose top-left is at `top` (row stride `stride`),
+// and its place in the window (r, c): row-major scan, strict > (ties keep the earlier pixel),
+// and a NaN replaces a number, never a NaN. The rule of every max pool here (CPU, GPU, fused with
+// response norm), so all pick the same pixel. Selects, not branches: random data makes the
+// outcome unpredictable.
+template <class Idx>
+ALEXNET_EXT_HD inline float window_max(const float* top, Idx stride, Idx rows, Idx cols, Idx& r,
+                                       Idx& c) {
+  r = 0;
+  c = 0;
+  float best = top[0];
+  for (Idx iy = 0; iy < rows; ++iy) {
+    for (Idx ix = 0; ix < cols; ++ix) {
+      const float v = top[iy * stride + ix];
+      const bool take = !(v <= best) & (best == best);
+      best = take ? v : best;
+      r = take ? iy : r;
+      c = take ? ix : c;
+    }
+  }
+  return best;
+}
+
+}  // namespace alexnet_ext
+
 namespace alexnet_ext::cpu {
 
 template <class I>

@@ -32,9 +32,13 @@ def random_problem(rng, alpha_over_size, beta=0.75):
 
 
 def table_problem(rng, name, alpha_over_size):
-    """pool_cases.CASES with 1..9 extra channels (LRN needs several) and a random LRN size."""
-    n, c, h, w, size, stride, padding, ceil_mode = POOL_CASES[name]
-    c += int(rng.integers(1, 6))
+    """A named case with a random LRN size: pool_cases.CASES with 1..5 extra channels (LRN needs
+    several), or BIG_CASES as they stand."""
+    if name in BIG_CASES:
+        n, c, h, w, size, stride, padding, ceil_mode = BIG_CASES[name]
+    else:
+        n, c, h, w, size, stride, padding, ceil_mode = POOL_CASES[name]
+        c += int(rng.integers(1, 6))
     x = (2 * rng.standard_normal((n, c, h, w))).astype(np.float32)
     return x, lrn_args(rng, alpha_over_size), dict(pool_size=size, pool_stride=stride,
                                                    pool_padding=padding, ceil_mode=ceil_mode)

@@ -31,13 +31,7 @@ def test_random_problems_equal_the_unfused_ops(rng, alpha_over_size):
 @pytest.mark.parametrize("alpha_over_size", [False, True])
 @pytest.mark.parametrize("name", list(POOL_CASES) + list(BIG_CASES))
 def test_table_equals_the_unfused_ops(rng, name, alpha_over_size):
-    if name in BIG_CASES:
-        n, c, h, w, size, stride, padding, ceil_mode = BIG_CASES[name]
-        x = (2 * rng.standard_normal((n, c, h, w))).astype(np.float32)
-        lrn = dict(size=int(rng.integers(1, 9)), alpha_over_size=alpha_over_size, **HYPER)
-        pool = dict(pool_size=size, pool_stride=stride, pool_padding=padding, ceil_mode=ceil_mode)
-    else:
-        x, lrn, pool = table_problem(rng, name, alpha_over_size)
+    x, lrn, pool = table_problem(rng, name, alpha_over_size)
     _check_equal(x, lrn, pool, rng, name)
 
 

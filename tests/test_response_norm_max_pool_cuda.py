@@ -39,13 +39,7 @@ def test_random_problems_equal_the_cpu(rng, alpha_over_size):
 @pytest.mark.parametrize("name", list(POOL_CASES) + list(BIG_CASES))
 def test_table_equals_the_cpu(rng, name):
     aos = bool(rng.integers(0, 2))
-    if name in BIG_CASES:
-        n, c, h, w, size, stride, padding, ceil_mode = BIG_CASES[name]
-        x = (2 * rng.standard_normal((n, c, h, w))).astype(np.float32)
-        lrn = dict(size=int(rng.integers(1, 9)), alpha_over_size=aos, **HYPER)
-        pool = dict(pool_size=size, pool_stride=stride, pool_padding=padding, ceil_mode=ceil_mode)
-    else:
-        x, lrn, pool = table_problem(rng, name, aos)
+    x, lrn, pool = table_problem(rng, name, aos)
     _check_gpu_equals_cpu(x, lrn, pool, rng, name)
 
 

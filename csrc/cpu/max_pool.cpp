@@ -13,21 +13,9 @@ template <class I>
 void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g) {
   for_each_pool_window(x, g, [&](const float* plane, int64_t o, int64_t y0, int64_t y1,
                                  int64_t x0, int64_t x1) {
-    int64_t best_i = y0 * g.w + x0;
-    float best = plane[best_i];
-    for (int64_t iy = y0; iy < y1; ++iy) {
-      for (int64_t ix = x0; ix < x1; ++ix) {
-        const float v = plane[iy * g.w + ix];
-        // Take v when it is larger (strict: ties keep the earlier pixel) or NaN, unless best
-        // is already NaN: a NaN replaces a number, never a NaN. Written as selects, not
-        // branches, since random data makes the outcome unpredictable.
-        const bool take = !(v <= best) & (best == best);
-        best = take ? v : best;
-        best_i = take ? iy * g.w + ix : best_i;
-      }
-    }
-    y[o] = best;
-    switches[o] = static_cast<I>(best_i);
+    int64_t r, c;
+    y[o] = window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c);
+    switches[o] = static_cast<I>((y0 + r) * g.w + x0 + c);
   });
 }
 

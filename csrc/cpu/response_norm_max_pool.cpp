@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/lrn_window.h"
+#include "max_pool.h"
 #include "response_norm_max_pool.h"
 
 namespace alexnet_ext::cpu {
@@ -53,7 +54,7 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
         else
           for (int64_t q = 0; q < len; ++q) t[q] = x[off + q] * lrn_inv_pow<false>(dband[q], beta);
         std::copy(dband.begin(), dband.begin() + own1, denoms + off);
-        // max_pool.cpp's loop on the band: row-major window scan, strict >, first NaN wins.
+        // max_pool.cpp's loop on the band (whose top row is own_lo), with max_pool's rule.
         const int64_t plane = ni * c + i;
         for (int64_t oy = o0; oy < o1; ++oy) {
           int64_t y0, y1;
@@ -63,19 +64,11 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
           for (int64_t ox = 0; ox < g.wo; ++ox) {
             int64_t x0, x1;
             pool_window(ox, g.kw, g.sw, g.pw, w, x0, x1);
-            int64_t best_i = y0 * w + x0;
-            float best = t[best_i - rows.own_lo * w];
-            for (int64_t iy = y0; iy < y1; ++iy) {
-              const float* trow = t.data() + (iy - rows.own_lo) * w;
-              for (int64_t ix = x0; ix < x1; ++ix) {
-                const float v = trow[ix];
-                const bool take = !(v <= best) & (best == best);
-                best = take ? v : best;
-                best_i = take ? iy * w + ix : best_i;
-              }
-            }
+            int64_t r, cc;
+            const float best =
+                window_max(t.data() + (y0 - rows.own_lo) * w + x0, w, y1 - y0, x1 - x0, r, cc);
             prow[ox] = best;
-            srow[ox] = static_cast<I>(best_i);
+            srow[ox] = static_cast<I>((y0 + r) * w + x0 + cc);
           }
         }
       });

@@ -18,11 +18,7 @@ constexpr int kThreads = 256;
 template <class Idx>
 __global__ void __launch_bounds__(kThreads)
 avg_pool_forward(const float* __restrict__ x, float* __restrict__ y, PoolGeo<Idx> g, Idx total) {
-  for_each_element(total, g.ho, g.wo, [&](Idx t, Idx pl, Idx oy, Idx ox) {
-    const float* plane = x + static_cast<int64_t>(pl) * g.h * g.w;
-    Idx y0, y1, x0, x1;
-    window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
-    window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
+  for_each_window(x, g, total, [&](Idx t, const float* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     float sum = 0.f;
     for (Idx iy = y0; iy < y1; ++iy)
       for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, plane[iy * g.w + ix]);

@@ -32,24 +32,10 @@ template <class I, class Idx>
 __global__ void __launch_bounds__(kThreads)
 max_pool_forward(const float* __restrict__ x, float* __restrict__ y, I* __restrict__ switches,
                  PoolGeo<Idx> g, Idx total) {
-  for_each_element(total, g.ho, g.wo, [&](Idx t, Idx pl, Idx oy, Idx ox) {
-    const float* plane = x + static_cast<int64_t>(pl) * g.h * g.w;
-    Idx y0, y1, x0, x1;
-    window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
-    window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
-    Idx best_i = y0 * g.w + x0;
-    float best = plane[best_i];
-    for (Idx iy = y0; iy < y1; ++iy) {
-      for (Idx ix = x0; ix < x1; ++ix) {
-        const float v = plane[iy * g.w + ix];
-        // Larger (strict: ties keep the earlier pixel) or NaN, unless best is already NaN.
-        const bool take = !(v <= best) & (best == best);
-        best = take ? v : best;
-        best_i = take ? iy * g.w + ix : best_i;
-      }
-    }
-    y[t] = best;
-    switches[t] = static_cast<I>(best_i);
+  for_each_window(x, g, total, [&](Idx t, const float* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+    Idx r, c;
+    y[t] = window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c);
+    switches[t] = static_cast<I>((y0 + r) * g.w + x0 + c);
   });
 }
 

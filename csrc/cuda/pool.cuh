@@ -86,4 +86,18 @@ __device__ __forceinline__ void covering(Idx i, Idx k, Idx s, Idx p, Idx out, Id
   lo = l < hi ? l : hi;
 }
 
+// for_each_element over the outputs of a pooling forward: calls f(t, plane, y0, y1, x0, x1) with
+// plane the input plane of output t and rows [y0, y1) x columns [x0, x1) its window (as the
+// CPU's cpu/pool_windows.h).
+template <class Idx, class F>
+__device__ __forceinline__ void for_each_window(const float* x, const PoolGeo<Idx>& g, Idx total,
+                                                F f) {
+  for_each_element(total, g.ho, g.wo, [&](Idx t, Idx pl, Idx oy, Idx ox) {
+    Idx y0, y1, x0, x1;
+    window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
+    window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
+    f(t, x + static_cast<int64_t>(pl) * g.h * g.w, y0, y1, x0, x1);
+  });
+}
+
 }  // namespace alexnet_ext::cuda
