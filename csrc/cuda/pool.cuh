@@ -1,6 +1,7 @@
-// Device versions of pool.h's window arithmetic, for max_pool.cu and avg_pool.cu. Idx is the
-// index type of the launch: int32_t when every flat index of the op (and the grid-stride step
-// past it) fits, which spares the GPU 64-bit divisions, else int64_t.
+// The GPU side of pool.h for max_pool.cu, avg_pool.cu and response_norm_max_pool.cu: the window
+// arithmetic on device, the grid-stride loops over outputs, and the launch that picks the index
+// type. Idx is the index type of the launch: int32_t when every flat index of the op (and the
+// grid-stride step past it) fits, which spares the GPU 64-bit divisions, else int64_t.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
