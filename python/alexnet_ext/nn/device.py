@@ -17,8 +17,8 @@ import numpy as np
 from .. import cuda as C
 from .. import ops
 
-__all__ = ["check_device", "gpu_index", "is_cuda", "fuses", "empty", "zeros", "fill_zero", "add_into", "copy_into",
-           "transfer", "to_host", "from_host", "set_copy_route"]
+__all__ = ["check_device", "gpu_index", "is_cuda", "fuses", "empty", "zeros", "fill_zero",
+           "add_into", "copy_into", "transfer", "to_host", "from_host", "set_copy_route"]
 
 _route = "auto"
 
