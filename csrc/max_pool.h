@@ -12,6 +12,33 @@
 
 #include "pool.h"
 
+namespace alexnet_ext {
+
+// The maximum of a window of rows x cols floats whose top-left is at `top` (row stride `stride`),
+// and its place in the window (r, c): row-major scan, strict > (ties keep the earlier pixel),
+// and a NaN replaces a number, never a NaN. The rule of every max pool here (CPU, GPU, fused with
+// response norm), so all pick the same pixel. Selects, not branches: random data makes the
+// outcome unpredictable.
+template <class Idx>
+ALEXNET_EXT_HD inline float window_max(const float* top, Idx stride, Idx rows, Idx cols, Idx& r,
+                                       Idx& c) {
+  r = 0;
+  c = 0;
+  float best = top[0];
+  for (Idx iy = 0; iy < rows; ++iy) {
+    for (Idx ix = 0; ix < cols; ++ix) {
+      const float v = top[iy * stride + ix];
+      const bool take = !(v <= best) & (best == best);
+      best = take ? v : best;
+      r = take ? iy : r;
+      c = take ? ix : c;
+    }
+  }
+  return best;
+}
+
+}  // namespace alexnet_ext
+
 namespace alexnet_ext::cpu {
 
 template <class I>
@@ -36,11 +63,11 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
 // order) whose grad_x equals the CPU's bit for bit; an out-of-range switch is skipped and
 // recorded in `bad` (cuda/report.h) instead of being returned, since the result lives on the GPU.
 namespace alexnet_ext::cuda {
-void max_pool(const float* x, float* y, int32_t* switches, const PoolGeometry& g, cudaStream_t stream);
-void max_pool(const float* x, float* y, int64_t* switches, const PoolGeometry& g, cudaStream_t stream);
-void max_pool_undo(const float* grad_y, const int32_t* switches, float* grad_x, int64_t planes,
-                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream);
-void max_pool_undo(const float* grad_y, const int64_t* switches, float* grad_x, int64_t planes,
+// I is int32_t or int64_t (instantiated there).
+template <class I>
+void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g, cudaStream_t stream);
+template <class I>
+void max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
                    int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

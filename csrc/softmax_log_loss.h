@@ -35,24 +35,20 @@ void label_ranks(const float* probs, const int64_t* labels, int64_t* ranks, int6
 // range-checked in the kernels: a bad one is recorded in `bad` and its row's loss (or gradient)
 // becomes NaN; nothing is indexed with it.
 namespace alexnet_ext::cuda {
+// L (the label type) is int32_t or int64_t, instantiated there.
 // row_loss: scratch of n doubles. The summed loss goes to *total (double) and/or *total_f
 // (float); either may be null. Deterministic (fixed reduction order), not the CPU's bits.
-void softmax_log_loss(const float* logits, const int32_t* labels, float* probs, int64_t n,
-                      int64_t k, double* row_loss, double* total, float* total_f, BadValues* bad,
+template <class L>
+void softmax_log_loss(const float* logits, const L* labels, float* probs, int64_t n, int64_t k,
+                      double* row_loss, double* total, float* total_f, BadValues* bad,
                       cudaStream_t stream);
-void softmax_log_loss(const float* logits, const int64_t* labels, float* probs, int64_t n,
-                      int64_t k, double* row_loss, double* total, float* total_f, BadValues* bad,
-                      cudaStream_t stream);
-void softmax_log_loss_undo(const float* probs, const int32_t* labels, float* grad, int64_t n,
-                           int64_t k, float scale, BadValues* bad, cudaStream_t stream);
-void softmax_log_loss_undo(const float* probs, const int64_t* labels, float* grad, int64_t n,
-                           int64_t k, float scale, BadValues* bad, cudaStream_t stream);
+template <class L>
+void softmax_log_loss_undo(const float* probs, const L* labels, float* grad, int64_t n, int64_t k,
+                           float scale, BadValues* bad, cudaStream_t stream);
 // ranks (may be null): as cpu::label_ranks. counts[i] += #{rows : rank >= thresholds[i]} for
 // i < num_thresholds (counts must start at 0; thresholds and counts live on the device).
-void label_ranks(const float* probs, const int32_t* labels, int64_t n, int64_t k, int64_t* ranks,
-                 const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
-                 BadValues* bad, cudaStream_t stream);
-void label_ranks(const float* probs, const int64_t* labels, int64_t n, int64_t k, int64_t* ranks,
+template <class L>
+void label_ranks(const float* probs, const L* labels, int64_t n, int64_t k, int64_t* ranks,
                  const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
                  BadValues* bad, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda

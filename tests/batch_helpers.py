@@ -1,5 +1,6 @@
 """Shared by the uint8-batch tests (loader dtype="uint8", ops.normalize_batch, DeviceFeed): a
-random split with a mean image and PCA, loaders over it, and the float path's numbers."""
+random split with a mean image and PCA, loaders over it, random normalize_batch arguments, and
+the float path's numbers."""
 import numpy as np
 
 from alexnet_ext.data import BatchLoader, Split
@@ -20,6 +21,17 @@ def loader(split, mean, pca, dtype="float32", **kw):
                 lighting=0.1, scale=1 / 255, seed=5, workers=0, dtype=dtype)
     args.update(kw)
     return BatchLoader(split, **args)
+
+
+def random_case(rng, b=5, c=3, s=6, t=7, h=9, w=11):
+    """normalize_batch's arguments: b uint8 crops (c, s, t) of (c, h, w) images, a float32 mean
+    image, random in-range offsets with random flips, and a per-image shift."""
+    x = rng.integers(0, 256, (b, c, s, t), dtype=np.uint8)
+    mean = rng.uniform(0, 255, (c, h, w)).astype(np.float32)
+    offsets = np.stack([rng.integers(0, h - s + 1, b), rng.integers(0, w - t + 1, b),
+                        rng.integers(0, 2, b)], 1).astype(np.int32)
+    shift = rng.normal(0, 8, (b, c)).astype(np.float32)
+    return x, mean, offsets, shift
 
 
 def reference(x, mean, offsets, shift, scale):

@@ -1,7 +1,14 @@
 """Shared by test_conv.py and test_conv_cuda.py: the convolution references, cases and data makers."""
+from pathlib import Path
+
 import numpy as np
 
 from alexnet_ext import ops
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
 
 
 # ---------------------------------------------------------------- float64 references (direct)
@@ -75,19 +82,16 @@ def ref_weight_grad(x, gy, filter_size, stride=1, padding=0, groups=1, ceil_mode
 
 
 # ---------------------------------------------------------------- cases
-# (N, C, H, W, F, kh, kw, stride, padding, groups, ceil_mode)
-CASES = {
-    "conv1_11x11_s4": (2, 3, 63, 63, 12, 11, 11, 4, 2, 1, False),
-    "conv2_5x5_p2_groups2": (2, 16, 13, 13, 10, 5, 5, 1, 2, 2, False),
-    "conv3_3x3_p1": (3, 9, 7, 7, 11, 3, 3, 1, 1, 1, False),
-    "batch1": (1, 5, 9, 9, 7, 3, 3, 1, 1, 1, False),
-    "non_square": (2, 4, 11, 17, 6, 3, 5, (2, 1), (1, 2), 1, False),
-    "odd_channels_groups3": (2, 9, 10, 8, 15, 4, 3, (1, 2), (0, 1), 3, False),
-    "ceil_mode_overhang": (2, 3, 12, 13, 5, 3, 3, 2, 0, 1, True),
-    "ceil_mode_padded_s4": (1, 3, 30, 29, 4, 11, 11, 4, 2, 1, True),
-    "pointwise_1x1": (2, 7, 6, 5, 9, 1, 1, 1, 0, 1, False),
-    "filter_covers_image": (2, 3, 5, 5, 4, 5, 5, 1, 0, 1, False),
-}
+def _load_cases():
+    """conv_cases.toml as {name: (N, C, H, W, F, kh, kw, stride, padding, groups, ceil_mode)},
+    in the file's order, pairs as tuples."""
+    with open(Path(__file__).with_name("conv_cases.toml"), "rb") as f:
+        table = tomllib.load(f)
+    return {name: tuple(tuple(v) if isinstance(v, list) else v for v in row)
+            for name, row in table.items()}
+
+
+CASES = _load_cases()
 
 
 def make_data(rng, case):

@@ -1,5 +1,6 @@
 """Shared by test_response_norm_max_pool.py and its _cuda twin: random and tabled problems for
-the fused response norm + max pool, the unfused pair it must equal, and bitwise comparison."""
+the fused response norm + max pool, the unfused pair it must equal, bitwise comparison, and a
+fused net trained beside the unfused one."""
 import numpy as np
 
 from alexnet_ext import ops
@@ -31,9 +32,13 @@ def random_problem(rng, alpha_over_size, beta=0.75):
 
 
 def table_problem(rng, name, alpha_over_size):
-    """pool_cases.CASES with 1..9 extra channels (LRN needs several) and a random LRN size."""
-    n, c, h, w, size, stride, padding, ceil_mode = POOL_CASES[name]
-    c += int(rng.integers(1, 6))
+    """A named case with a random LRN size: pool_cases.CASES with 1..5 extra channels (LRN needs
+    several), or BIG_CASES as they stand."""
+    if name in BIG_CASES:
+        n, c, h, w, size, stride, padding, ceil_mode = BIG_CASES[name]
+    else:
+        n, c, h, w, size, stride, padding, ceil_mode = POOL_CASES[name]
+        c += int(rng.integers(1, 6))
     x = (2 * rng.standard_normal((n, c, h, w))).astype(np.float32)
     return x, lrn_args(rng, alpha_over_size), dict(pool_size=size, pool_stride=stride,
                                                    pool_padding=padding, ceil_mode=ceil_mode)
@@ -70,3 +75,33 @@ def assert_bits(a, b, what):
     bad = np.flatnonzero(a.view(view) != b.view(view))
     assert bad.size == 0, f"{what}: {bad.size} of {a.size} differ, first at {bad[0]}: " \
         f"{a.ravel()[bad[0]]!r} vs {b.ravel()[bad[0]]!r}"
+
+
+# ---------------------------------------------------------------- in the net
+def fused_and_plain_nets(spec, split, fuse=True, **kw):
+    """The same net twice, with the given fuse setting and unfused (fuse=False)."""
+    from alexnet_ext.nn import Net
+    return (Net(spec, seed=3, split_columns=split, fuse=fuse, **kw),
+            Net(spec, seed=3, split_columns=split, fuse=False, **kw))
+
+
+def assert_same_training(fused, plain, spec, rng, steps=2, n=4):
+    """Same loss bits, gradient bits and updated weights, step after step."""
+    from helpers import random_batch
+    assert any(layer.kind == "lrn+pool" for layer in fused.layers)
+    assert not any(layer.kind == "lrn+pool" for layer in plain.layers)
+    for step in range(steps):
+        x, y = random_batch(rng, spec, n)
+        la = fused.forward(x, y, train=True, step=step, seed=5)
+        lb = plain.forward(x, y, train=True, step=step, seed=5)
+        assert np.float32(la).tobytes() == np.float32(lb).tobytes(), (la, lb)
+        fused.backward()
+        plain.backward()
+        ga, gb = fused.state_dict("grad"), plain.state_dict("grad")
+        for name in gb:
+            assert_bits(ga[name], gb[name], f"step {step} {name} grad")
+        fused.update(lr=0.01)
+        plain.update(lr=0.01)
+    va, vb = fused.state_dict(), plain.state_dict()
+    for name in vb:
+        assert_bits(va[name], vb[name], f"{name} value")

@@ -234,6 +234,70 @@ def test_memory_estimate_by_hand(monkeypatch):
     parse_model(GOOD, path="m.toml")
 
 
+@pytest.mark.parametrize("model,split", [("chain", False), ("twocol", False), ("twocol", True),
+                                         ("alexnet-small", False)])
+def test_memory_estimate_of_a_fused_net(rng, model, split):
+    """A net that fuses response norm -> max pool (Net(fuse="auto") on GPUs, fuse=True anywhere)
+    never writes the norm's output: the estimate for that device and fuse setting leaves out
+    exactly its value, checked against a fused net's tensors after a training step. (Its
+    gradient stays: the fused backward still scatters the pool's gradient into a full-size
+    array.)"""
+    from alexnet_ext.nn import Net
+    from helpers import random_batch
+    from models_fixtures import CHAIN, TWO_COLUMNS
+    spec = {"chain": lambda: parse_model(CHAIN, path="chain.toml"),
+            "twocol": lambda: parse_model(TWO_COLUMNS, path="twocol.toml"),
+            "alexnet-small": lambda: load_model("alexnet-small")}[model]()
+    n = 3
+    plain = spec.memory(n)
+    assert spec.memory(n, device="cpu", fuse="auto") == plain == spec.memory(n, device="cuda",
+                                                                             fuse=False)
+    fused = spec.memory(n, fuse=True)
+    assert spec.memory(n, device="cuda") == spec.memory(n, device="cuda:1", fuse="auto") == fused
+    away = spec.fused_away(fuse=True)
+    assert spec.fused_away() == spec.fused_away(device="cuda", fuse=False) == set()
+    assert spec.fused_away(device="cuda") == away and away      # every model here has a pair
+    net = Net(spec, split_columns=split, fuse=True)               # on the CPU, fused as on a GPU
+    assert {name.split("@")[0] for name in net._fused_away} == away
+    x, y = random_batch(rng, spec, n)
+    net.forward(x, y, train=True)
+    net.backward()
+    unwritten = 0
+    for name in away:
+        parts = [t for key, t in net.tensors.items() if key.split("@")[0] == name]
+        assert parts and all(t.value is None for t in parts), name
+        unwritten += n * 4 * spec.layer(name).out_size
+    assert plain["total"] - fused["total"] == plain["activations"] - fused["activations"] \
+        == unwritten
+    assert fused["parameters"] == plain["parameters"]
+    for name, b in plain["per_layer"].items():
+        out = n * 4 * spec.layer(name).out_size if name in away else 0
+        assert fused["per_layer"][name] == b - out, name
+    with pytest.raises(ValueError, match="fuse: expected 'auto', True or False, got 'yes'"):
+        spec.memory(fuse="yes")
+
+
+def test_memory_estimate_counts_what_no_net_fuses():
+    """A norm read by an avg pool, or by a max pool and another layer, is not fused: every
+    device and fuse setting gets the plain estimate."""
+    from alexnet_ext.nn import Net
+    from models_fixtures import toml_model
+    head = [("conv1", "conv", {"input": "data", "filters": 4, "size": 3, "padding": 1}),
+            ("norm1", "lrn", {"size": 3})]
+    tails = {"avg": [("pool1", "pool", {"mode": "avg", "size": 2, "stride": 2}),
+                     ("fc2", "fc", {"outputs": "classes"})],
+             "two_readers": [("pool1", "pool", {"mode": "max", "size": 2, "stride": 2}),
+                             ("fc2", "fc", {"input": ["pool1", "norm1"], "outputs": "classes"})]}
+    for name, tail in tails.items():
+        text = toml_model({"name": name, "channels": 3, "classes": 4},
+                          head + tail + [("probs", "softmax", {})],
+                          data={"image_size": 6, "crop": 6})
+        spec = parse_model(text, path=f"{name}.toml")
+        assert spec.fused_away(device="cuda", fuse=True) == set(), name
+        assert not Net(spec, fuse=True)._fused_away, name
+        assert spec.memory(2, device="cuda") == spec.memory(2, fuse=True) == spec.memory(2)
+
+
 def test_models_too_big_for_memory_are_refused(tmp_path, monkeypatch):
     # a billion filters: about 65 TB of activations at batch 128, refused on any machine
     err = bad(tmp_path, GOOD.replace("filters = 4", "filters = 1_000_000_000"), "layer 'conv1'",

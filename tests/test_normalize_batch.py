@@ -4,21 +4,12 @@ import numpy as np
 import pytest
 
 from alexnet_ext import ops
-from batch_helpers import float32_steps, loader, random_split, reference
-
-
-def _case(rng, b=5, c=3, s=6, t=7, h=9, w=11):
-    x = rng.integers(0, 256, (b, c, s, t), dtype=np.uint8)
-    mean = rng.uniform(0, 255, (c, h, w)).astype(np.float32)
-    offsets = np.stack([rng.integers(0, h - s + 1, b), rng.integers(0, w - t + 1, b),
-                        rng.integers(0, 2, b)], 1).astype(np.int32)
-    shift = rng.normal(0, 8, (b, c)).astype(np.float32)
-    return x, mean, offsets, shift
+from batch_helpers import float32_steps, loader, random_case, random_split, reference
 
 
 @pytest.mark.parametrize("scale", [1.0, 1 / 255, 0.017, -3.0])
 def test_matches_the_definition(rng, scale):
-    x, mean, offsets, shift = _case(rng)
+    x, mean, offsets, shift = random_case(rng)
     out = ops.normalize_batch(x, mean, offsets, shift, scale=scale)
     assert out.dtype == np.float32 and out.shape == x.shape
     np.testing.assert_allclose(out, reference(x, mean, offsets, shift, scale), rtol=1e-6,
@@ -27,7 +18,7 @@ def test_matches_the_definition(rng, scale):
 
 
 def test_optional_parts_and_out(rng):
-    x, mean, offsets, shift = _case(rng, c=1, s=4, t=4, h=4, w=4)
+    x, mean, offsets, shift = random_case(rng, c=1, s=4, t=4, h=4, w=4)
     np.testing.assert_array_equal(ops.normalize_batch(x, mean),
                                   float32_steps(x, mean, None, None, 1.0))
     out = np.full(x.shape, np.nan, np.float32)
@@ -58,7 +49,7 @@ def test_the_loaders_float_path_bit_for_bit(rng, train, lighting, flip, channels
 
 
 def test_bad_arguments(rng):
-    x, mean, offsets, shift = _case(rng, b=3, s=4, t=5, h=6, w=8)
+    x, mean, offsets, shift = random_case(rng, b=3, s=4, t=5, h=6, w=8)
     with pytest.raises(TypeError, match="x: expected dtype uint8, got float32"):
         ops.normalize_batch(x.astype(np.float32), mean)
     with pytest.raises(TypeError, match="x: expected a numpy.ndarray of uint8"):
@@ -93,7 +84,7 @@ def test_bad_arguments(rng):
                                             (1, 4, r"crop left\) = 4 is outside \[0, 3\]"),
                                             (2, 2, r"flip flag\) = 2 is outside \{0, 1\}")])
 def test_bad_offsets_raise_before_writing(rng, col, value, what):
-    x, mean, offsets, shift = _case(rng, b=3, s=4, t=5, h=6, w=8)
+    x, mean, offsets, shift = random_case(rng, b=3, s=4, t=5, h=6, w=8)
     offsets[1, col] = value
     out = np.full(x.shape, 7.0, np.float32)
     with pytest.raises(ValueError, match=rf"offsets: offsets\[1, {col}\] \({what}"):

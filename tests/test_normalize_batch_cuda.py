@@ -10,7 +10,7 @@ from alexnet_ext import cuda as C
 from alexnet_ext import ops
 from alexnet_ext.data.device_feed import DeviceFeed
 from alexnet_ext.trainer import on_device
-from batch_helpers import loader, random_split
+from batch_helpers import loader, random_case, random_split
 
 pytestmark = pytest.mark.cuda
 
@@ -19,19 +19,10 @@ def dev(a):
     return C.to_device(a)
 
 
-def _case(rng, b, c, s, t, h, w):
-    x = rng.integers(0, 256, (b, c, s, t), dtype=np.uint8)
-    mean = rng.uniform(0, 255, (c, h, w)).astype(np.float32)
-    offsets = np.stack([rng.integers(0, h - s + 1, b), rng.integers(0, w - t + 1, b),
-                        rng.integers(0, 2, b)], 1).astype(np.int32)
-    shift = rng.normal(0, 8, (b, c)).astype(np.float32)
-    return x, mean, offsets, shift
-
-
 @pytest.mark.parametrize("shape", [(5, 3, 6, 7, 9, 11), (2, 1, 1, 1, 1, 1), (3, 3, 33, 17, 40, 17)])
 @pytest.mark.parametrize("parts", ["all", "no_shift", "no_offsets"])
 def test_gpu_equals_cpu(rng, shape, parts):
-    x, mean, offsets, shift = _case(rng, *shape)
+    x, mean, offsets, shift = random_case(rng, *shape)
     if parts == "no_shift":
         shift = None
     if parts == "no_offsets":
@@ -46,7 +37,7 @@ def test_gpu_equals_cpu(rng, shape, parts):
 
 
 def test_bad_offsets_are_clamped_and_raised_later(rng):
-    x, mean, offsets, shift = _case(rng, 4, 3, 4, 5, 6, 8)
+    x, mean, offsets, shift = random_case(rng, 4, 3, 4, 5, 6, 8)
     offsets[2, 1] = 1000   # would read far past the mean image
     offsets[3, 0] = -7
     out = ops.normalize_batch(dev(x), dev(mean), dev(offsets), dev(shift))   # no raise, no wait

@@ -5,8 +5,9 @@ import pytest
 
 from alexnet_ext import _core, ops
 from helpers import pool_geometry, results_per_thread_count
-from lrn_pool_cases import (BIG_CASES, HYPER, POOL_CASES, assert_bits, random_problem,
-                            table_problem, unfused, unfused_grad)
+from lrn_pool_cases import (BIG_CASES, HYPER, POOL_CASES, assert_bits, assert_same_training,
+                            fused_and_plain_nets, random_problem, table_problem, unfused,
+                            unfused_grad)
 
 
 def _check_equal(x, lrn, pool, rng, what=""):
@@ -30,13 +31,7 @@ def test_random_problems_equal_the_unfused_ops(rng, alpha_over_size):
 @pytest.mark.parametrize("alpha_over_size", [False, True])
 @pytest.mark.parametrize("name", list(POOL_CASES) + list(BIG_CASES))
 def test_table_equals_the_unfused_ops(rng, name, alpha_over_size):
-    if name in BIG_CASES:
-        n, c, h, w, size, stride, padding, ceil_mode = BIG_CASES[name]
-        x = (2 * rng.standard_normal((n, c, h, w))).astype(np.float32)
-        lrn = dict(size=int(rng.integers(1, 9)), alpha_over_size=alpha_over_size, **HYPER)
-        pool = dict(pool_size=size, pool_stride=stride, pool_padding=padding, ceil_mode=ceil_mode)
-    else:
-        x, lrn, pool = table_problem(rng, name, alpha_over_size)
+    x, lrn, pool = table_problem(rng, name, alpha_over_size)
     _check_equal(x, lrn, pool, rng, name)
 
 
@@ -239,34 +234,6 @@ def test_direct_kernel_call_checks_geometry(rng):
 
 
 # ---------------------------------------------------------------- in the net
-def _nets(spec, split, **kw):
-    from alexnet_ext.nn import Net
-    return (Net(spec, seed=3, split_columns=split, fuse=True, **kw),
-            Net(spec, seed=3, split_columns=split, fuse=False, **kw))
-
-
-def assert_same_training(fused, plain, spec, rng, steps=2, n=4):
-    """Same loss bits, gradient bits and updated weights, step after step."""
-    from helpers import random_batch
-    assert any(layer.kind == "lrn+pool" for layer in fused.layers)
-    assert not any(layer.kind == "lrn+pool" for layer in plain.layers)
-    for step in range(steps):
-        x, y = random_batch(rng, spec, n)
-        la = fused.forward(x, y, train=True, step=step, seed=5)
-        lb = plain.forward(x, y, train=True, step=step, seed=5)
-        assert np.float32(la).tobytes() == np.float32(lb).tobytes(), (la, lb)
-        fused.backward()
-        plain.backward()
-        ga, gb = fused.state_dict("grad"), plain.state_dict("grad")
-        for name in gb:
-            assert_bits(ga[name], gb[name], f"step {step} {name} grad")
-        fused.update(lr=0.01)
-        plain.update(lr=0.01)
-    va, vb = fused.state_dict(), plain.state_dict()
-    for name in vb:
-        assert_bits(va[name], vb[name], f"{name} value")
-
-
 @pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("model", ["twocol", "interop", "alexnet-small"])
 def test_fused_net_equals_the_unfused_net(rng, model, split):
@@ -275,7 +242,7 @@ def test_fused_net_equals_the_unfused_net(rng, model, split):
     spec = {"twocol": lambda: parse_model(TWO_COLUMNS, path="twocol.toml"),
             "interop": lambda: parse_model(INTEROP, path="interop.toml"),
             "alexnet-small": lambda: load_model("alexnet-small")}[model]()
-    fused, plain = _nets(spec, split)
+    fused, plain = fused_and_plain_nets(spec, split)
     assert_same_training(fused, plain, spec, rng, steps=2 if model != "alexnet-small" else 1)
 
 
@@ -285,7 +252,7 @@ def test_fused_away_tensor_is_computed_on_demand(rng):
     from models_fixtures import TWO_COLUMNS
     spec = parse_model(TWO_COLUMNS, path="twocol.toml")
     for split in (False, True):
-        fused, plain = _nets(spec, split)
+        fused, plain = fused_and_plain_nets(spec, split)
         x = random_images(rng, spec, 3)
         fused.forward(x)
         plain.forward(x)

@@ -7,8 +7,9 @@ import pytest
 from alexnet_ext import _core, cuda, ops
 from cuda_helpers import dev
 from helpers import pool_geometry
-from lrn_pool_cases import (BIG_CASES, HYPER, POOL_CASES, assert_bits, random_problem,
-                            table_problem, unfused, unfused_grad)
+from lrn_pool_cases import (BIG_CASES, HYPER, POOL_CASES, assert_bits, assert_same_training,
+                            fused_and_plain_nets, random_problem, table_problem, unfused,
+                            unfused_grad)
 
 pytestmark = pytest.mark.cuda
 
@@ -38,13 +39,7 @@ def test_random_problems_equal_the_cpu(rng, alpha_over_size):
 @pytest.mark.parametrize("name", list(POOL_CASES) + list(BIG_CASES))
 def test_table_equals_the_cpu(rng, name):
     aos = bool(rng.integers(0, 2))
-    if name in BIG_CASES:
-        n, c, h, w, size, stride, padding, ceil_mode = BIG_CASES[name]
-        x = (2 * rng.standard_normal((n, c, h, w))).astype(np.float32)
-        lrn = dict(size=int(rng.integers(1, 9)), alpha_over_size=aos, **HYPER)
-        pool = dict(pool_size=size, pool_stride=stride, pool_padding=padding, ceil_mode=ceil_mode)
-    else:
-        x, lrn, pool = table_problem(rng, name, aos)
+    x, lrn, pool = table_problem(rng, name, aos)
     _check_gpu_equals_cpu(x, lrn, pool, rng, name)
 
 
@@ -112,22 +107,8 @@ def test_mixing_host_and_device_arrays_is_refused(rng):
 def test_fused_net_on_the_gpu_equals_the_unfused_one(rng, split):
     """Few channels per column: the unfused GPU response norm walks whole pixel columns too, so
     the two GPU nets agree bit for bit."""
-    from alexnet_ext.nn import Net, parse_model
-    from helpers import random_batch
+    from alexnet_ext.nn import parse_model
     from models_fixtures import TWO_COLUMNS
     spec = parse_model(TWO_COLUMNS, path="twocol.toml")
-    fused = Net(spec, seed=3, split_columns=split, devices=["cuda"])   # "auto": fused on GPUs
-    plain = Net(spec, seed=3, split_columns=split, devices=["cuda"], fuse=False)
-    assert any(layer.kind == "lrn+pool" for layer in fused.layers)
-    for step in range(2):
-        x, y = random_batch(rng, spec, 4)
-        la = fused.forward(x, y, train=True, step=step, seed=5)
-        lb = plain.forward(x, y, train=True, step=step, seed=5)
-        assert np.float32(la).tobytes() == np.float32(lb).tobytes(), (la, lb)
-        fused.backward()
-        plain.backward()
-        ga, gb = fused.state_dict("grad"), plain.state_dict("grad")
-        for name in gb:
-            assert_bits(ga[name], gb[name], f"step {step} {name} grad")
-        fused.update(lr=0.01)
-        plain.update(lr=0.01)
+    fused, plain = fused_and_plain_nets(spec, split, fuse="auto", devices=["cuda"])  # fused on GPUs
+    assert_same_training(fused, plain, spec, rng)

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "avg_pool.h"
+#include "cpu/pool_windows.h"
 
 namespace alexnet_ext::cpu {
 namespace {
@@ -37,24 +38,13 @@ void covering(int64_t size, int64_t k, int64_t s, int64_t p, int64_t out,
 }  // namespace
 
 void avg_pool(const float* x, float* y, const PoolGeometry& g) {
-  const int64_t planes = g.planes();
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t pl = 0; pl < planes; ++pl) {
-    for (int64_t oy = 0; oy < g.ho; ++oy) {
-      const float* plane = x + pl * g.h * g.w;
-      float* yrow = y + (pl * g.ho + oy) * g.wo;
-      int64_t y0, y1;
-      pool_window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
-      for (int64_t ox = 0; ox < g.wo; ++ox) {
-        int64_t x0, x1;
-        pool_window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
-        float sum = 0.f;
-        for (int64_t iy = y0; iy < y1; ++iy)
-          for (int64_t ix = x0; ix < x1; ++ix) sum += plane[iy * g.w + ix];
-        yrow[ox] = sum / static_cast<float>((y1 - y0) * (x1 - x0));  // = rows * cols, as in undo
-      }
-    }
-  }
+  for_each_pool_window(x, g, [&](const float* plane, int64_t o, int64_t y0, int64_t y1,
+                                 int64_t x0, int64_t x1) {
+    float sum = 0.f;
+    for (int64_t iy = y0; iy < y1; ++iy)
+      for (int64_t ix = x0; ix < x1; ++ix) sum += plane[iy * g.w + ix];
+    y[o] = sum / static_cast<float>((y1 - y0) * (x1 - x0));  // = rows * cols, as in undo
+  });
 }
 
 void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g) {

@@ -4,42 +4,19 @@
 #include <cstdint>
 #include <limits>
 
+#include "cpu/pool_windows.h"
 #include "max_pool.h"
 
 namespace alexnet_ext::cpu {
 
 template <class I>
 void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g) {
-  const int64_t planes = g.planes();
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t pl = 0; pl < planes; ++pl) {
-    for (int64_t oy = 0; oy < g.ho; ++oy) {
-      const float* plane = x + pl * g.h * g.w;
-      float* yrow = y + (pl * g.ho + oy) * g.wo;
-      I* srow = switches + (pl * g.ho + oy) * g.wo;
-      int64_t y0, y1;
-      pool_window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
-      for (int64_t ox = 0; ox < g.wo; ++ox) {
-        int64_t x0, x1;
-        pool_window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
-        int64_t best_i = y0 * g.w + x0;
-        float best = plane[best_i];
-        for (int64_t iy = y0; iy < y1; ++iy) {
-          for (int64_t ix = x0; ix < x1; ++ix) {
-            const float v = plane[iy * g.w + ix];
-            // Take v when it is larger (strict: ties keep the earlier pixel) or NaN, unless best
-            // is already NaN: a NaN replaces a number, never a NaN. Written as selects, not
-            // branches, since random data makes the outcome unpredictable.
-            const bool take = !(v <= best) & (best == best);
-            best = take ? v : best;
-            best_i = take ? iy * g.w + ix : best_i;
-          }
-        }
-        yrow[ox] = best;
-        srow[ox] = static_cast<I>(best_i);
-      }
-    }
-  }
+  for_each_pool_window(x, g, [&](const float* plane, int64_t o, int64_t y0, int64_t y1,
+                                 int64_t x0, int64_t x1) {
+    int64_t r, c;
+    y[o] = window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c);
+    switches[o] = static_cast<I>((y0 + r) * g.w + x0 + c);
+  });
 }
 
 template <class I>

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/lrn_window.h"
+#include "max_pool.h"
 #include "response_norm_max_pool.h"
 
 namespace alexnet_ext::cpu {
@@ -35,34 +37,15 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
       const int64_t len = (rows.end - rows.own_lo) * w;
       const int64_t own1 = (rows.own_hi - rows.own_lo) * w;  // owned: band pixels [0, own1)
       const int64_t base = ni * c * pixels + rows.own_lo * w;
-      std::vector<double> sum(static_cast<size_t>(len), 0.0);
+      std::vector<double> sum(static_cast<size_t>(len));
       std::vector<float> t(static_cast<size_t>(len));  // this channel's normalised band
       std::vector<float> dband(static_cast<size_t>(len));  // and its denominators
-      // As response_norm.cpp: a float's square is exact in double; same terms, same order.
+      // As response_norm.cpp: a float's square is exact in double; same terms, same walk.
       auto sq = [&](int64_t ch, int64_t q) {
         const double v = x[base + ch * pixels + q];
         return v * v;
       };
-      auto add = [&](int64_t ch, double sign) {
-        for (int64_t q = 0; q < len; ++q) sum[q] += sign * sq(ch, q);
-      };
-      for (int64_t j = 0; j < std::min(after, c); ++j) add(j, 1.0);
-      for (int64_t i = 0; i < c; ++i) {
-        if (i + after < c) add(i + after, 1.0);
-        if (i - before - 1 >= 0) add(i - before - 1, -1.0);
-        // A NaN or inf must not outlive its channel's stay in the window (a vectorisable check
-        // first; the recompute runs only where a pixel saw one).
-        bool any = false;
-        for (int64_t q = 0; q < len; ++q) any |= !(sum[q] - sum[q] == 0.0);
-        if (any) {
-          const int64_t lo = std::max<int64_t>(i - before, 0), hi = std::min(i + after, c - 1);
-          for (int64_t q = 0; q < len; ++q) {
-            if (sum[q] - sum[q] == 0.0) continue;
-            double s = 0.0;
-            for (int64_t ch = lo; ch <= hi; ++ch) s += sq(ch, q);
-            sum[q] = s;
-          }
-        }
+      walk_channel_windows(sum.data(), len, c, before, after, sq, [&](int64_t i) {
         const int64_t off = base + i * pixels;
         // Branch-free loops (they vectorise): the band's denoms into dband, its own rows copied out.
         for (int64_t q = 0; q < len; ++q) dband[q] = static_cast<float>(p.k + p.a * sum[q]);
@@ -71,7 +54,7 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
         else
           for (int64_t q = 0; q < len; ++q) t[q] = x[off + q] * lrn_inv_pow<false>(dband[q], beta);
         std::copy(dband.begin(), dband.begin() + own1, denoms + off);
-        // max_pool.cpp's loop on the band: row-major window scan, strict >, first NaN wins.
+        // max_pool.cpp's loop on the band (whose top row is own_lo), with max_pool's rule.
         const int64_t plane = ni * c + i;
         for (int64_t oy = o0; oy < o1; ++oy) {
           int64_t y0, y1;
@@ -81,22 +64,14 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
           for (int64_t ox = 0; ox < g.wo; ++ox) {
             int64_t x0, x1;
             pool_window(ox, g.kw, g.sw, g.pw, w, x0, x1);
-            int64_t best_i = y0 * w + x0;
-            float best = t[best_i - rows.own_lo * w];
-            for (int64_t iy = y0; iy < y1; ++iy) {
-              const float* trow = t.data() + (iy - rows.own_lo) * w;
-              for (int64_t ix = x0; ix < x1; ++ix) {
-                const float v = trow[ix];
-                const bool take = !(v <= best) & (best == best);
-                best = take ? v : best;
-                best_i = take ? iy * w + ix : best_i;
-              }
-            }
+            int64_t r, cc;
+            const float best =
+                window_max(t.data() + (y0 - rows.own_lo) * w + x0, w, y1 - y0, x1 - x0, r, cc);
             prow[ox] = best;
-            srow[ox] = static_cast<I>(best_i);
+            srow[ox] = static_cast<I>((y0 + r) * w + x0 + cc);
           }
         }
-      }
+      });
     }
   }
 }

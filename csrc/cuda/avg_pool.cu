@@ -16,47 +16,21 @@ namespace {
 constexpr int kThreads = 256;
 
 template <class Idx>
-struct Geo {  // PoolGeometry in the launch's index type
-  Idx h, w, kh, kw, sh, sw, ph, pw, ho, wo;
-  explicit Geo(const PoolGeometry& g)
-      : h(static_cast<Idx>(g.h)), w(static_cast<Idx>(g.w)), kh(static_cast<Idx>(g.kh)),
-        kw(static_cast<Idx>(g.kw)), sh(static_cast<Idx>(g.sh)), sw(static_cast<Idx>(g.sw)),
-        ph(static_cast<Idx>(g.ph)), pw(static_cast<Idx>(g.pw)), ho(static_cast<Idx>(g.ho)),
-        wo(static_cast<Idx>(g.wo)) {}
-};
-
-template <class Idx>
 __global__ void __launch_bounds__(kThreads)
-avg_pool_forward(const float* __restrict__ x, float* __restrict__ y, Geo<Idx> g, Idx total) {
-  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
-  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
-       t < total; t += stride) {
-    const Idx ox = t % g.wo;
-    const Idx r = t / g.wo;
-    const Idx oy = r % g.ho;
-    const Idx pl = r / g.ho;
-    const float* plane = x + static_cast<int64_t>(pl) * g.h * g.w;
-    Idx y0, y1, x0, x1;
-    window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
-    window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
+avg_pool_forward(const float* __restrict__ x, float* __restrict__ y, PoolGeo<Idx> g, Idx total) {
+  for_each_window(x, g, total, [&](Idx t, const float* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     float sum = 0.f;
     for (Idx iy = y0; iy < y1; ++iy)
       for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, plane[iy * g.w + ix]);
     y[t] = __fdiv_rn(sum, static_cast<float>((y1 - y0) * (x1 - x0)));
-  }
+  });
 }
 
 template <class Idx>
 __global__ void __launch_bounds__(kThreads)
-avg_pool_undo_gather(const float* __restrict__ grad_y, float* __restrict__ grad_x, Geo<Idx> g,
+avg_pool_undo_gather(const float* __restrict__ grad_y, float* __restrict__ grad_x, PoolGeo<Idx> g,
                      Idx total) {
-  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
-  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
-       t < total; t += stride) {
-    const Idx ix = t % g.w;
-    const Idx r = t / g.w;
-    const Idx iy = r % g.h;
-    const Idx pl = r / g.h;
+  for_each_element(total, g.h, g.w, [&](Idx t, Idx pl, Idx iy, Idx ix) {
     const float* gy = grad_y + static_cast<int64_t>(pl) * g.ho * g.wo;
     Idx oy0, oy1, ox0, ox1;
     covering(iy, g.kh, g.sh, g.ph, g.ho, oy0, oy1);
@@ -74,39 +48,19 @@ avg_pool_undo_gather(const float* __restrict__ grad_y, float* __restrict__ grad_
       }
     }
     grad_x[t] = sum;
-  }
-}
-
-bool int32_ok(const PoolGeometry& g) {
-  return pool_fits_int32(g) && g.planes() * g.h * g.w <= kInt32IndexLimit &&
-         g.planes() * g.ho * g.wo <= kInt32IndexLimit;
+  });
 }
 
 }  // namespace
 
 void avg_pool(const float* x, float* y, const PoolGeometry& g, cudaStream_t stream) {
-  const int64_t total = g.planes() * g.ho * g.wo;
-  if (total == 0) return;
-  const unsigned blocks = blocks_for(total, kThreads);
-  if (int32_ok(g))
-    launch(avg_pool_forward<int32_t>, blocks, kThreads, stream, x, y, Geo<int32_t>(g),
-        static_cast<int32_t>(total));
-  else
-    launch(avg_pool_forward<int64_t>, blocks, kThreads, stream, x, y, Geo<int64_t>(g), total);
-  check_launch("avg_pool");
+  launch_pool("avg_pool", avg_pool_forward<int32_t>, avg_pool_forward<int64_t>,
+              g.planes() * g.ho * g.wo, g, kThreads, stream, x, y);
 }
 
 void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g, cudaStream_t stream) {
-  const int64_t total = g.planes() * g.h * g.w;
-  if (total == 0) return;
-  const unsigned blocks = blocks_for(total, kThreads);
-  if (int32_ok(g))
-    launch(avg_pool_undo_gather<int32_t>, blocks, kThreads, stream, grad_y, grad_x, Geo<int32_t>(g),
-        static_cast<int32_t>(total));
-  else
-    launch(avg_pool_undo_gather<int64_t>, blocks, kThreads, stream, grad_y, grad_x, Geo<int64_t>(g),
-        total);
-  check_launch("avg_pool_undo");
+  launch_pool("avg_pool_undo", avg_pool_undo_gather<int32_t>, avg_pool_undo_gather<int64_t>,
+              g.planes() * g.h * g.w, g, kThreads, stream, grad_y, grad_x);
 }
 
 }  // namespace alexnet_ext::cuda

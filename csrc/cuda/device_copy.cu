@@ -1,6 +1,7 @@
 // Copies between GPUs: see device_copy.h for the routes and the ordering they guarantee.
 // Events order the streams (no host synchronisation); each is destroyed right after its waits
 // are queued, which CUDA allows (its resources go once the work completes).
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <string>
@@ -39,6 +40,19 @@ cudaEvent_t record(cudaStream_t stream, const char* what) {
 
 void wait(cudaStream_t stream, cudaEvent_t e, const char* what) {
   check(cudaStreamWaitEvent(stream, e, 0), what);
+}
+
+// One leg of a copy, on the current device: stream cs waits for the events `after`, queues
+// copy(cs), and records the event that marks the leg's end; `current` (the caller's stream, on
+// either device) waits for it too. Returns that event.
+template <class Copy>
+cudaEvent_t copy_leg(cudaStream_t cs, std::initializer_list<cudaEvent_t> after, Copy copy,
+                     const char* recorded, cudaStream_t current, const char* current_waits) {
+  for (cudaEvent_t e : after) wait(cs, e, "copy: cudaStreamWaitEvent");
+  copy(cs);
+  const cudaEvent_t done = record(cs, recorded);
+  wait(current, done, current_waits);
+  return done;
 }
 
 }  // namespace
@@ -96,11 +110,10 @@ void copy_between(void* dst, int dst_device, const void* src, int src_device, si
     cudaEvent_t done;
     {
       DeviceScope scope(dst_device);
-      wait(cs, src_ready, "copy: cudaStreamWaitEvent");
-      wait(cs, dst_ready, "copy: cudaStreamWaitEvent");
-      check(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, cs), "copy: cudaMemcpyPeerAsync");
-      done = record(cs, "copy: cudaEventRecord (copied)");
-      wait(current, done, "copy: cudaStreamWaitEvent (destination)");
+      done = copy_leg(cs, {src_ready, dst_ready}, [&](cudaStream_t s) {
+        check(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, s),
+              "copy: cudaMemcpyPeerAsync");
+      }, "copy: cudaEventRecord (copied)", current, "copy: cudaStreamWaitEvent (destination)");
     }
     {
       DeviceScope scope(src_device);
@@ -117,18 +130,17 @@ void copy_between(void* dst, int dst_device, const void* src, int src_device, si
     {
       DeviceScope scope(src_device);
       staging = pinned_acquire(bytes);
-      wait(cs_src, src_ready, "copy: cudaStreamWaitEvent");
-      check(cudaMemcpyAsync(staging, src, bytes, cudaMemcpyDeviceToHost, cs_src), "copy: cudaMemcpyAsync (to host)");
-      staged = record(cs_src, "copy: cudaEventRecord (staged)");
-      wait(current, staged, "copy: cudaStreamWaitEvent (source)");
+      staged = copy_leg(cs_src, {src_ready}, [&](cudaStream_t s) {
+        check(cudaMemcpyAsync(staging, src, bytes, cudaMemcpyDeviceToHost, s),
+              "copy: cudaMemcpyAsync (to host)");
+      }, "copy: cudaEventRecord (staged)", current, "copy: cudaStreamWaitEvent (source)");
     }
     {
       DeviceScope scope(dst_device);
-      wait(cs_dst, staged, "copy: cudaStreamWaitEvent");
-      wait(cs_dst, dst_ready, "copy: cudaStreamWaitEvent");
-      check(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyHostToDevice, cs_dst), "copy: cudaMemcpyAsync (to device)");
-      done = record(cs_dst, "copy: cudaEventRecord (copied)");
-      wait(current, done, "copy: cudaStreamWaitEvent (destination)");
+      done = copy_leg(cs_dst, {staged, dst_ready}, [&](cudaStream_t s) {
+        check(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyHostToDevice, s),
+              "copy: cudaMemcpyAsync (to device)");
+      }, "copy: cudaEventRecord (copied)", current, "copy: cudaStreamWaitEvent (destination)");
     }
     {
       // The staging buffer goes back to the cache once the second copy has read it; its event is

@@ -31,37 +31,12 @@ constexpr int kWarps = kThreads / 32;
 template <class I, class Idx>
 __global__ void __launch_bounds__(kThreads)
 max_pool_forward(const float* __restrict__ x, float* __restrict__ y, I* __restrict__ switches,
-                 PoolGeometry g64, Idx total) {
-  const Idx h = static_cast<Idx>(g64.h), w = static_cast<Idx>(g64.w);
-  const Idx kh = static_cast<Idx>(g64.kh), kw = static_cast<Idx>(g64.kw);
-  const Idx sh = static_cast<Idx>(g64.sh), sw = static_cast<Idx>(g64.sw);
-  const Idx ph = static_cast<Idx>(g64.ph), pw = static_cast<Idx>(g64.pw);
-  const Idx ho = static_cast<Idx>(g64.ho), wo = static_cast<Idx>(g64.wo);
-  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
-  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
-       t < total; t += stride) {
-    const Idx ox = t % wo;
-    const Idx r = t / wo;
-    const Idx oy = r % ho;
-    const Idx pl = r / ho;
-    const float* plane = x + static_cast<int64_t>(pl) * h * w;
-    Idx y0, y1, x0, x1;
-    window(oy, kh, sh, ph, h, y0, y1);
-    window(ox, kw, sw, pw, w, x0, x1);
-    Idx best_i = y0 * w + x0;
-    float best = plane[best_i];
-    for (Idx iy = y0; iy < y1; ++iy) {
-      for (Idx ix = x0; ix < x1; ++ix) {
-        const float v = plane[iy * w + ix];
-        // Larger (strict: ties keep the earlier pixel) or NaN, unless best is already NaN.
-        const bool take = !(v <= best) & (best == best);
-        best = take ? v : best;
-        best_i = take ? iy * w + ix : best_i;
-      }
-    }
-    y[t] = best;
-    switches[t] = static_cast<I>(best_i);
-  }
+                 PoolGeo<Idx> g, Idx total) {
+  for_each_window(x, g, total, [&](Idx t, const float* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+    Idx r, c;
+    y[t] = window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c);
+    switches[t] = static_cast<I>((y0 + r) * g.w + x0 + c);
+  });
 }
 
 template <class I>
@@ -107,46 +82,28 @@ max_pool_undo_kernel(const float* __restrict__ grad_y, const I* __restrict__ swi
   }
 }
 
+}  // namespace
+
 template <class I>
-void forward_impl(const float* x, float* y, I* switches, const PoolGeometry& g,
-                  cudaStream_t stream) {
-  const int64_t total = g.planes() * g.ho * g.wo;
-  if (total == 0) return;
-  const unsigned blocks = blocks_for(total, kThreads);
-  if (pool_fits_int32(g) && total <= kInt32IndexLimit && g.planes() * g.h * g.w <= kInt32IndexLimit)
-    launch(max_pool_forward<I, int32_t>, blocks, kThreads, stream, x, y, switches, g,
-        static_cast<int32_t>(total));
-  else
-    launch(max_pool_forward<I, int64_t>, blocks, kThreads, stream, x, y, switches, g, total);
-  check_launch("max_pool");
+void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g, cudaStream_t stream) {
+  launch_pool("max_pool", max_pool_forward<I, int32_t>, max_pool_forward<I, int64_t>,
+              g.planes() * g.ho * g.wo, g, kThreads, stream, x, y, switches);
 }
 
 template <class I>
-void undo_impl(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
-               int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
+void max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
+                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
   if (planes == 0) return;  // in_pixels == 0 still runs: every switch is then reported
   launch(max_pool_undo_kernel<I>, blocks_for(planes, kWarps), kThreads, stream, grad_y, switches,
       grad_x, planes, in_pixels, out_pixels, bad);
   check_launch("max_pool_undo");
 }
 
-}  // namespace
-
-void max_pool(const float* x, float* y, int32_t* switches, const PoolGeometry& g,
-              cudaStream_t stream) {
-  forward_impl(x, y, switches, g, stream);
-}
-void max_pool(const float* x, float* y, int64_t* switches, const PoolGeometry& g,
-              cudaStream_t stream) {
-  forward_impl(x, y, switches, g, stream);
-}
-void max_pool_undo(const float* grad_y, const int32_t* switches, float* grad_x, int64_t planes,
-                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
-  undo_impl(grad_y, switches, grad_x, planes, in_pixels, out_pixels, bad, stream);
-}
-void max_pool_undo(const float* grad_y, const int64_t* switches, float* grad_x, int64_t planes,
-                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
-  undo_impl(grad_y, switches, grad_x, planes, in_pixels, out_pixels, bad, stream);
-}
+template void max_pool(const float*, float*, int32_t*, const PoolGeometry&, cudaStream_t);
+template void max_pool(const float*, float*, int64_t*, const PoolGeometry&, cudaStream_t);
+template void max_pool_undo(const float*, const int32_t*, float*, int64_t, int64_t, int64_t,
+                            BadValues*, cudaStream_t);
+template void max_pool_undo(const float*, const int64_t*, float*, int64_t, int64_t, int64_t,
+                            BadValues*, cudaStream_t);
 
 }  // namespace alexnet_ext::cuda

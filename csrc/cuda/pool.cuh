@@ -1,10 +1,12 @@
-// Device versions of pool.h's window arithmetic, for max_pool.cu and avg_pool.cu. Idx is the
-// index type of the launch: int32_t when every flat index of the op (and the grid-stride step
-// past it) fits, which spares the GPU 64-bit divisions, else int64_t.
+// The GPU side of pool.h for max_pool.cu, avg_pool.cu and response_norm_max_pool.cu: the window
+// arithmetic on device, the grid-stride loops over outputs, and the launch that picks the index
+// type. Idx is the index type of the launch: int32_t when every flat index of the op (and the
+// grid-stride step past it) fits, which spares the GPU 64-bit divisions, else int64_t.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
 
+#include "cuda/common.cuh"
 #include "pool.h"
 
 namespace alexnet_ext::cuda {
@@ -20,6 +22,51 @@ inline bool pool_fits_int32(const PoolGeometry& g) {
     if (v >= (int64_t{1} << 29)) return false;
   return true;
 }
+
+// Whether a pooling launch may index in int32: every flat index of x and y below the limit, and
+// the geometry small enough for the window arithmetic.
+inline bool pool_int32_ok(const PoolGeometry& g) {
+  return pool_fits_int32(g) && g.planes() * g.h * g.w <= kInt32IndexLimit &&
+         g.planes() * g.ho * g.wo <= kInt32IndexLimit;
+}
+
+template <class Idx>
+struct PoolGeo {  // PoolGeometry in the launch's index type (the kernels' argument)
+  Idx h, w, kh, kw, sh, sw, ph, pw, ho, wo;
+  explicit PoolGeo(const PoolGeometry& g)
+      : h(static_cast<Idx>(g.h)), w(static_cast<Idx>(g.w)), kh(static_cast<Idx>(g.kh)),
+        kw(static_cast<Idx>(g.kw)), sh(static_cast<Idx>(g.sh)), sw(static_cast<Idx>(g.sw)),
+        ph(static_cast<Idx>(g.ph)), pw(static_cast<Idx>(g.pw)), ho(static_cast<Idx>(g.ho)),
+        wo(static_cast<Idx>(g.wo)) {}
+};
+
+// Grid-stride loop over the elements t < total of dense (planes, rows, cols) arrays: calls
+// f(t, plane, row, col) once for each, consecutive threads along a row.
+template <class Idx, class F>
+__device__ __forceinline__ void for_each_element(Idx total, Idx rows, Idx cols, F f) {
+  const Idx stride = static_cast<Idx>(gridDim.x) * static_cast<Idx>(blockDim.x);
+  for (Idx t = static_cast<Idx>(blockIdx.x) * static_cast<Idx>(blockDim.x) + threadIdx.x;
+       t < total; t += stride) {
+    const Idx r = t / cols;
+    f(t, r / rows, r % rows, t % cols);
+  }
+}
+
+#if defined(__CUDACC__) || defined(ALEXNET_EXT_CUDA_EMULATION)
+// Queues k32 (int32 indexing) when pool_int32_ok(g), else k64, one thread per element of
+// `total`, as kernel(args..., PoolGeo<Idx>(g), Idx(total)).
+template <class K32, class K64, class... A>
+void launch_pool(const char* op, K32 k32, K64 k64, int64_t total, const PoolGeometry& g,
+                 int threads, cudaStream_t stream, A... args) {
+  if (total == 0) return;
+  const unsigned blocks = blocks_for(total, threads);
+  if (pool_int32_ok(g))
+    launch(k32, blocks, threads, stream, args..., PoolGeo<int32_t>(g), static_cast<int32_t>(total));
+  else
+    launch(k64, blocks, threads, stream, args..., PoolGeo<int64_t>(g), total);
+  check_launch(op);
+}
+#endif
 
 // Rows (or columns) [lo, hi) of output o's window, clipped to the image (pool.h pool_window).
 template <class Idx>
@@ -38,6 +85,20 @@ __device__ __forceinline__ void covering(Idx i, Idx k, Idx s, Idx p, Idx out, Id
   hi = h < out ? h : out;
   const Idx l = a <= 0 ? Idx{0} : ceil_div_nonneg(a, s);  // not (a + s - 1) / s: overflows
   lo = l < hi ? l : hi;
+}
+
+// for_each_element over the outputs of a pooling forward: calls f(t, plane, y0, y1, x0, x1) with
+// plane the input plane of output t and rows [y0, y1) x columns [x0, x1) its window (as the
+// CPU's cpu/pool_windows.h).
+template <class Idx, class F>
+__device__ __forceinline__ void for_each_window(const float* x, const PoolGeo<Idx>& g, Idx total,
+                                                F f) {
+  for_each_element(total, g.ho, g.wo, [&](Idx t, Idx pl, Idx oy, Idx ox) {
+    Idx y0, y1, x0, x1;
+    window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);
+    window(ox, g.kw, g.sw, g.pw, g.w, x0, x1);
+    f(t, x + static_cast<int64_t>(pl) * g.h * g.w, y0, y1, x0, x1);
+  });
 }
 
 }  // namespace alexnet_ext::cuda

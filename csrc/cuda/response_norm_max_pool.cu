@@ -100,20 +100,12 @@ lrn_pool_forward(const float* __restrict__ x, float* __restrict__ pooled, I* __r
         int64_t y0, y1, x0, x1;
         window<int64_t>(oy, g.kh, g.sh, g.ph, h, y0, y1);
         window<int64_t>(ox, g.kw, g.sw, g.pw, w, x0, x1);
-        int64_t best_i = y0 * w + x0;
-        float best = buf[(y0 - rs.own_lo) * tw + (x0 - cs.own_lo)];
-        for (int64_t iy = y0; iy < y1; ++iy) {
-          const float* trow = buf + (iy - rs.own_lo) * tw;
-          for (int64_t ix = x0; ix < x1; ++ix) {
-            const float v = trow[ix - cs.own_lo];
-            const bool take = !(v <= best) & (best == best);  // max_pool's rule
-            best = take ? v : best;
-            best_i = take ? iy * w + ix : best_i;
-          }
-        }
+        int64_t r, cc;  // max_pool's rule, on the tile
+        const float best = window_max(buf + (y0 - rs.own_lo) * tw + (x0 - cs.own_lo), tw, y1 - y0,
+                                      x1 - x0, r, cc);
         const int64_t out = (plane * g.ho + oy) * g.wo + ox;
         pooled[out] = best;
-        switches[out] = static_cast<I>(best_i);
+        switches[out] = static_cast<I>((y0 + r) * w + x0 + cc);
       }
     }
     __syncthreads();  // the last channels' pooling is done before the next tile's writes

@@ -133,10 +133,12 @@ rank_kernel(const float* __restrict__ probs, const L* __restrict__ labels, int64
   }
 }
 
+}  // namespace
+
 template <class L>
-void loss_impl(const float* logits, const L* labels, float* probs, int64_t n, int64_t k,
-               double* row_loss, double* total, float* total_f, BadValues* bad,
-               cudaStream_t stream) {
+void softmax_log_loss(const float* logits, const L* labels, float* probs, int64_t n, int64_t k,
+                      double* row_loss, double* total, float* total_f, BadValues* bad,
+                      cudaStream_t stream) {
   if (n == 0) return;  // k == 0 runs: every label is then out of range and reported
   const unsigned grid = static_cast<unsigned>(n < 65535 * 16 ? n : 65535 * 16);
   launch(softmax_rows<L>, grid, kThreads, stream, logits, labels, probs, n, k, row_loss, bad);
@@ -146,8 +148,8 @@ void loss_impl(const float* logits, const L* labels, float* probs, int64_t n, in
 }
 
 template <class L>
-void undo_impl(const float* probs, const L* labels, float* grad, int64_t n, int64_t k, float scale,
-               BadValues* bad, cudaStream_t stream) {
+void softmax_log_loss_undo(const float* probs, const L* labels, float* grad, int64_t n, int64_t k,
+                           float scale, BadValues* bad, cudaStream_t stream) {
   if (n * k == 0) return;
   launch(undo_kernel<L>, blocks_for(n * k, kThreads), kThreads, stream, probs, labels, grad, n, k,
       scale, bad);
@@ -155,44 +157,27 @@ void undo_impl(const float* probs, const L* labels, float* grad, int64_t n, int6
 }
 
 template <class L>
-void ranks_impl(const float* probs, const L* labels, int64_t n, int64_t k, int64_t* ranks,
-                const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
-                BadValues* bad, cudaStream_t stream) {
+void label_ranks(const float* probs, const L* labels, int64_t n, int64_t k, int64_t* ranks,
+                 const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
+                 BadValues* bad, cudaStream_t stream) {
   if (n == 0) return;
   launch(rank_kernel<L>, blocks_for(n, kWarps), kThreads, stream, probs, labels, n, k, ranks,
       thresholds, counts, num_thresholds, bad);
   check_launch("label_ranks");
 }
 
-}  // namespace
-
-void softmax_log_loss(const float* logits, const int32_t* labels, float* probs, int64_t n,
-                      int64_t k, double* row_loss, double* total, float* total_f, BadValues* bad,
-                      cudaStream_t stream) {
-  loss_impl(logits, labels, probs, n, k, row_loss, total, total_f, bad, stream);
-}
-void softmax_log_loss(const float* logits, const int64_t* labels, float* probs, int64_t n,
-                      int64_t k, double* row_loss, double* total, float* total_f, BadValues* bad,
-                      cudaStream_t stream) {
-  loss_impl(logits, labels, probs, n, k, row_loss, total, total_f, bad, stream);
-}
-void softmax_log_loss_undo(const float* probs, const int32_t* labels, float* grad, int64_t n,
-                           int64_t k, float scale, BadValues* bad, cudaStream_t stream) {
-  undo_impl(probs, labels, grad, n, k, scale, bad, stream);
-}
-void softmax_log_loss_undo(const float* probs, const int64_t* labels, float* grad, int64_t n,
-                           int64_t k, float scale, BadValues* bad, cudaStream_t stream) {
-  undo_impl(probs, labels, grad, n, k, scale, bad, stream);
-}
-void label_ranks(const float* probs, const int32_t* labels, int64_t n, int64_t k, int64_t* ranks,
-                 const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
-                 BadValues* bad, cudaStream_t stream) {
-  ranks_impl(probs, labels, n, k, ranks, thresholds, counts, num_thresholds, bad, stream);
-}
-void label_ranks(const float* probs, const int64_t* labels, int64_t n, int64_t k, int64_t* ranks,
-                 const int64_t* thresholds, unsigned long long* counts, int num_thresholds,
-                 BadValues* bad, cudaStream_t stream) {
-  ranks_impl(probs, labels, n, k, ranks, thresholds, counts, num_thresholds, bad, stream);
-}
+// The two label types.
+template void softmax_log_loss(const float*, const int32_t*, float*, int64_t, int64_t, double*,
+                               double*, float*, BadValues*, cudaStream_t);
+template void softmax_log_loss(const float*, const int64_t*, float*, int64_t, int64_t, double*,
+                               double*, float*, BadValues*, cudaStream_t);
+template void softmax_log_loss_undo(const float*, const int32_t*, float*, int64_t, int64_t, float,
+                                    BadValues*, cudaStream_t);
+template void softmax_log_loss_undo(const float*, const int64_t*, float*, int64_t, int64_t, float,
+                                    BadValues*, cudaStream_t);
+template void label_ranks(const float*, const int32_t*, int64_t, int64_t, int64_t*, const int64_t*,
+                          unsigned long long*, int, BadValues*, cudaStream_t);
+template void label_ranks(const float*, const int64_t*, int64_t, int64_t, int64_t*, const int64_t*,
+                          unsigned long long*, int, BadValues*, cudaStream_t);
 
 }  // namespace alexnet_ext::cuda

@@ -17,8 +17,8 @@ import numpy as np
 from .. import cuda as C
 from .. import ops
 
-__all__ = ["check_device", "gpu_index", "is_cuda", "empty", "zeros", "fill_zero", "add_into", "copy_into",
-           "transfer", "to_host", "from_host", "set_copy_route"]
+__all__ = ["check_device", "gpu_index", "is_cuda", "fuses", "empty", "zeros", "fill_zero",
+           "add_into", "copy_into", "transfer", "to_host", "from_host", "set_copy_route"]
 
 _route = "auto"
 
@@ -40,6 +40,14 @@ def gpu_index(device: str) -> int | None:
 
 def is_cuda(device: str) -> bool:
     return device != "cpu"
+
+
+def fuses(device: str, fuse) -> bool:
+    """Whether a net on ``device`` given :class:`~alexnet_ext.nn.net.Net`'s ``fuse`` argument
+    ("auto", True or False) fuses layers: True always, "auto" on GPUs, False never."""
+    if fuse not in ("auto", True, False):
+        raise ValueError(f"fuse: expected 'auto', True or False, got {fuse!r}")
+    return fuse is True or (fuse == "auto" and is_cuda(device))
 
 
 def check_device(device: str) -> str:

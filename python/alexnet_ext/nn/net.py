@@ -119,9 +119,7 @@ class Net:
         self._canonical = {}          # canonical param name -> shape
         self._fused_away = {}         # tensor name -> the fused layer that skips it
         self._build()
-        if fuse not in ("auto", True, False):
-            raise ValueError(f"fuse: expected 'auto', True or False, got {fuse!r}")
-        if fuse is True or (fuse == "auto" and D.is_cuda(self.devices[0])):
+        if D.fuses(self.devices[0], fuse):
             self._fuse()
         self.params: list[Param] = [p for layer in self.layers for p in layer.params]
         self._params_by_device = {d: [p for p in self.params if p.device == d]

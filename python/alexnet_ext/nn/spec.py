@@ -37,6 +37,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from . import schema as S
+from .device import fuses
 from .layers import LAYER_TYPES
 from .schema import ModelError
 
@@ -167,18 +168,36 @@ class ModelSpec:
                 return layer
         return None
 
-    def memory(self, batch_size: int | None = None) -> dict:
+    def fused_away(self, device: str = "cpu", fuse="auto") -> set[str]:
+        """The layers whose output a :class:`~alexnet_ext.nn.net.Net` on ``device`` built with
+        ``fuse`` never writes: those it runs fused with their only reader (response norm ->
+        max pool, on GPUs by default; see :func:`~alexnet_ext.nn.device.fuses`)."""
+        if not fuses(device, fuse):
+            return set()
+        readers = {}
+        for L in self.layers:
+            for i in L.inputs:
+                readers.setdefault(i, []).append(L)
+        only = {name: r[0] for name, r in readers.items() if len(r) == 1 and r[0] is not self.cost}
+        return {L.name for L in self.layers if L.name in only and L.layer_type.fuses_with(only[L.name])}
+
+    def memory(self, batch_size: int | None = None, *, device: str = "cpu", fuse="auto") -> dict:
         """An estimate (a lower bound) of the memory a training step at ``batch_size`` (default:
-        ``[learning] batch_size``) holds, in bytes, float32 throughout.
+        ``[learning] batch_size``) holds, in bytes, float32 throughout, for a net on ``device``
+        built with ``fuse`` (:class:`~alexnet_ext.nn.net.Net`'s arguments).
 
         ``parameters``: value, gradient and momentum of every parameter; ``activations``: the
-        input batch, every layer's output and its gradient, and what layers keep for backward
-        (response norm's denominators, max pooling's switches, dropout's masks); ``total``;
-        ``per_layer``: each layer's share (parameters plus activations).
+        input batch, every layer's output and its gradient (only the gradient where the net
+        fuses the layer with its reader and never writes the output: :meth:`fused_away`), and
+        what layers keep for backward (response norm's denominators, max pooling's switches,
+        dropout's masks); ``total``; ``per_layer``: each layer's share (parameters plus
+        activations).
         """
         n = self.learning["batch_size"] if batch_size is None else batch_size
+        away = self.fused_away(device, fuse)
         per_layer = {L.name: 3 * 4 * L.num_params
-                     + n * (2 * 4 * L.out_size + L.layer_type.saved_bytes(L))
+                     + n * ((1 if L.name in away else 2) * 4 * L.out_size
+                            + L.layer_type.saved_bytes(L))
                      for L in self.layers}
         params = 3 * 4 * self.num_params
         activations = n * 4 * math.prod(self.input_shape) + sum(per_layer.values()) - params

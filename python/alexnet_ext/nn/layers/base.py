@@ -177,6 +177,14 @@ class Layer:
         """The layer for block ``part`` of ``parts`` of the input (see :meth:`build`)."""
         return cls(name, [src], out)
 
+    @classmethod
+    def fuses_with(cls, reader) -> bool:
+        """Whether :meth:`fuse` takes model layer ``reader`` (a
+        :class:`~alexnet_ext.nn.spec.LayerSpec`), the only reader of this type's output: the
+        model-level view of the net's fusion (:meth:`~alexnet_ext.nn.spec.ModelSpec.memory`).
+        Default: never."""
+        return False
+
     def fuse(self, consumer: "Layer") -> "Layer | None":
         """One layer doing this layer and ``consumer``, the only layer that reads its output, or
         None (the default: no fusion). The net builder calls it once the graph is built; the

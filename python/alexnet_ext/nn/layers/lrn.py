@@ -45,8 +45,16 @@ class LRN(Layer):
         # merged: one layer normalising each of L.blocks columns; split: one column per layer
         return cls(name, [src], out, **L.attrs, blocks=L.blocks // parts)
 
+    @staticmethod
+    def _fuses(reader_type, mode) -> bool:
+        return reader_type is Pool and mode == "max"     # the pair LRNMaxPool runs
+
+    @classmethod
+    def fuses_with(cls, reader):
+        return cls._fuses(reader.layer_type, reader.attrs.get("mode"))
+
     def fuse(self, consumer):
-        if type(consumer) is Pool and consumer.mode == "max":
+        if self._fuses(type(consumer), getattr(consumer, "mode", None)):
             return LRNMaxPool(self, consumer)
         return None
 
