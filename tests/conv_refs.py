@@ -1,14 +1,7 @@
 """Shared by test_conv.py and test_conv_cuda.py: the convolution references, cases and data makers."""
-from pathlib import Path
-
 import numpy as np
 
 from alexnet_ext import ops
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib
 
 
 # ---------------------------------------------------------------- float64 references (direct)
@@ -82,16 +75,35 @@ def ref_weight_grad(x, gy, filter_size, stride=1, padding=0, groups=1, ceil_mode
 
 
 # ---------------------------------------------------------------- cases
-def _load_cases():
-    """conv_cases.toml as {name: (N, C, H, W, F, kh, kw, stride, padding, groups, ceil_mode)},
-    in the file's order, pairs as tuples."""
-    with open(Path(__file__).with_name("conv_cases.toml"), "rb") as f:
-        table = tomllib.load(f)
-    return {name: tuple(tuple(v) if isinstance(v, list) else v for v in row)
-            for name, row in table.items()}
-
-
-CASES = _load_cases()
+# (N, C, H, W, F, kh, kw, stride, padding, groups, ceil_mode): the layer types and geometry
+# options, then the GPU tiling's edges; every conv test that runs a table runs all of them, on
+# the CPU too.
+CASES = {
+    "conv1_11x11_s4": (2, 3, 63, 63, 12, 11, 11, 4, 2, 1, False),
+    "conv2_5x5_p2_groups2": (2, 16, 13, 13, 10, 5, 5, 1, 2, 2, False),
+    "conv3_3x3_p1": (3, 9, 7, 7, 11, 3, 3, 1, 1, 1, False),
+    "batch1": (1, 5, 9, 9, 7, 3, 3, 1, 1, 1, False),
+    "non_square": (2, 4, 11, 17, 6, 3, 5, (2, 1), (1, 2), 1, False),
+    "odd_channels_groups3": (2, 9, 10, 8, 15, 4, 3, (1, 2), (0, 1), 3, False),
+    "ceil_mode_overhang": (2, 3, 12, 13, 5, 3, 3, 2, 0, 1, True),
+    "ceil_mode_padded_s4": (1, 3, 30, 29, 4, 11, 11, 4, 2, 1, True),
+    "pointwise_1x1": (2, 7, 6, 5, 9, 1, 1, 1, 0, 1, False),
+    "filter_covers_image": (2, 3, 5, 5, 4, 5, 5, 1, 0, 1, False),
+    # Shapes that stress the GPU's tiling: rows/columns crossing tile edges, groups with odd
+    # channel counts, strides larger than the filter (imgActs phases that no tap reaches),
+    # padding wider than the filter, many blocks with few rows (the 64-row tile), long
+    # reductions (split-K).
+    "fg130_crosses_row_tile": (1, 5, 6, 7, 130, 3, 3, 1, 1, 1, False),
+    "cg70_groups2": (2, 140, 5, 5, 6, 3, 3, 1, 1, 2, False),
+    "stride3_1x1_empty_phases": (2, 3, 10, 11, 4, 1, 1, 3, 0, 1, False),
+    "stride_gt_kernel_ceil": (2, 3, 11, 13, 5, 2, 2, (4, 3), (1, 0), 1, True),
+    "padding_wider_than_kernel": (1, 2, 4, 5, 3, 2, 2, (1, 2), (3, 2), 1, False),
+    "many_blocks_few_rows": (64, 32, 16, 16, 32, 3, 3, 1, 1, 1, False),
+    "long_reduction_split_k": (64, 3, 32, 32, 4, 3, 3, 1, 0, 1, False),
+    "batch1_odd_everything": (1, 7, 31, 29, 200, 4, 6, (3, 2), (2, 1), 1, True),
+    "groups4_fg33": (3, 12, 9, 11, 132, 3, 2, (2, 1), (1, 1), 4, False),
+    "columns_300": (3, 2, 10, 10, 3, 1, 3, 1, (0, 1), 1, True),
+}
 
 
 def make_data(rng, case):
