@@ -117,6 +117,32 @@ __device__ __forceinline__ void tile_mma(const float (*as)[BM + kPad], const flo
 // the conv) goes here, behind a template flag of conv_gather_gemm, after the accumulate form.
 __device__ __forceinline__ float fprop_activation(float v) { return v; }
 
+// The double-buffered mainloop of both kernels: acc = the product of the tiles that
+// issue(kt, buffer) queues for K-steps kt in [kb, ke). Buffer b^1 was last read in the step
+// before, which every thread finished before the barrier that ended it; its copies land while
+// buffer b is multiplied. One __syncthreads per K-step.
+template <int BM, int BN, class Issue>
+__device__ __forceinline__ void gemm_mainloop(float (&as)[2][kBK][BM + kPad],
+                                              float (&bs)[2][kBK][BN + kPad], float (&acc)[8][8],
+                                              int kb, int ke, int ty, int tx, Issue& issue) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  if (kb >= ke) return;  // block-uniform
+  issue(kb, 0);
+  tile_copy_wait();
+  __syncthreads();
+#pragma unroll 1
+  for (int kt = kb; kt < ke; ++kt) {
+    const int cur = (kt - kb) & 1;
+    if (kt + 1 < ke) issue(kt + 1, cur ^ 1);
+    tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
+    tile_copy_wait();
+    __syncthreads();
+  }
+}
+
 // ---------------------------------------------------------------- filterActs / imgActs kernel
 // (Slot and make_slot, shared with version 3, are in conv_impl.cuh.)
 template <int BM, int BN, bool DGRAD>
@@ -134,7 +160,8 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   __shared__ __align__(16) float bs[2][kBK][LDB];
 
   const int tid = threadIdx.x;
-  const int grp = blockIdx.z / p.phases, phase = blockIdx.z - grp * p.phases;
+  int grp, phase, split;
+  gather_slot(p, grp, phase, split);
   const Slot s = make_slot<DGRAD>(p, grp, phase);
   const int ncols = p.n * s.yn * s.xn;
   const int n0 = blockIdx.x * BN;
@@ -179,27 +206,10 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   };
 
   float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
   const int tx = tid % (BN / 8), ty = tid / (BN / 8);
-  const int ktiles = (s.k + kBK - 1) / kBK;
-  if (ktiles > 0) {  // block-uniform
-    issue(0, 0);
-    tile_copy_wait();
-    __syncthreads();
-#pragma unroll 1
-    for (int kt = 0; kt < ktiles; ++kt) {
-      const int cur = kt & 1;
-      // Buffer cur^1 was last read in step kt-1, which every thread finished before the barrier
-      // that ended it; its copies land while tile cur is multiplied.
-      if (kt + 1 < ktiles) issue(kt + 1, cur ^ 1);
-      tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
-      tile_copy_wait();
-      __syncthreads();
-    }
-  }
+  const int ktiles = (s.k + kBK - 1) / kBK;  // split-K: this block's share of them (maybe none)
+  gemm_mainloop<BM, BN>(as, bs, acc, imin(ktiles, split * p.kps),
+                        imin(ktiles, (split + 1) * p.kps), ty, tx, issue);
 
   // Epilogue: each output element has exactly one owner (columns partition the phase's pixels,
   // rows the group's channels), so the read-modify-write of the accumulate form is race-free.
@@ -228,6 +238,10 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       if (coff[j] < 0) continue;
+      if (p.splits > 1) {  // raw partial; the reduction applies bias, scale and accumulate form
+        p.ws[split * p.out_total + roff + coff[j]] = acc[i][j];
+        continue;
+      }
       float* o = p.out + roff + coff[j];
       const float v = p.so * (acc[i][j] + b);
       if (DGRAD)
@@ -376,24 +390,8 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   };
 
   float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
   const int tx = tid % (BN / 8), ty = tid / (BN / 8);
-  if (kt_begin < kt_end) {  // block-uniform
-    issue(kt_begin, 0);
-    tile_copy_wait();
-    __syncthreads();
-#pragma unroll 1
-    for (int kt = kt_begin; kt < kt_end; ++kt) {
-      const int cur = (kt - kt_begin) & 1;
-      if (kt + 1 < kt_end) issue(kt + 1, cur ^ 1);  // as in conv_gather_gemm
-      tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
-      tile_copy_wait();
-      __syncthreads();
-    }
-  }
+  gemm_mainloop<BM, BN>(as, bs, acc, kt_begin, kt_end, ty, tx, issue);
 
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -412,7 +410,51 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   }
 }
 
+// ---------------------------------------------------------------- imgActs by space-to-depth
+template <class T>
+__global__ void __launch_bounds__(256) s2d_filters(const T* __restrict__ filters,
+                                                   T* __restrict__ wt, Geo g, int64_t kdh,
+                                                   int64_t kdw, int64_t dy, int64_t dx) {
+  // W' is (groups*sh*sw*cg, fg, kdh, kdw): o = (channel, f, t, u), channel = (grp, ry, rx, c).
+  for_each_element(g.c * g.sh * g.sw, g.fg, kdh, kdw, [&](int64_t idx, const Idx4& o) {
+    const Idx4 q = unflatten(o.a, g.sh, g.sw, g.cg);
+    const int64_t i = q.b + g.ph - g.sh * (dy + o.c), j = q.c + g.pw - g.sw * (dx + o.d);
+    const bool tap = i >= 0 && i < g.kh && j >= 0 && j < g.kw;
+    wt[idx] = tap ? filters[(((q.a * g.fg + o.b) * g.cg + q.d) * g.kh + i) * g.kw + j] : T(0);
+  });
+}
+
+__global__ void __launch_bounds__(256) depth_to_space(const float* __restrict__ tmp,
+                                                      float* __restrict__ out, Geo g, int64_t hs,
+                                                      int64_t ws, float st, float so) {
+  for_each_element(g.n, g.c, g.h, g.w, [&](int64_t idx, const Idx4& o) {  // (n, channel, y, x)
+    const int64_t grp = o.b / g.cg, c = o.b - grp * g.cg;
+    const int64_t ch = ((grp * g.sh + o.c % g.sh) * g.sw + o.d % g.sw) * g.cg + c;
+    const int64_t from = ((o.a * g.c * g.sh * g.sw + ch) * hs + o.c / g.sh) * ws + o.d / g.sw;
+    store_scaled(out + idx, so * tmp[from], st);
+  });
+}
+
 }  // namespace
+
+void launch_s2d_filters(size_t elem_bytes, const void* filters, void* wt, const Geo& g,
+                        int64_t kdh, int64_t kdw, int64_t dy, int64_t dx, cudaStream_t stream) {
+  const dim3 grid(blocks_for(g.c * g.sh * g.sw * g.fg * kdh * kdw, 256));
+  if (elem_bytes == 2)
+    launch(s2d_filters<uint16_t>, grid, dim3(256), stream, static_cast<const uint16_t*>(filters),
+           static_cast<uint16_t*>(wt), g, kdh, kdw, dy, dx);
+  else
+    launch(s2d_filters<float>, grid, dim3(256), stream, static_cast<const float*>(filters),
+           static_cast<float*>(wt), g, kdh, kdw, dy, dx);
+  check_launch("img_acts (space-to-depth filters)");
+}
+
+void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t hs, int64_t ws,
+                           float st, float so, cudaStream_t stream) {
+  launch(depth_to_space, dim3(blocks_for(g.n * g.c * g.h * g.w, 256)), dim3(256), stream, tmp, out,
+         g, hs, ws, st, so);
+  check_launch("img_acts (depth to space)");
+}
 
 void launch_pack_fprop(const float* filters, float* a, int groups, int fg, int k, int kp, int mp,
                        cudaStream_t stream) {

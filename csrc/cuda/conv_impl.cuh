@@ -29,6 +29,32 @@ inline Geo geo_of(const ConvGeometry& g) {
 __device__ __forceinline__ void store_scaled(float* t, float v, float st) {
   *t = st == 0.f ? v : fmaf(st, *t, v);
 }
+
+// A flat NCHW-style index -> (a, b, c, d) over dimensions (., nb, nc, nd), d fastest.
+struct Idx4 {
+  int64_t a, b, c, d;
+};
+__device__ __forceinline__ Idx4 unflatten(int64_t idx, int64_t nb, int64_t nc, int64_t nd) {
+  Idx4 r;
+  r.d = idx % nd;
+  idx /= nd;
+  r.c = idx % nc;
+  idx /= nc;
+  r.b = idx % nb;
+  r.a = idx / nb;
+  return r;
+}
+
+// fn(idx, coordinates) for each element of an (na, nb, nc, nd) tensor this thread owns in a
+// grid-stride loop: the element-wise kernels' (version 1, space-to-depth) iteration.
+template <class Fn>
+__device__ __forceinline__ void for_each_element(int64_t na, int64_t nb, int64_t nc, int64_t nd,
+                                                 Fn fn) {
+  const int64_t total = na * nb * nc * nd;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    fn(idx, unflatten(idx, nb, nc, nd));
+}
 #endif
 
 // ---------------------------------------------------------------- version 1 (conv_reference.cu)
@@ -58,7 +84,9 @@ inline FastDivmod make_fast_divmod(uint32_t d) {
 }
 
 // filterActs and imgActs: one kernel (template flag DGRAD), grid (column tiles, row tiles,
-// group * phases + phase).
+// (split * groups + group) * phases + phase). With splits > 1 (split-K) block `split` sums
+// K-steps [split*kps, (split+1)*kps) and writes its raw partial to ws[split][output layout];
+// reduce_splits (conv.cu) then applies bias, scale and the accumulate form in split order.
 struct GatherParams {
   const float* a;      // packed A: [groups][pi][pj][kp][mp], zero outside the real (k, m)
   const int2* table;   // gather tables: [pi][pj][kp]
@@ -76,6 +104,9 @@ struct GatherParams {
   int64_t src_nstride, src_gstride;  // gathered tensor: elements per image, per group
   int64_t out_nstride, out_plane;    // output: elements per image, per channel plane
   int out_gplanes;                   // output planes per group
+  int splits, kps;                   // split-K: splits, K-steps per split (1, all: no split)
+  float* ws;                         // splits > 1: [splits][out_total] partial sums
+  int64_t out_total;                 // elements of the output tensor
 };
 
 // weightActs: grid (column tiles, row tiles, split * groups + group).
@@ -108,6 +139,14 @@ void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t pla
 // imgActs' gather tables, one per tap phase: [pi][pj][kp].
 void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
                         int kp, int64_t pix, int wo, cudaStream_t stream);
+// imgActs by space-to-depth (conv.cu, img_acts_gemm): W'[(grp, ry, rx, c)][f][t][u] =
+// filters[grp*fg + f][c][ry + ph - sh*(dy + t)][rx + pw - sw*(dx + u)], zero outside the filter,
+// for 4-byte (fp32) or 2-byte (bf16) elements copied unchanged; then out = st*out + so*tmp with
+// tmp[n][(grp, ry, rx, c)][y / sh][x / sw] the value of pixel (y, x) of channel grp*cg + c.
+void launch_s2d_filters(size_t elem_bytes, const void* filters, void* wt, const Geo& g,
+                        int64_t kdh, int64_t kdw, int64_t dy, int64_t dx, cudaStream_t stream);
+void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t hs, int64_t ws,
+                           float st, float so, cudaStream_t stream);
 // The GEMM kernels: tile 128x128 (256 threads) when bm128, else 64x128 (128 threads).
 void launch_gather_gemm(bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
                         cudaStream_t stream, const char* op);
@@ -125,6 +164,16 @@ struct Slot {
   int hb, wb, rowlen;             // gathered plane: bounds and row length
   int oys, oyb, orow, oxs, oxb;   // output pixel: (y*oys + oyb) * orow + x*oxs + oxb
 };
+
+// blockIdx.z of a filterActs/imgActs grid -> (group, phase, split).
+__device__ __forceinline__ void gather_slot(const GatherParams& p, int& grp, int& phase,
+                                            int& split) {
+  const int slots = static_cast<int>(gridDim.z) / p.splits;
+  split = static_cast<int>(blockIdx.z) / slots;
+  const int slot = static_cast<int>(blockIdx.z) - split * slots;
+  grp = slot / p.phases;
+  phase = slot - grp * p.phases;
+}
 
 template <bool DGRAD>
 __device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int phase) {
@@ -181,6 +230,15 @@ __device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int ph
 
 #endif
 
+
+// ---------------------------------------------------------------- dispatch (conv.cu)
+// How often the dispatcher chose split-K for a filterActs/imgActs grid, and the space-to-depth
+// form of imgActs, since the process started: the emulator harnesses check that their cases
+// reach both paths.
+struct PathCounts {
+  int64_t split_k, s2d;
+};
+PathCounts path_counts();
 
 // ---------------------------------------------------------------- version 3 (conv_mma.cu)
 // Tensor-core implicit GEMM (mma.sync, sm_80+): tf32 (fp32 in memory) or bf16 (uint16_t bits in

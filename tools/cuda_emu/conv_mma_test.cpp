@@ -15,69 +15,17 @@
 // With scale_targets = 0 the output starts as NaN (never read) and must come back finite.
 // Usage: conv_mma_test [seed] [random_cases] [fixed cases: all | none | name substring];
 // exit status 1 on any failure.
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "conv.h"
-#include "cuda/memory.h"
-#include "cuda_runtime.h"
+#include "conv_harness.h"
 
-using alexnet_ext::ConvGeometry;
-using alexnet_ext::conv_out_size;
-namespace gpu = alexnet_ext::cuda;
-
-namespace {
-
-struct Case {
-  std::string name;
-  int64_t n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups;
-  bool ceil_mode;
-};
-
-ConvGeometry geometry(const Case& k) {
-  return {k.n, k.c, k.h, k.w, k.f, k.kh, k.kw, k.sh, k.sw, k.ph, k.pw, k.groups,
-          conv_out_size(k.h, k.kh, k.sh, k.ph, k.ceil_mode),
-          conv_out_size(k.w, k.kw, k.sw, k.pw, k.ceil_mode)};
-}
-
-// Emulated device memory (the emulator's launches reject host pointers).
-template <class T>
-struct DeviceAllocator {
-  using value_type = T;
-  DeviceAllocator() = default;
-  template <class U>
-  DeviceAllocator(const DeviceAllocator<U>&) {}
-  T* allocate(size_t n) {
-    void* p = nullptr;
-    if (cudaMalloc(&p, n * sizeof(T)) != cudaSuccess) throw std::bad_alloc();
-    return static_cast<T*>(p);
-  }
-  void deallocate(T* p, size_t) { cudaFree(p); }
-  bool operator==(const DeviceAllocator&) const { return true; }
-  bool operator!=(const DeviceAllocator&) const { return false; }
-};
-using Vec = std::vector<float, DeviceAllocator<float>>;
-using Vec16 = std::vector<uint16_t, DeviceAllocator<uint16_t>>;
-using Ref = std::vector<double>;
-
-}  // namespace
-
-namespace alexnet_ext::cuda {
-void* device_alloc(size_t bytes, int, cudaStream_t) {
-  void* p = nullptr;  // exactly `bytes`: AddressSanitizer sees any overrun
-  if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) throw std::bad_alloc();
-  return p;
-}
-void device_free(void* ptr) { cudaFree(ptr); }
-}  // namespace alexnet_ext::cuda
+using namespace harness;
 
 namespace {
 
@@ -111,24 +59,6 @@ struct Result {
   explicit Result(size_t n) : val(n, 0.0), mag(n, 0.0) {}
 };
 
-void for_each_product(const ConvGeometry& g,
-                      const std::function<void(int64_t xi, int64_t wi, int64_t yi)>& fn) {
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t f = 0; f < g.f; ++f) {
-      const int64_t grp = f / g.fg();
-      for (int64_t oy = 0; oy < g.ho; ++oy)
-        for (int64_t ox = 0; ox < g.wo; ++ox)
-          for (int64_t c = 0; c < g.cg(); ++c)
-            for (int64_t i = 0; i < g.kh; ++i)
-              for (int64_t j = 0; j < g.kw; ++j) {
-                const int64_t iy = oy * g.sh - g.ph + i, ix = ox * g.sw - g.pw + j;
-                if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-                fn(((n * g.c + grp * g.cg() + c) * g.h + iy) * g.w + ix,
-                   ((f * g.cg() + c) * g.kh + i) * g.kw + j, ((n * g.f + f) * g.ho + oy) * g.wo + ox);
-              }
-    }
-}
-
 // ---------------------------------------------------------------- checking
 int failures = 0, checks = 0;
 double worst_ratio = 0;  // largest |err| / bound seen
@@ -153,13 +83,6 @@ void expect_within(const Vec& got, const Result& want, const Vec* prev, double s
     }
     worst_ratio = std::max(worst_ratio, err / bound);
   }
-}
-
-Vec random_vec(std::mt19937_64& rng, size_t n) {
-  std::normal_distribution<float> d;
-  Vec v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
 }
 
 // The three accumulate forms: st = 0 into NaNs, 1/1, 0.5/-2.
@@ -255,64 +178,27 @@ void run_case(std::mt19937_64& rng, const Case& k) {
       gpu::set_conv_kernel(2);
     }
   }
-  std::printf("done %-26s N=%lld C=%lld %lldx%lld F=%lld k=%lldx%lld s=%lld,%lld p=%lld,%lld "
-              "g=%lld ceil=%d -> %lldx%lld (failures so far %d)\n",
-              k.name.c_str(), (long long)g.n, (long long)g.c, (long long)g.h, (long long)g.w,
-              (long long)g.f, (long long)g.kh, (long long)g.kw, (long long)g.sh, (long long)g.sw,
-              (long long)g.ph, (long long)g.pw, (long long)g.groups, int(k.ceil_mode),
-              (long long)g.ho, (long long)g.wo, failures);
-  std::fflush(stdout);
-}
-
-Case random_case(std::mt19937_64& rng, int i) {
-  auto u = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  Case k;
-  k.name = "random" + std::to_string(i);
-  k.groups = u(1, 3);
-  k.kh = u(1, 6);
-  k.kw = u(1, 6);
-  k.sh = u(1, 4);
-  k.sw = u(1, 4);
-  k.ph = u(0, 2);
-  k.pw = u(0, 2);
-  k.h = u(std::max<int>(1, k.kh - 2 * k.ph), 17);
-  k.w = u(std::max<int>(1, k.kw - 2 * k.pw), 17);
-  k.n = u(1, 3);
-  k.c = k.groups * u(1, 9);
-  k.f = k.groups * u(1, 9);
-  k.ceil_mode = u(0, 1);
-  return k;
+  print_case("done", k, g, failures);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const unsigned long seed = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 1;
-  const int randoms = argc > 2 ? std::atoi(argv[2]) : 6;
-  const std::string fixed = argc > 3 ? argv[3] : "all";
-  std::mt19937_64 rng(seed);
-  std::vector<Case> cases;
-  if (fixed != "none") {
-    cases = {
-        // name, N, C, H, W, F, kh, kw, sh, sw, ph, pw, groups, ceil
-        {"conv1_like_11x11_s4", 1, 3, 27, 27, 20, 11, 11, 4, 4, 2, 2, 1, false},
-        {"conv2_like_5x5_g2_ksteps", 2, 32, 7, 7, 20, 5, 5, 1, 1, 2, 2, 2, false},  // K = 400
-        {"fg130_crosses_tile", 1, 5, 6, 7, 130, 3, 3, 1, 1, 1, 1, 1, false},
-        {"cg70_groups2_dgrad_rows", 1, 140, 5, 5, 6, 3, 3, 1, 1, 1, 1, 2, false},
-        {"stride3_1x1_empty_phases", 2, 3, 10, 11, 4, 1, 1, 3, 3, 0, 0, 1, false},
-        {"stride4_2x2_ceil", 2, 3, 11, 13, 5, 2, 2, 4, 3, 1, 0, 1, true},
-        {"pad_larger_than_kernel", 1, 2, 4, 5, 3, 2, 2, 1, 2, 3, 2, 1, false},
-        {"long_reduction_splitk", 8, 3, 24, 24, 4, 3, 3, 1, 1, 0, 0, 1, false},
-        {"columns_300_ceil", 3, 2, 10, 10, 3, 1, 3, 1, 1, 0, 1, 1, true},
-        {"nonsquare_stride_pad", 2, 4, 11, 17, 6, 3, 5, 2, 1, 1, 2, 1, false},
-    };
-  }
-  if (fixed != "all" && fixed != "none")
-    cases.erase(std::remove_if(cases.begin(), cases.end(),
-                               [&](const Case& k) { return k.name.find(fixed) == std::string::npos; }),
-                cases.end());
-  for (int i = 0; i < randoms; ++i) cases.push_back(random_case(rng, i));
-  for (const Case& k : cases) run_case(rng, k);
+  const std::vector<Case> cases = {
+      // name, N, C, H, W, F, kh, kw, sh, sw, ph, pw, groups, ceil
+      {"conv1_like_11x11_s4", 1, 3, 27, 27, 20, 11, 11, 4, 4, 2, 2, 1, false},
+      {"conv2_like_5x5_g2_ksteps", 2, 32, 7, 7, 20, 5, 5, 1, 1, 2, 2, 2, false},  // K = 400
+      {"fg130_crosses_tile", 1, 5, 6, 7, 130, 3, 3, 1, 1, 1, 1, 1, false},
+      {"cg70_groups2_dgrad_rows", 1, 140, 5, 5, 6, 3, 3, 1, 1, 1, 1, 2, false},
+      {"stride3_1x1_empty_phases", 2, 3, 10, 11, 4, 1, 1, 3, 3, 0, 0, 1, false},
+      {"stride4_2x2_ceil", 2, 3, 11, 13, 5, 2, 2, 4, 3, 1, 0, 1, true},
+      {"pad_larger_than_kernel", 1, 2, 4, 5, 3, 2, 2, 1, 2, 3, 2, 1, false},
+      {"long_reduction_splitk", 8, 3, 24, 24, 4, 3, 3, 1, 1, 0, 0, 1, false},
+      {"columns_300_ceil", 3, 2, 10, 10, 3, 1, 3, 1, 1, 0, 1, 1, true},
+      {"nonsquare_stride_pad", 2, 4, 11, 17, 6, 3, 5, 2, 1, 1, 2, 1, false},
+  };
+  failures += run_cases(argc, argv, 6, cases, run_case,
+                        [](std::mt19937_64& rng, int i) { return random_case(rng, i, 17, 9); });
   std::printf("%d checks, %d failures (worst |err|/bound %.3g)\n", checks, failures, worst_ratio);
   return failures ? 1 : 0;
 }
