@@ -14,10 +14,13 @@
 //     C[c, (n,y,x)] = sum_k A[c, k] B[k, (n,y,x)],  k = (f, ii, jj) over the phase's taps only:
 //     A = the phase's filter taps, transposed and packed (pack_dgrad); B gathers hid_grads
 //     through a per-phase table {f*P - ii*Wo - jj, -ii, -jj} (table_dgrad). The same kernel as
-//     filterActs (template flag DGRAD); the phase is blockIdx.z.
+//     filterActs (template flag DGRAD); the phase is blockIdx.z. Optionally split-K (the
+//     dispatcher's wave model): each split writes raw partials, conv.cu's reduce_splits sums them.
 //   weightActs: C[f, (c,i,j)] = sum_r A[f, r] B[r, (c,i,j)], r = (n, oy, ox): split-K across
 //     blocks (the dispatcher, conv.cu, picks the splits and sums the partials in a fixed order).
 //   Epilogue (fused): bias (filterActs) and the accumulate form, once per output element.
+//   Also here: the two element-wise kernels of imgActs by space-to-depth (s2d_filters,
+//   depth_to_space), which both versions use around their filterActs kernel.
 // 64-bit safety: tensor offsets are int64; table offsets int32 relative to a column base; GEMM
 // coordinates int32 (the dispatcher keeps them below 2^30). docs/CUDA_CONV.md has the reasoning
 // (why NCHW and an implicit GEMM, the stride phases, the tile shapes) and the per-layer numbers.

@@ -1,9 +1,12 @@
-// What the three files of the CUDA convolution share (internal; the public entry points are in
+// What the files of the CUDA convolution share (internal; the public entry points are in
 // csrc/conv.h):
 //   conv_reference.cu  version 1: direct loops, int64 indexing (validation and fallback)
-//   conv_gemm.cu       version 2: the implicit-GEMM mainloop, filter packers, gather tables
-//   conv.cu            dispatch: version choice, fast-path limits, tile choice, split-K,
-//                      workspaces, the bias gradient and the split reductions
+//   conv_gemm.cu       version 2: the implicit-GEMM mainloop, filter packers, gather tables,
+//                      the space-to-depth kernels of imgActs
+//   conv_mma.cu        version 3: the tensor-core implicit GEMM (tf32, bf16)
+//   conv.cu            dispatch: version choice, fast-path limits, workspaces, split-K and
+//                      space-to-depth (chosen by conv_plan.cuh's wave model), the bias gradient
+//                      and the split reductions
 // Layout everywhere: NCHW images and outputs, (F, C/groups, kh, kw) filters, dense fp32.
 // docs/CUDA_CONV.md has the design, the reasoning and the numbers.
 #pragma once

@@ -3,7 +3,8 @@
 // accumulate, fp32 output. Same GEMM views and gather tables as version 2 (conv_gemm.cu):
 //   filterActs C[f, (n,oy,ox)] = A[f, k] B[k, (n,oy,ox)], k = (c,i,j), A = packed filters;
 //   imgActs    per stride phase, C[c, (n,y,x)] = A[c, k] B[k, (n,y,x)], k = (f,ii,jj);
-//   weightActs C[f, (c,i,j)] = hid[f, r] im2col[r, (c,i,j)], r = (n,oy,ox), split-K.
+//   weightActs C[f, (c,i,j)] = hid[f, r] im2col[r, (c,i,j)], r = (n,oy,ox), split-K;
+//   filterActs/imgActs split-K when the dispatcher's wave model asks (raw partials, as version 2).
 // Layout: NCHW images/outputs, (F, C/groups, kh, kw) filters (csrc/conv.h).
 // Tile BM x 128 (BM = 128: 8 warps as 2 x 4; BM = 64: 4 warps as 1 x 4), warp tile 64 x 32
 // (4 x 4 mma tiles, 64 fp32 accumulators per thread). K-step: one 128-byte row per operand row

@@ -5,9 +5,12 @@
 // Header-only for exactly one translation unit (the harness's): it defines device_alloc.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <new>
+#include <utility>
 #include <random>
 #include <string>
 #include <vector>
@@ -80,6 +83,68 @@ inline Vec random_vec(std::mt19937_64& rng, size_t n) {
   return v;
 }
 
+// ---------------------------------------------------------------- checking
+inline int failures = 0, checks = 0;
+inline double worst_ratio = 0;  // largest |err| / bound seen
+
+// A float64 reference: the exact sum of every output's products (val) and of their magnitudes.
+struct Result {
+  Ref val, mag;
+  explicit Result(size_t n) : val(n, 0.0), mag(n, 0.0) {}
+};
+
+// Element-wise bound. Any summation order of L terms in a precision with unit roundoff u gives
+// |fl(sum) - sum| <= gamma_L * sum|a b|, gamma_L = L u / (1 - L u) (Higham, Accuracy and
+// Stability, 2nd ed., 4.2; an FMA chain rounds once per step, so it is covered). Terms: the
+// products, the split-K partials (any split count and order: only the order changes) and the
+// epilogue's bias add, scale and accumulate form, so
+//   |got - want| <= gamma_{terms+8} * (|so| (sum_k |a_k b_k| + |bias|) + |st * target|).
+// The caller gives u and the products' exactness (fp32: u = 2^-24, the products rounded inside
+// the FMA; version 3 see conv_mma_test.cpp). Output must be finite (st = 0 never reads NaNs).
+inline void expect_within(const Vec& got, const Result& want, const Vec* prev, double st,
+                          double so, const Ref* bias_of, int64_t terms, double u,
+                          const std::string& what) {
+  ++checks;
+  const double L = static_cast<double>(terms + 8);
+  const double gamma = L * u / (1 - L * u);
+  for (size_t i = 0; i < want.val.size(); ++i) {
+    const double b = bias_of ? (*bias_of)[i] : 0.0;
+    const double t = prev ? (*prev)[i] : 0.0;
+    const double ref = st * t + so * (want.val[i] + b);
+    const double bound =
+        gamma * (std::fabs(so) * (want.mag[i] + std::fabs(b)) + std::fabs(st * t)) + 1e-37;
+    const double err = std::fabs(static_cast<double>(got[i]) - ref);
+    if (!std::isfinite(got[i]) || !(err <= bound)) {
+      std::printf("FAIL %s: element %zu got %.9g want %.9g (|err| %.3g > bound %.3g)\n",
+                  what.c_str(), i, static_cast<double>(got[i]), ref, err, bound);
+      ++failures;
+      return;
+    }
+    worst_ratio = std::max(worst_ratio, err / bound);
+  }
+}
+
+// The three accumulate forms: st = 0 into NaNs, 1/1, 0.5/-2. After each call the element-wise
+// check, then extra(out, prev or null, st, so, what) for a harness's own further checks.
+template <class Call, class Extra>
+void check_forms(std::mt19937_64& rng, const Result& want, const Ref* bias_of, int64_t terms,
+                 double u, const std::string& what, Call call, Extra extra) {
+  Vec out(want.val.size(), std::numeric_limits<float>::quiet_NaN());
+  call(out.data(), 0.f, 1.f);
+  cudaDeviceSynchronize();  // the emulator's streams run only when waited for
+  expect_within(out, want, nullptr, 0, 1, bias_of, terms, u, what + " into NaN out");
+  extra(out, static_cast<const Vec*>(nullptr), 0.0, 1.0, what + " into NaN out");
+  const Vec prev = random_vec(rng, want.val.size());
+  for (auto [st, so] : {std::pair<float, float>{1.f, 1.f}, {0.5f, -2.f}}) {
+    out = prev;
+    call(out.data(), st, so);
+    cudaDeviceSynchronize();
+    const std::string form = what + " " + std::to_string(st) + "/" + std::to_string(so);
+    expect_within(out, want, &prev, st, so, bias_of, terms, u, form);
+    extra(out, &prev, st, so, form);
+  }
+}
+
 // Calls tap(x index, w index, y index) for every (input pixel, filter tap, output pixel) triple a
 // convolution multiplies, padding skipped: the one loop nest of every float64 reference.
 template <class Tap>
@@ -98,6 +163,23 @@ void for_each_product(const ConvGeometry& g, Tap tap) {
                     ((f * g.cg() + c) * g.kh + i) * g.kw + j, ((n * g.f + f) * g.ho + oy) * g.wo + ox);
               }
     }
+}
+
+// The three passes' references at once: y (filterActs, no bias) from x and wt, gx (imgActs,
+// scatter form: not the kernels' gather) from gy and wt, gw (weightActs) from x and gy.
+template <class X, class W, class G>
+void reference_sums(const ConvGeometry& g, const X& x, const W& wt, const G& gy, Result& y,
+                    Result& gx, Result& gw) {
+  for_each_product(g, [&](int64_t xi, int64_t wi, int64_t yi) {
+    const double p = double(x[xi]) * double(wt[wi]), q = double(gy[yi]) * double(wt[wi]);
+    const double s = double(gy[yi]) * double(x[xi]);
+    y.val[yi] += p;
+    y.mag[yi] += std::fabs(p);
+    gx.val[xi] += q;
+    gx.mag[xi] += std::fabs(q);
+    gw.val[wi] += s;
+    gw.mag[wi] += std::fabs(s);
+  });
 }
 
 inline void print_case(const char* status, const Case& k, const ConvGeometry& g, int failures) {
