@@ -208,20 +208,17 @@ void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int6
                 "split-K reduction");
 }
 
-// Version 2 packs k-major ([k][m]) per pass, version 3 k-innermost and converted (tf32/bf16).
+// Version 2 packs k-major ([k][m]), version 3 k-innermost and converted (tf32/bf16).
 void pack_filters(const Impl& im, bool dgrad, const void* filters, void* a, const Geo& g,
                   int64_t pi, int64_t pj, int64_t kp, int64_t mp, cudaStream_t stream) {
   const auto i = [](int64_t v) { return static_cast<int>(v); };
-  const float* f32 = static_cast<const float*>(filters);
   if (im.mma)
     launch_pack_mma(im.bf16, dgrad, filters, a, i(g.groups), i(pi), i(pj), i(g.fg), i(g.cg),
                     i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp), stream);
-  else if (dgrad)
-    launch_pack_dgrad(f32, static_cast<float*>(a), i(g.groups), i(pi), i(pj), i(g.fg), i(g.cg),
-                      i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp), stream);
   else
-    launch_pack_fprop(f32, static_cast<float*>(a), i(g.groups), i(g.fg), i(g.cg * g.kh * g.kw),
-                      i(kp), i(mp), stream);
+    launch_pack(dgrad, static_cast<const float*>(filters), static_cast<float*>(a), i(g.groups),
+                i(pi), i(pj), i(g.fg), i(g.cg), i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp),
+                stream);
 }
 
 void filter_acts_gemm(const Impl& im, const void* images, const void* filters, const float* bias,

@@ -7,12 +7,12 @@
 //   while tile k is multiplied, one __syncthreads per K-step. Edges are predicated (zero-filled);
 //   out-of-range columns are clamped to a valid one and never stored.
 //   filterActs, per group:  C[f, (n,oy,ox)] = sum_k A[f, k] B[k, (n,oy,ox)],  k = (c, i, j):
-//     A = the filters packed k-major (pack_fprop); B = the im2col matrix, never materialised:
+//     A = the filters packed k-major (pack_kmajor); B = the im2col matrix, never materialised:
 //     each thread owns one column (window corner computed once) and walks its rows through a
 //     per-k table {c*H*W + i*W + j, i, j} (table_im2col): no divisions in the inner loop.
 //   imgActs, gather form (no atomics, no col2im buffer), per (group, stride phase):
 //     C[c, (n,y,x)] = sum_k A[c, k] B[k, (n,y,x)],  k = (f, ii, jj) over the phase's taps only:
-//     A = the phase's filter taps, transposed and packed (pack_dgrad); B gathers hid_grads
+//     A = the phase's filter taps, transposed and packed (pack_kmajor); B gathers hid_grads
 //     through a per-phase table {f*P - ii*Wo - jj, -ii, -jj} (table_dgrad). The same kernel as
 //     filterActs (template flag DGRAD); the phase is blockIdx.z. Optionally split-K (the
 //     dispatcher's wave model): each split writes raw partials, conv.cu's reduce_splits sums them.
@@ -164,11 +164,9 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
 
   const int tid = threadIdx.x;
   int grp, phase, split;
-  gather_slot(p, grp, phase, split);
-  const Slot s = make_slot<DGRAD>(p, grp, phase);
-  const int ncols = p.n * s.yn * s.xn;
+  const Slot s = block_slot<DGRAD>(p, grp, phase, split);
   const int n0 = blockIdx.x * BN;
-  if (n0 >= ncols) return;  // block-uniform: this phase has fewer columns than the grid
+  if (n0 >= s.ncols) return;  // block-uniform: this phase has fewer columns than the grid
   const int m0 = blockIdx.y * BM;
   const float* __restrict__ src = p.src + grp * p.src_gstride;
 
@@ -176,13 +174,11 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   int cy, cx;       // the window corner (may lie in the padding)
   const int b_col = tid % BN, b_row = tid / BN;
   {
-    const int col = imin(n0 + b_col, ncols - 1);  // past the end: a valid column, never stored
-    const int yx = s.yn * s.xn;
-    const int img = col / yx, rem = col - img * yx;
-    const int y = rem / s.xn, x = rem - y * s.xn;
-    cy = y * s.ay + s.by;
-    cx = x * s.ax + s.bx;
-    colbase = img * p.src_nstride + static_cast<int64_t>(cy) * s.rowlen + cx;
+    // Past the end: a valid column, never stored.
+    const ColPixel c = slot_pixel(s, imin(n0 + b_col, s.ncols - 1));
+    cy = c.y * s.ay + s.by;
+    cx = c.x * s.ax + s.bx;
+    colbase = c.img * p.src_nstride + static_cast<int64_t>(cy) * s.rowlen + cx;
   }
   const int a_col = (tid % A_TPR) * 4, a_row = tid / A_TPR;
   const float* __restrict__ a_base = s.a + m0 + a_col;
@@ -223,14 +219,7 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int col = n0 + frag_index<BN / 2>(tx, j);
-    coff[j] = -1;
-    if (col < ncols) {
-      const int yx = es.yn * es.xn;
-      const int img = col / yx, rem = col - img * yx;
-      const int y = rem / es.xn, x = rem - y * es.xn;
-      coff[j] = img * p.out_nstride + static_cast<int64_t>(y * es.oys + es.oyb) * es.orow +
-                (x * es.oxs + es.oxb);
-    }
+    coff[j] = col < es.ncols ? slot_out_offset(p, es, slot_pixel(es, col)) : -1;
   }
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -255,19 +244,17 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   }
 }
 
-// filterActs' A: a[g][k][m] = filters[g*fg + m][k] (k = (c, i, j)), zero-padded to kp x mp.
-__global__ void __launch_bounds__(256) pack_fprop(const float* __restrict__ filters,
-                                                  float* __restrict__ a, int groups, int fg, int k,
-                                                  int kp, int mp) {
-  const int64_t total = static_cast<int64_t>(groups) * kp * mp;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int m = static_cast<int>(idx % mp);
-    const int64_t t = idx / mp;
-    const int kk = static_cast<int>(t % kp);
-    const int64_t g = t / kp;
-    a[idx] = (kk < k && m < fg) ? filters[(g * fg + m) * k + kk] : 0.f;
-  }
+// Version 2's A for every group and tap phase, k-major: a[g][i0][j0][kk][m] (packed_source).
+__global__ void __launch_bounds__(256) pack_kmajor(const float* __restrict__ filters,
+                                                   float* __restrict__ a, int groups, int pi,
+                                                   int pj, int fg, int cg, int kh, int kw, int sh,
+                                                   int sw, int kp, int mp, int dgrad) {
+  for_each_element(groups, pi * pj, kp, mp, [&](int64_t idx, const Idx4& o) {
+    const int phase = static_cast<int>(o.b);
+    const int64_t from = packed_source(dgrad, o.a, phase / pj, phase % pj, static_cast<int>(o.c),
+                                       static_cast<int>(o.d), fg, cg, kh, kw, sh, sw);
+    a[idx] = from < 0 ? 0.f : filters[from];
+  });
 }
 
 // The im2col table of filterActs (rows k) and weightActs (columns k): for k = (c, i, j) the
@@ -285,35 +272,6 @@ __global__ void __launch_bounds__(256) table_im2col(int2* __restrict__ table, in
   }
 }
 
-// imgActs' A for tap phase (i0, j0) of group g: a[g][i0][j0][k][m=c] with k = (f, ii, jj) holds
-// filters[g*fg + f][c][i0 + sh*ii][j0 + sw*jj]; zero past the phase's taps and past Cg.
-__global__ void __launch_bounds__(256) pack_dgrad(const float* __restrict__ filters,
-                                                  float* __restrict__ a, int groups, int pi,
-                                                  int pj, int fg, int cg, int kh, int kw, int sh,
-                                                  int sw, int kp, int mp) {
-  const int64_t total = static_cast<int64_t>(groups) * pi * pj * kp * mp;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int m = static_cast<int>(idx % mp);
-    int64_t t = idx / mp;
-    const int kk = static_cast<int>(t % kp);
-    t /= kp;
-    const int j0 = static_cast<int>(t % pj);
-    t /= pj;
-    const int i0 = static_cast<int>(t % pi);
-    const int64_t g = t / pi;
-    const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;  // i0 < kh, j0 < kw
-    const int taps = nti * ntj;
-    float v = 0.f;
-    if (kk < fg * taps && m < cg) {
-      const int f = kk / taps, rem = kk - f * taps;
-      const int ii = rem / ntj, jj = rem - ii * ntj;
-      v = filters[(((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj];
-    }
-    a[idx] = v;
-  }
-}
-
 // imgActs' gather tables, one per tap phase (i0, j0): k = (f, ii, jj) reads hid_grads at
 // f*P - ii*Wo - jj from the column's corner, i.e. output pixel (oy - ii, ox - jj).
 __global__ void __launch_bounds__(256) table_dgrad(int2* __restrict__ table, int pi, int pj,
@@ -323,16 +281,10 @@ __global__ void __launch_bounds__(256) table_dgrad(int2* __restrict__ table, int
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int kk = static_cast<int>(idx % kp), t = static_cast<int>(idx / kp);
-    const int j0 = t % pj, i0 = t / pj;
-    const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;
-    const int taps = nti * ntj;
-    int2 e = make_int2(0, 0);
-    if (kk < fg * taps) {
-      const int f = kk / taps, rem = kk - f * taps;
-      const int ii = rem / ntj, jj = rem - ii * ntj;
-      e = table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj);
-    }
-    table[idx] = e;
+    int f, ii, jj;
+    table[idx] = dgrad_tap(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
+                     ? table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj)
+                     : make_int2(0, 0);
   }
 }
 
@@ -459,18 +411,12 @@ void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t h
   check_launch("img_acts (depth to space)");
 }
 
-void launch_pack_fprop(const float* filters, float* a, int groups, int fg, int k, int kp, int mp,
-                       cudaStream_t stream) {
-  launch(pack_fprop, dim3(blocks_for(static_cast<int64_t>(groups) * kp * mp, 256)), dim3(256),
-         stream, filters, a, groups, fg, k, kp, mp);
-  check_launch("filter_acts (pack filters)");
-}
-
-void launch_pack_dgrad(const float* filters, float* a, int groups, int pi, int pj, int fg, int cg,
-                       int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream) {
-  launch(pack_dgrad, dim3(blocks_for(static_cast<int64_t>(groups) * pi * pj * kp * mp, 256)),
-         dim3(256), stream, filters, a, groups, pi, pj, fg, cg, kh, kw, sh, sw, kp, mp);
-  check_launch("img_acts (pack filters)");
+void launch_pack(bool dgrad, const float* filters, float* a, int groups, int pi, int pj, int fg,
+                 int cg, int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream) {
+  launch(pack_kmajor, dim3(blocks_for(static_cast<int64_t>(groups) * pi * pj * kp * mp, 256)),
+         dim3(256), stream, filters, a, groups, pi, pj, fg, cg, kh, kw, sh, sw, kp, mp,
+         static_cast<int>(dgrad));
+  check_launch(dgrad ? "img_acts (pack filters)" : "filter_acts (pack filters)");
 }
 
 void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,

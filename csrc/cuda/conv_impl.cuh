@@ -58,6 +58,34 @@ __device__ __forceinline__ void for_each_element(int64_t na, int64_t nb, int64_t
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
     fn(idx, unflatten(idx, nb, nc, nd));
 }
+
+// Row kk of imgActs' tap phase (i0, j0), i0 < kh and j0 < kw: kk = (f, ii, jj) over the
+// phase's taps (i0 + sh*ii, j0 + sw*jj); false past the last one.
+__device__ __forceinline__ bool dgrad_tap(int kk, int i0, int j0, int fg, int kh, int kw, int sh,
+                                          int sw, int& f, int& ii, int& jj) {
+  const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1, taps = nti * ntj;
+  if (kk >= fg * taps) return false;
+  f = kk / taps;
+  const int rem = kk - f * taps;
+  ii = rem / ntj;
+  jj = rem - ii * ntj;
+  return true;
+}
+
+// The filter element of packed A at (group g, tap phase (i0, j0), row kk, column m), or -1 where
+// A is zero padding. filterActs (i0 = j0 = 0): kk = (c, i, j), m = f; imgActs: kk = (f, ii, jj)
+// (dgrad_tap), m = c. Both versions' packers (layouts [kk][m] and [m][kk]) use it.
+__device__ __forceinline__ int64_t packed_source(bool dgrad, int64_t g, int i0, int j0, int kk,
+                                                 int m, int fg, int cg, int kh, int kw, int sh,
+                                                 int sw) {
+  if (!dgrad) {
+    const int k = cg * kh * kw;
+    return kk < k && m < fg ? (g * fg + m) * k + kk : -1;
+  }
+  int f, ii, jj;
+  if (m >= cg || !dgrad_tap(kk, i0, j0, fg, kh, kw, sh, sw, f, ii, jj)) return -1;
+  return (((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj;
+}
 #endif
 
 // ---------------------------------------------------------------- version 1 (conv_reference.cu)
@@ -130,12 +158,9 @@ struct WgradParams {
 };
 
 // Launchers (each checks its launch; `op` names the op in the error message).
-// filterActs' A: a[g][k][m] = filters[g*fg + m][k], zero-padded to kp x mp.
-void launch_pack_fprop(const float* filters, float* a, int groups, int fg, int k, int kp, int mp,
-                       cudaStream_t stream);
-// imgActs' A for every group and tap phase (i0, j0): a[g][i0][j0][k = (f, ii, jj)][m = c].
-void launch_pack_dgrad(const float* filters, float* a, int groups, int pi, int pj, int fg, int cg,
-                       int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream);
+// Version 2's A, k-major: a[g][i0][j0][kk][m] (packed_source; filterActs: pi = pj = 1).
+void launch_pack(bool dgrad, const float* filters, float* a, int groups, int pi, int pj, int fg,
+                 int cg, int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream);
 // The im2col table (kp entries) of filterActs' rows and weightActs' columns.
 void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,
                          cudaStream_t stream, const char* op);
@@ -162,7 +187,7 @@ struct Slot {
   int64_t a_off;                  // a - p.a in elements (version 3: bf16 A is 2-byte)
   const int2* table;
   int k;                          // reduction length (0: a phase no tap reaches)
-  int yn, xn;                     // columns are (image, y, x) over n x yn x xn
+  int yn, xn, ncols;              // columns are (image, y, x) over n x yn x xn = ncols
   int ay, by, ax, bx;             // gathered window corner of column (y, x): (y*ay+by, x*ax+bx)
   int hb, wb, rowlen;             // gathered plane: bounds and row length
   int oys, oyb, orow, oxs, oxb;   // output pixel: (y*oys + oyb) * orow + x*oxs + oxb
@@ -228,9 +253,36 @@ __device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int ph
     s.oxs = p.sw;
     s.oxb = rx;
   }
+  s.ncols = p.n * s.yn * s.xn;
   return s;
 }
 
+
+// This block's (group, phase, split) (gather_slot) and its slot.
+template <bool DGRAD>
+__device__ __forceinline__ Slot block_slot(const GatherParams& p, int& grp, int& phase,
+                                           int& split) {
+  gather_slot(p, grp, phase, split);
+  return make_slot<DGRAD>(p, grp, phase);
+}
+
+// Column col of a slot: the image and pixel (y, x) over n x yn x xn.
+struct ColPixel {
+  int img, y, x;
+};
+__device__ __forceinline__ ColPixel slot_pixel(const Slot& s, int col) {
+  const int yx = s.yn * s.xn;
+  const int img = col / yx, rem = col - img * yx;
+  const int y = rem / s.xn;
+  return {img, y, rem - y * s.xn};
+}
+
+// The output offset of a column's pixel in channel plane 0 of the output.
+__device__ __forceinline__ int64_t slot_out_offset(const GatherParams& p, const Slot& s,
+                                                   const ColPixel& c) {
+  return c.img * p.out_nstride + static_cast<int64_t>(c.y * s.oys + s.oyb) * s.orow +
+         (c.x * s.oxs + s.oxb);
+}
 #endif
 
 
@@ -265,7 +317,7 @@ struct MmaWgradParams {
 };
 
 // Packs the filters into version 3's A, converted (tf32 bits or bf16 bits), k innermost:
-// a[g][i0][j0][m][kk]; filterActs with pi = pj = 1 (m = f, kk = (c,i,j)), imgActs as pack_dgrad.
+// a[g][i0][j0][m][kk] (packed_source); filterActs with pi = pj = 1.
 void launch_pack_mma(bool bf16, bool dgrad, const void* filters, void* a, int groups, int pi,
                      int pj, int fg, int cg, int kh, int kw, int sh, int sw, int kp, int mp,
                      cudaStream_t stream);

@@ -202,11 +202,9 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   char* const bs = as + kStages * BM * kMmaRowBytes;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   int grp, phase, split;
-  gather_slot(p, grp, phase, split);
-  const Slot s = make_slot<DGRAD>(p, grp, phase);
-  const int ncols = p.n * s.yn * s.xn;
+  const Slot s = block_slot<DGRAD>(p, grp, phase, split);
   const int n0 = blockIdx.x * kBN;
-  if (n0 >= ncols) return;  // block-uniform: this phase has fewer columns than the grid
+  if (n0 >= s.ncols) return;  // block-uniform: this phase has fewer columns than the grid
   const int m0 = blockIdx.y * BM;
   const E* __restrict__ src = reinterpret_cast<const E*>(p.src) + grp * p.src_gstride;
   const E* __restrict__ a =
@@ -215,13 +213,11 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   const int b_col = tid % kBN, b_k0 = tid / kBN;
   int colbase, cy, cx;  // this thread's column: 32-bit offset of its window corner, the corner
   {
-    const int col = imin3(n0 + b_col, ncols - 1);  // past the end: a valid column, never stored
-    const int yx = s.yn * s.xn;
-    const int img = col / yx, rem = col - img * yx;
-    const int y = rem / s.xn, x = rem - y * s.xn;
-    cy = y * s.ay + s.by;
-    cx = x * s.ax + s.bx;
-    colbase = img * static_cast<int>(p.src_nstride) + cy * s.rowlen + cx;
+    // Past the end: a valid column, never stored.
+    const ColPixel c = slot_pixel(s, imin3(n0 + b_col, s.ncols - 1));
+    cy = c.y * s.ay + s.by;
+    cx = c.x * s.ax + s.bx;
+    colbase = c.img * static_cast<int>(p.src_nstride) + cy * s.rowlen + cx;
   }
 
   auto issue = [&](int kt, int stg) {
@@ -283,15 +279,11 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   // Epilogue: one owner per output element (as version 2), so the read-modify-write is race-free.
   const Slot es = make_slot<DGRAD>(p, grp, phase);
   const int g = lane >> 2, t = lane & 3;
-  const int yx = es.yn * es.xn;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int col = n0 + acc_col(wn, j, t);
-    if (col >= ncols) continue;
-    const int img = col / yx, rem = col - img * yx;
-    const int y = rem / es.xn, x = rem - y * es.xn;
-    float* const ocol = p.out + img * p.out_nstride +
-                        static_cast<int64_t>(y * es.oys + es.oyb) * es.orow + (x * es.oxs + es.oxb);
+    if (col >= es.ncols) continue;
+    float* const ocol = p.out + slot_out_offset(p, es, slot_pixel(es, col));
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int m = m0 + acc_row(wm, i, g);
@@ -414,35 +406,15 @@ template <class T, class O>
 __global__ void __launch_bounds__(256) pack_mma(const T* __restrict__ filters, O* __restrict__ a,
                                                 int groups, int pi, int pj, int fg, int cg, int kh,
                                                 int kw, int sh, int sw, int kp, int mp, int dgrad) {
-  const int64_t total = static_cast<int64_t>(groups) * pi * pj * mp * kp;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int kk = static_cast<int>(idx % kp);
-    int64_t t = idx / kp;
-    const int m = static_cast<int>(t % mp);
-    t /= mp;
-    const int j0 = static_cast<int>(t % pj);
-    t /= pj;
-    const int i0 = static_cast<int>(t % pi);
-    const int64_t g = t / pi;
-    int64_t from = -1;
-    if (!dgrad) {
-      const int k = cg * kh * kw;
-      if (kk < k && m < fg) from = (g * fg + m) * k + kk;
-    } else {
-      const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;  // i0 < kh, j0 < kw
-      const int taps = nti * ntj;
-      if (kk < fg * taps && m < cg) {
-        const int f = kk / taps, rem = kk - f * taps;
-        const int ii = rem / ntj, jj = rem - ii * ntj;
-        from = (((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj;
-      }
-    }
+  for_each_element(groups, pi * pj, mp, kp, [&](int64_t idx, const Idx4& o) {
+    const int phase = static_cast<int>(o.b);
+    const int64_t from = packed_source(dgrad, o.a, phase / pj, phase % pj, static_cast<int>(o.d),
+                                       static_cast<int>(o.c), fg, cg, kh, kw, sh, sw);
     if constexpr (std::is_same_v<T, float>)
       a[idx] = from < 0 ? 0u : to_tf32(filters[from]);
     else
       a[idx] = from < 0 ? static_cast<O>(0) : filters[from];
-  }
+  });
 }
 
 __global__ void __launch_bounds__(256) bf16_to_f32(const uint16_t* __restrict__ in,
