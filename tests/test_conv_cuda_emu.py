@@ -3,6 +3,10 @@
 
 * versions 1 and 2 (fp32; tools/cuda_emu/conv_emu_test.cpp): every pass, every accumulate form,
   fixed edge cases and fresh random geometries;
+* in both harnesses, cases that make the dispatcher split filterActs/imgActs along K (odd
+  shapes, groups, strides) and run imgActs by space-to-depth; a full run fails unless the
+  dispatcher took split-K (and, at EMU_SMS=1, space-to-depth: on 132 SMs such small cases rightly
+  keep the phase grid);
 * version 3 (tensor cores, tf32 and bf16; conv_mma_test.cpp, mma.sync/ldmatrix as the emulator's
   warp collectives): every pass in both precisions, every accumulate form (st = 0 into
   NaN-filled outputs), against a float64 reference on the tf32-/bf16-rounded inputs, element by

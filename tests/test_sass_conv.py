@@ -1,8 +1,9 @@
-"""Static evidence for version 3 of the CUDA convolution (csrc/cuda/conv_mma.cu) where the CUDA
-toolchain is installed (no GPU needed): compiled for sm_80 and sm_90, every tensor-core conv
-kernel (filterActs/imgActs gather kernel and weightActs kernel, both tile heights, tf32 and bf16)
-contains HMMA of its precision, LDSM (ldmatrix) and LDGSTS (cp.async), and ptxas reports no
-spills, no stack frame and no local memory for it. Skipped without nvcc, cuobjdump and nvdisasm
+"""Static evidence for versions 3 and 2 of the CUDA convolution (csrc/cuda/conv_mma.cu,
+conv_gemm.cu) where the CUDA toolchain is installed (no GPU needed): compiled for sm_80 and sm_90,
+every tensor-core conv kernel (filterActs/imgActs gather kernel and weightActs kernel, both tile
+heights, tf32 and bf16) contains HMMA of its precision, LDSM (ldmatrix) and LDGSTS (cp.async),
+every version 2 kernel FFMA, LDGSTS and LDS.128, and ptxas reports no spills, no stack frame and
+no local memory for any of them. Skipped without nvcc, cuobjdump and nvdisasm
 (tests/sass_helpers.py says where they are looked for). The ptxas lines are recorded in
 docs/CUDA_CONV.md.
 """
@@ -23,12 +24,16 @@ KERNELS = {
 }
 
 
+def _build(source, arch, tmp_path_factory):
+    """(SASS by function, ptxas resources by function, ptxas report) of one conv source."""
+    d = tmp_path_factory.mktemp(f"{source.stem}_sm{arch}")
+    cubin, report = compile_cubin(TOOLS, source, arch, d, extra=("-DALEXNET_EXT_WITH_CUDA=1",))
+    return sass_by_function(sass(TOOLS, cubin)), ptxas_resources(report), report
+
+
 @pytest.fixture(scope="module", params=[80, 90])
 def compiled(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp(f"conv_mma_sm{request.param}")
-    cubin, report = compile_cubin(TOOLS, SOURCE, request.param, d,
-                                  extra=("-DALEXNET_EXT_WITH_CUDA=1",))
-    return sass_by_function(sass(TOOLS, cubin)), ptxas_resources(report), report
+    return _build(SOURCE, request.param, tmp_path_factory)
 
 
 def _one(names, fragment):
@@ -62,3 +67,32 @@ def test_conv_mma_ptxas_no_spills_no_local_memory(compiled, kernel):
         f"{kernel}: {r}"
     # The launch bounds: 2 blocks of 256 threads (BM = 128) or 3 of 128 threads (BM = 64) per SM.
     assert r["registers"] <= (128 if "128" in kernel else 168), f"{kernel}: {r}"
+
+
+# Version 2 (csrc/cuda/conv_gemm.cu, FP32 SIMT): the gather kernel (both tile heights, filterActs
+# and imgActs, now with split-K) and the weightActs kernel. __launch_bounds__(256, 2) and
+# (128, 4) both cap them at 128 registers.
+SOURCE_V2 = ROOT / "csrc" / "cuda" / "conv_gemm.cu"
+KERNELS_V2 = {
+    **{f"conv_gather_gemm<{bm},128,{'dgrad' if dg else 'fprop'}>": f"conv_gather_gemmILi{bm}ELi128ELb{int(dg)}E"
+       for bm in (64, 128) for dg in (False, True)},
+    **{f"conv_wgrad_gemm<{bm},128>": f"conv_wgrad_gemmILi{bm}ELi128E" for bm in (64, 128)},
+}
+
+
+@pytest.fixture(scope="module", params=[80, 90])
+def compiled_v2(request, tmp_path_factory):
+    return _build(SOURCE_V2, request.param, tmp_path_factory)
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS_V2))
+def test_conv_gemm_sass_and_ptxas(compiled_v2, kernel):
+    funcs, res, report = compiled_v2
+    text = funcs[_one(funcs, KERNELS_V2[kernel])]
+    for n in ("FFMA", "LDGSTS", "LDS.128"):  # the mainloop: FFMA, cp.async, float4 fragments
+        assert n in text, f"{kernel}: '{n}' not in its SASS"
+    r = res[_one(res, KERNELS_V2[kernel])]
+    assert {"stack", "spill_stores", "spill_loads", "lmem", "registers"} <= r.keys(), report
+    assert r["stack"] == 0 and r["spill_stores"] == 0 and r["spill_loads"] == 0 and r["lmem"] == 0, \
+        f"{kernel}: {r}"
+    assert r["registers"] <= 128, f"{kernel}: {r}"

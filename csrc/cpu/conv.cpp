@@ -110,96 +110,82 @@ inline void scale_in_place(float* x, int64_t n, float st) {
     for (int64_t i = 0; i < n; ++i) x[i] *= st;
 }
 
+// Runs body(n, gi, col, t) for every image n and group gi, one image per OpenMP iteration over
+// `threads` threads (static schedule: deterministic for a given count); col is thread t's K x P
+// patch matrix, null for pointwise filters (they read the image directly).
+template <class Body>
+void for_each_image_group(const ConvGeometry& g, int threads, Body body) {
+  check_gemm_dims(g);
+  std::vector<float> scratch = scratch_columns(g, threads);
+  const int64_t per_thread = is_pointwise(g) ? 0 : g.k() * g.p();
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    float* col = per_thread ? scratch.data() + t * per_thread : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int64_t gi = 0; gi < g.groups; ++gi) body(n, gi, col, t);
+  }
+}
+
 }  // namespace
 
 void filter_acts(const float* images, const float* filters, const float* bias, float* out,
                  const ConvGeometry& g, float st, float so) {
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
-  const bool direct = is_pointwise(g);
-  check_gemm_dims(g);
-  const int threads = omp_get_max_threads();
-  std::vector<float> scratch = scratch_columns(g, threads);
-#pragma omp parallel num_threads(threads)
-  {
-    float* col = direct ? nullptr : scratch.data() + omp_get_thread_num() * K * P;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.n; ++n) {
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
-        const float* b = img;
-        if (!direct) {
-          im2col(img, col, g);
-          b = col;
-        }
-        float* o = out + (n * g.f + gi * Fg) * P;
-        sgemm(false, false, Fg, P, K, so, filters + gi * Fg * K, K, b, P, st, o, P);
-        if (bias) {
-          for (int64_t f = 0; f < Fg; ++f) {
-            const float v = so * bias[gi * Fg + f];
-            float* row = o + f * P;
-            for (int64_t p = 0; p < P; ++p) row[p] += v;
-          }
-        }
+  for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
+    const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
+    const float* b = img;
+    if (col) {
+      im2col(img, col, g);
+      b = col;
+    }
+    float* o = out + (n * g.f + gi * Fg) * P;
+    sgemm(false, false, Fg, P, K, so, filters + gi * Fg * K, K, b, P, st, o, P);
+    if (bias) {
+      for (int64_t f = 0; f < Fg; ++f) {
+        const float v = so * bias[gi * Fg + f];
+        float* row = o + f * P;
+        for (int64_t p = 0; p < P; ++p) row[p] += v;
       }
     }
-  }
+  });
 }
 
 void img_acts(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
               float st, float so) {
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
-  const bool direct = is_pointwise(g);
-  check_gemm_dims(g);
-  const int threads = omp_get_max_threads();
-  std::vector<float> scratch = scratch_columns(g, threads);
-#pragma omp parallel num_threads(threads)
-  {
-    float* col = direct ? nullptr : scratch.data() + omp_get_thread_num() * K * P;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.n; ++n) {
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float* hid = hid_grads + (n * g.f + gi * Fg) * P;
-        const float* w = filters + gi * Fg * K;
-        float* img = out + (n * g.c + gi * Cg) * g.h * g.w;
-        if (direct) {  // the group's image block is exactly K x P
-          sgemm(true, false, K, P, Fg, so, w, K, hid, P, st, img, P);
-          continue;
-        }
-        sgemm(true, false, K, P, Fg, 1.f, w, K, hid, P, 0.f, col, P);
-        scale_in_place(img, Cg * g.h * g.w, st);
-        col2im_add(col, img, g, so);
-      }
+  for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
+    const float* hid = hid_grads + (n * g.f + gi * Fg) * P;
+    const float* w = filters + gi * Fg * K;
+    float* img = out + (n * g.c + gi * Cg) * g.h * g.w;
+    if (!col) {  // pointwise: the group's image block is exactly K x P
+      sgemm(true, false, K, P, Fg, so, w, K, hid, P, st, img, P);
+      return;
     }
-  }
+    sgemm(true, false, K, P, Fg, 1.f, w, K, hid, P, 0.f, col, P);
+    scale_in_place(img, Cg * g.h * g.w, st);
+    col2im_add(col, img, g, so);
+  });
 }
 
 void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
                  float st, float so) {
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   const int64_t total = g.f * K;
-  const bool direct = is_pointwise(g);
-  check_gemm_dims(g);
+  check_gemm_dims(g);  // before the accumulators are sized
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), g.n)));
   std::vector<float> partial(static_cast<size_t>(threads) * total, 0.f);
-  std::vector<float> scratch = scratch_columns(g, threads);
-#pragma omp parallel num_threads(threads)
-  {
-    float* acc = partial.data() + omp_get_thread_num() * total;
-    float* col = direct ? nullptr : scratch.data() + omp_get_thread_num() * K * P;
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.n; ++n) {
-      for (int64_t gi = 0; gi < g.groups; ++gi) {
-        const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
-        const float* b = img;
-        if (!direct) {
-          im2col(img, col, g);
-          b = col;
-        }
-        sgemm(false, true, Fg, K, P, 1.f, hid_grads + (n * g.f + gi * Fg) * P, P, b, P, 1.f,
-              acc + gi * Fg * K, K);
-      }
+  for_each_image_group(g, threads, [&](int64_t n, int64_t gi, float* col, int t) {
+    const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
+    const float* b = img;
+    if (col) {
+      im2col(img, col, g);
+      b = col;
     }
-  }
+    sgemm(false, true, Fg, K, P, 1.f, hid_grads + (n * g.f + gi * Fg) * P, P, b, P, 1.f,
+          partial.data() + t * total + gi * Fg * K, K);
+  });
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < total; ++i) {
     float sum = 0.f;

@@ -1,17 +1,18 @@
 // CUDA convolution: the entry points of csrc/conv.h (filterActs, imgActs, weightActs, the bias
-// gradient) and the dispatch between the two kernel versions, chosen process-wide by
+// gradient) and the dispatch between the kernel versions, chosen process-wide by
 // set_conv_kernel(): 1 = the reference kernels (conv_reference.cu), 2 = the implicit GEMM
 // (conv_gemm.cu, the default), 3 = the tensor-core implicit GEMM in tf32 (conv_mma.cu); and the
-// explicit tf32/bf16 entry points of version 3 with their fallbacks. Layout: NCHW images and outputs, (F, C/groups, kh, kw) filters,
-// dense fp32; groups, stride/padding pairs, ceil_mode; the accumulate form
-// out = st*out + so*result where st == 0 never reads out.
+// explicit tf32/bf16 entry points of version 3 with their fallbacks. Layout: NCHW images and
+// outputs, (F, C/groups, kh, kw) filters, dense fp32; groups, stride/padding pairs, ceil_mode;
+// the accumulate form out = st*out + so*result where st == 0 never reads out.
 //
-// Here: the limits of version 2's int32 tile indexing (past them version 1 runs), the tile
-// choice (128x128 or 64x128 by a wave-cost model), the per-call packing of the filters and the
-// gather tables into workspaces from the caching allocator, weightActs' split-K (partial tiles
-// summed by reduce_splits in a fixed order: deterministic, no float atomics), and the bias
-// gradient (block per filter and batch split, block_sum, then the same split reduction).
-// docs/CUDA_CONV.md has the reasoning, the napkin math and what a GPU session must check.
+// Here, once for versions 2 and 3 (Impl says which): the limits of the int32 tile indexing (past
+// them version 1 runs), the tile and split-K choice of filterActs/imgActs (the wave model of
+// conv_plan.cuh), imgActs by space-to-depth for few channels per group, the per-call packing of
+// the filters and the gather tables into workspaces from the caching allocator, weightActs'
+// split-K, every split's partials summed by reduce_splits in a fixed order (deterministic, no
+// float atomics), and the bias gradient (block per filter and batch split, block_sum, then the
+// same reduction). docs/CUDA_CONV.md has the reasoning, the napkin math and the GPU checklist.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -20,6 +21,7 @@
 
 #include "conv.h"
 #include "cuda/conv_impl.cuh"
+#include "cuda/conv_plan.cuh"
 
 namespace alexnet_ext::cuda {
 namespace conv {
@@ -28,15 +30,19 @@ namespace {
 __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // ---------------------------------------------------------------- split reductions
-// out[i] = st*out[i] + so * sum_s parts[s*total + i], the splits summed in order s = 0, 1, ...
+// out[i] = st*out[i] + so * (sum_s parts[s*total + i] + bias[(i / plane) % channels]), the
+// splits summed in order s = 0, 1, ... (bias may be null). For filterActs this is the epilogue
+// of the split GEMM: a fused activation (fprop_activation) would be applied here too.
 __global__ void __launch_bounds__(256) reduce_splits(const float* __restrict__ parts,
                                                      float* __restrict__ out, int64_t total,
-                                                     int splits, float st, float so) {
+                                                     int splits, float st, float so,
+                                                     const float* __restrict__ bias,
+                                                     int64_t plane, int64_t channels) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float sum = 0.f;
     for (int s = 0; s < splits; ++s) sum += parts[s * total + i];
-    store_scaled(out + i, so * sum, st);
+    store_scaled(out + i, so * (sum + (bias ? bias[(i / plane) % channels] : 0.f)), st);
   }
 }
 
@@ -94,184 +100,6 @@ bool wgrad_fast_ok(const Geo& g) {
   return small_enough(g) && g.n * g.ho * g.wo < kLim && g.cg * g.kh * g.kw < kLim;
 }
 
-// ---- tile choice: 128x128 (256 threads, 2 blocks/SM) or 64x128 (128 threads, 4 blocks/SM).
-// Both keep 16 warps on an SM; a wave takes time proportional to blocks/SM * BM (BN and K are
-// common), and 64-row tiles do ~12% more load/store work per FLOP. Cost = waves * that.
-// A heuristic to tune on the GPU (docs/CUDA_CONV.md).
-bool use_bm128(int64_t m, int64_t cols, int64_t slots) {
-  const int64_t sms = sm_count();
-  auto cost = [&](int64_t bm, int64_t per_sm, double eff) {
-    const int64_t blocks = ceil_div(m, bm) * ceil_div(cols, 128) * slots;
-    return static_cast<double>(ceil_div(blocks, sms * per_sm)) * per_sm * bm * eff;
-  };
-  return cost(128, 2, 1.0) <= cost(64, 4, 1.12);
-}
-
-GatherParams gather_common(const Geo& g, float* out, float st, float so) {
-  GatherParams p{};
-  p.out = out;
-  p.st = st;
-  p.so = so;
-  p.fg = static_cast<int>(g.fg);
-  p.n = static_cast<int>(g.n);
-  p.h = static_cast<int>(g.h);
-  p.w = static_cast<int>(g.w);
-  p.ho = static_cast<int>(g.ho);
-  p.wo = static_cast<int>(g.wo);
-  p.kh = static_cast<int>(g.kh);
-  p.kw = static_cast<int>(g.kw);
-  p.sh = static_cast<int>(g.sh);
-  p.sw = static_cast<int>(g.sw);
-  p.ph = static_cast<int>(g.ph);
-  p.pw = static_cast<int>(g.pw);
-  return p;
-}
-
-void filter_acts_fast(const float* images, const float* filters, const float* bias, float* out,
-                      const Geo& g, float st, float so, cudaStream_t stream) {
-  const int64_t k = g.cg * g.kh * g.kw, cols = g.n * g.ho * g.wo;
-  const bool bm128 = use_bm128(g.fg, cols, g.groups);
-  const int64_t bm = bm128 ? 128 : 64;
-  const int64_t kp = round_up(k, kBK), mp = round_up(g.fg, bm);
-  Workspace packed(static_cast<size_t>(g.groups * kp * mp) * sizeof(float), stream);
-  Workspace table(static_cast<size_t>(kp) * sizeof(int2), stream);
-  launch_pack_fprop(filters, packed.get<float>(), static_cast<int>(g.groups),
-                    static_cast<int>(g.fg), static_cast<int>(k), static_cast<int>(kp),
-                    static_cast<int>(mp), stream);
-  launch_table_im2col(table.get<int2>(), static_cast<int>(k), static_cast<int>(kp),
-                      static_cast<int>(g.kh), static_cast<int>(g.kw), g.h * g.w,
-                      static_cast<int>(g.w), stream, "filter_acts (gather table)");
-
-  GatherParams p = gather_common(g, out, st, so);
-  p.a = packed.get<float>();
-  p.table = table.get<int2>();
-  p.src = images;
-  p.bias = bias;
-  p.kp = static_cast<int>(kp);
-  p.mp = static_cast<int>(mp);
-  p.m = static_cast<int>(g.fg);
-  p.k = static_cast<int>(k);
-  p.pi = p.pj = 1;
-  p.phases = 1;
-  p.src_nstride = g.c * g.h * g.w;
-  p.src_gstride = g.cg * g.h * g.w;
-  p.out_nstride = g.f * g.ho * g.wo;
-  p.out_plane = g.ho * g.wo;
-  p.out_gplanes = static_cast<int>(g.fg);
-  const dim3 grid(static_cast<unsigned>(ceil_div(cols, 128)), static_cast<unsigned>(ceil_div(g.fg, bm)),
-                  static_cast<unsigned>(g.groups));
-  launch_gather_gemm(false, bm128, grid, p, stream, "filter_acts");
-}
-
-void img_acts_fast(const float* hid, const float* filters, float* out, const Geo& g, float st,
-                   float so, cudaStream_t stream) {
-  const int64_t pi = std::min(g.sh, g.kh), pj = std::min(g.sw, g.kw);
-  const int64_t kmax = g.fg * ceil_div(g.kh, g.sh) * ceil_div(g.kw, g.sw);
-  const int64_t cols = g.n * ceil_div(g.h, g.sh) * ceil_div(g.w, g.sw);  // the largest phase
-  const int64_t phases = g.sh * g.sw;
-  const bool bm128 = use_bm128(g.cg, cols, g.groups * pi * pj);  // phases that have taps
-  const int64_t bm = bm128 ? 128 : 64;
-  const int64_t kp = round_up(kmax, kBK), mp = round_up(g.cg, bm);
-  const int64_t packed_elems = g.groups * pi * pj * kp * mp;
-  Workspace packed(static_cast<size_t>(packed_elems) * sizeof(float), stream);
-  Workspace table(static_cast<size_t>(pi * pj * kp) * sizeof(int2), stream);
-  launch_pack_dgrad(filters, packed.get<float>(), static_cast<int>(g.groups),
-                    static_cast<int>(pi), static_cast<int>(pj), static_cast<int>(g.fg),
-                    static_cast<int>(g.cg), static_cast<int>(g.kh), static_cast<int>(g.kw),
-                    static_cast<int>(g.sh), static_cast<int>(g.sw), static_cast<int>(kp),
-                    static_cast<int>(mp), stream);
-  launch_table_dgrad(table.get<int2>(), static_cast<int>(pi), static_cast<int>(pj),
-                     static_cast<int>(g.fg), static_cast<int>(g.kh), static_cast<int>(g.kw),
-                     static_cast<int>(g.sh), static_cast<int>(g.sw), static_cast<int>(kp),
-                     g.ho * g.wo, static_cast<int>(g.wo), stream);
-
-  GatherParams p = gather_common(g, out, st, so);
-  p.a = packed.get<float>();
-  p.table = table.get<int2>();
-  p.src = hid;
-  p.bias = nullptr;
-  p.kp = static_cast<int>(kp);
-  p.mp = static_cast<int>(mp);
-  p.m = static_cast<int>(g.cg);
-  p.k = 0;  // per phase, derived in the kernel
-  p.pi = static_cast<int>(pi);
-  p.pj = static_cast<int>(pj);
-  p.phases = static_cast<int>(phases);
-  p.src_nstride = g.f * g.ho * g.wo;
-  p.src_gstride = g.fg * g.ho * g.wo;
-  p.out_nstride = g.c * g.h * g.w;
-  p.out_plane = g.h * g.w;
-  p.out_gplanes = static_cast<int>(g.cg);
-  const dim3 grid(static_cast<unsigned>(ceil_div(cols, 128)), static_cast<unsigned>(ceil_div(g.cg, bm)),
-                  static_cast<unsigned>(g.groups * phases));
-  launch_gather_gemm(true, bm128, grid, p, stream, "img_acts");
-}
-
-void weight_acts_fast(const float* images, const float* hid, float* out, const Geo& g, float st,
-                      float so, cudaStream_t stream) {
-  const int64_t k = g.cg * g.kh * g.kw, rows = g.n * g.ho * g.wo;
-  // Split-K fixes the wave count, so only the padding of M decides the tile.
-  const bool bm128 = static_cast<double>(round_up(g.fg, 128)) <= 1.12 * round_up(g.fg, 64);
-  const int64_t bm = bm128 ? 128 : 64, per_sm = bm128 ? 2 : 4;
-  const int64_t tiles = ceil_div(g.fg, bm) * ceil_div(k, 128) * g.groups;
-  const int64_t ktiles = ceil_div(rows, kBK);
-  // Splits: at most two full waves of blocks (a wave is sms * per_sm resident blocks), at least
-  // 16 K-steps (128 rows) each, workspace <= 256 MiB. The time is about waves * K-steps per
-  // split, so the count rounds down: rounding up overshoots two waves by up to tiles - 1 blocks,
-  // a nearly empty third wave that costs as much as a full one (conv3: 54 tiles, 528 slots;
-  // 10 splits = 540 blocks in 3 waves of 271 K-steps, 9 splits = 486 blocks in 2 waves of 301).
-  int64_t splits = std::max<int64_t>(1, 2 * sm_count() * per_sm / tiles);
-  splits = std::min(splits, std::max<int64_t>(1, ktiles / 16));
-  splits = std::min(splits, std::max<int64_t>(1, (int64_t(256) << 20) / (4 * g.f * k)));
-  splits = std::max<int64_t>(1, std::min(splits, 65535 / g.groups));
-  const int64_t kps = ceil_div(ktiles, splits);
-  splits = ceil_div(ktiles, kps);  // no empty split
-
-  const int64_t kp = round_up(k, kBK);
-  Workspace table(static_cast<size_t>(kp) * sizeof(int2), stream);
-  launch_table_im2col(table.get<int2>(), static_cast<int>(k), static_cast<int>(kp),
-                      static_cast<int>(g.kh), static_cast<int>(g.kw), g.h * g.w,
-                      static_cast<int>(g.w), stream, "weight_acts (gather table)");
-  Workspace parts(splits > 1 ? static_cast<size_t>(splits * g.f * k) * sizeof(float) : 0, stream);
-
-  WgradParams p{};
-  p.images = images;
-  p.hid = hid;
-  p.table = table.get<int2>();
-  p.out = out;
-  p.ws = parts.get<float>();
-  p.st = st;
-  p.so = so;
-  p.f = static_cast<int>(g.f);
-  p.fg = static_cast<int>(g.fg);
-  p.h = static_cast<int>(g.h);
-  p.w = static_cast<int>(g.w);
-  p.sh = static_cast<int>(g.sh);
-  p.sw = static_cast<int>(g.sw);
-  p.ph = static_cast<int>(g.ph);
-  p.pw = static_cast<int>(g.pw);
-  p.k = static_cast<int>(k);
-  p.r = static_cast<int>(rows);
-  p.pix = static_cast<int>(g.ho * g.wo);
-  p.groups = static_cast<int>(g.groups);
-  p.splits = static_cast<int>(splits);
-  p.kps = static_cast<int>(kps);
-  p.div_pix = make_fast_divmod(static_cast<uint32_t>(g.ho * g.wo));
-  p.div_wo = make_fast_divmod(static_cast<uint32_t>(g.wo));
-  p.img_nstride = g.c * g.h * g.w;
-  p.img_gstride = g.cg * g.h * g.w;
-  p.hid_nstride = g.f * g.ho * g.wo;
-  const dim3 grid(static_cast<unsigned>(ceil_div(k, 128)), static_cast<unsigned>(ceil_div(g.fg, bm)),
-                  static_cast<unsigned>(g.groups * splits));
-  launch_wgrad_gemm(bm128, grid, p, stream);
-  if (splits > 1) {
-    launch(reduce_splits, dim3(blocks_for(g.f * k, 256)), dim3(256), stream,
-           static_cast<const float*>(parts.get<float>()), out, g.f * k, static_cast<int>(splits),
-           st, so);
-    check_launch("weight_acts (split-K reduction)");
-  }
-}
-
 // ---------------------------------------------------------------- version 3's host side
 // Tensor cores from sm_80 (the emulator counts as sm_80).
 bool tensor_cores() {
@@ -300,121 +128,175 @@ bool mma_ok(const Geo& g, bool pass_ok) {
                  round_up(std::max(g.cg, g.fg) * g.kh * g.kw, 64) < kLim;
 }
 
-// 128x128 (2 blocks/SM at 96 KB of shared memory) or 64x128 (3 blocks/SM at 72 KB), by the
-// same wave-cost model as version 2.
-bool mma_bm128(int64_t m, int64_t cols, int64_t slots) {
-  const int64_t sms = sm_count();
-  auto cost = [&](int64_t bm, int64_t per_sm, double eff) {
-    const int64_t blocks = ceil_div(m, bm) * ceil_div(cols, 128) * slots;
-    return static_cast<double>(ceil_div(blocks, sms * per_sm)) * per_sm * bm * eff;
-  };
-  return cost(128, 2, 1.0) <= cost(64, 3, 1.1);
+// ---------------------------------------------------------------- the GEMM passes
+// (Impl, Plan and the wave model that picks tile and split-K: conv_plan.cuh.)
+// out = st*out + so*(sum_s parts[s] + bias[channel]); bias may be null.
+void reduce_into(const float* parts, float* out, int64_t total, int64_t splits, float st,
+                 float so, const float* bias, int64_t plane, int64_t channels,
+                 cudaStream_t stream, const char* op) {
+  launch(reduce_splits, dim3(blocks_for(total, 256)), dim3(256), stream, parts, out, total,
+         static_cast<int>(splits), st, so, bias, plane, channels);
+  check_launch(op);
 }
 
-void filter_acts_mma(const void* images, const void* filters, const float* bias, float* out,
-                     const Geo& g, float st, float so, bool bf16, cudaStream_t stream) {
+// The parameters of a filterActs (dgrad = false) or imgActs grid. The gathered tensor is the
+// images (C channels of H x W) or hid_grads (F of Ho x Wo), the output the other one.
+GatherParams gather_params(const Geo& g, bool dgrad, const void* a, const int2* table,
+                           const void* src, const float* bias, float* out, float st, float so,
+                           int64_t kp, int64_t mp, int64_t pi, int64_t pj) {
+  const auto i = [](int64_t v) { return static_cast<int>(v); };
+  const int64_t src_c = dgrad ? g.f : g.c, src_plane = dgrad ? g.ho * g.wo : g.h * g.w;
+  const int64_t out_c = dgrad ? g.c : g.f, out_plane = dgrad ? g.h * g.w : g.ho * g.wo;
+  GatherParams p{};
+  p.a = static_cast<const float*>(a);  // version 3: tf32 or bf16 bits (conv_impl.cuh)
+  p.table = table;
+  p.src = static_cast<const float*>(src);
+  p.bias = bias;
+  p.out = out;
+  p.st = st;
+  p.so = so;
+  p.kp = i(kp);
+  p.mp = i(mp);
+  p.m = i(out_c / g.groups);
+  p.fg = i(g.fg);
+  p.k = dgrad ? 0 : i(g.cg * g.kh * g.kw);  // imgActs: per phase, derived in the kernel
+  p.n = i(g.n);
+  p.h = i(g.h);
+  p.w = i(g.w);
+  p.ho = i(g.ho);
+  p.wo = i(g.wo);
+  p.kh = i(g.kh);
+  p.kw = i(g.kw);
+  p.sh = i(g.sh);
+  p.sw = i(g.sw);
+  p.ph = i(g.ph);
+  p.pw = i(g.pw);
+  p.pi = i(pi);
+  p.pj = i(pj);
+  p.phases = dgrad ? i(g.sh * g.sw) : 1;
+  p.src_nstride = src_c * src_plane;
+  p.src_gstride = src_c / g.groups * src_plane;
+  p.out_nstride = out_c * out_plane;
+  p.out_plane = out_plane;
+  p.out_gplanes = i(out_c / g.groups);
+  p.out_total = g.n * out_c * out_plane;
+  return p;
+}
+
+// Runs a planned filterActs/imgActs grid of either version; with split-K the raw partials go to
+// a workspace and reduce_splits applies bias, scale and the accumulate form in split order.
+std::atomic<int64_t> g_split_k{0}, g_s2d{0};  // path_counts()
+
+void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int64_t slots,
+                GatherParams& p, cudaStream_t stream, const char* op) {
+  if (plan.splits > 1) g_split_k.fetch_add(1, std::memory_order_relaxed);
+  p.splits = static_cast<int>(plan.splits);
+  p.kps = static_cast<int>(plan.kps);
+  Workspace parts(plan.splits > 1 ? static_cast<size_t>(plan.splits * p.out_total) * 4 : 0,
+                  stream);
+  p.ws = parts.get<float>();
+  const dim3 grid(static_cast<unsigned>(ceil_div(cols, 128)),
+                  static_cast<unsigned>(ceil_div(p.m, plan.bm128 ? 128 : 64)),
+                  static_cast<unsigned>(slots * plan.splits));
+  if (im.mma)
+    launch_mma_gather(im.bf16, dgrad, plan.bm128, grid, p, stream, op);
+  else
+    launch_gather_gemm(dgrad, plan.bm128, grid, p, stream, op);
+  if (plan.splits > 1)
+    reduce_into(parts.get<float>(), p.out, p.out_total, plan.splits, p.st, p.so, p.bias,
+                p.out_plane, static_cast<int64_t>(p.out_gplanes) * (slots / p.phases), stream,
+                "split-K reduction");
+}
+
+// Version 2 packs k-major ([k][m]), version 3 k-innermost and converted (tf32/bf16).
+void pack_filters(const Impl& im, bool dgrad, const void* filters, void* a, const Geo& g,
+                  int64_t pi, int64_t pj, int64_t kp, int64_t mp, cudaStream_t stream) {
+  const auto i = [](int64_t v) { return static_cast<int>(v); };
+  if (im.mma)
+    launch_pack_mma(im.bf16, dgrad, filters, a, i(g.groups), i(pi), i(pj), i(g.fg), i(g.cg),
+                    i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp), stream);
+  else
+    launch_pack(dgrad, static_cast<const float*>(filters), static_cast<float*>(a), i(g.groups),
+                i(pi), i(pj), i(g.fg), i(g.cg), i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp),
+                stream);
+}
+
+void filter_acts_gemm(const Impl& im, const void* images, const void* filters, const float* bias,
+                      float* out, const Geo& g, float st, float so, const Plan& plan,
+                      cudaStream_t stream) {
   const int64_t k = g.cg * g.kh * g.kw, cols = g.n * g.ho * g.wo;
-  const bool bm128 = mma_bm128(g.fg, cols, g.groups);
-  const int64_t kp = round_up(k, mma_k_elems(bf16)), mp = round_up(g.fg, bm128 ? 128 : 64);
-  Workspace packed(static_cast<size_t>(g.groups * mp * kp) * (bf16 ? 2 : 4), stream);
+  const int64_t kp = round_up(k, im.ke()), mp = round_up(g.fg, plan.bm128 ? 128 : 64);
+  Workspace packed(static_cast<size_t>(g.groups * kp * mp) * im.elem_bytes(), stream);
   Workspace table(static_cast<size_t>(kp) * sizeof(int2), stream);
-  launch_pack_mma(bf16, false, filters, packed.get<void>(), static_cast<int>(g.groups), 1, 1,
-                  static_cast<int>(g.fg), static_cast<int>(g.cg), static_cast<int>(g.kh),
-                  static_cast<int>(g.kw), 1, 1, static_cast<int>(kp), static_cast<int>(mp), stream);
+  pack_filters(im, false, filters, packed.get<void>(), g, 1, 1, kp, mp, stream);
   launch_table_im2col(table.get<int2>(), static_cast<int>(k), static_cast<int>(kp),
                       static_cast<int>(g.kh), static_cast<int>(g.kw), g.h * g.w,
                       static_cast<int>(g.w), stream, "filter_acts (gather table)");
-  GatherParams p = gather_common(g, out, st, so);
-  p.a = packed.get<float>();  // tf32 or bf16 bits (conv_impl.cuh)
-  p.table = table.get<int2>();
-  p.src = static_cast<const float*>(images);
-  p.bias = bias;
-  p.kp = static_cast<int>(kp);
-  p.mp = static_cast<int>(mp);
-  p.m = static_cast<int>(g.fg);
-  p.k = static_cast<int>(k);
-  p.pi = p.pj = p.phases = 1;
-  p.src_nstride = g.c * g.h * g.w;
-  p.src_gstride = g.cg * g.h * g.w;
-  p.out_nstride = g.f * g.ho * g.wo;
-  p.out_plane = g.ho * g.wo;
-  p.out_gplanes = static_cast<int>(g.fg);
-  const dim3 grid(static_cast<unsigned>(ceil_div(cols, 128)),
-                  static_cast<unsigned>(ceil_div(g.fg, bm128 ? 128 : 64)),
-                  static_cast<unsigned>(g.groups));
-  launch_mma_gather(bf16, false, bm128, grid, p, stream, "filter_acts");
+  GatherParams p = gather_params(g, false, packed.get<void>(), table.get<int2>(), images, bias,
+                                 out, st, so, kp, mp, 1, 1);
+  run_gather(im, false, plan, cols, g.groups, p, stream, "filter_acts");
 }
 
-void img_acts_mma(const void* hid, const void* filters, float* out, const Geo& g, float st,
-                  float so, bool bf16, cudaStream_t stream) {
+void img_acts_phases(const Impl& im, const void* hid, const void* filters, float* out,
+                     const Geo& g, float st, float so, const Plan& plan, cudaStream_t stream) {
   const int64_t pi = std::min(g.sh, g.kh), pj = std::min(g.sw, g.kw);
   const int64_t kmax = g.fg * ceil_div(g.kh, g.sh) * ceil_div(g.kw, g.sw);
   const int64_t cols = g.n * ceil_div(g.h, g.sh) * ceil_div(g.w, g.sw);  // the largest phase
-  const int64_t phases = g.sh * g.sw;
-  const bool bm128 = mma_bm128(g.cg, cols, g.groups * pi * pj);
-  const int64_t kp = round_up(kmax, mma_k_elems(bf16)), mp = round_up(g.cg, bm128 ? 128 : 64);
-  Workspace packed(static_cast<size_t>(g.groups * pi * pj * mp * kp) * (bf16 ? 2 : 4), stream);
+  const int64_t kp = round_up(kmax, im.ke()), mp = round_up(g.cg, plan.bm128 ? 128 : 64);
+  Workspace packed(static_cast<size_t>(g.groups * pi * pj * kp * mp) * im.elem_bytes(), stream);
   Workspace table(static_cast<size_t>(pi * pj * kp) * sizeof(int2), stream);
-  launch_pack_mma(bf16, true, filters, packed.get<void>(), static_cast<int>(g.groups),
-                  static_cast<int>(pi), static_cast<int>(pj), static_cast<int>(g.fg),
-                  static_cast<int>(g.cg), static_cast<int>(g.kh), static_cast<int>(g.kw),
-                  static_cast<int>(g.sh), static_cast<int>(g.sw), static_cast<int>(kp),
-                  static_cast<int>(mp), stream);
+  pack_filters(im, true, filters, packed.get<void>(), g, pi, pj, kp, mp, stream);
   launch_table_dgrad(table.get<int2>(), static_cast<int>(pi), static_cast<int>(pj),
                      static_cast<int>(g.fg), static_cast<int>(g.kh), static_cast<int>(g.kw),
                      static_cast<int>(g.sh), static_cast<int>(g.sw), static_cast<int>(kp),
                      g.ho * g.wo, static_cast<int>(g.wo), stream);
-  GatherParams p = gather_common(g, out, st, so);
-  p.a = packed.get<float>();
-  p.table = table.get<int2>();
-  p.src = static_cast<const float*>(hid);
-  p.bias = nullptr;
-  p.kp = static_cast<int>(kp);
-  p.mp = static_cast<int>(mp);
-  p.m = static_cast<int>(g.cg);
-  p.k = 0;
-  p.pi = static_cast<int>(pi);
-  p.pj = static_cast<int>(pj);
-  p.phases = static_cast<int>(phases);
-  p.src_nstride = g.f * g.ho * g.wo;
-  p.src_gstride = g.fg * g.ho * g.wo;
-  p.out_nstride = g.c * g.h * g.w;
-  p.out_plane = g.h * g.w;
-  p.out_gplanes = static_cast<int>(g.cg);
-  const dim3 grid(static_cast<unsigned>(ceil_div(cols, 128)),
-                  static_cast<unsigned>(ceil_div(g.cg, bm128 ? 128 : 64)),
-                  static_cast<unsigned>(g.groups * phases));
-  launch_mma_gather(bf16, true, bm128, grid, p, stream, "img_acts");
+  GatherParams p = gather_params(g, true, packed.get<void>(), table.get<int2>(), hid, nullptr,
+                                 out, st, so, kp, mp, pi, pj);
+  run_gather(im, true, plan, cols, g.groups * g.sh * g.sw, p, stream, "img_acts");
 }
 
-void weight_acts_mma(const void* images, const void* hid, float* out, const Geo& g, float st,
-                     float so, bool bf16, cudaStream_t stream) {
-  const int64_t k = g.cg * g.kh * g.kw, rows = g.n * g.ho * g.wo;
-  const bool bm128 = static_cast<double>(round_up(g.fg, 128)) <= 1.1 * round_up(g.fg, 64);
-  const int64_t bm = bm128 ? 128 : 64, per_sm = bm128 ? 2 : 3;
-  const int64_t tiles = ceil_div(g.fg, bm) * ceil_div(k, 128) * g.groups;
-  const int64_t ktiles = ceil_div(rows, mma_k_elems(bf16));
-  // Splits: whole waves (floor: a part-filled extra wave costs as much as a full one), at
-  // least 8 K-steps each, workspace <= 256 MiB.
-  int64_t splits = std::max<int64_t>(1, 2 * sm_count() * per_sm / tiles);
-  splits = std::min(splits, std::max<int64_t>(1, ktiles / 8));
-  splits = std::min(splits, std::max<int64_t>(1, (int64_t(256) << 20) / (4 * g.f * k)));
-  splits = std::max<int64_t>(1, std::min(splits, 65535 / g.groups));
-  const int64_t kps = ceil_div(ktiles, splits);
-  splits = ceil_div(ktiles, kps);
-  Workspace table(static_cast<size_t>(k) * sizeof(int2), stream);
-  launch_table_im2col(table.get<int2>(), static_cast<int>(k), static_cast<int>(k),
-                      static_cast<int>(g.kh), static_cast<int>(g.kw), g.h * g.w,
-                      static_cast<int>(g.w), stream, "weight_acts (gather table)");
-  Workspace parts(splits > 1 ? static_cast<size_t>(splits * g.f * k) * sizeof(float) : 0, stream);
-  MmaWgradParams p{};
-  p.images = images;
-  p.hid = hid;
-  p.table = table.get<int2>();
-  p.out = out;
-  p.ws = parts.get<float>();
-  p.st = st;
-  p.so = so;
+// ---- imgActs for few channels per group (conv1: 3): space-to-depth (conv_plan.cuh)
+void img_acts_gemm(const Impl& im, const void* hid, const void* filters, float* out,
+                   const Geo& g, float st, float so, cudaStream_t stream) {
+  const Plan plan = plan_dgrad(im, g);
+  S2d s;
+  if (s2d_geometry(g, s) && fprop_fast_ok(s.g) && (!im.mma || mma_ok(s.g, true))) {
+    const Plan alt = plan_fprop(im, s.g);
+    const int64_t tmp_elems = s.g.n * s.g.f * s.g.ho * s.g.wo;
+    if (s2d_seconds(alt, s) < plan.seconds) {
+      g_s2d.fetch_add(1, std::memory_order_relaxed);
+      Workspace wt(static_cast<size_t>(s.g.f * s.g.cg * s.g.kh * s.g.kw) * im.elem_bytes(),
+                   stream);
+      Workspace tmp(static_cast<size_t>(tmp_elems) * sizeof(float), stream);
+      launch_s2d_filters(im.elem_bytes(), filters, wt.get<void>(), g, s.g.kh, s.g.kw, s.dy, s.dx,
+                         stream);
+      filter_acts_gemm(im, hid, wt.get<void>(), nullptr, tmp.get<float>(), s.g, 0.f, 1.f, alt,
+                       stream);
+      launch_depth_to_space(tmp.get<float>(), out, g, s.g.ho, s.g.wo, st, so, stream);
+      return;
+    }
+  }
+  img_acts_phases(im, hid, filters, out, g, st, so, plan, stream);
+}
+
+// ---- weightActs: split-K over the reduction batch x pixels
+struct WgradIo {
+  const void *images, *hid;
+  const int2* table;
+  float *out, *ws;
+  float st, so;
+};
+
+// Versions 2 and 3 take the same fields (version 3's strides are int: mma_ok bounds them).
+template <class P>
+void wgrad_common(P& p, const WgradIo& io, const Geo& g, int64_t k, int64_t splits, int64_t kps) {
+  p.images = static_cast<decltype(p.images)>(io.images);
+  p.hid = static_cast<decltype(p.hid)>(io.hid);
+  p.table = io.table;
+  p.out = io.out;
+  p.ws = io.ws;
+  p.st = io.st;
+  p.so = io.so;
   p.f = static_cast<int>(g.f);
   p.fg = static_cast<int>(g.fg);
   p.h = static_cast<int>(g.h);
@@ -424,25 +306,59 @@ void weight_acts_mma(const void* images, const void* hid, float* out, const Geo&
   p.ph = static_cast<int>(g.ph);
   p.pw = static_cast<int>(g.pw);
   p.k = static_cast<int>(k);
-  p.r = static_cast<int>(rows);
+  p.r = static_cast<int>(g.n * g.ho * g.wo);
   p.pix = static_cast<int>(g.ho * g.wo);
   p.groups = static_cast<int>(g.groups);
   p.splits = static_cast<int>(splits);
   p.kps = static_cast<int>(kps);
   p.div_pix = make_fast_divmod(static_cast<uint32_t>(g.ho * g.wo));
   p.div_wo = make_fast_divmod(static_cast<uint32_t>(g.wo));
-  p.img_nstride = static_cast<int>(g.c * g.h * g.w);
-  p.img_gstride = static_cast<int>(g.cg * g.h * g.w);
-  p.hid_nstride = static_cast<int>(g.f * g.ho * g.wo);
+  p.img_nstride = static_cast<decltype(p.img_nstride)>(g.c * g.h * g.w);
+  p.img_gstride = static_cast<decltype(p.img_gstride)>(g.cg * g.h * g.w);
+  p.hid_nstride = static_cast<decltype(p.hid_nstride)>(g.f * g.ho * g.wo);
+}
+
+void weight_acts_gemm(const Impl& im, const void* images, const void* hid, float* out,
+                      const Geo& g, float st, float so, cudaStream_t stream) {
+  const int64_t k = g.cg * g.kh * g.kw, rows = g.n * g.ho * g.wo;
+  // Split-K fixes the wave count, so only the padding of M decides the tile.
+  const bool bm128 = static_cast<double>(round_up(g.fg, 128)) <= im.eff64() * round_up(g.fg, 64);
+  const int64_t bm = bm128 ? 128 : 64, per_sm = im.per_sm(bm128);
+  const int64_t tiles = ceil_div(g.fg, bm) * ceil_div(k, 128) * g.groups;
+  const int64_t ktiles = ceil_div(rows, im.ke());
+  // Splits: at most two full waves of blocks (a wave is sms * per_sm resident blocks), at least
+  // min_split_steps K-steps each, workspace <= 256 MiB. The time is about waves * K-steps per
+  // split, so the count rounds down: rounding up overshoots two waves by up to tiles - 1 blocks,
+  // a nearly empty third wave that costs as much as a full one (conv3: 54 tiles, 528 slots;
+  // 10 splits = 540 blocks in 3 waves of 271 K-steps, 9 splits = 486 blocks in 2 waves of 301).
+  int64_t splits = std::max<int64_t>(1, 2 * sm_count() * per_sm / tiles);
+  splits = std::min(splits, std::max<int64_t>(1, ktiles / im.min_split_steps()));
+  splits = std::min(splits, std::max<int64_t>(1, kWorkspaceCap / (4 * g.f * k)));
+  splits = std::max<int64_t>(1, std::min(splits, 65535 / g.groups));
+  const int64_t kps = ceil_div(ktiles, splits);
+  splits = ceil_div(ktiles, kps);  // no empty split
+
+  const int64_t kp = round_up(k, kBK);
+  Workspace table(static_cast<size_t>(kp) * sizeof(int2), stream);
+  launch_table_im2col(table.get<int2>(), static_cast<int>(k), static_cast<int>(kp),
+                      static_cast<int>(g.kh), static_cast<int>(g.kw), g.h * g.w,
+                      static_cast<int>(g.w), stream, "weight_acts (gather table)");
+  Workspace parts(splits > 1 ? static_cast<size_t>(splits * g.f * k) * sizeof(float) : 0, stream);
   const dim3 grid(static_cast<unsigned>(ceil_div(k, 128)), static_cast<unsigned>(ceil_div(g.fg, bm)),
                   static_cast<unsigned>(g.groups * splits));
-  launch_mma_wgrad(bf16, bm128, grid, p, stream);
-  if (splits > 1) {
-    launch(reduce_splits, dim3(blocks_for(g.f * k, 256)), dim3(256), stream,
-           static_cast<const float*>(parts.get<float>()), out, g.f * k, static_cast<int>(splits),
-           st, so);
-    check_launch("weight_acts (split-K reduction)");
+  const WgradIo io{images, hid, table.get<int2>(), out, parts.get<float>(), st, so};
+  if (im.mma) {
+    MmaWgradParams p{};
+    wgrad_common(p, io, g, k, splits, kps);
+    launch_mma_wgrad(im.bf16, bm128, grid, p, stream);
+  } else {
+    WgradParams p{};
+    wgrad_common(p, io, g, k, splits, kps);
+    launch_wgrad_gemm(bm128, grid, p, stream);
   }
+  if (splits > 1)
+    reduce_into(parts.get<float>(), out, g.f * k, splits, st, so, nullptr, 1, 1, stream,
+                "weight_acts (split-K reduction)");
 }
 
 // The bf16 entry points' fallback: the operands widened to fp32 (exactly), then version 2 or 1.
@@ -462,7 +378,60 @@ std::atomic<int> g_conv_kernel{2};
 bool fast() { return g_conv_kernel.load(std::memory_order_relaxed) >= 2; }
 bool tf32() { return g_conv_kernel.load(std::memory_order_relaxed) == 3; }
 
+// The three passes behind one dispatcher: operands (a, b) are (images, filters) for filterActs,
+// (hid_grads, filters) for imgActs, (images, hid_grads) for weightActs; bias is filterActs' only.
+enum class Pass { fprop, dgrad, wgrad };
+
+template <Pass P>
+bool pass_ok(const Geo& g) {
+  return P == Pass::fprop ? fprop_fast_ok(g) : P == Pass::dgrad ? dgrad_fast_ok(g) : wgrad_fast_ok(g);
+}
+
+template <Pass P>
+void run_gemm(const Impl& im, const void* a, const void* b, const float* bias, float* out,
+              const Geo& g, float st, float so, cudaStream_t stream) {
+  if constexpr (P == Pass::fprop)
+    filter_acts_gemm(im, a, b, bias, out, g, st, so, plan_fprop(im, g), stream);
+  else if constexpr (P == Pass::dgrad)
+    img_acts_gemm(im, a, b, out, g, st, so, stream);
+  else
+    weight_acts_gemm(im, a, b, out, g, st, so, stream);
+}
+
+// fp32 operands: version 3 in tf32 when asked and within its limits, else version 2 when asked
+// and within its limits, else version 1.
+template <Pass P>
+void run_fp32(const float* a, const float* b, const float* bias, float* out, const Geo& g,
+              float st, float so, bool want_tf32, bool want_fast, cudaStream_t stream) {
+  const bool ok = pass_ok<P>(g);
+  if (want_tf32 && mma_ok(g, ok)) return run_gemm<P>(kTf32, a, b, bias, out, g, st, so, stream);
+  if (want_fast && ok) return run_gemm<P>(kSimt, a, b, bias, out, g, st, so, stream);
+  if constexpr (P == Pass::fprop)
+    filter_acts_v1(a, b, bias, out, g, st, so, stream);
+  else if constexpr (P == Pass::dgrad)
+    img_acts_v1(a, b, out, g, st, so, stream);
+  else
+    weight_acts_v1(a, b, out, g, st, so, stream);
+}
+
+// bf16 operands: version 3, or (past its limits, or before sm_80) the operands widened to fp32
+// exactly and version 2 or 1: more precise, never less.
+template <Pass P>
+void run_bf16(const uint16_t* a, const uint16_t* b, const float* bias, float* out, const Geo& g,
+              float st, float so, cudaStream_t stream) {
+  if (mma_ok(g, pass_ok<P>(g))) return run_gemm<P>(kBf16, a, b, bias, out, g, st, so, stream);
+  const int64_t images = g.n * g.c * g.h * g.w, hid = g.n * g.f * g.ho * g.wo;
+  const int64_t filters = g.f * g.cg * g.kh * g.kw;
+  const Widened x(a, P == Pass::fprop ? images : P == Pass::dgrad ? hid : images, stream);
+  const Widened y(b, P == Pass::wgrad ? hid : filters, stream);
+  run_fp32<P>(x.get(), y.get(), bias, out, g, st, so, false, true, stream);
+}
+
 }  // namespace
+
+PathCounts path_counts() {
+  return {g_split_k.load(std::memory_order_relaxed), g_s2d.load(std::memory_order_relaxed)};
+}
 }  // namespace conv
 
 using namespace conv;  // this file's own helpers (and the shared ones of conv_impl.cuh)
@@ -479,86 +448,48 @@ int get_conv_kernel() { return g_conv_kernel.load(std::memory_order_relaxed); }
 
 void filter_acts(const float* images, const float* filters, const float* bias, float* out,
                  const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (tf32() && mma_ok(g, fprop_fast_ok(g)))
-    return filter_acts_mma(images, filters, bias, out, g, st, so, false, stream);
-  if (fast() && fprop_fast_ok(g))
-    return filter_acts_fast(images, filters, bias, out, g, st, so, stream);
-  filter_acts_v1(images, filters, bias, out, g, st, so, stream);
+  run_fp32<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, tf32(), fast(), stream);
 }
 
 void img_acts(const float* hid, const float* filters, float* out, const ConvGeometry& cg, float st,
               float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (tf32() && mma_ok(g, dgrad_fast_ok(g)))
-    return img_acts_mma(hid, filters, out, g, st, so, false, stream);
-  if (fast() && dgrad_fast_ok(g)) return img_acts_fast(hid, filters, out, g, st, so, stream);
-  img_acts_v1(hid, filters, out, g, st, so, stream);
+  run_fp32<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, tf32(), fast(), stream);
 }
 
 void weight_acts(const float* images, const float* hid, float* out, const ConvGeometry& cg,
                  float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (tf32() && mma_ok(g, wgrad_fast_ok(g)))
-    return weight_acts_mma(images, hid, out, g, st, so, false, stream);
-  if (fast() && wgrad_fast_ok(g)) return weight_acts_fast(images, hid, out, g, st, so, stream);
-  weight_acts_v1(images, hid, out, g, st, so, stream);
+  run_fp32<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, tf32(), fast(), stream);
 }
 
 // ---- version 3 called directly (the precision choice of the binding layer)
 void filter_acts_tf32(const float* images, const float* filters, const float* bias, float* out,
                       const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (mma_ok(g, fprop_fast_ok(g)))
-    return filter_acts_mma(images, filters, bias, out, g, st, so, false, stream);
-  if (fprop_fast_ok(g)) return filter_acts_fast(images, filters, bias, out, g, st, so, stream);
-  filter_acts_v1(images, filters, bias, out, g, st, so, stream);
+  run_fp32<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, true, true, stream);
 }
 
 void img_acts_tf32(const float* hid, const float* filters, float* out, const ConvGeometry& cg,
                    float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (mma_ok(g, dgrad_fast_ok(g))) return img_acts_mma(hid, filters, out, g, st, so, false, stream);
-  if (dgrad_fast_ok(g)) return img_acts_fast(hid, filters, out, g, st, so, stream);
-  img_acts_v1(hid, filters, out, g, st, so, stream);
+  run_fp32<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, true, true, stream);
 }
 
 void weight_acts_tf32(const float* images, const float* hid, float* out, const ConvGeometry& cg,
                       float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (mma_ok(g, wgrad_fast_ok(g)))
-    return weight_acts_mma(images, hid, out, g, st, so, false, stream);
-  if (wgrad_fast_ok(g)) return weight_acts_fast(images, hid, out, g, st, so, stream);
-  weight_acts_v1(images, hid, out, g, st, so, stream);
+  run_fp32<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, true, true, stream);
 }
 
 void filter_acts_bf16(const uint16_t* images, const uint16_t* filters, const float* bias,
                       float* out, const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (mma_ok(g, fprop_fast_ok(g)))
-    return filter_acts_mma(images, filters, bias, out, g, st, so, true, stream);
-  const Widened x(images, g.n * g.c * g.h * g.w, stream), w(filters, g.f * g.cg * g.kh * g.kw, stream);
-  if (fprop_fast_ok(g)) return filter_acts_fast(x.get(), w.get(), bias, out, g, st, so, stream);
-  filter_acts_v1(x.get(), w.get(), bias, out, g, st, so, stream);
+  run_bf16<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, stream);
 }
 
 void img_acts_bf16(const uint16_t* hid, const uint16_t* filters, float* out,
                    const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (mma_ok(g, dgrad_fast_ok(g))) return img_acts_mma(hid, filters, out, g, st, so, true, stream);
-  const Widened y(hid, g.n * g.f * g.ho * g.wo, stream), w(filters, g.f * g.cg * g.kh * g.kw, stream);
-  if (dgrad_fast_ok(g)) return img_acts_fast(y.get(), w.get(), out, g, st, so, stream);
-  img_acts_v1(y.get(), w.get(), out, g, st, so, stream);
+  run_bf16<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, stream);
 }
 
 void weight_acts_bf16(const uint16_t* images, const uint16_t* hid, float* out,
                       const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  const Geo g = geo_of(cg);
-  if (mma_ok(g, wgrad_fast_ok(g)))
-    return weight_acts_mma(images, hid, out, g, st, so, true, stream);
-  const Widened x(images, g.n * g.c * g.h * g.w, stream), y(hid, g.n * g.f * g.ho * g.wo, stream);
-  if (wgrad_fast_ok(g)) return weight_acts_fast(x.get(), y.get(), out, g, st, so, stream);
-  weight_acts_v1(x.get(), y.get(), out, g, st, so, stream);
+  run_bf16<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, stream);
 }
 
 void conv_bias_grad(const float* hid, float* out, int64_t n, int64_t f, int64_t pixels, float st,
@@ -584,9 +515,8 @@ void conv_bias_grad(const float* hid, float* out, int64_t n, int64_t f, int64_t 
   launch(bias_grad_kernel, dim3(static_cast<unsigned>(f), static_cast<unsigned>(splits)),
          dim3(kRedThreads), stream, hid, parts.get<float>(), n, f, pixels, n_per, st, so, 0);
   check_launch("conv_bias_grad");
-  launch(reduce_splits, dim3(blocks_for(f, 256)), dim3(256), stream,
-         static_cast<const float*>(parts.get<float>()), out, f, static_cast<int>(splits), st, so);
-  check_launch("conv_bias_grad (split reduction)");
+  reduce_into(parts.get<float>(), out, f, splits, st, so, nullptr, 1, 1, stream,
+              "conv_bias_grad (split reduction)");
 }
 
 }  // namespace alexnet_ext::cuda

@@ -7,17 +7,20 @@
 //   while tile k is multiplied, one __syncthreads per K-step. Edges are predicated (zero-filled);
 //   out-of-range columns are clamped to a valid one and never stored.
 //   filterActs, per group:  C[f, (n,oy,ox)] = sum_k A[f, k] B[k, (n,oy,ox)],  k = (c, i, j):
-//     A = the filters packed k-major (pack_fprop); B = the im2col matrix, never materialised:
+//     A = the filters packed k-major (pack_kmajor); B = the im2col matrix, never materialised:
 //     each thread owns one column (window corner computed once) and walks its rows through a
 //     per-k table {c*H*W + i*W + j, i, j} (table_im2col): no divisions in the inner loop.
 //   imgActs, gather form (no atomics, no col2im buffer), per (group, stride phase):
 //     C[c, (n,y,x)] = sum_k A[c, k] B[k, (n,y,x)],  k = (f, ii, jj) over the phase's taps only:
-//     A = the phase's filter taps, transposed and packed (pack_dgrad); B gathers hid_grads
+//     A = the phase's filter taps, transposed and packed (pack_kmajor); B gathers hid_grads
 //     through a per-phase table {f*P - ii*Wo - jj, -ii, -jj} (table_dgrad). The same kernel as
-//     filterActs (template flag DGRAD); the phase is blockIdx.z.
+//     filterActs (template flag DGRAD); the phase is blockIdx.z. Optionally split-K (the
+//     dispatcher's wave model): each split writes raw partials, conv.cu's reduce_splits sums them.
 //   weightActs: C[f, (c,i,j)] = sum_r A[f, r] B[r, (c,i,j)], r = (n, oy, ox): split-K across
 //     blocks (the dispatcher, conv.cu, picks the splits and sums the partials in a fixed order).
 //   Epilogue (fused): bias (filterActs) and the accumulate form, once per output element.
+//   Also here: the two element-wise kernels of imgActs by space-to-depth (s2d_filters,
+//   depth_to_space), which both versions use around their filterActs kernel.
 // 64-bit safety: tensor offsets are int64; table offsets int32 relative to a column base; GEMM
 // coordinates int32 (the dispatcher keeps them below 2^30). docs/CUDA_CONV.md has the reasoning
 // (why NCHW and an implicit GEMM, the stride phases, the tile shapes) and the per-layer numbers.
@@ -117,6 +120,32 @@ __device__ __forceinline__ void tile_mma(const float (*as)[BM + kPad], const flo
 // the conv) goes here, behind a template flag of conv_gather_gemm, after the accumulate form.
 __device__ __forceinline__ float fprop_activation(float v) { return v; }
 
+// The double-buffered mainloop of both kernels: acc = the product of the tiles that
+// issue(kt, buffer) queues for K-steps kt in [kb, ke). Buffer b^1 was last read in the step
+// before, which every thread finished before the barrier that ended it; its copies land while
+// buffer b is multiplied. One __syncthreads per K-step.
+template <int BM, int BN, class Issue>
+__device__ __forceinline__ void gemm_mainloop(float (&as)[2][kBK][BM + kPad],
+                                              float (&bs)[2][kBK][BN + kPad], float (&acc)[8][8],
+                                              int kb, int ke, int ty, int tx, Issue& issue) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  if (kb >= ke) return;  // block-uniform
+  issue(kb, 0);
+  tile_copy_wait();
+  __syncthreads();
+#pragma unroll 1
+  for (int kt = kb; kt < ke; ++kt) {
+    const int cur = (kt - kb) & 1;
+    if (kt + 1 < ke) issue(kt + 1, cur ^ 1);
+    tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
+    tile_copy_wait();
+    __syncthreads();
+  }
+}
+
 // ---------------------------------------------------------------- filterActs / imgActs kernel
 // (Slot and make_slot, shared with version 3, are in conv_impl.cuh.)
 template <int BM, int BN, bool DGRAD>
@@ -134,11 +163,10 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   __shared__ __align__(16) float bs[2][kBK][LDB];
 
   const int tid = threadIdx.x;
-  const int grp = blockIdx.z / p.phases, phase = blockIdx.z - grp * p.phases;
-  const Slot s = make_slot<DGRAD>(p, grp, phase);
-  const int ncols = p.n * s.yn * s.xn;
+  int grp, phase, split;
+  const Slot s = block_slot<DGRAD>(p, grp, phase, split);
   const int n0 = blockIdx.x * BN;
-  if (n0 >= ncols) return;  // block-uniform: this phase has fewer columns than the grid
+  if (n0 >= s.ncols) return;  // block-uniform: this phase has fewer columns than the grid
   const int m0 = blockIdx.y * BM;
   const float* __restrict__ src = p.src + grp * p.src_gstride;
 
@@ -146,13 +174,11 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   int cy, cx;       // the window corner (may lie in the padding)
   const int b_col = tid % BN, b_row = tid / BN;
   {
-    const int col = imin(n0 + b_col, ncols - 1);  // past the end: a valid column, never stored
-    const int yx = s.yn * s.xn;
-    const int img = col / yx, rem = col - img * yx;
-    const int y = rem / s.xn, x = rem - y * s.xn;
-    cy = y * s.ay + s.by;
-    cx = x * s.ax + s.bx;
-    colbase = img * p.src_nstride + static_cast<int64_t>(cy) * s.rowlen + cx;
+    // Past the end: a valid column, never stored.
+    const ColPixel c = slot_pixel(s, imin(n0 + b_col, s.ncols - 1));
+    cy = c.y * s.ay + s.by;
+    cx = c.x * s.ax + s.bx;
+    colbase = c.img * p.src_nstride + static_cast<int64_t>(cy) * s.rowlen + cx;
   }
   const int a_col = (tid % A_TPR) * 4, a_row = tid / A_TPR;
   const float* __restrict__ a_base = s.a + m0 + a_col;
@@ -179,27 +205,10 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   };
 
   float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
   const int tx = tid % (BN / 8), ty = tid / (BN / 8);
-  const int ktiles = (s.k + kBK - 1) / kBK;
-  if (ktiles > 0) {  // block-uniform
-    issue(0, 0);
-    tile_copy_wait();
-    __syncthreads();
-#pragma unroll 1
-    for (int kt = 0; kt < ktiles; ++kt) {
-      const int cur = kt & 1;
-      // Buffer cur^1 was last read in step kt-1, which every thread finished before the barrier
-      // that ended it; its copies land while tile cur is multiplied.
-      if (kt + 1 < ktiles) issue(kt + 1, cur ^ 1);
-      tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
-      tile_copy_wait();
-      __syncthreads();
-    }
-  }
+  const int ktiles = (s.k + kBK - 1) / kBK;  // split-K: this block's share of them (maybe none)
+  gemm_mainloop<BM, BN>(as, bs, acc, imin(ktiles, split * p.kps),
+                        imin(ktiles, (split + 1) * p.kps), ty, tx, issue);
 
   // Epilogue: each output element has exactly one owner (columns partition the phase's pixels,
   // rows the group's channels), so the read-modify-write of the accumulate form is race-free.
@@ -210,14 +219,7 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int col = n0 + frag_index<BN / 2>(tx, j);
-    coff[j] = -1;
-    if (col < ncols) {
-      const int yx = es.yn * es.xn;
-      const int img = col / yx, rem = col - img * yx;
-      const int y = rem / es.xn, x = rem - y * es.xn;
-      coff[j] = img * p.out_nstride + static_cast<int64_t>(y * es.oys + es.oyb) * es.orow +
-                (x * es.oxs + es.oxb);
-    }
+    coff[j] = col < es.ncols ? slot_out_offset(p, es, slot_pixel(es, col)) : -1;
   }
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -228,6 +230,10 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       if (coff[j] < 0) continue;
+      if (p.splits > 1) {  // raw partial; the reduction applies bias, scale and accumulate form
+        p.ws[split * p.out_total + roff + coff[j]] = acc[i][j];
+        continue;
+      }
       float* o = p.out + roff + coff[j];
       const float v = p.so * (acc[i][j] + b);
       if (DGRAD)
@@ -238,19 +244,17 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   }
 }
 
-// filterActs' A: a[g][k][m] = filters[g*fg + m][k] (k = (c, i, j)), zero-padded to kp x mp.
-__global__ void __launch_bounds__(256) pack_fprop(const float* __restrict__ filters,
-                                                  float* __restrict__ a, int groups, int fg, int k,
-                                                  int kp, int mp) {
-  const int64_t total = static_cast<int64_t>(groups) * kp * mp;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int m = static_cast<int>(idx % mp);
-    const int64_t t = idx / mp;
-    const int kk = static_cast<int>(t % kp);
-    const int64_t g = t / kp;
-    a[idx] = (kk < k && m < fg) ? filters[(g * fg + m) * k + kk] : 0.f;
-  }
+// Version 2's A for every group and tap phase, k-major: a[g][i0][j0][kk][m] (packed_source).
+__global__ void __launch_bounds__(256) pack_kmajor(const float* __restrict__ filters,
+                                                   float* __restrict__ a, int groups, int pi,
+                                                   int pj, int fg, int cg, int kh, int kw, int sh,
+                                                   int sw, int kp, int mp, int dgrad) {
+  for_each_element(groups, pi * pj, kp, mp, [&](int64_t idx, const Idx4& o) {
+    const int phase = static_cast<int>(o.b);
+    const int64_t from = packed_source(dgrad, o.a, phase / pj, phase % pj, static_cast<int>(o.c),
+                                       static_cast<int>(o.d), fg, cg, kh, kw, sh, sw);
+    a[idx] = from < 0 ? 0.f : filters[from];
+  });
 }
 
 // The im2col table of filterActs (rows k) and weightActs (columns k): for k = (c, i, j) the
@@ -268,35 +272,6 @@ __global__ void __launch_bounds__(256) table_im2col(int2* __restrict__ table, in
   }
 }
 
-// imgActs' A for tap phase (i0, j0) of group g: a[g][i0][j0][k][m=c] with k = (f, ii, jj) holds
-// filters[g*fg + f][c][i0 + sh*ii][j0 + sw*jj]; zero past the phase's taps and past Cg.
-__global__ void __launch_bounds__(256) pack_dgrad(const float* __restrict__ filters,
-                                                  float* __restrict__ a, int groups, int pi,
-                                                  int pj, int fg, int cg, int kh, int kw, int sh,
-                                                  int sw, int kp, int mp) {
-  const int64_t total = static_cast<int64_t>(groups) * pi * pj * kp * mp;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int m = static_cast<int>(idx % mp);
-    int64_t t = idx / mp;
-    const int kk = static_cast<int>(t % kp);
-    t /= kp;
-    const int j0 = static_cast<int>(t % pj);
-    t /= pj;
-    const int i0 = static_cast<int>(t % pi);
-    const int64_t g = t / pi;
-    const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;  // i0 < kh, j0 < kw
-    const int taps = nti * ntj;
-    float v = 0.f;
-    if (kk < fg * taps && m < cg) {
-      const int f = kk / taps, rem = kk - f * taps;
-      const int ii = rem / ntj, jj = rem - ii * ntj;
-      v = filters[(((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj];
-    }
-    a[idx] = v;
-  }
-}
-
 // imgActs' gather tables, one per tap phase (i0, j0): k = (f, ii, jj) reads hid_grads at
 // f*P - ii*Wo - jj from the column's corner, i.e. output pixel (oy - ii, ox - jj).
 __global__ void __launch_bounds__(256) table_dgrad(int2* __restrict__ table, int pi, int pj,
@@ -306,16 +281,10 @@ __global__ void __launch_bounds__(256) table_dgrad(int2* __restrict__ table, int
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int kk = static_cast<int>(idx % kp), t = static_cast<int>(idx / kp);
-    const int j0 = t % pj, i0 = t / pj;
-    const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;
-    const int taps = nti * ntj;
-    int2 e = make_int2(0, 0);
-    if (kk < fg * taps) {
-      const int f = kk / taps, rem = kk - f * taps;
-      const int ii = rem / ntj, jj = rem - ii * ntj;
-      e = table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj);
-    }
-    table[idx] = e;
+    int f, ii, jj;
+    table[idx] = dgrad_tap(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
+                     ? table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj)
+                     : make_int2(0, 0);
   }
 }
 
@@ -376,24 +345,8 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   };
 
   float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
   const int tx = tid % (BN / 8), ty = tid / (BN / 8);
-  if (kt_begin < kt_end) {  // block-uniform
-    issue(kt_begin, 0);
-    tile_copy_wait();
-    __syncthreads();
-#pragma unroll 1
-    for (int kt = kt_begin; kt < kt_end; ++kt) {
-      const int cur = (kt - kt_begin) & 1;
-      if (kt + 1 < kt_end) issue(kt + 1, cur ^ 1);  // as in conv_gather_gemm
-      tile_mma<BM, BN>(as[cur], bs[cur], acc, ty, tx);
-      tile_copy_wait();
-      __syncthreads();
-    }
-  }
+  gemm_mainloop<BM, BN>(as, bs, acc, kt_begin, kt_end, ty, tx, issue);
 
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
@@ -412,20 +365,58 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
   }
 }
 
-}  // namespace
-
-void launch_pack_fprop(const float* filters, float* a, int groups, int fg, int k, int kp, int mp,
-                       cudaStream_t stream) {
-  launch(pack_fprop, dim3(blocks_for(static_cast<int64_t>(groups) * kp * mp, 256)), dim3(256),
-         stream, filters, a, groups, fg, k, kp, mp);
-  check_launch("filter_acts (pack filters)");
+// ---------------------------------------------------------------- imgActs by space-to-depth
+template <class T>
+__global__ void __launch_bounds__(256) s2d_filters(const T* __restrict__ filters,
+                                                   T* __restrict__ wt, Geo g, int64_t kdh,
+                                                   int64_t kdw, int64_t dy, int64_t dx) {
+  // W' is (groups*sh*sw*cg, fg, kdh, kdw): o = (channel, f, t, u), channel = (grp, ry, rx, c).
+  for_each_element(g.c * g.sh * g.sw, g.fg, kdh, kdw, [&](int64_t idx, const Idx4& o) {
+    const Idx4 q = unflatten(o.a, g.sh, g.sw, g.cg);
+    const int64_t i = q.b + g.ph - g.sh * (dy + o.c), j = q.c + g.pw - g.sw * (dx + o.d);
+    const bool tap = i >= 0 && i < g.kh && j >= 0 && j < g.kw;
+    wt[idx] = tap ? filters[(((q.a * g.fg + o.b) * g.cg + q.d) * g.kh + i) * g.kw + j] : T(0);
+  });
 }
 
-void launch_pack_dgrad(const float* filters, float* a, int groups, int pi, int pj, int fg, int cg,
-                       int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream) {
-  launch(pack_dgrad, dim3(blocks_for(static_cast<int64_t>(groups) * pi * pj * kp * mp, 256)),
-         dim3(256), stream, filters, a, groups, pi, pj, fg, cg, kh, kw, sh, sw, kp, mp);
-  check_launch("img_acts (pack filters)");
+__global__ void __launch_bounds__(256) depth_to_space(const float* __restrict__ tmp,
+                                                      float* __restrict__ out, Geo g, int64_t hs,
+                                                      int64_t ws, float st, float so) {
+  for_each_element(g.n, g.c, g.h, g.w, [&](int64_t idx, const Idx4& o) {  // (n, channel, y, x)
+    const int64_t grp = o.b / g.cg, c = o.b - grp * g.cg;
+    const int64_t ch = ((grp * g.sh + o.c % g.sh) * g.sw + o.d % g.sw) * g.cg + c;
+    const int64_t from = ((o.a * g.c * g.sh * g.sw + ch) * hs + o.c / g.sh) * ws + o.d / g.sw;
+    store_scaled(out + idx, so * tmp[from], st);
+  });
+}
+
+}  // namespace
+
+void launch_s2d_filters(size_t elem_bytes, const void* filters, void* wt, const Geo& g,
+                        int64_t kdh, int64_t kdw, int64_t dy, int64_t dx, cudaStream_t stream) {
+  const dim3 grid(blocks_for(g.c * g.sh * g.sw * g.fg * kdh * kdw, 256));
+  if (elem_bytes == 2)
+    launch(s2d_filters<uint16_t>, grid, dim3(256), stream, static_cast<const uint16_t*>(filters),
+           static_cast<uint16_t*>(wt), g, kdh, kdw, dy, dx);
+  else
+    launch(s2d_filters<float>, grid, dim3(256), stream, static_cast<const float*>(filters),
+           static_cast<float*>(wt), g, kdh, kdw, dy, dx);
+  check_launch("img_acts (space-to-depth filters)");
+}
+
+void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t hs, int64_t ws,
+                           float st, float so, cudaStream_t stream) {
+  launch(depth_to_space, dim3(blocks_for(g.n * g.c * g.h * g.w, 256)), dim3(256), stream, tmp, out,
+         g, hs, ws, st, so);
+  check_launch("img_acts (depth to space)");
+}
+
+void launch_pack(bool dgrad, const float* filters, float* a, int groups, int pi, int pj, int fg,
+                 int cg, int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream) {
+  launch(pack_kmajor, dim3(blocks_for(static_cast<int64_t>(groups) * pi * pj * kp * mp, 256)),
+         dim3(256), stream, filters, a, groups, pi, pj, fg, cg, kh, kw, sh, sw, kp, mp,
+         static_cast<int>(dgrad));
+  check_launch(dgrad ? "img_acts (pack filters)" : "filter_acts (pack filters)");
 }
 
 void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,

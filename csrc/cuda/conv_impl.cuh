@@ -1,9 +1,12 @@
-// What the three files of the CUDA convolution share (internal; the public entry points are in
+// What the files of the CUDA convolution share (internal; the public entry points are in
 // csrc/conv.h):
 //   conv_reference.cu  version 1: direct loops, int64 indexing (validation and fallback)
-//   conv_gemm.cu       version 2: the implicit-GEMM mainloop, filter packers, gather tables
-//   conv.cu            dispatch: version choice, fast-path limits, tile choice, split-K,
-//                      workspaces, the bias gradient and the split reductions
+//   conv_gemm.cu       version 2: the implicit-GEMM mainloop, filter packers, gather tables,
+//                      the space-to-depth kernels of imgActs
+//   conv_mma.cu        version 3: the tensor-core implicit GEMM (tf32, bf16)
+//   conv.cu            dispatch: version choice, fast-path limits, workspaces, split-K and
+//                      space-to-depth (chosen by conv_plan.cuh's wave model), the bias gradient
+//                      and the split reductions
 // Layout everywhere: NCHW images and outputs, (F, C/groups, kh, kw) filters, dense fp32.
 // docs/CUDA_CONV.md has the design, the reasoning and the numbers.
 #pragma once
@@ -28,6 +31,60 @@ inline Geo geo_of(const ConvGeometry& g) {
 // The accumulate form for one element; never reads *t when st == 0 (it may hold NaNs).
 __device__ __forceinline__ void store_scaled(float* t, float v, float st) {
   *t = st == 0.f ? v : fmaf(st, *t, v);
+}
+
+// A flat NCHW-style index -> (a, b, c, d) over dimensions (., nb, nc, nd), d fastest.
+struct Idx4 {
+  int64_t a, b, c, d;
+};
+__device__ __forceinline__ Idx4 unflatten(int64_t idx, int64_t nb, int64_t nc, int64_t nd) {
+  Idx4 r;
+  r.d = idx % nd;
+  idx /= nd;
+  r.c = idx % nc;
+  idx /= nc;
+  r.b = idx % nb;
+  r.a = idx / nb;
+  return r;
+}
+
+// fn(idx, coordinates) for each element of an (na, nb, nc, nd) tensor this thread owns in a
+// grid-stride loop: the element-wise kernels' (version 1, space-to-depth) iteration.
+template <class Fn>
+__device__ __forceinline__ void for_each_element(int64_t na, int64_t nb, int64_t nc, int64_t nd,
+                                                 Fn fn) {
+  const int64_t total = na * nb * nc * nd;
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    fn(idx, unflatten(idx, nb, nc, nd));
+}
+
+// Row kk of imgActs' tap phase (i0, j0), i0 < kh and j0 < kw: kk = (f, ii, jj) over the
+// phase's taps (i0 + sh*ii, j0 + sw*jj); false past the last one.
+__device__ __forceinline__ bool dgrad_tap(int kk, int i0, int j0, int fg, int kh, int kw, int sh,
+                                          int sw, int& f, int& ii, int& jj) {
+  const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1, taps = nti * ntj;
+  if (kk >= fg * taps) return false;
+  f = kk / taps;
+  const int rem = kk - f * taps;
+  ii = rem / ntj;
+  jj = rem - ii * ntj;
+  return true;
+}
+
+// The filter element of packed A at (group g, tap phase (i0, j0), row kk, column m), or -1 where
+// A is zero padding. filterActs (i0 = j0 = 0): kk = (c, i, j), m = f; imgActs: kk = (f, ii, jj)
+// (dgrad_tap), m = c. Both versions' packers (layouts [kk][m] and [m][kk]) use it.
+__device__ __forceinline__ int64_t packed_source(bool dgrad, int64_t g, int i0, int j0, int kk,
+                                                 int m, int fg, int cg, int kh, int kw, int sh,
+                                                 int sw) {
+  if (!dgrad) {
+    const int k = cg * kh * kw;
+    return kk < k && m < fg ? (g * fg + m) * k + kk : -1;
+  }
+  int f, ii, jj;
+  if (m >= cg || !dgrad_tap(kk, i0, j0, fg, kh, kw, sh, sw, f, ii, jj)) return -1;
+  return (((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj;
 }
 #endif
 
@@ -58,7 +115,9 @@ inline FastDivmod make_fast_divmod(uint32_t d) {
 }
 
 // filterActs and imgActs: one kernel (template flag DGRAD), grid (column tiles, row tiles,
-// group * phases + phase).
+// (split * groups + group) * phases + phase). With splits > 1 (split-K) block `split` sums
+// K-steps [split*kps, (split+1)*kps) and writes its raw partial to ws[split][output layout];
+// reduce_splits (conv.cu) then applies bias, scale and the accumulate form in split order.
 struct GatherParams {
   const float* a;      // packed A: [groups][pi][pj][kp][mp], zero outside the real (k, m)
   const int2* table;   // gather tables: [pi][pj][kp]
@@ -76,6 +135,9 @@ struct GatherParams {
   int64_t src_nstride, src_gstride;  // gathered tensor: elements per image, per group
   int64_t out_nstride, out_plane;    // output: elements per image, per channel plane
   int out_gplanes;                   // output planes per group
+  int splits, kps;                   // split-K: splits, K-steps per split (1, all: no split)
+  float* ws;                         // splits > 1: [splits][out_total] partial sums
+  int64_t out_total;                 // elements of the output tensor
 };
 
 // weightActs: grid (column tiles, row tiles, split * groups + group).
@@ -96,18 +158,23 @@ struct WgradParams {
 };
 
 // Launchers (each checks its launch; `op` names the op in the error message).
-// filterActs' A: a[g][k][m] = filters[g*fg + m][k], zero-padded to kp x mp.
-void launch_pack_fprop(const float* filters, float* a, int groups, int fg, int k, int kp, int mp,
-                       cudaStream_t stream);
-// imgActs' A for every group and tap phase (i0, j0): a[g][i0][j0][k = (f, ii, jj)][m = c].
-void launch_pack_dgrad(const float* filters, float* a, int groups, int pi, int pj, int fg, int cg,
-                       int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream);
+// Version 2's A, k-major: a[g][i0][j0][kk][m] (packed_source; filterActs: pi = pj = 1).
+void launch_pack(bool dgrad, const float* filters, float* a, int groups, int pi, int pj, int fg,
+                 int cg, int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream);
 // The im2col table (kp entries) of filterActs' rows and weightActs' columns.
 void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,
                          cudaStream_t stream, const char* op);
 // imgActs' gather tables, one per tap phase: [pi][pj][kp].
 void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
                         int kp, int64_t pix, int wo, cudaStream_t stream);
+// imgActs by space-to-depth (conv.cu, img_acts_gemm): W'[(grp, ry, rx, c)][f][t][u] =
+// filters[grp*fg + f][c][ry + ph - sh*(dy + t)][rx + pw - sw*(dx + u)], zero outside the filter,
+// for 4-byte (fp32) or 2-byte (bf16) elements copied unchanged; then out = st*out + so*tmp with
+// tmp[n][(grp, ry, rx, c)][y / sh][x / sw] the value of pixel (y, x) of channel grp*cg + c.
+void launch_s2d_filters(size_t elem_bytes, const void* filters, void* wt, const Geo& g,
+                        int64_t kdh, int64_t kdw, int64_t dy, int64_t dx, cudaStream_t stream);
+void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t hs, int64_t ws,
+                           float st, float so, cudaStream_t stream);
 // The GEMM kernels: tile 128x128 (256 threads) when bm128, else 64x128 (128 threads).
 void launch_gather_gemm(bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
                         cudaStream_t stream, const char* op);
@@ -120,11 +187,21 @@ struct Slot {
   int64_t a_off;                  // a - p.a in elements (version 3: bf16 A is 2-byte)
   const int2* table;
   int k;                          // reduction length (0: a phase no tap reaches)
-  int yn, xn;                     // columns are (image, y, x) over n x yn x xn
+  int yn, xn, ncols;              // columns are (image, y, x) over n x yn x xn = ncols
   int ay, by, ax, bx;             // gathered window corner of column (y, x): (y*ay+by, x*ax+bx)
   int hb, wb, rowlen;             // gathered plane: bounds and row length
   int oys, oyb, orow, oxs, oxb;   // output pixel: (y*oys + oyb) * orow + x*oxs + oxb
 };
+
+// blockIdx.z of a filterActs/imgActs grid -> (group, phase, split).
+__device__ __forceinline__ void gather_slot(const GatherParams& p, int& grp, int& phase,
+                                            int& split) {
+  const int slots = static_cast<int>(gridDim.z) / p.splits;
+  split = static_cast<int>(blockIdx.z) / slots;
+  const int slot = static_cast<int>(blockIdx.z) - split * slots;
+  grp = slot / p.phases;
+  phase = slot - grp * p.phases;
+}
 
 template <bool DGRAD>
 __device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int phase) {
@@ -176,11 +253,47 @@ __device__ __forceinline__ Slot make_slot(const GatherParams& p, int grp, int ph
     s.oxs = p.sw;
     s.oxb = rx;
   }
+  s.ncols = p.n * s.yn * s.xn;
   return s;
 }
 
+
+// This block's (group, phase, split) (gather_slot) and its slot.
+template <bool DGRAD>
+__device__ __forceinline__ Slot block_slot(const GatherParams& p, int& grp, int& phase,
+                                           int& split) {
+  gather_slot(p, grp, phase, split);
+  return make_slot<DGRAD>(p, grp, phase);
+}
+
+// Column col of a slot: the image and pixel (y, x) over n x yn x xn.
+struct ColPixel {
+  int img, y, x;
+};
+__device__ __forceinline__ ColPixel slot_pixel(const Slot& s, int col) {
+  const int yx = s.yn * s.xn;
+  const int img = col / yx, rem = col - img * yx;
+  const int y = rem / s.xn;
+  return {img, y, rem - y * s.xn};
+}
+
+// The output offset of a column's pixel in channel plane 0 of the output.
+__device__ __forceinline__ int64_t slot_out_offset(const GatherParams& p, const Slot& s,
+                                                   const ColPixel& c) {
+  return c.img * p.out_nstride + static_cast<int64_t>(c.y * s.oys + s.oyb) * s.orow +
+         (c.x * s.oxs + s.oxb);
+}
 #endif
 
+
+// ---------------------------------------------------------------- dispatch (conv.cu)
+// How often the dispatcher chose split-K for a filterActs/imgActs grid, and the space-to-depth
+// form of imgActs, since the process started: the emulator harnesses check that their cases
+// reach both paths.
+struct PathCounts {
+  int64_t split_k, s2d;
+};
+PathCounts path_counts();
 
 // ---------------------------------------------------------------- version 3 (conv_mma.cu)
 // Tensor-core implicit GEMM (mma.sync, sm_80+): tf32 (fp32 in memory) or bf16 (uint16_t bits in
@@ -204,7 +317,7 @@ struct MmaWgradParams {
 };
 
 // Packs the filters into version 3's A, converted (tf32 bits or bf16 bits), k innermost:
-// a[g][i0][j0][m][kk]; filterActs with pi = pj = 1 (m = f, kk = (c,i,j)), imgActs as pack_dgrad.
+// a[g][i0][j0][m][kk] (packed_source); filterActs with pi = pj = 1.
 void launch_pack_mma(bool bf16, bool dgrad, const void* filters, void* a, int groups, int pi,
                      int pj, int fg, int cg, int kh, int kw, int sh, int sw, int kp, int mp,
                      cudaStream_t stream);

@@ -3,7 +3,8 @@
 // accumulate, fp32 output. Same GEMM views and gather tables as version 2 (conv_gemm.cu):
 //   filterActs C[f, (n,oy,ox)] = A[f, k] B[k, (n,oy,ox)], k = (c,i,j), A = packed filters;
 //   imgActs    per stride phase, C[c, (n,y,x)] = A[c, k] B[k, (n,y,x)], k = (f,ii,jj);
-//   weightActs C[f, (c,i,j)] = hid[f, r] im2col[r, (c,i,j)], r = (n,oy,ox), split-K.
+//   weightActs C[f, (c,i,j)] = hid[f, r] im2col[r, (c,i,j)], r = (n,oy,ox), split-K;
+//   filterActs/imgActs split-K when the dispatcher's wave model asks (raw partials, as version 2).
 // Layout: NCHW images/outputs, (F, C/groups, kh, kw) filters (csrc/conv.h).
 // Tile BM x 128 (BM = 128: 8 warps as 2 x 4; BM = 64: 4 warps as 1 x 4), warp tile 64 x 32
 // (4 x 4 mma tiles, 64 fp32 accumulators per thread). K-step: one 128-byte row per operand row
@@ -150,6 +151,47 @@ __device__ __forceinline__ void warp_mma(const char* at, const char* bt, float (
 // The epilogue's activation hook (identity today), as version 2's fprop_activation.
 __device__ __forceinline__ float mma_activation(float v) { return v; }
 
+// The 3-stage mainloop of both kernels: acc = the product of the tiles that issue(kt, stage)
+// queues for K-steps kt in [kb, ke). One __syncthreads per K-step: after it, every thread's
+// copies of step kt have landed and step kt-1's stage (wr) is free to refill.
+// ACVT/BCVT: that operand holds raw fp32 (rounded to tf32 after ldmatrix).
+template <int BM, bool BF16, bool ACVT, bool BCVT, class Issue>
+__device__ __forceinline__ void mma_mainloop(const char* as, const char* bs, float (&acc)[4][4][4],
+                                             int kb, int ke, int wm, int wn, int lane,
+                                             Issue& issue) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+  if (kb >= ke) return;  // block-uniform
+  issue(kb, 0);
+  cp_commit();
+  if (kb + 1 < ke) issue(kb + 1, 1);
+  cp_commit();
+  int rd = 0, wr = 2;
+#pragma unroll 1
+  for (int kt = kb; kt < ke; ++kt) {
+    cp_wait<1>();
+    __syncthreads();
+    if (kt + 2 < ke) issue(kt + 2, wr);
+    cp_commit();  // possibly empty: keeps the group count per step uniform
+    warp_mma<BF16, ACVT, BCVT>(as + rd * BM * kMmaRowBytes, bs + rd * kBN * kMmaRowBytes, acc, wm,
+                               wn, lane);
+    rd = rd == 2 ? 0 : rd + 1;
+    wr = wr == 2 ? 0 : wr + 1;
+  }
+}
+
+// Accumulator i (of 8 rows) / j (of 8 columns) of lane (g, t) in warp (wm, wn): the tile's row
+// and column, and its register (the m16n8 C fragment: c[r] = C[g + 8*(r>>1)][2t + (r&1)]).
+__device__ __forceinline__ int acc_row(int wm, int i, int g) { return wm * 64 + (i >> 1) * 16 + g + (i & 1) * 8; }
+__device__ __forceinline__ int acc_col(int wn, int j, int t) { return wn * 32 + (j >> 1) * 8 + 2 * t + (j & 1); }
+__device__ __forceinline__ float acc_at(const float (&acc)[4][4][4], int i, int j) {
+  return acc[i >> 1][j >> 1][(i & 1) * 2 + (j & 1)];
+}
+
 // ---------------------------------------------------------------- filterActs / imgActs
 template <int BM, bool BF16, bool DGRAD>
 __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const GatherParams p) {
@@ -159,11 +201,10 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   char* const as = dyn_smem();
   char* const bs = as + kStages * BM * kMmaRowBytes;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int grp = blockIdx.z / p.phases, phase = blockIdx.z - grp * p.phases;
-  const Slot s = make_slot<DGRAD>(p, grp, phase);
-  const int ncols = p.n * s.yn * s.xn;
+  int grp, phase, split;
+  const Slot s = block_slot<DGRAD>(p, grp, phase, split);
   const int n0 = blockIdx.x * kBN;
-  if (n0 >= ncols) return;  // block-uniform: this phase has fewer columns than the grid
+  if (n0 >= s.ncols) return;  // block-uniform: this phase has fewer columns than the grid
   const int m0 = blockIdx.y * BM;
   const E* __restrict__ src = reinterpret_cast<const E*>(p.src) + grp * p.src_gstride;
   const E* __restrict__ a =
@@ -172,13 +213,11 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   const int b_col = tid % kBN, b_k0 = tid / kBN;
   int colbase, cy, cx;  // this thread's column: 32-bit offset of its window corner, the corner
   {
-    const int col = imin3(n0 + b_col, ncols - 1);  // past the end: a valid column, never stored
-    const int yx = s.yn * s.xn;
-    const int img = col / yx, rem = col - img * yx;
-    const int y = rem / s.xn, x = rem - y * s.xn;
-    cy = y * s.ay + s.by;
-    cx = x * s.ax + s.bx;
-    colbase = img * static_cast<int>(p.src_nstride) + cy * s.rowlen + cx;
+    // Past the end: a valid column, never stored.
+    const ColPixel c = slot_pixel(s, imin3(n0 + b_col, s.ncols - 1));
+    cy = c.y * s.ay + s.by;
+    cx = c.x * s.ax + s.bx;
+    colbase = c.img * static_cast<int>(p.src_nstride) + cy * s.rowlen + cx;
   }
 
   auto issue = [&](int kt, int stg) {
@@ -232,52 +271,30 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   };
 
   float acc[4][4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
   const int wm = warp / 4, wn = warp % 4;
-  const int ktiles = (s.k + KE - 1) / KE;
-  if (ktiles > 0) {  // block-uniform
-    issue(0, 0);
-    cp_commit();
-    if (ktiles > 1) issue(1, 1);
-    cp_commit();
-    int rd = 0, wr = 2;
-#pragma unroll 1
-    for (int kt = 0; kt < ktiles; ++kt) {
-      cp_wait<1>();     // this thread's copies of step kt have landed,
-      __syncthreads();  // everyone's have, and step kt-1's stage (wr) is free
-      if (kt + 2 < ktiles) issue(kt + 2, wr);
-      cp_commit();  // possibly empty: keeps the group count per step uniform
-      warp_mma<BF16, false, !BF16>(as + rd * BM * kMmaRowBytes, bs + rd * kBN * kMmaRowBytes, acc,
-                                   wm, wn, lane);
-      rd = rd == 2 ? 0 : rd + 1;
-      wr = wr == 2 ? 0 : wr + 1;
-    }
-  }
+  const int ktiles = (s.k + KE - 1) / KE;  // split-K: this block's share of them (maybe none)
+  mma_mainloop<BM, BF16, false, !BF16>(as, bs, acc, imin3(ktiles, split * p.kps),
+                                       imin3(ktiles, (split + 1) * p.kps), wm, wn, lane, issue);
 
   // Epilogue: one owner per output element (as version 2), so the read-modify-write is race-free.
   const Slot es = make_slot<DGRAD>(p, grp, phase);
   const int g = lane >> 2, t = lane & 3;
-  const int yx = es.yn * es.xn;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
-    const int col = n0 + wn * 32 + (j >> 1) * 8 + 2 * t + (j & 1);
-    if (col >= ncols) continue;
-    const int img = col / yx, rem = col - img * yx;
-    const int y = rem / es.xn, x = rem - y * es.xn;
-    float* const ocol = p.out + img * p.out_nstride +
-                        static_cast<int64_t>(y * es.oys + es.oyb) * es.orow + (x * es.oxs + es.oxb);
+    const int col = n0 + acc_col(wn, j, t);
+    if (col >= es.ncols) continue;
+    float* const ocol = p.out + slot_out_offset(p, es, slot_pixel(es, col));
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      const int m = m0 + wm * 64 + (i >> 1) * 16 + g + (i & 1) * 8;
+      const int m = m0 + acc_row(wm, i, g);
       if (m >= p.m) continue;
       float* o = ocol + static_cast<int64_t>(grp * p.out_gplanes + m) * p.out_plane;
+      if (p.splits > 1) {  // raw partial; the reduction applies bias, scale and accumulate form
+        p.ws[split * p.out_total + (o - p.out)] = acc_at(acc, i, j);
+        continue;
+      }
       const float b = (!DGRAD && p.bias) ? __ldg(p.bias + grp * p.m + m) : 0.f;
-      const float v = p.so * (acc[i >> 1][j >> 1][(i & 1) * 2 + (j & 1)] + b);
+      const float v = p.so * (acc_at(acc, i, j) + b);
       if (DGRAD)
         store_scaled(o, v, p.st);
       else
@@ -361,43 +378,20 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_wgrad(const Mma
   };
 
   float acc[4][4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
   const int wm = warp / 4, wn = warp % 4;
-  if (kt_begin < kt_end) {  // block-uniform
-    issue(kt_begin, 0);
-    cp_commit();
-    if (kt_begin + 1 < kt_end) issue(kt_begin + 1, 1);
-    cp_commit();
-    int rd = 0, wr = 2;
-#pragma unroll 1
-    for (int kt = kt_begin; kt < kt_end; ++kt) {
-      cp_wait<1>();
-      __syncthreads();  // as in mma_gather
-      if (kt + 2 < kt_end) issue(kt + 2, wr);
-      cp_commit();
-      warp_mma<BF16, !BF16, !BF16>(as + rd * BM * kMmaRowBytes, bs + rd * kBN * kMmaRowBytes,
-                                   acc, wm, wn, lane);
-      rd = rd == 2 ? 0 : rd + 1;
-      wr = wr == 2 ? 0 : wr + 1;
-    }
-  }
+  mma_mainloop<BM, BF16, !BF16, !BF16>(as, bs, acc, kt_begin, kt_end, wm, wn, lane, issue);
 
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    const int m = m0 + wm * 64 + (i >> 1) * 16 + g + (i & 1) * 8;
+    const int m = m0 + acc_row(wm, i, g);
     if (m >= p.fg) continue;
     const int64_t orow = static_cast<int64_t>(grp * p.fg + m) * p.k;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const int n = n0 + wn * 32 + (j >> 1) * 8 + 2 * t + (j & 1);
+      const int n = n0 + acc_col(wn, j, t);
       if (n >= p.k) continue;
-      const float v = acc[i >> 1][j >> 1][(i & 1) * 2 + (j & 1)];
+      const float v = acc_at(acc, i, j);
       if (p.splits == 1)
         store_scaled(p.out + orow + n, p.so * v, p.st);
       else
@@ -412,35 +406,15 @@ template <class T, class O>
 __global__ void __launch_bounds__(256) pack_mma(const T* __restrict__ filters, O* __restrict__ a,
                                                 int groups, int pi, int pj, int fg, int cg, int kh,
                                                 int kw, int sh, int sw, int kp, int mp, int dgrad) {
-  const int64_t total = static_cast<int64_t>(groups) * pi * pj * mp * kp;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int kk = static_cast<int>(idx % kp);
-    int64_t t = idx / kp;
-    const int m = static_cast<int>(t % mp);
-    t /= mp;
-    const int j0 = static_cast<int>(t % pj);
-    t /= pj;
-    const int i0 = static_cast<int>(t % pi);
-    const int64_t g = t / pi;
-    int64_t from = -1;
-    if (!dgrad) {
-      const int k = cg * kh * kw;
-      if (kk < k && m < fg) from = (g * fg + m) * k + kk;
-    } else {
-      const int nti = (kh - 1 - i0) / sh + 1, ntj = (kw - 1 - j0) / sw + 1;  // i0 < kh, j0 < kw
-      const int taps = nti * ntj;
-      if (kk < fg * taps && m < cg) {
-        const int f = kk / taps, rem = kk - f * taps;
-        const int ii = rem / ntj, jj = rem - ii * ntj;
-        from = (((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj;
-      }
-    }
+  for_each_element(groups, pi * pj, mp, kp, [&](int64_t idx, const Idx4& o) {
+    const int phase = static_cast<int>(o.b);
+    const int64_t from = packed_source(dgrad, o.a, phase / pj, phase % pj, static_cast<int>(o.d),
+                                       static_cast<int>(o.c), fg, cg, kh, kw, sh, sw);
     if constexpr (std::is_same_v<T, float>)
       a[idx] = from < 0 ? 0u : to_tf32(filters[from]);
     else
       a[idx] = from < 0 ? static_cast<O>(0) : filters[from];
-  }
+  });
 }
 
 __global__ void __launch_bounds__(256) bf16_to_f32(const uint16_t* __restrict__ in,

@@ -19,16 +19,8 @@ __global__ void __launch_bounds__(256) filter_acts_ref(const float* __restrict__
                                                        const float* __restrict__ bias,
                                                        float* __restrict__ out, Geo g, float st,
                                                        float so) {
-  const int64_t total = g.n * g.f * g.ho * g.wo;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t ox = idx % g.wo;
-    int64_t t = idx / g.wo;
-    const int64_t oy = t % g.ho;
-    t /= g.ho;
-    const int64_t f = t % g.f;
-    const int64_t n = t / g.f;
-    const int64_t grp = f / g.fg;
+  for_each_element(g.n, g.f, g.ho, g.wo, [&](int64_t idx, const Idx4& o) {
+    const int64_t n = o.a, f = o.b, oy = o.c, ox = o.d, grp = f / g.fg;
     const float* img = images + (n * g.c + grp * g.cg) * g.h * g.w;
     const float* wf = filters + f * g.cg * g.kh * g.kw;
     float acc = 0.f;
@@ -44,22 +36,16 @@ __global__ void __launch_bounds__(256) filter_acts_ref(const float* __restrict__
       }
     }
     store_scaled(out + idx, so * (acc + (bias ? bias[f] : 0.f)), st);
-  }
+  });
 }
 
+// Input pixel (y, x) gathers the output pixels whose window covers it, tap by tap.
 __global__ void __launch_bounds__(256) img_acts_ref(const float* __restrict__ hid,
                                                     const float* __restrict__ filters,
                                                     float* __restrict__ out, Geo g, float st,
                                                     float so) {
-  const int64_t total = g.n * g.c * g.h * g.w;
-  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t x = idx % g.w;
-    int64_t t = idx / g.w;
-    const int64_t y = t % g.h;
-    t /= g.h;
-    const int64_t c = t % g.c;
-    const int64_t n = t / g.c;
+  for_each_element(g.n, g.c, g.h, g.w, [&](int64_t idx, const Idx4& o) {
+    const int64_t n = o.a, c = o.b, y = o.c, x = o.d;
     const int64_t grp = c / g.cg, cc = c - grp * g.cg;
     float acc = 0.f;
     for (int64_t fl = 0; fl < g.fg; ++fl) {
@@ -78,7 +64,7 @@ __global__ void __launch_bounds__(256) img_acts_ref(const float* __restrict__ hi
       }
     }
     store_scaled(out + idx, so * acc, st);
-  }
+  });
 }
 
 // One block per filter weight (grid-stride over weights); the threads split the batch*pixels sum.
@@ -87,14 +73,11 @@ __global__ void __launch_bounds__(kRedThreads) weight_acts_ref(const float* __re
                                                                float* __restrict__ out, Geo g,
                                                                float st, float so) {
   __shared__ float red[kRedThreads];
-  const int64_t taps = g.kh * g.kw, k = g.cg * taps, total = g.f * k, pix = g.ho * g.wo;
+  const int64_t total = g.f * g.cg * g.kh * g.kw, pix = g.ho * g.wo;
   const int64_t rows = g.n * pix;
   for (int64_t idx = blockIdx.x; idx < total; idx += gridDim.x) {  // uniform across the block
-    const int64_t f = idx / k;
-    int64_t rem = idx - f * k;
-    const int64_t c = rem / taps;
-    rem -= c * taps;
-    const int64_t i = rem / g.kw, j = rem - i * g.kw;
+    const Idx4 o = unflatten(idx, g.cg, g.kh, g.kw);
+    const int64_t f = o.a, c = o.b, i = o.c, j = o.d;
     const int64_t grp = f / g.fg;
     float acc = 0.f;
     for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {

@@ -87,36 +87,40 @@ __host__ __device__ __forceinline__ uint16_t float_to_bf16_bits(float x) {
 // ----------------------------------------------------------------------------- mma.sync
 // asm volatile: a warp-collective instruction must not be sunk into a branch that only some
 // lanes take (a plain asm counts as a pure per-thread function the compiler may move).
-// a, b: tf32 bits (to_tf32; the hardware ignores the low 13 bits of unconverted fp32 bits).
-__device__ __forceinline__ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4],
-                                                 const uint32_t b[2], const float c[4]) {
+// One body for both shapes: K = 8 is m16n8k8 with tf32 operands (tf32 bits from to_tf32; the
+// hardware ignores the low 13 bits of unconverted fp32 bits), K = 16 is m16n8k16 with bf16
+// pairs (pack_bf16x2 or ldmatrix, the lower-index element in the low half).
+#define ALEXNET_EXT_MMA(TYPES)                                                          \
+  asm volatile("mma.sync.aligned." TYPES                                                \
+               " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n" \
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                         \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),      \
+                 "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]))
+
+template <int K>
+__device__ __forceinline__ void mma_m16n8(float d[4], const uint32_t a[4], const uint32_t b[2],
+                                          const float c[4]) {
+  static_assert(K == 8 || K == 16, "m16n8k8 (tf32) or m16n8k16 (bf16)");
 #if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::mma_warp<8>(d, a, b, c, "mma.sync.m16n8k8.tf32");
+  emu::mma_warp<K>(d, a, b, c, K == 8 ? "mma.sync.m16n8k8.tf32" : "mma.sync.m16n8k16.bf16");
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
-        "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+  if constexpr (K == 8)
+    ALEXNET_EXT_MMA("m16n8k8.row.col.f32.tf32.tf32.f32");
+  else
+    ALEXNET_EXT_MMA("m16n8k16.row.col.f32.bf16.bf16.f32");
 #else
   __trap();
 #endif
 }
+#undef ALEXNET_EXT_MMA
 
-// a, b: bf16 pairs (pack_bf16x2 or ldmatrix), the lower-index element in the low half.
+__device__ __forceinline__ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4],
+                                                 const uint32_t b[2], const float c[4]) {
+  mma_m16n8<8>(d, a, b, c);
+}
 __device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const uint32_t a[4],
                                                   const uint32_t b[2], const float c[4]) {
-#if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::mma_warp<16>(d, a, b, c, "mma.sync.m16n8k16.bf16");
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
-        "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
-#else
-  __trap();
-#endif
+  mma_m16n8<16>(d, a, b, c);
 }
 
 // ----------------------------------------------------------------------------- ldmatrix
@@ -124,78 +128,45 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const uint32_t a[4
 // aligned); x1 reads lanes 0-7's addresses, x2 lanes 0-15, x4 all. Register j receives matrix j.
 // Like any shared-memory read of other threads' data, a __syncthreads/__syncwarp must order the
 // stores before it (the asm has no memory clobber, as CUTLASS's).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(ALEXNET_EXT_CUDA_EMULATION)
-#define ALEXNET_EXT_SMEM_ADDR(p) static_cast<unsigned>(__cvta_generic_to_shared(p))
-#endif
+// One body for N = 1, 2, 4 matrices, plain or .trans (TRANS).
+#define ALEXNET_EXT_LDMATRIX(T)                                                            \
+  if constexpr (N == 1)                                                                    \
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1" T ".shared.b16 {%0}, [%1];\n"           \
+                 : "=r"(r[0]) : "r"(addr));                                                \
+  else if constexpr (N == 2)                                                               \
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2" T ".shared.b16 {%0, %1}, [%2];\n"       \
+                 : "=r"(r[0]), "=r"(r[1]) : "r"(addr));                                    \
+  else                                                                                     \
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4" T ".shared.b16 {%0, %1, %2, %3}, [%4];\n" \
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr))
 
-__device__ __forceinline__ void ldmatrix_x1(uint32_t r[1], const void* smem_row) {
+template <int N, bool TRANS>
+__device__ __forceinline__ void ldmatrix(uint32_t* r, const void* smem_row) {
+  static_assert(N == 1 || N == 2 || N == 4, "ldmatrix .x1, .x2 or .x4");
 #if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::ldmatrix_warp(r, 1, false, smem_row, "ldmatrix.x1");
+  constexpr const char* names[2][3] = {{"ldmatrix.x1", "ldmatrix.x2", "ldmatrix.x4"},
+                                       {"ldmatrix.x1.trans", "ldmatrix.x2.trans",
+                                        "ldmatrix.x4.trans"}};
+  emu::ldmatrix_warp(r, N, TRANS, smem_row, names[TRANS][N / 2]);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n"
-               : "=r"(r[0]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_row));
+  if constexpr (TRANS) {
+    ALEXNET_EXT_LDMATRIX(".trans");
+  } else {
+    ALEXNET_EXT_LDMATRIX("");
+  }
 #else
   __trap();
 #endif
 }
+#undef ALEXNET_EXT_LDMATRIX
 
-__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void* smem_row) {
-#if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::ldmatrix_warp(r, 2, false, smem_row, "ldmatrix.x2");
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem_row) {
-#if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::ldmatrix_warp(r, 4, false, smem_row, "ldmatrix.x4");
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void ldmatrix_x1_trans(uint32_t r[1], const void* smem_row) {
-#if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::ldmatrix_warp(r, 1, true, smem_row, "ldmatrix.x1.trans");
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
-               : "=r"(r[0]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void* smem_row) {
-#if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::ldmatrix_warp(r, 2, true, smem_row, "ldmatrix.x2.trans");
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1]) : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
-#else
-  __trap();
-#endif
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* smem_row) {
-#if defined(ALEXNET_EXT_CUDA_EMULATION)
-  emu::ldmatrix_warp(r, 4, true, smem_row, "ldmatrix.x4.trans");
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(ALEXNET_EXT_SMEM_ADDR(smem_row)));
-#else
-  __trap();
-#endif
-}
-
-#undef ALEXNET_EXT_SMEM_ADDR
+// The named forms the kernels and tests call.
+__device__ __forceinline__ void ldmatrix_x1(uint32_t r[1], const void* p) { ldmatrix<1, false>(r, p); }
+__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void* p) { ldmatrix<2, false>(r, p); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* p) { ldmatrix<4, false>(r, p); }
+__device__ __forceinline__ void ldmatrix_x1_trans(uint32_t r[1], const void* p) { ldmatrix<1, true>(r, p); }
+__device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void* p) { ldmatrix<2, true>(r, p); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* p) { ldmatrix<4, true>(r, p); }
 
 }  // namespace alexnet_ext::cuda

@@ -3,7 +3,8 @@
 # against one of its float64 harnesses:
 #   tools/cuda_emu/run.sh [plain|asan|tsan] [seed] [random_cases] [fixed: all|none|substring]
 # EMU_HARNESS=conv_emu_test (default: versions 1 and 2, fp32) or conv_mma_test (version 3, tensor
-# cores in tf32 and bf16; plain or asan only: its mma collectives are warp operations).
+# cores in tf32 and bf16; plain or asan only: its mma collectives are warp operations), or
+# conv_waves (no checks: prints the dispatcher's wave model for AlexNet, docs/CUDA_CONV.md).
 # EMU_SMS=n sets the SM count the tile and split heuristics see (default 132). The binaries go
 # to EMU_BUILD_DIR (default build/cuda_emu).
 set -euo pipefail
@@ -20,7 +21,7 @@ esac
 out=${EMU_BUILD_DIR:-$root/build/cuda_emu}  # build/ is gitignored
 mkdir -p "$out"
 harness=${EMU_HARNESS:-conv_emu_test}
-case $harness in conv_emu_test|conv_mma_test) ;; *) echo "EMU_HARNESS: conv_emu_test or conv_mma_test" >&2; exit 2 ;; esac
+case $harness in conv_emu_test|conv_mma_test|conv_waves) ;; *) echo "EMU_HARNESS: conv_emu_test, conv_mma_test or conv_waves" >&2; exit 2 ;; esac
 bin="$out/${harness}_$mode"
 # The conv sources are compiled as C++: the shim header comes first on the include path.
 g++ -std=c++20 $flags -Wall -Wno-unknown-pragmas -pthread \
