@@ -23,15 +23,17 @@ int current_device() {
 }
 
 void check_dtype_supported(const py::dtype& dt, const char* name) {
-  const char k = dt.kind();
-  const auto n = dt.itemsize();
-  const bool ok = (k == 'f' && n == 4) || (k == 'i' && (n == 4 || n == 8)) || (k == 'u' && n == 1);
-  if (!ok)
-    throw py::type_error(std::string(name) + ": DeviceArray holds float32, int32, int64 or uint8, got " +
-                         py::str(dt).cast<std::string>());
+  if (dtype_from(dt) == Dtype::other)
+    throw py::type_error(std::string(name) + ": DeviceArray holds float32, bfloat16, int32, int64 or "
+                         "uint8, got " + py::str(dt).cast<std::string>());
 }
 
+// The CUDA Array Interface spells bf16 "<V2", as any 2-byte void: neither side can tell them apart.
+constexpr const char* kNoBf16Cai = "bfloat16 has no __cuda_array_interface__ typestr ('<V2' is any "
+                                   "2-byte void type): share bfloat16 arrays through DLPack";
+
 std::string typestr(const py::dtype& dt) {
+  if (dtype_from(dt) == Dtype::bf16) throw py::type_error(kNoBf16Cai);
   return std::string(dt.itemsize() == 1 ? "|" : "<") + dt.kind() + std::to_string(dt.itemsize());
 }
 
@@ -76,16 +78,18 @@ bool is_compact(int ndim, const int64_t* shape, const int64_t* strides_elems) {
 py::dtype dtype_from_dl(const AxDLDataType& t) {
   if (t.lanes != 1) throw py::type_error("DLPack tensor: vector types are not supported");
   if (t.code == kAxDLFloat && t.bits == 32) return py::dtype::of<float>();
+  if (t.code == kAxDLBfloat && t.bits == 16) return bf16_dtype();
   if (t.code == kAxDLInt && t.bits == 32) return py::dtype::of<int32_t>();
   if (t.code == kAxDLInt && t.bits == 64) return py::dtype::of<int64_t>();
   if (t.code == kAxDLUInt && t.bits == 8) return py::dtype::of<uint8_t>();
   throw py::type_error("DLPack tensor: dtype (code " + std::to_string(t.code) + ", " +
-                       std::to_string(t.bits) + " bits) is not float32, int32, int64 or uint8");
+                       std::to_string(t.bits) + " bits) is not float32, bfloat16, int32, int64 or uint8");
 }
 
 AxDLDataType dl_from_dtype(const py::dtype& dt) {
   const char k = dt.kind();
   const uint8_t bits = static_cast<uint8_t>(dt.itemsize() * 8);
+  if (dtype_from(dt) == Dtype::bf16) return {kAxDLBfloat, 16, 1};
   return {static_cast<uint8_t>(k == 'f' ? kAxDLFloat : k == 'u' ? kAxDLUInt : kAxDLInt), bits, 1};
 }
 
@@ -203,6 +207,7 @@ DeviceArray from_cai(py::object obj) {
   DeviceArray a;
   a.shape = shape_from(cai["shape"]);
   a.dtype = py::dtype(cai["typestr"].cast<std::string>());
+  if (a.dtype.kind() == 'V') throw py::type_error(std::string("asarray: ") + kNoBf16Cai);
   check_dtype_supported(a.dtype, "asarray");
   auto data = cai["data"].cast<py::tuple>();
   a.ptr = data[0].cast<uintptr_t>();
@@ -292,7 +297,7 @@ void copy_into(const DeviceArray& dst, py::object src, const std::string& route)
     if (shape != dst.shape)
       throw py::value_error("src: shape " + py::repr(shape_tuple(shape)).cast<std::string>() +
                             " does not match dst's " + py::repr(shape_tuple(dst.shape)).cast<std::string>());
-    if (!dt.is(dst.dtype))
+    if (!dt.equal(dst.dtype))
       throw py::type_error("src: dtype " + py::str(dt).cast<std::string>() + " does not match dst's " +
                            py::str(dst.dtype).cast<std::string>());
   };

@@ -14,18 +14,12 @@
 namespace py = pybind11;
 
 namespace alexnet_ext::binding {
-void bind_conv(py::module_& cpu, py::module_* cuda);
-void bind_response_norm(py::module_& cpu, py::module_* cuda);
-void bind_max_pool(py::module_& cpu, py::module_* cuda);
-void bind_response_norm_max_pool(py::module_& cpu, py::module_* cuda);
-void bind_avg_pool(py::module_& cpu, py::module_* cuda);
-void bind_relu(py::module_& cpu, py::module_* cuda);
-void bind_add(py::module_& cpu, py::module_* cuda);
-void bind_dropout(py::module_& cpu, py::module_* cuda);
-void bind_fc(py::module_& cpu, py::module_* cuda);
-void bind_softmax_log_loss(py::module_& cpu, py::module_* cuda);
-void bind_sgd_update(py::module_& cpu, py::module_* cuda);
-void bind_normalize_batch(py::module_& cpu, py::module_* cuda);
+// Every op's bind_<op>(cpu, cuda), declared and called from this one list.
+#define ALEXNET_EXT_OPS(X)                                                                      \
+  X(conv) X(response_norm) X(max_pool) X(response_norm_max_pool) X(avg_pool) X(relu) X(add)     \
+  X(dropout) X(fc) X(softmax_log_loss) X(sgd_update) X(normalize_batch) X(cast)
+#define ALEXNET_EXT_DECLARE(op) void bind_##op(py::module_& cpu, py::module_* cuda);
+ALEXNET_EXT_OPS(ALEXNET_EXT_DECLARE)
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
 #endif
@@ -134,12 +128,8 @@ PYBIND11_MODULE(_core, m) {
   b::bind_cuda_array(cuda);
   cuda_ptr = &cuda;
 #endif
-  for (auto bind : {b::bind_conv, b::bind_response_norm, b::bind_max_pool,
-                    b::bind_response_norm_max_pool, b::bind_avg_pool,
-                    b::bind_relu, b::bind_add, b::bind_dropout, b::bind_fc,
-                    b::bind_softmax_log_loss, b::bind_sgd_update,
-                    b::bind_normalize_batch})
-    bind(cpu, cuda_ptr);
+#define ALEXNET_EXT_BIND(op) b::bind_##op(cpu, cuda_ptr);
+  ALEXNET_EXT_OPS(ALEXNET_EXT_BIND)
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
   m.def("set_num_threads", [](int n) {

@@ -6,6 +6,7 @@ namespace alexnet_ext::binding {
 const char* dtype_name(Dtype d) {
   switch (d) {
     case Dtype::f32: return "float32";
+    case Dtype::bf16: return "bfloat16";
     case Dtype::i32: return "int32";
     case Dtype::i64: return "int64";
     case Dtype::u8: return "uint8";
@@ -13,7 +14,12 @@ const char* dtype_name(Dtype d) {
   }
 }
 
-namespace {
+const py::dtype& bf16_dtype() {
+  // Leaked on purpose: no Python object may be released after the interpreter has gone.
+  static const auto* d = new py::dtype(py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")));
+  return *d;
+}
+
 Dtype dtype_from(const py::dtype& dt) {
   const char k = dt.kind();
   const auto n = dt.itemsize();
@@ -23,9 +29,10 @@ Dtype dtype_from(const py::dtype& dt) {
   if (k == 'i' && n == 4) return Dtype::i32;
   if (k == 'i' && n == 8) return Dtype::i64;
   if (k == 'u' && n == 1) return Dtype::u8;
+  // ml_dtypes' bfloat16 is a 2-byte 'V' kind, as is a plain void type: compare the dtype itself
+  if (k == 'V' && n == 2 && dt.equal(bf16_dtype())) return Dtype::bf16;
   return Dtype::other;
 }
-}  // namespace
 
 View make_view(py::handle obj) {
   View v;

@@ -4,7 +4,8 @@
 // the op's geometry check in the op's header, dtype, density, writability, one device), then
 // DISPATCH calls cpu:: or cuda:: by where the arrays live. The friendly argument checks are
 // Python's (alexnet_ext.ops, _validate.py); these only keep a direct _core call in bounds.
-// dtype dispatch lives in View::data<T>() (float32 now; bf16 is one more Dtype).
+// dtype dispatch lives in View::data<T>(): bf16 (ml_dtypes.bfloat16) travels as its uint16_t bits,
+// the type the bf16 kernels take; there is no uint16 integer dtype.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -28,14 +29,17 @@ namespace alexnet_ext::binding {
 
 namespace py = pybind11;
 
-enum class Dtype { f32, i32, i64, u8, other };
+enum class Dtype { f32, bf16, i32, i64, u8, other };
 
 template <class T> constexpr Dtype dtype_of();
 template <> constexpr Dtype dtype_of<float>() { return Dtype::f32; }
+template <> constexpr Dtype dtype_of<uint16_t>() { return Dtype::bf16; }
 template <> constexpr Dtype dtype_of<int32_t>() { return Dtype::i32; }
 template <> constexpr Dtype dtype_of<int64_t>() { return Dtype::i64; }
 template <> constexpr Dtype dtype_of<uint8_t>() { return Dtype::u8; }
 const char* dtype_name(Dtype d);
+Dtype dtype_from(const py::dtype& dt);  // native-order float32, bf16, int32, int64, uint8; else other
+const py::dtype& bf16_dtype();          // numpy.dtype(ml_dtypes.bfloat16)
 
 struct View {
   py::object owner;             // keeps the array alive while the kernel runs without the GIL
