@@ -29,17 +29,20 @@ def test_to_float32_exact_on_every_pattern():
 
 
 def test_out_offsets_and_odd_sizes(rng):
+    """Sizes around the block and past one grid, float32 sides 4 bytes off 16-byte alignment (the
+    kernels are scalar; bf16 windows cannot be made: the CUDA Array Interface has no bf16)."""
     for n in (1, 3, 257, 100003):
         x = rng.standard_normal(n).astype(np.float32)
-        base = dev(np.zeros(n + 1, BF16))
-        out = window(base, 1, (n,))  # 2 bytes past the allocation's alignment
+        out = dev(np.zeros(n, BF16))
         assert ops.cast(window(dev(np.concatenate([[0], x]).astype(np.float32)), 1, (n,)), BF16,
                         out=out) is out
         np.testing.assert_array_equal(out.get().view(np.uint16), bf16_rne_reference(x))
-        back = dev(np.full(n, np.nan, np.float32))
+        base = dev(np.full(n + 2, np.nan, np.float32))
+        back = window(base, 1, (n,))
         assert ops.cast(out, np.float32, out=back) is back
         np.testing.assert_array_equal(back.get(), out.get().astype(np.float32))
-        assert base.get().view(np.uint16)[0] == 0  # nothing written before the window
+        edges = base.get()[[0, -1]]
+        assert np.isnan(edges).all()  # nothing written outside the window
 
 
 def test_errors():

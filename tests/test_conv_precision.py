@@ -31,10 +31,9 @@ FORMS = {"fresh": (0.0, 1.0, None), "st0_nan_out": (0.0, -0.75, "nan"),
 
 def _run(pass_name, a, b, geometry, out, st, so, precision):
     kwargs = dict(geometry, out=out, scale_targets=st, scale_output=so, precision=precision)
+    bias, size = kwargs.pop("bias"), kwargs.pop("size")
     if pass_name == "filter_acts":
-        return ops.filter_acts(a, b, bias=kwargs.pop("bias"), **kwargs)
-    kwargs.pop("bias")
-    size = kwargs.pop("size")
+        return ops.filter_acts(a, b, bias=bias, **kwargs)
     if pass_name == "img_acts":
         return ops.img_acts(a, b, image_size=size, **kwargs)
     return ops.weight_acts(a, b, filter_size=size, **kwargs)
