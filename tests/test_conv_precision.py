@@ -20,7 +20,7 @@ import alexnet_ext
 from alexnet_ext import _core, cuda, ops
 from cuda_helpers import dev
 from lowp_helpers import round_tf32
-from test_conv_cuda_tf32 import CASES, _out, _within, references
+from test_conv_cuda_tf32 import CASES, _within, case_data, references
 
 BF16 = np.dtype(cuda.bfloat16)
 CASES = {**CASES, "odd_all_axes_groups3_ceil": (3, 6, 7, 10, 9, 3, 4, (2, 3), (1, 2), 3, True)}
@@ -44,11 +44,7 @@ def _run(pass_name, a, b, geometry, out, st, so, precision):
 @pytest.mark.parametrize("name", CASES)
 def test_every_pass_and_accumulate_form_within_bound(rng, precision, name):
     n, c, h, wd, f, kh, kw, (sh, sw), (ph, pw), groups, ceil = CASES[name]
-    ho, wo = _out(h, kh, sh, ph, ceil), _out(wd, kw, sw, pw, ceil)
-    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
-    w = rng.standard_normal((f, c // groups, kh, kw)).astype(np.float32)
-    gy = rng.standard_normal((n, f, ho, wo)).astype(np.float32)
-    b = rng.standard_normal(f).astype(np.float32)
+    x, w, b, gy, ho, wo = case_data(rng, CASES[name])
     if precision == "bf16":
         xd, wdv, gyd = (ops.cast(dev(a), cuda.bfloat16) for a in (x, w, gy))
         xr, wr, gr = (a.get().astype(np.float64) for a in (xd, wdv, gyd))

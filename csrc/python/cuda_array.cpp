@@ -59,21 +59,7 @@ std::vector<int64_t> shape_from(const py::object& shape) {
   return out;
 }
 
-py::tuple shape_tuple(const std::vector<int64_t>& s) {
-  py::tuple t(s.size());
-  for (size_t i = 0; i < s.size(); ++i) t[i] = s[i];
-  return t;
-}
-
-bool is_compact(int ndim, const int64_t* shape, const int64_t* strides_elems) {
-  if (!strides_elems) return true;
-  int64_t expect = 1;
-  for (int i = ndim - 1; i >= 0; --i) {
-    if (shape[i] != 1 && strides_elems[i] != expect) return false;
-    expect *= shape[i];
-  }
-  return true;
-}
+py::tuple shape_tuple(const std::vector<int64_t>& s) { return py::tuple(py::cast(s)); }
 
 py::dtype dtype_from_dl(const AxDLDataType& t) {
   if (t.lanes != 1) throw py::type_error("DLPack tensor: vector types are not supported");
@@ -164,7 +150,7 @@ DeviceArray adopt(Managed* m, bool readonly) {
   if (t.device.device_type != kAxDLCUDA && t.device.device_type != kAxDLCUDAManaged)
     throw py::type_error("asarray: the DLPack tensor is not in CUDA device memory (device type " +
                          std::to_string(t.device.device_type) + "); use to_device() to copy host data");
-  if (!is_compact(t.ndim, t.shape, t.strides))
+  if (t.strides && !row_major(t.ndim, t.shape, t.strides, 1))
     throw py::value_error("asarray: only C-contiguous arrays can be shared without a copy "
                           "(call .contiguous() / ascontiguousarray first)");
   a.dtype = dtype_from_dl(t.dtype);
@@ -215,7 +201,7 @@ DeviceArray from_cai(py::object obj) {
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     std::vector<int64_t> st;
     for (auto v : cai["strides"]) st.push_back(v.cast<int64_t>() / static_cast<int64_t>(a.dtype.itemsize()));
-    if (!is_compact(static_cast<int>(a.shape.size()), a.shape.data(), st.data()))
+    if (!row_major(static_cast<int>(a.shape.size()), a.shape.data(), st.data(), 1))
       throw py::value_error("asarray: only C-contiguous arrays can be shared without a copy");
   }
   a.device = current_device();
@@ -333,6 +319,16 @@ void copy_into(const DeviceArray& dst, py::object src, const std::string& route)
         "copy: cudaMemcpyAsync");
 }
 
+// The host waits (without the GIL) for `sync`, then raises a pending deferred check's verdict.
+template <class Sync>
+void wait_for(Sync sync, const char* what) {
+  {
+    py::gil_scoped_release release;
+    check(sync(), what);
+  }
+  raise_deferred(current_device());
+}
+
 // Zeroes a on the current stream of its device.
 void fill_zero(const DeviceArray& a) {
   if (!a.nbytes()) return;
@@ -380,13 +376,7 @@ void bind_cuda_array(py::module_& m) {
       .def_property_readonly("ptr", [](const DeviceArray& a) { return a.ptr; })
       .def_property_readonly("readonly", [](const DeviceArray& a) { return a.readonly; })
       .def_property_readonly("strides", [](const DeviceArray& a) {
-        std::vector<int64_t> st(a.shape.size());
-        int64_t s = a.dtype.itemsize();
-        for (int i = static_cast<int>(a.shape.size()) - 1; i >= 0; --i) {
-          st[i] = s;
-          s *= a.shape[i];
-        }
-        return shape_tuple(st);
+        return shape_tuple(dense_strides(a.shape, a.dtype.itemsize()));
       })
       .def("reshape", [](const DeviceArray& a, py::args args) {
         // reshape((2, 3)) or reshape(2, 3), as NumPy takes both
@@ -502,13 +492,7 @@ void bind_cuda_array(py::module_& m) {
   });
   m.def("get_device", &current_device);
   m.def("set_device", [](int d) { check(cudaSetDevice(d), "cudaSetDevice"); }, py::arg("device"));
-  m.def("synchronize", []() {
-    {
-      py::gil_scoped_release release;
-      check(cudaDeviceSynchronize(), "synchronize");
-    }
-    raise_deferred(current_device());
-  });
+  m.def("synchronize", []() { wait_for(cudaDeviceSynchronize, "synchronize"); });
   m.def("stream_create", []() {
     cudaStream_t s;
     check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -518,11 +502,7 @@ void bind_cuda_array(py::module_& m) {
     check(cudaStreamDestroy(reinterpret_cast<cudaStream_t>(s)), "cudaStreamDestroy");
   });
   m.def("stream_synchronize", [](uintptr_t s) {
-    {
-      py::gil_scoped_release release;
-      check(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)), "cudaStreamSynchronize");
-    }
-    raise_deferred(current_device());
+    wait_for([s] { return cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)); }, "cudaStreamSynchronize");
   });
   bind_deferred(m);
   m.def("get_stream", []() { return reinterpret_cast<uintptr_t>(cuda::current_stream()); });

@@ -2,7 +2,6 @@
 // geometry check of both pooling ops. max_pool_undo range-checks the switches in the kernel: on
 // the host it raises at once; on the GPU it never waits, the verdict is raised at the next
 // synchronisation (a deferred check, cuda/report.h).
-#include <limits>
 #include <string>
 
 #include "max_pool.h"
@@ -34,12 +33,7 @@ void bind_max_pool(py::module_& m, py::module_* cuda) {
     Place at({&x, &y, &switches});
     const float* xp = x.data<float>("x");
     float* yp = y.mut<float>("y");
-    with_index(switches, "switches", true, [&](auto* s) {
-      using I = std::remove_pointer_t<decltype(s)>;
-      if (g.h * g.w - 1 > static_cast<int64_t>(std::numeric_limits<I>::max()))
-        throw py::value_error("switches: int32 cannot index a plane of more than 2^31 - 1 pixels");
-      ALEXNET_EXT_DISPATCH(at, cpu::max_pool<I>(xp, yp, s, g), cuda::max_pool(xp, yp, s, g, stream));
-    });
+    with_switches(switches, g.h * g.w, [&](auto* s) { ALEXNET_EXT_KERNELS(max_pool)(at, xp, yp, s, g); });
   }, py::arg("x"), py::arg("y"), py::arg("switches"), py::arg("geometry"));
 
   def_op(m, cuda, "max_pool_undo", [](View grad_y, View switches, View grad_x) {

@@ -60,41 +60,31 @@ void bind_geometry(py::module_& m, const char* name, const char* doc,
 namespace {
 
 py::dict cuda_status_dict() {
-  py::dict d;
 #ifdef ALEXNET_EXT_WITH_CUDA
   const alexnet_ext::CudaStatus s = alexnet_ext::cuda_status();
-  d["built_with_cuda"] = true;
-#ifdef ALEXNET_EXT_CUDA_EMULATION
-  d["emulated"] = true;  // tools/cuda_emu: the "GPU" is the CPU, for testing only
-#else
-  d["emulated"] = false;
-#endif
-  d["available"] = s.available;
-  d["reason"] = s.reason;
-  d["runtime_version"] = s.runtime_version;
-  d["driver_version"] = s.driver_version;
   py::list devices;
-  for (const auto& dev : s.devices) {
-    py::dict x;
-    x["index"] = dev.index;
-    x["name"] = dev.name;
-    x["compute_capability"] = py::make_tuple(dev.major, dev.minor);
-    x["multiprocessors"] = dev.multiprocessors;
-    x["total_memory"] = dev.total_memory;
-    devices.append(x);
-  }
-  d["devices"] = devices;
+  for (const auto& dev : s.devices)
+    devices.append(py::dict(py::arg("index") = dev.index, py::arg("name") = dev.name,
+                            py::arg("compute_capability") = py::make_tuple(dev.major, dev.minor),
+                            py::arg("multiprocessors") = dev.multiprocessors,
+                            py::arg("total_memory") = dev.total_memory));
+#ifdef ALEXNET_EXT_CUDA_EMULATION
+  const bool emulated = true;  // tools/cuda_emu: the "GPU" is the CPU, for testing only
 #else
-  d["built_with_cuda"] = false;
-  d["emulated"] = false;
-  d["available"] = false;
-  d["reason"] = "alexnet_ext was built without CUDA (no CUDA compiler was found at build time, "
-                "or ALEXNET_EXT_CUDA=OFF)";
-  d["runtime_version"] = 0;
-  d["driver_version"] = 0;
-  d["devices"] = py::list();
+  const bool emulated = false;
 #endif
-  return d;
+  return py::dict(py::arg("built_with_cuda") = true, py::arg("emulated") = emulated,
+                  py::arg("available") = s.available, py::arg("reason") = s.reason,
+                  py::arg("runtime_version") = s.runtime_version,
+                  py::arg("driver_version") = s.driver_version, py::arg("devices") = devices);
+#else
+  return py::dict(py::arg("built_with_cuda") = false, py::arg("emulated") = false,
+                  py::arg("available") = false,
+                  py::arg("reason") = "alexnet_ext was built without CUDA (no CUDA compiler was "
+                                      "found at build time, or ALEXNET_EXT_CUDA=OFF)",
+                  py::arg("runtime_version") = 0, py::arg("driver_version") = 0,
+                  py::arg("devices") = py::list());
+#endif
 }
 
 }  // namespace

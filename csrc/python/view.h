@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -74,6 +75,10 @@ struct View {
 };
 
 View make_view(py::handle obj);  // TypeError unless a NumPy array or DeviceArray
+// Row-major strides of `shape` in units of `unit` (bytes: the itemsize; elements: 1).
+std::vector<int64_t> dense_strides(const std::vector<int64_t>& shape, int64_t unit);
+// Whether `strides` (in units of `unit`) are row-major for `shape` (size-1 axes: any stride).
+bool row_major(int ndim, const int64_t* shape, const int64_t* strides, int64_t unit);
 std::string shape_str(const std::vector<int64_t>& s);
 
 // a's shape must be exactly `shape`.
@@ -85,6 +90,10 @@ void expect_shape_of(const View& a, const char* a_name,
                      std::initializer_list<std::pair<const View*, const char*>> others);
 // a must have `ndim` dimensions (layout quoted in the error).
 void expect_ndim(const View& a, int ndim, const char* name, const char* layout);
+// expect_ndim, then each of `others` must have a's shape exactly (expect_shape); a's shape.
+const std::vector<int64_t>& expect_ndim_shared(
+    const View& a, int ndim, const char* name, const char* layout,
+    std::initializer_list<std::pair<const View*, const char*>> others);
 
 // Where an op runs: all its arrays (nullptr entries skipped) on the host or all on one GPU, which
 // is made current for the scope. TypeError for a mix.
@@ -104,34 +113,11 @@ class Place {
   int device_ = -1;
 };
 
-// Runs cpu_call or cuda_call (which sees `stream`) without the GIL, by where `place` is.
-#ifdef ALEXNET_EXT_WITH_CUDA
-#define ALEXNET_EXT_DISPATCH(place, cpu_call, cuda_call)  \
-  do {                                                     \
-    const cudaStream_t stream = (place).stream();          \
-    (void)stream;                                          \
-    py::gil_scoped_release release_;                       \
-    if ((place).gpu()) {                                   \
-      cuda_call;                                           \
-    } else {                                               \
-      cpu_call;                                            \
-    }                                                      \
-  } while (0)
-#define ALEXNET_EXT_CUDA_ONLY(...) __VA_ARGS__
-#else
-#define ALEXNET_EXT_DISPATCH(place, cpu_call, cuda_call) \
-  do {                                                    \
-    py::gil_scoped_release release_;                      \
-    cpu_call;                                             \
-  } while (0)
-#define ALEXNET_EXT_CUDA_ONLY(...)
-#endif
-
 #ifdef ALEXNET_EXT_WITH_CUDA
 // Deferred value checks (cuda/report.h, csrc/python/deferred.cpp): raises the first pending bad
 // verdict of `device` as the op's ValueError. Called where the host waits anyway (the loss read,
-// DeviceArray.get, synchronize). The _core.cuda functions check_deferred/deferred_pending/
-// stream_query are bound by bind_deferred.
+// DeviceArray.get, synchronize). bind_deferred binds
+// _core.cuda.deferred_pending and stream_query (for tests).
 void raise_deferred(int device);
 void bind_deferred(py::module_& cuda);
 #endif
@@ -141,8 +127,8 @@ inline std::string deferred_note(const char* op, unsigned long long count) {
          " bad value" + (count == 1 ? "" : "s") + "), raised at the next synchronisation]";
 }
 
-// The same as a value: an op's kernel pair, cpu::fn(args...) and (CUDA builds) cuda::fn(args...,
-// stream). kernels(place, args...) runs the one where `place` is, without the GIL.
+// An op's kernel pair, cpu::fn(args...) and (CUDA builds) cuda::fn(args..., stream), as a value:
+// kernels(place, args...) runs the one where `place` is, without the GIL.
 template <class Cpu, class Cuda>
 struct Kernels {
   Cpu cpu;
@@ -173,6 +159,18 @@ void with_index(const View& a, const char* name, bool writable, F&& f) {
     f(writable ? a.mut<int64_t>(name) : const_cast<int64_t*>(a.data<int64_t>(name)));
   else
     throw py::type_error(std::string(name) + ": expected dtype int32 or int64, got " + a.dtype_str);
+}
+
+// with_index for the written switches of a max pool over planes of `plane` pixels: int32 ones
+// must be able to hold every flat index.
+template <class F>
+void with_switches(const View& switches, int64_t plane, F&& f) {
+  with_index(switches, "switches", true, [&](auto* s) {
+    using I = std::remove_pointer_t<decltype(s)>;
+    if (plane - 1 > static_cast<int64_t>(std::numeric_limits<I>::max()))
+      throw py::value_error("switches: int32 cannot index a plane of more than 2^31 - 1 pixels");
+    f(s);
+  });
 }
 
 // Registers an op in _core.cpu and, in CUDA builds, under the same name in _core.cuda (one
