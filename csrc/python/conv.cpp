@@ -31,8 +31,9 @@ struct Pass {
 };
 template <class A, class B, class C> Pass(A, B, C) -> Pass<A, B, C>;
 #ifdef ALEXNET_EXT_WITH_CUDA
-#define CONV_PASS(fn) \
-  Pass{ALEXNET_EXT_KERNELS(fn), [](auto... a) { cuda::fn##_tf32(a...); }, [](auto... a) { cuda::fn##_bf16(a...); }}
+#define CONV_PASS(fn)                                                           \
+  Pass{ALEXNET_EXT_KERNELS(fn), [](auto... a) { cuda::fn##_tf32(a...); }, \
+       [](auto... a) { cuda::fn##_bf16(a...); }}
 #else
 #define CONV_PASS(fn) Pass{ALEXNET_EXT_KERNELS(fn), nullptr, nullptr}
 #endif

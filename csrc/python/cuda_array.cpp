@@ -502,7 +502,8 @@ void bind_cuda_array(py::module_& m) {
     check(cudaStreamDestroy(reinterpret_cast<cudaStream_t>(s)), "cudaStreamDestroy");
   });
   m.def("stream_synchronize", [](uintptr_t s) {
-    wait_for([s] { return cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)); }, "cudaStreamSynchronize");
+    wait_for([s] { return cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)); },
+             "cudaStreamSynchronize");
   });
   bind_deferred(m);
   m.def("get_stream", []() { return reinterpret_cast<uintptr_t>(cuda::current_stream()); });

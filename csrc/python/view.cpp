@@ -16,7 +16,8 @@ const char* dtype_name(Dtype d) {
 
 const py::dtype& bf16_dtype() {
   // Leaked on purpose: no Python object may be released after the interpreter has gone.
-  static const auto* d = new py::dtype(py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")));
+  static const auto* d =
+      new py::dtype(py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")));
   return *d;
 }
 

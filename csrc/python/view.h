@@ -9,8 +9,10 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -54,11 +56,7 @@ struct View {
   bool readonly = false;
 
   int ndim() const { return static_cast<int>(shape.size()); }
-  int64_t size() const {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    return n;
-  }
+  int64_t size() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>()); }
   bool dense() const;  // C-contiguous and aligned
   // The data as T after checking dtype, density and (mutable) writability; TypeError/ValueError
   // naming `name` otherwise.
