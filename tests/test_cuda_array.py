@@ -195,3 +195,18 @@ def test_torch_bfloat16_round_trip(rng):
     back = torch.from_dlpack(d)
     assert back.dtype == torch.bfloat16 and back.data_ptr() == d.ptr
     assert torch.equal(back, t)
+
+
+@pytest.mark.cuda
+def test_reshape_checks_its_shape():
+    d = cuda.zeros((2, 6))
+    assert d.reshape(3, 4).shape == (3, 4) and d.reshape((-1,)).shape == (12,)
+    assert d.reshape([4, -1]).shape == (4, 3) and d.reshape(12).shape == (12,)
+    with pytest.raises(ValueError, match="one may be -1"):
+        d.reshape(-1, -1)
+    with pytest.raises(ValueError, match="one may be -1"):
+        d.reshape(-2, 6)
+    for bad in ((5, -1), (0, -1), (5, 3), (2**62, 2**62, 12), (2**62, -1)):
+        with pytest.raises(ValueError, match="cannot reshape 12 elements"):
+            d.reshape(bad)  # the product of the first is 12 modulo 2^64
+    assert cuda.zeros((0, 3)).reshape(2**40, 0, 2**40).shape == (2**40, 0, 2**40)

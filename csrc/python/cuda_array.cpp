@@ -1,6 +1,7 @@
 // _core.cuda: the DeviceArray type, allocation, host<->device copies, zero-copy import/export
 // (DLPack, CUDA Array Interface v3), streams and memory statistics. Compiled in CUDA builds only.
 #ifdef ALEXNET_EXT_WITH_CUDA
+#include <algorithm>
 #include <cstring>
 
 #include <pybind11/stl.h>
@@ -380,28 +381,21 @@ void bind_cuda_array(py::module_& m) {
       })
       .def("reshape", [](const DeviceArray& a, py::args args) {
         // reshape((2, 3)) or reshape(2, 3), as NumPy takes both
-        const py::object shape = args.size() == 1 ? py::object(args[0]) : py::object(args);
-        std::vector<int64_t> s;
-        int64_t known = 1, infer = -1;
-        for (auto v : (py::isinstance<py::int_>(shape) ? py::make_tuple(shape) : py::tuple(shape))) {
-          const int64_t d = v.cast<int64_t>();
-          if (d == -1) {
-            if (infer >= 0) throw py::value_error("reshape: only one dimension can be -1");
-            infer = static_cast<int64_t>(s.size());
-          } else if (d < 0) {
-            throw py::value_error("reshape: dimensions must be >= 0 or -1");
-          } else {
-            known *= d;
-          }
-          s.push_back(d);
+        const bool packed = args.size() == 1 && !py::isinstance<py::int_>(args[0]);
+        auto s = (packed ? py::object(args[0]) : py::object(args)).cast<std::vector<int64_t>>();
+        const auto infer = std::find(s.begin(), s.end(), -1);
+        // The product of the other dimensions; negative once it overflows (a later 0 makes it the
+        // true product, 0, again), so never equal to a size.
+        int64_t known = 1;
+        for (auto it = s.begin(); it != s.end(); ++it) {
+          if (it == infer) continue;
+          if (*it < 0) throw py::value_error("reshape: dimensions must be >= 0 (one may be -1)");
+          if (__builtin_mul_overflow(known, *it, &known)) known = -1;
         }
-        if (infer >= 0) {
-          if (known == 0 || a.size() % known) throw py::value_error("reshape: cannot infer the -1 dimension");
-          s[infer] = a.size() / known;
-          known *= s[infer];
-        }
-        if (known != a.size())
-          throw py::value_error("reshape: cannot reshape " + std::to_string(a.size()) + " elements");
+        if (infer == s.end() ? known != a.size() : known <= 0 || a.size() % known)
+          throw py::value_error("reshape: cannot reshape " + std::to_string(a.size()) +
+                                " elements to " + shape_str(s));
+        if (infer != s.end()) *infer = a.size() / known;
         DeviceArray b = a;
         b.shape = s;
         return b;

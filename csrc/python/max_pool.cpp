@@ -57,16 +57,12 @@ void bind_max_pool(py::module_& m, py::module_* cuda) {
       }
 #ifdef ALEXNET_EXT_WITH_CUDA
       else {
-        // No wait: the kernel skips a bad switch (nothing written out of bounds) and records
-        // it; the error is raised at the next synchronisation (cuda/report.h).
-        py::gil_scoped_release release;
-        cuda::DeferredRecord* record = cuda::defer_check(
-            at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
-              return bad_switch_message(r.value, static_cast<int64_t>(r.bad.first), c, h, w, ho,
-                                        wo) + deferred_note("max_pool_undo", r.bad.count);
-            });
-        cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, &record->bad, at.stream());
-        cuda::capture_bad_value(record, s, at.stream());
+        // The kernel skips a bad switch (nothing written out of bounds) and records it.
+        launch_deferred(at, "max_pool_undo", s, [=](const cuda::DeferredRecord& r) {
+          return bad_switch_message(r.value, static_cast<int64_t>(r.bad.first), c, h, w, ho, wo);
+        }, [&](auto* bad) {
+          cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, bad, at.stream());
+        });
       }
 #endif
       if (bad >= 0) throw py::value_error(bad_switch_message(value, bad, c, h, w, ho, wo));

@@ -115,16 +115,10 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
         return cpu::softmax_log_loss_undo(p, l, o, n, k, scale);
       }
 #ifdef ALEXNET_EXT_WITH_CUDA
-      // No wait: a bad label's row of the gradient becomes NaN and the error is raised at the
-      // next synchronisation (a deferred check, cuda/report.h).
-      py::gil_scoped_release release;
-      cuda::DeferredRecord* record = cuda::defer_check(
-          at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
-            return bad_label(static_cast<int64_t>(r.bad.first), r.value, k, r.bad.count) +
-                   deferred_note("softmax_log_loss_undo", r.bad.count);
-          });
-      cuda::softmax_log_loss_undo(p, l, o, n, k, scale, &record->bad, at.stream());
-      cuda::capture_bad_value(record, l, at.stream());
+      // A bad label's row of the gradient becomes NaN; the error is deferred.
+      launch_deferred(at, "softmax_log_loss_undo", l, [=](const cuda::DeferredRecord& r) {
+        return bad_label(static_cast<int64_t>(r.bad.first), r.value, k, r.bad.count);
+      }, [&](auto* bad) { cuda::softmax_log_loss_undo(p, l, o, n, k, scale, bad, at.stream()); });
 #endif
     });
   }, py::arg("probs"), py::arg("labels"), py::arg("out"), py::arg("scale"));

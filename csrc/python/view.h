@@ -24,6 +24,7 @@
 
 #ifdef ALEXNET_EXT_WITH_CUDA
 #include "cuda/common.cuh"
+#include "cuda/report.h"
 #include "cuda/stream.h"
 #include "python/cuda_array.h"
 #endif
@@ -114,16 +115,28 @@ class Place {
 #ifdef ALEXNET_EXT_WITH_CUDA
 // Deferred value checks (cuda/report.h, csrc/python/deferred.cpp): raises the first pending bad
 // verdict of `device` as the op's ValueError. Called where the host waits anyway (the loss read,
-// DeviceArray.get, synchronize). bind_deferred binds
-// _core.cuda.deferred_pending and stream_query (for tests).
+// DeviceArray.get, synchronize). bind_deferred binds _core.cuda.deferred_pending and
+// stream_query (for tests).
 void raise_deferred(int device);
 void bind_deferred(py::module_& cuda);
-#endif
-// The tail of a deferred check's message: which op found it and that it surfaced later.
-inline std::string deferred_note(const char* op, unsigned long long count) {
-  return " [found on the GPU by " + std::string(op) + " (" + std::to_string(count) +
-         " bad value" + (count == 1 ? "" : "s") + "), raised at the next synchronisation]";
+
+// Queues launch(bad), a kernel that records the bad entries of `values` in `bad`, without
+// waiting: message(record) becomes op's ValueError at the next synchronisation, with a note
+// saying so. values == nullptr: nothing to check.
+template <class T, class Message, class Launch>
+void launch_deferred(const Place& at, const char* op, const T* values, Message message,
+                     Launch launch) {
+  py::gil_scoped_release release;
+  cuda::DeferredRecord* record = cuda::defer_check(
+      at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
+        const unsigned long long n = r.bad.count;
+        return message(r) + " [found on the GPU by " + op + " (" + std::to_string(n) +
+               " bad value" + (n == 1 ? "" : "s") + "), raised at the next synchronisation]";
+      });
+  launch(&record->bad);
+  if (values) cuda::capture_bad_value(record, values, at.stream());
 }
+#endif
 
 // An op's kernel pair, cpu::fn(args...) and (CUDA builds) cuda::fn(args..., stream), as a value:
 // kernels(place, args...) runs the one where `place` is, without the GIL.
