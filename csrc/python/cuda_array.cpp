@@ -194,7 +194,8 @@ DeviceArray from_cai(py::object obj) {
   DeviceArray a;
   a.shape = shape_from(cai["shape"]);
   a.dtype = py::dtype(cai["typestr"].cast<std::string>());
-  if (a.dtype.kind() == 'V') throw py::type_error(std::string("asarray: ") + kNoBf16Cai);
+  if (a.dtype.kind() == 'V' && a.dtype.itemsize() == 2)
+    throw py::type_error(std::string("asarray: ") + kNoBf16Cai);
   check_dtype_supported(a.dtype, "asarray");
   auto data = cai["data"].cast<py::tuple>();
   a.ptr = data[0].cast<uintptr_t>();
