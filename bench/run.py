@@ -263,6 +263,13 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
         entry("add.grad", f"{n}x" + "x".join(map(str, S.POOL2_COLUMN)) + " +=", ["add"],
               lambda: ops.add(a2, b2, out=a2), lambda: ta2.add_(tb2), nbytes=3 * ha.nbytes)
 
+    if want("cast."):  # float32 -> bfloat16: making the operands of precision="bf16" convs
+        hc, bf16 = _f32(rng, (n, *S.POOL2_COLUMN)), alexnet_ext.cuda.bfloat16
+        c32, cbf, tc = put(hc), empty(hc.shape, bf16), (T(hc) if torch else None)
+        entry("cast.bf16", f"{n}x" + "x".join(map(str, S.POOL2_COLUMN)), ["cast"],
+              lambda: ops.cast(c32, bf16, out=cbf), lambda: tc.to(torch.bfloat16),
+              nbytes=hc.nbytes * 3 // 2)
+
     if want("softmax8."):
         hz = _f32(rng, (n, S.CLASSES))
         hlab = rng.integers(0, S.CLASSES, n).astype(np.int64)

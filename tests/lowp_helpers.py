@@ -6,6 +6,8 @@ tests/test_mma_layouts.py), for references computed on the rounded inputs.
                  keep their top 19 bits (a quiet NaN stays NaN)
   round_bf16(x): nearest bf16 (7 mantissa bits), ties to even, as float32; NaN -> 0x7fff
   bf16_bits(x) / bf16_to_float32(bits): the same rounding as uint16 bit patterns and back
+  bf16_rne_reference(x): float32 -> bf16 bits as ops.cast does them (NaN -> sign | 0x7fc0), by
+                 exact comparison with the two neighbours: the independent reference of the cast
 """
 import numpy as np
 
@@ -30,3 +32,31 @@ def bf16_to_float32(bits):
 
 def round_bf16(x):
     return bf16_to_float32(bf16_bits(x))
+
+
+def bf16_value(bits):
+    """The exact value of bf16 bit patterns (sign ignored, NaN/inf not handled) as float64, from
+    the fields: (128 + m) * 2^(e - 134), subnormal m * 2^-133; exponent 255 reads as 2^128, the
+    first value past the largest finite bf16 (where rounding up overflows to inf)."""
+    b = np.asarray(bits, dtype=np.int64) & 0x7FFF
+    e, m = b >> 7, b & 0x7F
+    return np.where(e == 0, np.ldexp(m.astype(np.float64), -133),
+                    np.ldexp((128 + m).astype(np.float64), (e - 134).astype(np.int32)))
+
+
+def bf16_rne_reference(x):
+    """float32 -> bf16 bits by exact comparison, independent of the bit trick of csrc/cast.h: the
+    two bf16 neighbours of |x| (float64 holds them and both distances exactly), the nearer wins,
+    a tie goes to the even pattern; NaN -> the quiet NaN of its sign (ml_dtypes' choice)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    u = x.view(np.uint32).astype(np.int64)
+    sign = (u >> 16) & 0x8000
+    lo = (u & 0x7FFFFFFF) >> 16  # the neighbour at or below |x|
+    hi = lo + 1
+    with np.errstate(invalid="ignore"):  # signalling NaNs
+        mag = np.abs(x.astype(np.float64))
+        d_lo, d_hi = mag - bf16_value(lo), bf16_value(hi) - mag
+        pick = np.where((d_hi < d_lo) | ((d_hi == d_lo) & (lo % 2 == 1)), hi, lo)
+    pick = np.where(np.isinf(x), 0x7F80, pick)
+    out = np.where(np.isnan(x), 0x7FC0, pick) | sign
+    return out.astype(np.uint16)

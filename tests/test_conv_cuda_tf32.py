@@ -31,6 +31,17 @@ def _out(size, k, s, p, ceil):
     return (-(-span // s) if ceil else span // s) + 1
 
 
+def case_data(rng, case):
+    """Random float32 images, filters, bias and output gradients for a CASES entry; (ho, wo)."""
+    n, c, h, wd, f, kh, kw, (sh, sw), (ph, pw), groups, ceil = case
+    ho, wo = _out(h, kh, sh, ph, ceil), _out(wd, kw, sw, pw, ceil)
+    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
+    w = rng.standard_normal((f, c // groups, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(f).astype(np.float32)
+    gy = rng.standard_normal((n, f, ho, wo)).astype(np.float32)
+    return x, w, b, gy, ho, wo
+
+
 def _padded(x, kh, kw, sh, sw, ph, pw, ho, wo):
     """x zero-padded so that every window of every output pixel lies inside."""
     n, c, h, w = x.shape
@@ -80,11 +91,7 @@ def tensor_core_version():
 @pytest.mark.parametrize("name", CASES)
 def test_tf32_passes_within_accumulation_bound(rng, tensor_core_version, name):
     n, c, h, wd, f, kh, kw, (sh, sw), (ph, pw), groups, ceil = CASES[name]
-    ho, wo = _out(h, kh, sh, ph, ceil), _out(wd, kw, sw, pw, ceil)
-    x = rng.standard_normal((n, c, h, wd)).astype(np.float32)
-    w = rng.standard_normal((f, c // groups, kh, kw)).astype(np.float32)
-    b = rng.standard_normal(f).astype(np.float32)
-    gy = rng.standard_normal((n, f, ho, wo)).astype(np.float32)
+    x, w, b, gy, ho, wo = case_data(rng, CASES[name])
     kwargs = dict(stride=(sh, sw), padding=(ph, pw), groups=groups, ceil_mode=ceil)
     dev = lambda a: cuda.to_device(np.ascontiguousarray(a))  # noqa: E731
     y = ops.filter_acts(dev(x), dev(w), bias=dev(b), **kwargs).get()

@@ -139,3 +139,74 @@ def test_pin_host_memory_and_fill_zero_check_their_argument():
     d = cuda.to_device(np.ones((3, 5), np.float32))
     cuda.fill_zero(d)
     assert not d.get().any()
+
+
+def _dlpack_dtype(capsule):
+    """(code, bits, lanes) of the DLTensor in an unconsumed "dltensor" capsule, read from the ABI
+    (data 8 bytes, device 8, ndim 4, then the dtype: uint8 code, uint8 bits, uint16 lanes)."""
+    import ctypes
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    raw = ctypes.string_at(get(capsule, b"dltensor") + 20, 4)
+    return raw[0], raw[1], int.from_bytes(raw[2:4], "little")
+
+
+@pytest.mark.cuda
+def test_bfloat16_arrays(rng):
+    bf16 = np.dtype(cuda.bfloat16)
+    x = rng.standard_normal((3, 5, 7)).astype(bf16)
+    d = cuda.to_device(x)
+    assert d.dtype == bf16 and d.nbytes == x.nbytes and "bfloat16" in repr(d)
+    got = d.get()
+    assert got.dtype == bf16
+    np.testing.assert_array_equal(got.view(np.uint16), x.view(np.uint16))
+    np.testing.assert_array_equal(d.reshape(-1, 7).get().view(np.uint16), x.reshape(-1, 7).view(np.uint16))
+    assert not cuda.zeros((4, 4), cuda.bfloat16).get().view(np.uint16).any()
+    e = cuda.empty((3, 5, 7), cuda.bfloat16)
+    cuda.copy(e, d)
+    np.testing.assert_array_equal(e.get().view(np.uint16), x.view(np.uint16))
+    cuda.copy(e, x[::-1].copy())
+    np.testing.assert_array_equal(e.get().view(np.uint16), x[::-1].view(np.uint16))
+    with pytest.raises(TypeError, match="src: dtype float32 does not match dst's bfloat16"):
+        cuda.copy(e, x.astype(np.float32))
+    # DLPack: kDLBfloat (code 4), 16 bits, 1 lane, and our own import takes it back zero-copy
+    assert _dlpack_dtype(d.__dlpack__()) == (4, 16, 1)
+    assert _dlpack_dtype(cuda.zeros(3).__dlpack__()) == (2, 32, 1)
+    back = alexnet_ext._core.cuda.from_dlpack(d)
+    assert back.dtype == bf16 and back.ptr == d.ptr and back.shape == d.shape
+    # The CUDA Array Interface has no bf16 typestr: refused both ways, pointing to DLPack.
+    with pytest.raises(TypeError, match="DLPack"):
+        d.__cuda_array_interface__
+    from cuda_helpers import _Window
+    for typestr in (bf16, "V2"):
+        with pytest.raises(TypeError, match="asarray: bfloat16 has no __cuda_array_interface__.*DLPack"):
+            cuda.asarray(_Window(d, 0, (3,), typestr))
+    with pytest.raises(TypeError, match="float32, bfloat16, int32, int64 or uint8, got float16"):
+        cuda.empty((2,), np.float16)
+
+
+@pytest.mark.cuda
+def test_torch_bfloat16_round_trip(rng):
+    torch = torch_cuda()
+    t = torch.randn(4, 6, device="cuda").to(torch.bfloat16)
+    d = cuda.asarray(t)
+    assert d.dtype == np.dtype(cuda.bfloat16) and d.ptr == t.data_ptr()
+    np.testing.assert_array_equal(d.get().view(np.uint16), t.cpu().view(torch.int16).numpy().view(np.uint16))
+    back = torch.from_dlpack(d)
+    assert back.dtype == torch.bfloat16 and back.data_ptr() == d.ptr
+    assert torch.equal(back, t)
+
+
+@pytest.mark.cuda
+def test_reshape_checks_its_shape():
+    d = cuda.zeros((2, 6))
+    assert d.reshape(3, 4).shape == (3, 4) and d.reshape((-1,)).shape == (12,)
+    assert d.reshape([4, -1]).shape == (4, 3) and d.reshape(12).shape == (12,)
+    with pytest.raises(ValueError, match="one may be -1"):
+        d.reshape(-1, -1)
+    with pytest.raises(ValueError, match="one may be -1"):
+        d.reshape(-2, 6)
+    for bad in ((5, -1), (0, -1), (5, 3), (2**62, 2**62, 12), (2**62, -1)):
+        with pytest.raises(ValueError, match="cannot reshape 12 elements"):
+            d.reshape(bad)  # the product of the first is 12 modulo 2^64
+    assert cuda.zeros((0, 3)).reshape(2**40, 0, 2**40).shape == (2**40, 0, 2**40)

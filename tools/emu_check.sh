@@ -16,7 +16,7 @@ PY=${PYTHON:-python3}
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install -q scikit-build-core pybind11 numpy scipy-openblas32 pillow tqdm \
-      matplotlib safetensors pytest "tomli; python_version < '3.11'"
+      matplotlib safetensors pytest ml_dtypes "tomli; python_version < '3.11'"
 fi
 t0=$(date +%s)
 ALEXNET_EXT_CUDA_EMULATION=ON "$VENV/bin/pip" install -q --no-build-isolation --no-deps \

@@ -1,5 +1,9 @@
 // Binding of convolution (conv.h): filterActs, imgActs, weightActs and the bias gradient, one
-// function each for NumPy arrays (cpu/conv.cpp) and DeviceArrays (cuda/conv.cu).
+// function each for NumPy arrays (cpu/conv.cpp) and DeviceArrays (cuda/conv.cu). The three passes
+// take a precision: "fp32" (either side), "tf32" (float32 operands) or "bf16" (bfloat16
+// operands), the last two on the GPU only (conv.h's version 3); results and bias are float32.
+#include <string>
+
 #include "conv.h"
 #include "python/view.h"
 
@@ -17,39 +21,77 @@ std::vector<int64_t> shape_of(Role r, const ConvGeometry& g) {
   if (r == kFilters) return {g.f, g.cg(), g.kh, g.kw};
   return {g.n, g.f, g.ho, g.wo};
 }
+
+// A pass's kernels by precision: fp32 a Kernels pair, tf32/bf16 cuda:: functions (GPU only).
+template <class Fp32, class Tf32, class Bf16>
+struct Pass {
+  Fp32 fp32;
+  Tf32 tf32;
+  Bf16 bf16;
+};
+template <class A, class B, class C> Pass(A, B, C) -> Pass<A, B, C>;
+#ifdef ALEXNET_EXT_WITH_CUDA
+#define CONV_PASS(fn)                                                           \
+  Pass{ALEXNET_EXT_KERNELS(fn), [](auto... a) { cuda::fn##_tf32(a...); }, \
+       [](auto... a) { cuda::fn##_bf16(a...); }}
+#else
+#define CONV_PASS(fn) Pass{ALEXNET_EXT_KERNELS(fn), nullptr, nullptr}
+#endif
+
+// Runs `pass` on operands (a, b) read as the precision's element type; rest: bias (filter_acts
+// only), out, geometry, scales.
+template <class P, class... Rest>
+void run(const P& pass, const std::string& precision, const Place& at, const View& a,
+         const char* a_name, const View& b, const char* b_name, Rest... rest) {
+  if (precision != "fp32" && precision != "tf32" && precision != "bf16")
+    throw py::value_error("precision: expected 'fp32', 'tf32' or 'bf16', got '" + precision + "'");
+  if (precision == "fp32") return pass.fp32(at, a.data<float>(a_name), b.data<float>(b_name), rest...);
+  if (!at.gpu()) throw py::type_error("precision: '" + precision + "' runs on DeviceArrays only");
+#ifdef ALEXNET_EXT_WITH_CUDA
+  if (precision == "tf32") {
+    const float *ap = a.data<float>(a_name), *bp = b.data<float>(b_name);
+    py::gil_scoped_release release;
+    return pass.tf32(ap, bp, rest..., at.stream());
+  }
+  const uint16_t *ap = a.data<uint16_t>(a_name), *bp = b.data<uint16_t>(b_name);
+  py::gil_scoped_release release;
+  pass.bf16(ap, bp, rest..., at.stream());
+#endif
+}
 }  // namespace
 
 void bind_conv(py::module_& m, py::module_* cuda) {
   def_op(m, cuda, "filter_acts", [](View images, View filters, std::optional<View> bias, View out,
-                                    const ConvGeometry& g, float st, float so) {
+                                    const ConvGeometry& g, float st, float so,
+                                    const std::string& precision) {
     check(g);
     expect_shape(images, shape_of(kImages, g), "images");
     expect_shape(filters, shape_of(kFilters, g), "filters");
     expect_shape(out, shape_of(kHidden, g), "out");
     if (bias) expect_shape(*bias, {g.f}, "bias");
     Place at({&images, &filters, bias ? &*bias : nullptr, &out});
-    const float *x = images.data<float>("images"), *w = filters.data<float>("filters");
     const float* b = bias ? bias->data<float>("bias") : nullptr;
-    ALEXNET_EXT_KERNELS(filter_acts)(at, x, w, b, out.mut<float>("out"), g, st, so);
+    run(CONV_PASS(filter_acts), precision, at, images, "images", filters, "filters", b,
+        out.mut<float>("out"), g, st, so);
   }, py::arg("images"), py::arg("filters"), py::arg("bias"), py::arg("out"), py::arg("geometry"),
-     py::arg("scale_targets"), py::arg("scale_output"));
+     py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32");
 
   // img_acts (hid_grads, filters -> images) and weight_acts (images, hid_grads -> filters).
   auto def_undo = [&](const char* op, Role ra, const char* a_name, Role rb, const char* b_name,
-                      Role r_out, auto kernels) {
-    def_op(m, cuda, op, [=](View a, View b, View out, const ConvGeometry& g, float st, float so) {
+                      Role r_out, auto pass) {
+    def_op(m, cuda, op, [=](View a, View b, View out, const ConvGeometry& g, float st, float so,
+                            const std::string& precision) {
       check(g);
       expect_shape(a, shape_of(ra, g), a_name);
       expect_shape(b, shape_of(rb, g), b_name);
       expect_shape(out, shape_of(r_out, g), "out");
       Place at({&a, &b, &out});
-      const float *ap = a.data<float>(a_name), *bp = b.data<float>(b_name);
-      kernels(at, ap, bp, out.mut<float>("out"), g, st, so);
+      run(pass, precision, at, a, a_name, b, b_name, out.mut<float>("out"), g, st, so);
     }, py::arg(a_name), py::arg(b_name), py::arg("out"), py::arg("geometry"),
-       py::arg("scale_targets"), py::arg("scale_output"));
+       py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32");
   };
-  def_undo("img_acts", kHidden, "hid_grads", kFilters, "filters", kImages, ALEXNET_EXT_KERNELS(img_acts));
-  def_undo("weight_acts", kImages, "images", kHidden, "hid_grads", kFilters, ALEXNET_EXT_KERNELS(weight_acts));
+  def_undo("img_acts", kHidden, "hid_grads", kFilters, "filters", kImages, CONV_PASS(img_acts));
+  def_undo("weight_acts", kImages, "images", kHidden, "hid_grads", kFilters, CONV_PASS(weight_acts));
 
   def_op(m, cuda, "conv_bias_grad", [](View hid, View out, float st, float so) {
     expect_ndim(hid, 4, "hid_grads", "(N, F, Ho, Wo)");
@@ -64,10 +106,10 @@ void bind_conv(py::module_& m, py::module_* cuda) {
 
 #ifdef ALEXNET_EXT_WITH_CUDA
   cuda->def("set_conv_kernel", &cuda::set_conv_kernel, py::arg("version"),
-            "Select the CUDA convolution kernels: 1 = reference (direct loops), 2 = tiled "
-            "implicit GEMM (default). Process-wide.");
+            "Select the CUDA convolution kernels for precision 'fp32': 1 = reference (direct "
+            "loops), 2 = tiled implicit GEMM (default), 3 = tensor cores in tf32. Process-wide.");
   cuda->def("get_conv_kernel", &cuda::get_conv_kernel,
-            "The CUDA convolution kernel version in use (1 = reference, 2 = fast).");
+            "The CUDA convolution kernel version in use (1, 2 or 3).");
 #endif
 }
 

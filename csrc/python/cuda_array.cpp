@@ -1,6 +1,7 @@
 // _core.cuda: the DeviceArray type, allocation, host<->device copies, zero-copy import/export
 // (DLPack, CUDA Array Interface v3), streams and memory statistics. Compiled in CUDA builds only.
 #ifdef ALEXNET_EXT_WITH_CUDA
+#include <algorithm>
 #include <cstring>
 
 #include <pybind11/stl.h>
@@ -23,15 +24,17 @@ int current_device() {
 }
 
 void check_dtype_supported(const py::dtype& dt, const char* name) {
-  const char k = dt.kind();
-  const auto n = dt.itemsize();
-  const bool ok = (k == 'f' && n == 4) || (k == 'i' && (n == 4 || n == 8)) || (k == 'u' && n == 1);
-  if (!ok)
-    throw py::type_error(std::string(name) + ": DeviceArray holds float32, int32, int64 or uint8, got " +
-                         py::str(dt).cast<std::string>());
+  if (dtype_from(dt) == Dtype::other)
+    throw py::type_error(std::string(name) + ": DeviceArray holds float32, bfloat16, int32, int64 or "
+                         "uint8, got " + py::str(dt).cast<std::string>());
 }
 
+// The CUDA Array Interface spells bf16 "<V2", as any 2-byte void: neither side can tell them apart.
+constexpr const char* kNoBf16Cai = "bfloat16 has no __cuda_array_interface__ typestr ('<V2' is any "
+                                   "2-byte void type): share bfloat16 arrays through DLPack";
+
 std::string typestr(const py::dtype& dt) {
+  if (dtype_from(dt) == Dtype::bf16) throw py::type_error(kNoBf16Cai);
   return std::string(dt.itemsize() == 1 ? "|" : "<") + dt.kind() + std::to_string(dt.itemsize());
 }
 
@@ -57,35 +60,23 @@ std::vector<int64_t> shape_from(const py::object& shape) {
   return out;
 }
 
-py::tuple shape_tuple(const std::vector<int64_t>& s) {
-  py::tuple t(s.size());
-  for (size_t i = 0; i < s.size(); ++i) t[i] = s[i];
-  return t;
-}
-
-bool is_compact(int ndim, const int64_t* shape, const int64_t* strides_elems) {
-  if (!strides_elems) return true;
-  int64_t expect = 1;
-  for (int i = ndim - 1; i >= 0; --i) {
-    if (shape[i] != 1 && strides_elems[i] != expect) return false;
-    expect *= shape[i];
-  }
-  return true;
-}
+py::tuple shape_tuple(const std::vector<int64_t>& s) { return py::tuple(py::cast(s)); }
 
 py::dtype dtype_from_dl(const AxDLDataType& t) {
   if (t.lanes != 1) throw py::type_error("DLPack tensor: vector types are not supported");
   if (t.code == kAxDLFloat && t.bits == 32) return py::dtype::of<float>();
+  if (t.code == kAxDLBfloat && t.bits == 16) return bf16_dtype();
   if (t.code == kAxDLInt && t.bits == 32) return py::dtype::of<int32_t>();
   if (t.code == kAxDLInt && t.bits == 64) return py::dtype::of<int64_t>();
   if (t.code == kAxDLUInt && t.bits == 8) return py::dtype::of<uint8_t>();
   throw py::type_error("DLPack tensor: dtype (code " + std::to_string(t.code) + ", " +
-                       std::to_string(t.bits) + " bits) is not float32, int32, int64 or uint8");
+                       std::to_string(t.bits) + " bits) is not float32, bfloat16, int32, int64 or uint8");
 }
 
 AxDLDataType dl_from_dtype(const py::dtype& dt) {
   const char k = dt.kind();
   const uint8_t bits = static_cast<uint8_t>(dt.itemsize() * 8);
+  if (dtype_from(dt) == Dtype::bf16) return {kAxDLBfloat, 16, 1};
   return {static_cast<uint8_t>(k == 'f' ? kAxDLFloat : k == 'u' ? kAxDLUInt : kAxDLInt), bits, 1};
 }
 
@@ -160,7 +151,7 @@ DeviceArray adopt(Managed* m, bool readonly) {
   if (t.device.device_type != kAxDLCUDA && t.device.device_type != kAxDLCUDAManaged)
     throw py::type_error("asarray: the DLPack tensor is not in CUDA device memory (device type " +
                          std::to_string(t.device.device_type) + "); use to_device() to copy host data");
-  if (!is_compact(t.ndim, t.shape, t.strides))
+  if (t.strides && !row_major(t.ndim, t.shape, t.strides, 1))
     throw py::value_error("asarray: only C-contiguous arrays can be shared without a copy "
                           "(call .contiguous() / ascontiguousarray first)");
   a.dtype = dtype_from_dl(t.dtype);
@@ -203,6 +194,8 @@ DeviceArray from_cai(py::object obj) {
   DeviceArray a;
   a.shape = shape_from(cai["shape"]);
   a.dtype = py::dtype(cai["typestr"].cast<std::string>());
+  if (a.dtype.kind() == 'V' && a.dtype.itemsize() == 2)
+    throw py::type_error(std::string("asarray: ") + kNoBf16Cai);
   check_dtype_supported(a.dtype, "asarray");
   auto data = cai["data"].cast<py::tuple>();
   a.ptr = data[0].cast<uintptr_t>();
@@ -210,7 +203,7 @@ DeviceArray from_cai(py::object obj) {
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     std::vector<int64_t> st;
     for (auto v : cai["strides"]) st.push_back(v.cast<int64_t>() / static_cast<int64_t>(a.dtype.itemsize()));
-    if (!is_compact(static_cast<int>(a.shape.size()), a.shape.data(), st.data()))
+    if (!row_major(static_cast<int>(a.shape.size()), a.shape.data(), st.data(), 1))
       throw py::value_error("asarray: only C-contiguous arrays can be shared without a copy");
   }
   a.device = current_device();
@@ -292,7 +285,7 @@ void copy_into(const DeviceArray& dst, py::object src, const std::string& route)
     if (shape != dst.shape)
       throw py::value_error("src: shape " + py::repr(shape_tuple(shape)).cast<std::string>() +
                             " does not match dst's " + py::repr(shape_tuple(dst.shape)).cast<std::string>());
-    if (!dt.is(dst.dtype))
+    if (!dt.equal(dst.dtype))
       throw py::type_error("src: dtype " + py::str(dt).cast<std::string>() + " does not match dst's " +
                            py::str(dst.dtype).cast<std::string>());
   };
@@ -326,6 +319,16 @@ void copy_into(const DeviceArray& dst, py::object src, const std::string& route)
   check(cudaMemcpyAsync(reinterpret_cast<void*>(dst.ptr), host.data(), n, cudaMemcpyHostToDevice,
                         cuda::current_stream()),
         "copy: cudaMemcpyAsync");
+}
+
+// The host waits (without the GIL) for `sync`, then raises a pending deferred check's verdict.
+template <class Sync>
+void wait_for(Sync sync, const char* what) {
+  {
+    py::gil_scoped_release release;
+    check(sync(), what);
+  }
+  raise_deferred(current_device());
 }
 
 // Zeroes a on the current stream of its device.
@@ -375,38 +378,25 @@ void bind_cuda_array(py::module_& m) {
       .def_property_readonly("ptr", [](const DeviceArray& a) { return a.ptr; })
       .def_property_readonly("readonly", [](const DeviceArray& a) { return a.readonly; })
       .def_property_readonly("strides", [](const DeviceArray& a) {
-        std::vector<int64_t> st(a.shape.size());
-        int64_t s = a.dtype.itemsize();
-        for (int i = static_cast<int>(a.shape.size()) - 1; i >= 0; --i) {
-          st[i] = s;
-          s *= a.shape[i];
-        }
-        return shape_tuple(st);
+        return shape_tuple(dense_strides(a.shape, a.dtype.itemsize()));
       })
       .def("reshape", [](const DeviceArray& a, py::args args) {
         // reshape((2, 3)) or reshape(2, 3), as NumPy takes both
-        const py::object shape = args.size() == 1 ? py::object(args[0]) : py::object(args);
-        std::vector<int64_t> s;
-        int64_t known = 1, infer = -1;
-        for (auto v : (py::isinstance<py::int_>(shape) ? py::make_tuple(shape) : py::tuple(shape))) {
-          const int64_t d = v.cast<int64_t>();
-          if (d == -1) {
-            if (infer >= 0) throw py::value_error("reshape: only one dimension can be -1");
-            infer = static_cast<int64_t>(s.size());
-          } else if (d < 0) {
-            throw py::value_error("reshape: dimensions must be >= 0 or -1");
-          } else {
-            known *= d;
-          }
-          s.push_back(d);
+        const bool packed = args.size() == 1 && !py::isinstance<py::int_>(args[0]);
+        auto s = (packed ? py::object(args[0]) : py::object(args)).cast<std::vector<int64_t>>();
+        const auto infer = std::find(s.begin(), s.end(), -1);
+        // The product of the other dimensions; negative once it overflows (a later 0 makes it the
+        // true product, 0, again), so never equal to a size.
+        int64_t known = 1;
+        for (auto it = s.begin(); it != s.end(); ++it) {
+          if (it == infer) continue;
+          if (*it < 0) throw py::value_error("reshape: dimensions must be >= 0 (one may be -1)");
+          if (__builtin_mul_overflow(known, *it, &known)) known = -1;
         }
-        if (infer >= 0) {
-          if (known == 0 || a.size() % known) throw py::value_error("reshape: cannot infer the -1 dimension");
-          s[infer] = a.size() / known;
-          known *= s[infer];
-        }
-        if (known != a.size())
-          throw py::value_error("reshape: cannot reshape " + std::to_string(a.size()) + " elements");
+        if (infer == s.end() ? known != a.size() : known <= 0 || a.size() % known)
+          throw py::value_error("reshape: cannot reshape " + std::to_string(a.size()) +
+                                " elements to " + shape_str(s));
+        if (infer != s.end()) *infer = a.size() / known;
         DeviceArray b = a;
         b.shape = s;
         return b;
@@ -497,13 +487,7 @@ void bind_cuda_array(py::module_& m) {
   });
   m.def("get_device", &current_device);
   m.def("set_device", [](int d) { check(cudaSetDevice(d), "cudaSetDevice"); }, py::arg("device"));
-  m.def("synchronize", []() {
-    {
-      py::gil_scoped_release release;
-      check(cudaDeviceSynchronize(), "synchronize");
-    }
-    raise_deferred(current_device());
-  });
+  m.def("synchronize", []() { wait_for(cudaDeviceSynchronize, "synchronize"); });
   m.def("stream_create", []() {
     cudaStream_t s;
     check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -513,11 +497,8 @@ void bind_cuda_array(py::module_& m) {
     check(cudaStreamDestroy(reinterpret_cast<cudaStream_t>(s)), "cudaStreamDestroy");
   });
   m.def("stream_synchronize", [](uintptr_t s) {
-    {
-      py::gil_scoped_release release;
-      check(cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)), "cudaStreamSynchronize");
-    }
-    raise_deferred(current_device());
+    wait_for([s] { return cudaStreamSynchronize(reinterpret_cast<cudaStream_t>(s)); },
+             "cudaStreamSynchronize");
   });
   bind_deferred(m);
   m.def("get_stream", []() { return reinterpret_cast<uintptr_t>(cuda::current_stream()); });

@@ -5,8 +5,10 @@
 #pragma once
 #ifdef ALEXNET_EXT_WITH_CUDA
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -28,11 +30,7 @@ struct DeviceArray {
   int device = 0;
   bool readonly = false;
 
-  int64_t size() const {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    return n;
-  }
+  int64_t size() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>()); }
   size_t nbytes() const { return static_cast<size_t>(size()) * dtype.itemsize(); }
 };
 

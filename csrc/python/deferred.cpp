@@ -21,9 +21,6 @@ void raise_deferred(int device) {
 }
 
 void bind_deferred(py::module_& m) {
-  m.def("check_deferred", [](int device) { raise_deferred(device); }, py::arg("device"),
-        "Waits for the streams of GPU `device`'s pending range checks and raises the first bad "
-        "one's ValueError (no-op when none is pending).");
   m.def("deferred_pending", &cuda::deferred_pending, py::arg("device"),
         "How many range checks of GPU `device` await the next synchronisation.");
   m.def("stream_query", [](uintptr_t s) {

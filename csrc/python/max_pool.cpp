@@ -2,7 +2,6 @@
 // geometry check of both pooling ops. max_pool_undo range-checks the switches in the kernel: on
 // the host it raises at once; on the GPU it never waits, the verdict is raised at the next
 // synchronisation (a deferred check, cuda/report.h).
-#include <limits>
 #include <string>
 
 #include "max_pool.h"
@@ -34,12 +33,7 @@ void bind_max_pool(py::module_& m, py::module_* cuda) {
     Place at({&x, &y, &switches});
     const float* xp = x.data<float>("x");
     float* yp = y.mut<float>("y");
-    with_index(switches, "switches", true, [&](auto* s) {
-      using I = std::remove_pointer_t<decltype(s)>;
-      if (g.h * g.w - 1 > static_cast<int64_t>(std::numeric_limits<I>::max()))
-        throw py::value_error("switches: int32 cannot index a plane of more than 2^31 - 1 pixels");
-      ALEXNET_EXT_DISPATCH(at, cpu::max_pool<I>(xp, yp, s, g), cuda::max_pool(xp, yp, s, g, stream));
-    });
+    with_switches(switches, g.h * g.w, [&](auto* s) { ALEXNET_EXT_KERNELS(max_pool)(at, xp, yp, s, g); });
   }, py::arg("x"), py::arg("y"), py::arg("switches"), py::arg("geometry"));
 
   def_op(m, cuda, "max_pool_undo", [](View grad_y, View switches, View grad_x) {
@@ -63,16 +57,12 @@ void bind_max_pool(py::module_& m, py::module_* cuda) {
       }
 #ifdef ALEXNET_EXT_WITH_CUDA
       else {
-        // No wait: the kernel skips a bad switch (nothing written out of bounds) and records
-        // it; the error is raised at the next synchronisation (cuda/report.h).
-        py::gil_scoped_release release;
-        cuda::DeferredRecord* record = cuda::defer_check(
-            at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
-              return bad_switch_message(r.value, static_cast<int64_t>(r.bad.first), c, h, w, ho,
-                                        wo) + deferred_note("max_pool_undo", r.bad.count);
-            });
-        cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, &record->bad, at.stream());
-        cuda::capture_bad_value(record, s, at.stream());
+        // The kernel skips a bad switch (nothing written out of bounds) and records it.
+        launch_deferred(at, "max_pool_undo", s, [=](const cuda::DeferredRecord& r) {
+          return bad_switch_message(r.value, static_cast<int64_t>(r.bad.first), c, h, w, ho, wo);
+        }, [&](auto* bad) {
+          cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, bad, at.stream());
+        });
       }
 #endif
       if (bad >= 0) throw py::value_error(bad_switch_message(value, bad, c, h, w, ho, wo));

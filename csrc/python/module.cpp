@@ -14,18 +14,12 @@
 namespace py = pybind11;
 
 namespace alexnet_ext::binding {
-void bind_conv(py::module_& cpu, py::module_* cuda);
-void bind_response_norm(py::module_& cpu, py::module_* cuda);
-void bind_max_pool(py::module_& cpu, py::module_* cuda);
-void bind_response_norm_max_pool(py::module_& cpu, py::module_* cuda);
-void bind_avg_pool(py::module_& cpu, py::module_* cuda);
-void bind_relu(py::module_& cpu, py::module_* cuda);
-void bind_add(py::module_& cpu, py::module_* cuda);
-void bind_dropout(py::module_& cpu, py::module_* cuda);
-void bind_fc(py::module_& cpu, py::module_* cuda);
-void bind_softmax_log_loss(py::module_& cpu, py::module_* cuda);
-void bind_sgd_update(py::module_& cpu, py::module_* cuda);
-void bind_normalize_batch(py::module_& cpu, py::module_* cuda);
+// Every op's bind_<op>(cpu, cuda), declared and called from this one list.
+#define ALEXNET_EXT_OPS(X)                                                                      \
+  X(conv) X(response_norm) X(max_pool) X(response_norm_max_pool) X(avg_pool) X(relu) X(add)     \
+  X(dropout) X(fc) X(softmax_log_loss) X(sgd_update) X(normalize_batch) X(cast)
+#define ALEXNET_EXT_DECLARE(op) void bind_##op(py::module_& cpu, py::module_* cuda);
+ALEXNET_EXT_OPS(ALEXNET_EXT_DECLARE)
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
 #endif
@@ -66,41 +60,31 @@ void bind_geometry(py::module_& m, const char* name, const char* doc,
 namespace {
 
 py::dict cuda_status_dict() {
-  py::dict d;
 #ifdef ALEXNET_EXT_WITH_CUDA
   const alexnet_ext::CudaStatus s = alexnet_ext::cuda_status();
-  d["built_with_cuda"] = true;
-#ifdef ALEXNET_EXT_CUDA_EMULATION
-  d["emulated"] = true;  // tools/cuda_emu: the "GPU" is the CPU, for testing only
-#else
-  d["emulated"] = false;
-#endif
-  d["available"] = s.available;
-  d["reason"] = s.reason;
-  d["runtime_version"] = s.runtime_version;
-  d["driver_version"] = s.driver_version;
   py::list devices;
-  for (const auto& dev : s.devices) {
-    py::dict x;
-    x["index"] = dev.index;
-    x["name"] = dev.name;
-    x["compute_capability"] = py::make_tuple(dev.major, dev.minor);
-    x["multiprocessors"] = dev.multiprocessors;
-    x["total_memory"] = dev.total_memory;
-    devices.append(x);
-  }
-  d["devices"] = devices;
+  for (const auto& dev : s.devices)
+    devices.append(py::dict(py::arg("index") = dev.index, py::arg("name") = dev.name,
+                            py::arg("compute_capability") = py::make_tuple(dev.major, dev.minor),
+                            py::arg("multiprocessors") = dev.multiprocessors,
+                            py::arg("total_memory") = dev.total_memory));
+#ifdef ALEXNET_EXT_CUDA_EMULATION
+  const bool emulated = true;  // tools/cuda_emu: the "GPU" is the CPU, for testing only
 #else
-  d["built_with_cuda"] = false;
-  d["emulated"] = false;
-  d["available"] = false;
-  d["reason"] = "alexnet_ext was built without CUDA (no CUDA compiler was found at build time, "
-                "or ALEXNET_EXT_CUDA=OFF)";
-  d["runtime_version"] = 0;
-  d["driver_version"] = 0;
-  d["devices"] = py::list();
+  const bool emulated = false;
 #endif
-  return d;
+  return py::dict(py::arg("built_with_cuda") = true, py::arg("emulated") = emulated,
+                  py::arg("available") = s.available, py::arg("reason") = s.reason,
+                  py::arg("runtime_version") = s.runtime_version,
+                  py::arg("driver_version") = s.driver_version, py::arg("devices") = devices);
+#else
+  return py::dict(py::arg("built_with_cuda") = false, py::arg("emulated") = false,
+                  py::arg("available") = false,
+                  py::arg("reason") = "alexnet_ext was built without CUDA (no CUDA compiler was "
+                                      "found at build time, or ALEXNET_EXT_CUDA=OFF)",
+                  py::arg("runtime_version") = 0, py::arg("driver_version") = 0,
+                  py::arg("devices") = py::list());
+#endif
 }
 
 }  // namespace
@@ -134,12 +118,8 @@ PYBIND11_MODULE(_core, m) {
   b::bind_cuda_array(cuda);
   cuda_ptr = &cuda;
 #endif
-  for (auto bind : {b::bind_conv, b::bind_response_norm, b::bind_max_pool,
-                    b::bind_response_norm_max_pool, b::bind_avg_pool,
-                    b::bind_relu, b::bind_add, b::bind_dropout, b::bind_fc,
-                    b::bind_softmax_log_loss, b::bind_sgd_update,
-                    b::bind_normalize_batch})
-    bind(cpu, cuda_ptr);
+#define ALEXNET_EXT_BIND(op) b::bind_##op(cpu, cuda_ptr);
+  ALEXNET_EXT_OPS(ALEXNET_EXT_BIND)
 
   m.def("cuda_status", &cuda_status_dict, "What the CUDA runtime reports (a dict).");
   m.def("set_num_threads", [](int n) {

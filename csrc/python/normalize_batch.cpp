@@ -54,14 +54,9 @@ void bind_normalize_batch(py::module_& m, py::module_* cuda) {
       return;
     }
 #ifdef ALEXNET_EXT_WITH_CUDA
-    py::gil_scoped_release release;
-    cuda::DeferredRecord* record = cuda::defer_check(
-        at.device(), at.stream(), [g](const cuda::DeferredRecord& r) {
-          return bad_offset_message(static_cast<int64_t>(r.bad.first), r.value, g) +
-                 deferred_note("normalize_batch", r.bad.count);
-        });
-    cuda::normalize_batch(xp, mp, op, sp, scale, o, g, &record->bad, at.stream());
-    if (op) cuda::capture_bad_value(record, op, at.stream());
+    launch_deferred(at, "normalize_batch", op, [g](const cuda::DeferredRecord& r) {
+      return bad_offset_message(static_cast<int64_t>(r.bad.first), r.value, g);
+    }, [&](auto* bad) { cuda::normalize_batch(xp, mp, op, sp, scale, o, g, bad, at.stream()); });
 #endif
   }, py::arg("x"), py::arg("mean"), py::arg("offsets"), py::arg("shift"), py::arg("scale"),
      py::arg("out"));

@@ -26,13 +26,12 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
   def_op(m, cuda, "response_norm", [](View x, View y, View denoms, int64_t size, double k,
                                       double alpha, double beta, bool alpha_over_size) {
     const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
-    expect_ndim(x, 4, "x", "(N, C, H, W)");
-    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-    for (auto [a, name] : {std::pair{&y, "y"}, {&denoms, "denoms"}}) expect_shape(*a, {n, c, h, w}, name);
+    const auto& s = expect_ndim_shared(x, 4, "x", "(N, C, H, W)", {{&y, "y"}, {&denoms, "denoms"}});
+    const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
     Place at({&x, &y, &denoms});
     const float* xp = x.data<float>("x");
     float *yp = y.mut<float>("y"), *dp = denoms.mut<float>("denoms");
-    ALEXNET_EXT_KERNELS(response_norm)(at, xp, yp, dp, n, c, h * w, p);
+    ALEXNET_EXT_KERNELS(response_norm)(at, xp, yp, dp, n, c, hw, p);
   }, py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("size"), py::arg("k"),
      py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 
@@ -40,15 +39,14 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
                                            int64_t size, double k, double alpha, double beta,
                                            bool alpha_over_size) {
     const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
-    expect_ndim(grad_y, 4, "grad_y", "(N, C, H, W)");
-    const int64_t n = grad_y.shape[0], c = grad_y.shape[1], h = grad_y.shape[2], w = grad_y.shape[3];
-    for (auto [a, name] : {std::pair{&x, "x"}, {&y, "y"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}})
-      expect_shape(*a, {n, c, h, w}, name);
+    const auto& s = expect_ndim_shared(grad_y, 4, "grad_y", "(N, C, H, W)",
+                                       {{&x, "x"}, {&y, "y"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}});
+    const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
     Place at({&grad_y, &x, &y, &denoms, &grad_x});
     const float *gy = grad_y.data<float>("grad_y"), *xp = x.data<float>("x");
     const float *yp = y.data<float>("y"), *dp = denoms.data<float>("denoms");
     float* gx = grad_x.mut<float>("grad_x");
-    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, yp, dp, gx, n, c, h * w, p);
+    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, yp, dp, gx, n, c, hw, p);
   }, py::arg("grad_y"), py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("grad_x"),
      py::arg("size"), py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 }

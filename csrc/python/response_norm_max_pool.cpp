@@ -2,7 +2,6 @@
 // DeviceArrays: the fused forward, and the LRN half of its undo (response_norm_undo recomputing
 // y from x and denoms; the pool half is max_pool_undo). Checks: the pooling ops' geometry check
 // and the response norm parameter check, shared with those ops' bindings.
-#include <limits>
 #include <string>
 
 #include "python/view.h"
@@ -27,12 +26,8 @@ void bind_response_norm_max_pool(py::module_& m, py::module_* cuda) {
     Place at({&x, &pooled, &switches, &denoms});
     const float* xp = x.data<float>("x");
     float *yp = pooled.mut<float>("pooled"), *dp = denoms.mut<float>("denoms");
-    with_index(switches, "switches", true, [&](auto* s) {
-      using I = std::remove_pointer_t<decltype(s)>;
-      if (g.h * g.w - 1 > static_cast<int64_t>(std::numeric_limits<I>::max()))
-        throw py::value_error("switches: int32 cannot index a plane of more than 2^31 - 1 pixels");
-      ALEXNET_EXT_DISPATCH(at, cpu::response_norm_max_pool<I>(xp, yp, s, dp, g, p),
-                           cuda::response_norm_max_pool(xp, yp, s, dp, g, p, stream));
+    with_switches(switches, g.h * g.w, [&](auto* s) {
+      ALEXNET_EXT_KERNELS(response_norm_max_pool)(at, xp, yp, s, dp, g, p);
     });
   }, py::arg("x"), py::arg("pooled"), py::arg("switches"), py::arg("denoms"), py::arg("geometry"),
      py::arg("size"), py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
@@ -43,16 +38,14 @@ void bind_response_norm_max_pool(py::module_& m, py::module_* cuda) {
                                                     double alpha, double beta,
                                                     bool alpha_over_size) {
     const ResponseNormParams p = response_norm_params(size, k, alpha, beta, alpha_over_size);
-    expect_ndim(x, 4, "x", "(N, C, H, W)");
-    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-    for (auto [a, name] : {std::pair{&grad_norm, "grad_norm"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}})
-      expect_shape(*a, {n, c, h, w}, name);
+    const auto& s = expect_ndim_shared(x, 4, "x", "(N, C, H, W)",
+                                       {{&grad_norm, "grad_norm"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}});
+    const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
     Place at({&grad_norm, &x, &denoms, &grad_x});
     const float *gy = grad_norm.data<float>("grad_norm"), *xp = x.data<float>("x");
     const float* dp = denoms.data<float>("denoms");
     float* gx = grad_x.mut<float>("grad_x");
-    ALEXNET_EXT_DISPATCH(at, cpu::response_norm_undo(gy, xp, nullptr, dp, gx, n, c, h * w, p),
-                         cuda::response_norm_undo(gy, xp, nullptr, dp, gx, n, c, h * w, p, stream));
+    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, nullptr, dp, gx, n, c, hw, p);
   }, py::arg("grad_norm"), py::arg("x"), py::arg("denoms"), py::arg("grad_x"), py::arg("size"),
      py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 }

@@ -26,6 +26,13 @@ std::string bad_label(int64_t i, int64_t v, int64_t k, uint64_t count) {
                                     (count > 1 ? "s" : "") + " in all)" : "");
 }
 
+// On the host, before a kernel indexes with them.
+template <class L>
+void check_labels(const L* l, int64_t n, int64_t k) {
+  for (int64_t i = 0; i < n; ++i)
+    if (l[i] < 0 || l[i] >= k) throw py::value_error(bad_label(i, l[i], k, 0));
+}
+
 // (n, k) of a (N, K) probs/logits array and labels of shape (N,).
 void expect_rows(const View& a, const View& labels, const char* name, int64_t& n, int64_t& k) {
   expect_ndim(a, 2, name, "(N, K)");
@@ -40,8 +47,7 @@ template <class Run>
 void with_labels(const Place& at, const View& labels, int64_t n, int64_t k, Run run) {
   with_index(labels, "labels", false, [&](const auto* l) {
     if (!at.gpu()) {
-      for (int64_t i = 0; i < n; ++i)
-        if (l[i] < 0 || l[i] >= k) throw py::value_error(bad_label(i, l[i], k, 0));
+      check_labels(l, n, k);
       py::gil_scoped_release release;
       run(l, static_cast<BadValues*>(nullptr));
       return;
@@ -79,15 +85,18 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
         total = cpu::softmax_log_loss(x, l, p, n, k);
         return;
       }
-      ALEXNET_EXT_CUDA_ONLY(
-        cuda::Scratch scratch(sizeof(double) * (n + 1), at.device(), at.stream());  // rows, total
-        double* rows = scratch.as<double>();
-        cuda::softmax_log_loss(x, l, p, n, k, rows, rows + n, nullptr, bad, at.stream());
-        if (n > 0) cuda::check(cudaMemcpyAsync(&total, rows + n, sizeof(double),
-                                               cudaMemcpyDeviceToHost, at.stream()),
-                               "softmax_log_loss: cudaMemcpyAsync");)
+#ifdef ALEXNET_EXT_WITH_CUDA
+      cuda::Scratch scratch(sizeof(double) * (n + 1), at.device(), at.stream());  // rows, total
+      double* rows = scratch.as<double>();
+      cuda::softmax_log_loss(x, l, p, n, k, rows, rows + n, nullptr, bad, at.stream());
+      if (n > 0) cuda::check(cudaMemcpyAsync(&total, rows + n, sizeof(double),
+                                             cudaMemcpyDeviceToHost, at.stream()),
+                             "softmax_log_loss: cudaMemcpyAsync");
+#endif
     });
-    ALEXNET_EXT_CUDA_ONLY(if (at.gpu()) raise_deferred(at.device());)  // it waited anyway
+#ifdef ALEXNET_EXT_WITH_CUDA
+    if (at.gpu()) raise_deferred(at.device());  // it waited anyway
+#endif
     return total;
   }, py::arg("logits"), py::arg("labels"), py::arg("probs"),
      "Fills probs and returns the summed (not averaged) loss (on the GPU: waits for it).");
@@ -101,22 +110,15 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
     float* o = out.mut<float>("out");
     with_index(labels, "labels", false, [&](const auto* l) {
       if (!at.gpu()) {
-        for (int64_t i = 0; i < n; ++i)
-          if (l[i] < 0 || l[i] >= k) throw py::value_error(bad_label(i, l[i], k, 0));
+        check_labels(l, n, k);
         py::gil_scoped_release release;
         return cpu::softmax_log_loss_undo(p, l, o, n, k, scale);
       }
 #ifdef ALEXNET_EXT_WITH_CUDA
-      // No wait: a bad label's row of the gradient becomes NaN and the error is raised at the
-      // next synchronisation (a deferred check, cuda/report.h).
-      py::gil_scoped_release release;
-      cuda::DeferredRecord* record = cuda::defer_check(
-          at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
-            return bad_label(static_cast<int64_t>(r.bad.first), r.value, k, r.bad.count) +
-                   deferred_note("softmax_log_loss_undo", r.bad.count);
-          });
-      cuda::softmax_log_loss_undo(p, l, o, n, k, scale, &record->bad, at.stream());
-      cuda::capture_bad_value(record, l, at.stream());
+      // A bad label's row of the gradient becomes NaN; the error is deferred.
+      launch_deferred(at, "softmax_log_loss_undo", l, [=](const cuda::DeferredRecord& r) {
+        return bad_label(static_cast<int64_t>(r.bad.first), r.value, k, r.bad.count);
+      }, [&](auto* bad) { cuda::softmax_log_loss_undo(p, l, o, n, k, scale, bad, at.stream()); });
 #endif
     });
   }, py::arg("probs"), py::arg("labels"), py::arg("out"), py::arg("scale"));
@@ -130,7 +132,9 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
     int64_t* r = ranks.mut<int64_t>("ranks");
     with_labels(at, labels, n, k, [&](const auto* l, BadValues* bad) {
       if (!bad) return cpu::label_ranks(p, l, r, n, k);
-      ALEXNET_EXT_CUDA_ONLY(cuda::label_ranks(p, l, n, k, r, nullptr, nullptr, 0, bad, at.stream());)
+#ifdef ALEXNET_EXT_WITH_CUDA
+      cuda::label_ranks(p, l, n, k, r, nullptr, nullptr, 0, bad, at.stream());
+#endif
     });
   }, py::arg("probs"), py::arg("labels"), py::arg("ranks"));
 

@@ -6,6 +6,7 @@ namespace alexnet_ext::binding {
 const char* dtype_name(Dtype d) {
   switch (d) {
     case Dtype::f32: return "float32";
+    case Dtype::bf16: return "bfloat16";
     case Dtype::i32: return "int32";
     case Dtype::i64: return "int64";
     case Dtype::u8: return "uint8";
@@ -13,7 +14,13 @@ const char* dtype_name(Dtype d) {
   }
 }
 
-namespace {
+const py::dtype& bf16_dtype() {
+  // Leaked on purpose: no Python object may be released after the interpreter has gone.
+  static const auto* d =
+      new py::dtype(py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")));
+  return *d;
+}
+
 Dtype dtype_from(const py::dtype& dt) {
   const char k = dt.kind();
   const auto n = dt.itemsize();
@@ -23,9 +30,10 @@ Dtype dtype_from(const py::dtype& dt) {
   if (k == 'i' && n == 4) return Dtype::i32;
   if (k == 'i' && n == 8) return Dtype::i64;
   if (k == 'u' && n == 1) return Dtype::u8;
+  // ml_dtypes' bfloat16 is a 2-byte 'V' kind, as is a plain void type: compare the dtype itself
+  if (k == 'V' && n == 2 && dt.equal(bf16_dtype())) return Dtype::bf16;
   return Dtype::other;
 }
-}  // namespace
 
 View make_view(py::handle obj) {
   View v;
@@ -49,12 +57,7 @@ View make_view(py::handle obj) {
     v.ptr = reinterpret_cast<void*>(a.ptr);
     v.shape = a.shape;
     v.itemsize = a.dtype.itemsize();
-    v.strides.assign(a.shape.size(), 0);
-    int64_t s = v.itemsize;  // DeviceArrays are dense
-    for (int i = v.ndim() - 1; i >= 0; --i) {
-      v.strides[i] = s;
-      s *= a.shape[i];
-    }
+    v.strides = dense_strides(a.shape, v.itemsize);  // DeviceArrays are dense
     v.dtype = dtype_from(a.dtype);
     v.dtype_str = py::str(a.dtype).cast<std::string>();
     v.device = a.device;
@@ -65,13 +68,21 @@ View make_view(py::handle obj) {
   throw py::type_error("expected a numpy.ndarray or an alexnet_ext.cuda.DeviceArray");
 }
 
+std::vector<int64_t> dense_strides(const std::vector<int64_t>& shape, int64_t unit) {
+  std::vector<int64_t> st(shape.size());
+  for (size_t i = shape.size(); i-- > 0; unit *= shape[i]) st[i] = unit;
+  return st;
+}
+
+bool row_major(int ndim, const int64_t* shape, const int64_t* strides, int64_t unit) {
+  for (int i = ndim - 1; i >= 0; unit *= shape[i--])
+    if (shape[i] != 1 && strides[i] != unit) return false;
+  return true;
+}
+
 bool View::dense() const {
-  int64_t expect = itemsize;
-  for (int i = ndim() - 1; i >= 0; --i) {
-    if (shape[i] != 1 && strides[i] != expect) return false;
-    expect *= shape[i];
-  }
-  return itemsize == 0 || reinterpret_cast<uintptr_t>(ptr) % itemsize == 0;
+  return row_major(ndim(), shape.data(), strides.data(), itemsize) &&
+         (itemsize == 0 || reinterpret_cast<uintptr_t>(ptr) % itemsize == 0);
 }
 
 void View::check(Dtype want, const char* name) const {
@@ -109,6 +120,14 @@ void expect_ndim(const View& a, int ndim, const char* name, const char* layout) 
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + ": expected " + std::to_string(ndim) +
                           " dimensions " + layout + ", got " + shape_str(a.shape));
+}
+
+const std::vector<int64_t>& expect_ndim_shared(
+    const View& a, int ndim, const char* name, const char* layout,
+    std::initializer_list<std::pair<const View*, const char*>> others) {
+  expect_ndim(a, ndim, name, layout);
+  for (auto [b, b_name] : others) expect_shape(*b, a.shape, b_name);
+  return a.shape;
 }
 
 Place::Place(const std::vector<const View*>& arrays) {

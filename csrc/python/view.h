@@ -4,11 +4,15 @@
 // the op's geometry check in the op's header, dtype, density, writability, one device), then
 // DISPATCH calls cpu:: or cuda:: by where the arrays live. The friendly argument checks are
 // Python's (alexnet_ext.ops, _validate.py); these only keep a direct _core call in bounds.
-// dtype dispatch lives in View::data<T>() (float32 now; bf16 is one more Dtype).
+// dtype dispatch lives in View::data<T>(): bf16 (ml_dtypes.bfloat16) travels as its uint16_t bits,
+// the type the bf16 kernels take; there is no uint16 integer dtype.
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <limits>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -20,6 +24,7 @@
 
 #ifdef ALEXNET_EXT_WITH_CUDA
 #include "cuda/common.cuh"
+#include "cuda/report.h"
 #include "cuda/stream.h"
 #include "python/cuda_array.h"
 #endif
@@ -28,14 +33,17 @@ namespace alexnet_ext::binding {
 
 namespace py = pybind11;
 
-enum class Dtype { f32, i32, i64, u8, other };
+enum class Dtype { f32, bf16, i32, i64, u8, other };
 
 template <class T> constexpr Dtype dtype_of();
 template <> constexpr Dtype dtype_of<float>() { return Dtype::f32; }
+template <> constexpr Dtype dtype_of<uint16_t>() { return Dtype::bf16; }
 template <> constexpr Dtype dtype_of<int32_t>() { return Dtype::i32; }
 template <> constexpr Dtype dtype_of<int64_t>() { return Dtype::i64; }
 template <> constexpr Dtype dtype_of<uint8_t>() { return Dtype::u8; }
 const char* dtype_name(Dtype d);
+Dtype dtype_from(const py::dtype& dt);  // native-order float32, bf16, int32, int64, uint8; else other
+const py::dtype& bf16_dtype();          // numpy.dtype(ml_dtypes.bfloat16)
 
 struct View {
   py::object owner;             // keeps the array alive while the kernel runs without the GIL
@@ -49,11 +57,7 @@ struct View {
   bool readonly = false;
 
   int ndim() const { return static_cast<int>(shape.size()); }
-  int64_t size() const {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    return n;
-  }
+  int64_t size() const { return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>()); }
   bool dense() const;  // C-contiguous and aligned
   // The data as T after checking dtype, density and (mutable) writability; TypeError/ValueError
   // naming `name` otherwise.
@@ -70,6 +74,10 @@ struct View {
 };
 
 View make_view(py::handle obj);  // TypeError unless a NumPy array or DeviceArray
+// Row-major strides of `shape` in units of `unit` (bytes: the itemsize; elements: 1).
+std::vector<int64_t> dense_strides(const std::vector<int64_t>& shape, int64_t unit);
+// Whether `strides` (in units of `unit`) are row-major for `shape` (size-1 axes: any stride).
+bool row_major(int ndim, const int64_t* shape, const int64_t* strides, int64_t unit);
 std::string shape_str(const std::vector<int64_t>& s);
 
 // a's shape must be exactly `shape`.
@@ -81,6 +89,10 @@ void expect_shape_of(const View& a, const char* a_name,
                      std::initializer_list<std::pair<const View*, const char*>> others);
 // a must have `ndim` dimensions (layout quoted in the error).
 void expect_ndim(const View& a, int ndim, const char* name, const char* layout);
+// expect_ndim, then each of `others` must have a's shape exactly (expect_shape); a's shape.
+const std::vector<int64_t>& expect_ndim_shared(
+    const View& a, int ndim, const char* name, const char* layout,
+    std::initializer_list<std::pair<const View*, const char*>> others);
 
 // Where an op runs: all its arrays (nullptr entries skipped) on the host or all on one GPU, which
 // is made current for the scope. TypeError for a mix.
@@ -100,45 +112,34 @@ class Place {
   int device_ = -1;
 };
 
-// Runs cpu_call or cuda_call (which sees `stream`) without the GIL, by where `place` is.
-#ifdef ALEXNET_EXT_WITH_CUDA
-#define ALEXNET_EXT_DISPATCH(place, cpu_call, cuda_call)  \
-  do {                                                     \
-    const cudaStream_t stream = (place).stream();          \
-    (void)stream;                                          \
-    py::gil_scoped_release release_;                       \
-    if ((place).gpu()) {                                   \
-      cuda_call;                                           \
-    } else {                                               \
-      cpu_call;                                            \
-    }                                                      \
-  } while (0)
-#define ALEXNET_EXT_CUDA_ONLY(...) __VA_ARGS__
-#else
-#define ALEXNET_EXT_DISPATCH(place, cpu_call, cuda_call) \
-  do {                                                    \
-    py::gil_scoped_release release_;                      \
-    cpu_call;                                             \
-  } while (0)
-#define ALEXNET_EXT_CUDA_ONLY(...)
-#endif
-
 #ifdef ALEXNET_EXT_WITH_CUDA
 // Deferred value checks (cuda/report.h, csrc/python/deferred.cpp): raises the first pending bad
 // verdict of `device` as the op's ValueError. Called where the host waits anyway (the loss read,
-// DeviceArray.get, synchronize). The _core.cuda functions check_deferred/deferred_pending/
-// stream_query are bound by bind_deferred.
+// DeviceArray.get, synchronize). bind_deferred binds _core.cuda.deferred_pending and
+// stream_query (for tests).
 void raise_deferred(int device);
 void bind_deferred(py::module_& cuda);
-#endif
-// The tail of a deferred check's message: which op found it and that it surfaced later.
-inline std::string deferred_note(const char* op, unsigned long long count) {
-  return " [found on the GPU by " + std::string(op) + " (" + std::to_string(count) +
-         " bad value" + (count == 1 ? "" : "s") + "), raised at the next synchronisation]";
-}
 
-// The same as a value: an op's kernel pair, cpu::fn(args...) and (CUDA builds) cuda::fn(args...,
-// stream). kernels(place, args...) runs the one where `place` is, without the GIL.
+// Queues launch(bad), a kernel that records the bad entries of `values` in `bad`, without
+// waiting: message(record) becomes op's ValueError at the next synchronisation, with a note
+// saying so. values == nullptr: nothing to check.
+template <class T, class Message, class Launch>
+void launch_deferred(const Place& at, const char* op, const T* values, Message message,
+                     Launch launch) {
+  py::gil_scoped_release release;
+  cuda::DeferredRecord* record = cuda::defer_check(
+      at.device(), at.stream(), [=](const cuda::DeferredRecord& r) {
+        const unsigned long long n = r.bad.count;
+        return message(r) + " [found on the GPU by " + op + " (" + std::to_string(n) +
+               " bad value" + (n == 1 ? "" : "s") + "), raised at the next synchronisation]";
+      });
+  launch(&record->bad);
+  if (values) cuda::capture_bad_value(record, values, at.stream());
+}
+#endif
+
+// An op's kernel pair, cpu::fn(args...) and (CUDA builds) cuda::fn(args..., stream), as a value:
+// kernels(place, args...) runs the one where `place` is, without the GIL.
 template <class Cpu, class Cuda>
 struct Kernels {
   Cpu cpu;
@@ -169,6 +170,18 @@ void with_index(const View& a, const char* name, bool writable, F&& f) {
     f(writable ? a.mut<int64_t>(name) : const_cast<int64_t*>(a.data<int64_t>(name)));
   else
     throw py::type_error(std::string(name) + ": expected dtype int32 or int64, got " + a.dtype_str);
+}
+
+// with_index for the written switches of a max pool over planes of `plane` pixels: int32 ones
+// must be able to hold every flat index.
+template <class F>
+void with_switches(const View& switches, int64_t plane, F&& f) {
+  with_index(switches, "switches", true, [&](auto* s) {
+    using I = std::remove_pointer_t<decltype(s)>;
+    if (plane - 1 > static_cast<int64_t>(std::numeric_limits<I>::max()))
+      throw py::value_error("switches: int32 cannot index a plane of more than 2^31 - 1 pixels");
+    f(s);
+  });
 }
 
 // Registers an op in _core.cpu and, in CUDA builds, under the same name in _core.cuda (one

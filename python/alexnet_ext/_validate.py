@@ -1,7 +1,8 @@
 """Argument checks shared by every op in :mod:`alexnet_ext.ops`.
 
 One rule for all ops: data must already be a C-contiguous ``float32`` array (integer index and
-label arrays: ``int32`` or ``int64``), a NumPy array for the CPU kernels or an
+label arrays: ``int32`` or ``int64``; the convolutions' operands may be ``bfloat16``, see
+:func:`conv_precision`), a NumPy array for the CPU kernels or an
 :class:`alexnet_ext.cuda.DeviceArray` for the GPU ones. Nothing is converted silently, because a silent copy hides
 a slow path and turns ``out=`` writes into writes to a temporary. A wrong dtype raises
 ``TypeError``; a wrong rank, shape, layout or value raises ``ValueError``. Each message names the
@@ -13,11 +14,13 @@ import bisect
 import math
 import numbers
 
+import ml_dtypes
 import numpy as np
 
 from . import _core
 
 FLOAT = np.dtype(np.float32)
+BF16 = np.dtype(ml_dtypes.bfloat16)
 # Largest stride, padding, window or filter side, image side or LRN size any op accepts (C++:
 # kGeometryMax in csrc/host_device.h). Larger values have no meaning (a stride or padding past
 # the padded image) and would overflow the kernels' index arithmetic.
@@ -102,9 +105,51 @@ def float_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.n
     if not isinstance(x, np.ndarray) and not _is_device(x):
         raise TypeError(f"{name}: expected a numpy.ndarray of float32, got {_type_name(x)}")
     if x.dtype != FLOAT:
-        raise TypeError(f"{name}: expected dtype float32, got {x.dtype} "
-                        f"(convert with {name}.astype(np.float32))")
+        how = f"ops.cast({name}, np.float32)" if x.dtype == BF16 else f"{name}.astype(np.float32)"
+        raise TypeError(f"{name}: expected dtype float32, got {x.dtype} (convert with {how})")
     return _dense_array(x, name, ndim, layout)
+
+
+def array_of(x, name: str, dtypes: tuple, ndim: int | None = None, layout: str = ""):
+    """Like :func:`float_array` for any of ``dtypes`` (numpy dtypes)."""
+    want = " or ".join(str(d) for d in dtypes)
+    if not isinstance(x, np.ndarray) and not _is_device(x):
+        raise TypeError(f"{name}: expected a numpy.ndarray or DeviceArray of {want}, got {_type_name(x)}")
+    if x.dtype not in dtypes:
+        raise TypeError(f"{name}: expected dtype {want}, got {x.dtype}")
+    return _dense_array(x, name, ndim, layout)
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def conv_precision(precision, **operands) -> str:
+    """The precision a convolution pass runs in, checked against its two operands, given as
+    ``name=(array, layout)``: "fp32" (float32, CPU or GPU), "tf32" (float32, GPU only) or "bf16"
+    (bfloat16, GPU only); None picks "fp32" for float32 operands and "bf16" for bfloat16 ones.
+    Nothing is converted: a float32/bfloat16 mix, or operands of the other precision, raise
+    TypeError saying how to convert; tf32/bf16 on NumPy arrays raise ValueError."""
+    if precision is not None and (not isinstance(precision, str) or precision not in PRECISIONS):
+        raise ValueError(f"precision: expected None, 'fp32', 'tf32' or 'bf16', got {precision!r}")
+    (an, (a, a_layout)), (bn, (b, b_layout)) = operands.items()
+    array_of(a, an, (FLOAT, BF16), 4, a_layout)
+    array_of(b, bn, (FLOAT, BF16), 4, b_layout)
+    if a.dtype != b.dtype:
+        low = an if a.dtype == BF16 else bn
+        raise TypeError(f"{bn}: dtype {b.dtype} does not match {an}'s {a.dtype} (no silent "
+                        f"conversion: ops.cast({low}, np.float32), or the other to bfloat16)")
+    resolved = precision or ("bf16" if a.dtype == BF16 else "fp32")
+    if resolved == "bf16" and a.dtype == FLOAT:
+        raise TypeError(f"{an}: precision='bf16' takes bfloat16 operands, got float32 (convert with "
+                        f"ops.cast({an}, alexnet_ext.cuda.bfloat16), or use precision='tf32' for "
+                        "tensor cores on float32)")
+    if resolved != "bf16" and a.dtype == BF16:
+        raise TypeError(f"{an}: bfloat16 operands run with precision='bf16' (or None), got "
+                        f"precision={precision!r} (convert with ops.cast({an}, np.float32))")
+    if resolved != "fp32" and not (_is_device(a) or _is_device(b)):
+        raise ValueError(f"precision: {resolved!r} runs on the GPU only (DeviceArray operands); "
+                         "NumPy arrays compute in 'fp32' (bfloat16 ones: ops.cast to float32)")
+    return resolved
 
 
 def index_array(x, name: str, ndim: int | None = None, layout: str = "") -> np.ndarray:

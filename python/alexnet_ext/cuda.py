@@ -1,6 +1,9 @@
 """GPU arrays, streams and memory for alexnet_ext's CUDA kernels.
 
-``DeviceArray`` is a dense C-contiguous array in GPU memory (float32, int32, int64 or uint8).
+``DeviceArray`` is a dense C-contiguous array in GPU memory (float32, bfloat16, int32, int64 or
+uint8). :data:`bfloat16` is ``ml_dtypes.bfloat16``, a NumPy dtype: ``get()`` of a bfloat16 array
+is a NumPy bfloat16 array; bfloat16 arrays are shared through DLPack only (the CUDA Array
+Interface has no bfloat16 typestr, so ``__cuda_array_interface__`` raises ``TypeError``).
 The ops in :mod:`alexnet_ext.ops` run on the GPU when their arrays are DeviceArrays, and on the
 CPU when they are NumPy arrays; mixing the two raises ``TypeError``.
 
@@ -19,14 +22,17 @@ from __future__ import annotations
 import contextlib
 import functools
 
+import ml_dtypes
 import numpy as np
 
 from . import _core
 
+bfloat16 = ml_dtypes.bfloat16
+
 _c = getattr(_core, "cuda", None)
 
 __all__ = [
-    "CudaError", "DeviceArray", "Event", "Stream", "asarray", "copy", "current_stream", "device_count",
+    "CudaError", "DeviceArray", "Event", "Stream", "asarray", "bfloat16", "copy", "current_stream", "device_count",
     "empty", "empty_cache", "fill_zero", "get_conv_kernel", "get_device", "is_device_array",
     "memory_stats", "peer_access", "pin_host_memory", "set_conv_kernel", "set_device", "stream", "synchronize",
     "to_device", "zeros",
@@ -293,7 +299,9 @@ def set_conv_kernel(version: int) -> None:
     """Select the GPU convolution kernels, process-wide: 1 = reference (direct loops, for
     validation), 2 = tiled implicit GEMM (the default), 3 = tensor-core implicit GEMM in tf32
     (operands rounded to tf32, fp32 accumulate: an explicit opt-in to tf32 precision; sm_80+,
-    elsewhere version 2 runs). All compute the same function, version 3 with tf32 rounding."""
+    elsewhere version 2 runs). All compute the same function, version 3 with tf32 rounding.
+    This is what ``precision="fp32"`` (the default for float32) runs; ``precision="tf32"`` and
+    ``"bf16"`` of the ops choose the tensor-core kernels per call, whatever is set here."""
     _require()
     _c.set_conv_kernel(version)
 

@@ -1,7 +1,7 @@
 """The functional API: every AlexNet layer as forward and backward ("undo") functions.
 
 Arrays are float32, C-contiguous, NCHW (N images, C channels, H, W); filters are
-(F, C/groups, kh, kw). Every function runs on the CPU for NumPy arrays and on the GPU for
+(F, C/groups, kh, kw); the convolutions also take bfloat16 operands (``precision=``, :func:`cast`). Every function runs on the CPU for NumPy arrays and on the GPU for
 :class:`alexnet_ext.cuda.DeviceArray` arguments (results on the same side). Names follow cuda-convnet where it has the word (filterActs, imgActs,
 weightActs, "undo" for a backward pass). Every function checks its arguments and raises
 ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong shape, layout or value) naming the
@@ -10,6 +10,7 @@ argument; see :mod:`alexnet_ext._validate` for the rules shared by all ops.
 from ._pool import pool_output_size
 from .add import add
 from .avg_pool import avg_pool, avg_pool_undo
+from .cast import cast
 from .conv import conv_bias_grad, conv_output_size, filter_acts, img_acts, weight_acts
 from .dropout import dropout, dropout_undo, philox4x32_10
 from .fc import fc, fc_undo
@@ -25,6 +26,7 @@ __all__ = [
     "add",
     "avg_pool",
     "avg_pool_undo",
+    "cast",
     "conv_bias_grad",
     "conv_output_size",
     "dropout",

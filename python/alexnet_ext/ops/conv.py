@@ -4,6 +4,20 @@ Kernels: ``csrc/cpu/conv.cpp`` (im2col + OpenBLAS sgemm) for NumPy arrays and
 ``csrc/cuda/conv_gemm.cu`` (implicit GEMM) for :class:`alexnet_ext.cuda.DeviceArray` arguments, with
 the same semantics. See ``csrc/conv.h`` for the formula and ``docs/CUDA_CONV.md`` for the GPU
 design. On the GPU the ops are queued on the current stream and return at once.
+
+``precision`` (filter_acts, img_acts, weight_acts) picks the arithmetic of the products; the sums
+are always float32 and so are the result, ``out`` and ``bias``:
+
+* ``"fp32"``: float32 operands, float32 products (CPU or GPU).
+* ``"tf32"``: float32 operands, each rounded to tf32 (10 mantissa bits, round to nearest with
+  ties away from zero) before an exact product; GPU only (tensor cores, sm_80+).
+* ``"bf16"``: bfloat16 operands (8 significant bits; make them with :func:`alexnet_ext.ops.cast`,
+  which rounds to nearest even), exact products; GPU only (tensor cores, sm_80+).
+* ``None`` (default): ``"fp32"`` for float32 operands, ``"bf16"`` for bfloat16 ones.
+
+On a GPU before sm_80 tf32/bf16 run the fp32 kernels on the same (rounded) values: never less
+precise. Nothing converts silently: mixed or mismatched operand dtypes raise ``TypeError``.
+``cuda.set_conv_kernel(3)`` still routes ``"fp32"`` through tf32, process-wide.
 """
 from __future__ import annotations
 
@@ -62,12 +76,12 @@ def _scales(scale_targets, scale_output):
 
 
 def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ceil_mode=False,
-                out=None, scale_targets=0.0, scale_output=1.0):
+                out=None, scale_targets=0.0, scale_output=1.0, precision=None):
     """Convolution forward (cuda-convnet's filterActs).
 
     Args:
-        images: (N, C, H, W) float32.
-        filters: (F, C/groups, kh, kw) float32.
+        images: (N, C, H, W) float32 (bfloat16 with precision "bf16").
+        filters: (F, C/groups, kh, kw), images' dtype.
         bias: optional (F,) float32, added to every output position of its map.
         stride, padding: int or (h, w) pair. Padding is zeros on all four sides.
         groups: the channels and filters split into this many independent groups
@@ -77,12 +91,13 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
         out, scale_targets, scale_output: accumulate form,
             ``out = scale_targets * out + scale_output * result``. With ``scale_targets == 0``
             ``out`` is not read (it may hold garbage or NaNs).
+        precision: None, "fp32", "tf32" or "bf16" (see the module docstring).
 
     Returns:
         (N, F, Ho, Wo) float32, ``out`` itself when given.
     """
-    V.float_array(images, "images", 4, "(N, C, H, W)")
-    V.float_array(filters, "filters", 4, "(F, C/groups, kh, kw)")
+    prec = V.conv_precision(precision, images=(images, "(N, C, H, W)"),
+                            filters=(filters, "(F, C/groups, kh, kw)"))
     sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
     st, so = _scales(scale_targets, scale_output)
     n, c, h, w = images.shape
@@ -99,27 +114,29 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
     k = V.backend(images, filters, bias, out)
     out = V.output(out, (n, f, geo.ho, geo.wo), scale_targets=st, images=images,
                    filters=filters, bias=bias)
-    k.filter_acts(images, filters, bias, out, geo, st, so)
+    k.filter_acts(images, filters, bias, out, geo, st, so, prec)
     return out
 
 
 def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, ceil_mode=False,
-             out=None, scale_targets=0.0, scale_output=1.0):
+             out=None, scale_targets=0.0, scale_output=1.0, precision=None):
     """Gradient of :func:`filter_acts` with respect to its images (cuda-convnet's imgActs).
 
     Args:
-        hid_grads: (N, F, Ho, Wo) float32, the gradient w.r.t. filter_acts' output.
-        filters: (F, C/groups, kh, kw) float32.
+        hid_grads: (N, F, Ho, Wo) float32 (bfloat16 with precision "bf16"), the gradient
+            w.r.t. filter_acts' output.
+        filters: (F, C/groups, kh, kw), hid_grads' dtype.
         image_size: (H, W) of the images (or an int for square ones): several image sizes map to
             the same output size, so it must be given.
         stride, padding, groups, ceil_mode: as passed to :func:`filter_acts`.
         out, scale_targets, scale_output: accumulate form (see :func:`filter_acts`).
+        precision: None, "fp32", "tf32" or "bf16" (see the module docstring).
 
     Returns:
         (N, C, H, W) float32 with C = (C/groups) * groups.
     """
-    V.float_array(hid_grads, "hid_grads", 4, "(N, F, Ho, Wo)")
-    V.float_array(filters, "filters", 4, "(F, C/groups, kh, kw)")
+    prec = V.conv_precision(precision, hid_grads=(hid_grads, "(N, F, Ho, Wo)"),
+                            filters=(filters, "(F, C/groups, kh, kw)"))
     h, w = V.int_pair(image_size, "image_size", 1)
     sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
     st, so = _scales(scale_targets, scale_output)
@@ -133,22 +150,22 @@ def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, c
     k = V.backend(hid_grads, filters, out)
     out = V.output(out, (n, cg * groups, h, w), scale_targets=st, hid_grads=hid_grads,
                    filters=filters)
-    k.img_acts(hid_grads, filters, out, geo, st, so)
+    k.img_acts(hid_grads, filters, out, geo, st, so, prec)
     return out
 
 
 def weight_acts(images, hid_grads, *, filter_size, stride=1, padding=0, groups=1,
-                ceil_mode=False, out=None, scale_targets=0.0, scale_output=1.0):
+                ceil_mode=False, out=None, scale_targets=0.0, scale_output=1.0, precision=None):
     """Gradient of :func:`filter_acts` with respect to its filters (cuda-convnet's weightActs).
 
-    Sums over the batch. Args as :func:`img_acts`, with ``images`` (N, C, H, W) and
-    ``filter_size`` (kh, kw) or an int.
+    Sums over the batch. Args as :func:`img_acts`, with ``images`` (N, C, H, W) (of hid_grads'
+    dtype) and ``filter_size`` (kh, kw) or an int.
 
     Returns:
         (F, C/groups, kh, kw) float32.
     """
-    V.float_array(images, "images", 4, "(N, C, H, W)")
-    V.float_array(hid_grads, "hid_grads", 4, "(N, F, Ho, Wo)")
+    prec = V.conv_precision(precision, images=(images, "(N, C, H, W)"),
+                            hid_grads=(hid_grads, "(N, F, Ho, Wo)"))
     kh, kw = V.int_pair(filter_size, "filter_size", 1)
     sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
     st, so = _scales(scale_targets, scale_output)
@@ -162,12 +179,12 @@ def weight_acts(images, hid_grads, *, filter_size, stride=1, padding=0, groups=1
     k = V.backend(images, hid_grads, out)
     out = V.output(out, (f, c // groups, kh, kw), scale_targets=st, images=images,
                    hid_grads=hid_grads)
-    k.weight_acts(images, hid_grads, out, geo, st, so)
+    k.weight_acts(images, hid_grads, out, geo, st, so, prec)
     return out
 
 
 def conv_bias_grad(hid_grads, *, out=None, scale_targets=0.0, scale_output=1.0):
-    """Gradient of :func:`filter_acts`' bias: ``hid_grads`` (N, F, Ho, Wo) summed to (F,)."""
+    """Gradient of :func:`filter_acts`' bias: ``hid_grads`` (N, F, Ho, Wo) float32 summed to (F,)."""
     V.float_array(hid_grads, "hid_grads", 4, "(N, F, Ho, Wo)")
     st, so = _scales(scale_targets, scale_output)
     k = V.backend(hid_grads, out)
