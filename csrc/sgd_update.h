@@ -3,13 +3,15 @@
 //   v <- momentum * v - (weight_decay * lr) * w - lr * grad
 //   w <- w + v
 // One fused pass (each element of w and v read once, written once). grad must not overlap w or v.
+// w_bf16 (optional, nullptr for none): also receives the new w rounded to bf16 (cast.h's
+// bf16_from_float), in the same pass: with fp32 master weights, the copy a bf16 forward reads.
 // sgd_update_many: the same for a list of tensors (a loop on the CPU, one launch on the GPU).
 #pragma once
 #include <cstdint>
 
 namespace alexnet_ext::cpu {
 void sgd_update(float* w, const float* grad, float* velocity, int64_t n, float lr, float momentum,
-                float decay_lr);
+                float decay_lr, uint16_t* w_bf16);
 }  // namespace alexnet_ext::cpu
 
 #ifdef ALEXNET_EXT_WITH_CUDA
@@ -25,11 +27,12 @@ struct SgdTensor {
   float* velocity;
   int64_t n;
   float lr, momentum, decay_lr;
+  uint16_t* w_bf16;  // nullptr: no bf16 copy
 };
-constexpr int kSgdMaxTensors = 32;  // 32 descriptors fill under 2 KB of the 4 KB parameter block
+constexpr int kSgdMaxTensors = 32;  // 32 descriptors fill under 2.3 KB of the 4 KB parameter block
 
 void sgd_update(float* w, const float* grad, float* velocity, int64_t n, float lr, float momentum,
-                float decay_lr, cudaStream_t stream);
+                float decay_lr, uint16_t* w_bf16, cudaStream_t stream);
 void sgd_update_many(const SgdTensor* tensors, int64_t count, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

@@ -4,7 +4,7 @@ import pytest
 
 from alexnet_ext import ops
 from helpers import EPS32, results_per_thread_count
-from sgd_update_refs import SHAPES
+from sgd_update_refs import SHAPES, check_bf16_copy
 
 
 def ref_step(w, g, v, lr, momentum, weight_decay):
@@ -247,3 +247,26 @@ def test_many_core_backstop(rng):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match=r"velocities\[0\]: array is read-only"):
         _core.cpu.sgd_update_many(ws, gs, [ro, vs[1]], [0.1] * 2, [0.9] * 2, [0.0] * 2)
+
+
+def test_bf16_copy_is_the_new_weights_rounded(rng):
+    check_bf16_copy(rng, lambda a: a.copy(), lambda a: a)
+
+
+def test_bf16_copy_bad_input(rng):
+    import ml_dtypes
+
+    w, g, v = (rng.standard_normal((4, 3)).astype(np.float32) for _ in range(3))
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    with pytest.raises(TypeError, match="copy_bf16: expected dtype bfloat16, got float32"):
+        ops.sgd_update(w, g, v, lr=0.1, copy_bf16=np.zeros((4, 3), np.float32))
+    with pytest.raises(ValueError, match="copy_bf16: expected shape"):
+        ops.sgd_update(w, g, v, lr=0.1, copy_bf16=np.zeros((3, 4), bf16))
+    with pytest.raises(ValueError, match=r"copies_bf16: expected 1 entries"):
+        ops.sgd_update_many([w], [g], [v], lr=0.1, copies_bf16=[])
+    with pytest.raises(TypeError, match=r"copies_bf16\[0\]: expected dtype bfloat16"):
+        ops.sgd_update_many([w], [g], [v], lr=0.1, copies_bf16=[w.copy()])
+    ro = np.zeros((4, 3), bf16)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="copy_bf16"):
+        ops.sgd_update(w, g, v, lr=0.1, copy_bf16=ro)

@@ -5,7 +5,7 @@ import pytest
 
 from alexnet_ext import _core, ops
 from cuda_helpers import dev, unaligned, window
-from sgd_update_refs import SHAPES
+from sgd_update_refs import SHAPES, check_bf16_copy
 
 cuda = pytest.mark.cuda
 
@@ -111,3 +111,8 @@ def test_bad_input(rng):
         _core.cuda.sgd_update_many([w], [g], [v], [0.1, 0.2], [0.9], [0.0])
     with pytest.raises(TypeError, match="mix host"):
         _core.cuda.sgd_update_many([w], [g.get()], [v], [0.1], [0.9], [0.0])
+
+
+@cuda
+def test_bf16_copy_is_the_new_weights_rounded(rng):
+    check_bf16_copy(rng, dev, lambda a: a.get())

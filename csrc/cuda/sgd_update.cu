@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "cast.h"
 #include "cuda/common.cuh"
 #include "sgd_update.h"
 
@@ -32,14 +33,16 @@ __device__ __forceinline__ float velocity_step(float w, float g, float v, float 
 
 __global__ void __launch_bounds__(kThreads)
 sgd_kernel(float* __restrict__ w, const float* __restrict__ grad, float* __restrict__ velocity,
-           int64_t n, float lr, float momentum, float decay_lr) {
+           int64_t n, float lr, float momentum, float decay_lr, uint16_t* __restrict__ w_bf16) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
     const float wi = w[i];
     const float nv = velocity_step(wi, grad[i], velocity[i], lr, momentum, decay_lr);
     velocity[i] = nv;
-    w[i] = __fadd_rn(wi, nv);
+    const float nw = __fadd_rn(wi, nv);
+    w[i] = nw;
+    if (w_bf16) w_bf16[i] = bf16_from_float(nw);
   }
 }
 
@@ -73,7 +76,9 @@ __global__ void __launch_bounds__(kThreads) sgd_many_kernel(const Batch batch) {
     if (j < t.n) {
       const float nv = velocity_step(w[e], g[e], v[e], t.lr, t.momentum, t.decay_lr);
       t.velocity[j] = nv;
-      t.w[j] = __fadd_rn(w[e], nv);
+      const float nw = __fadd_rn(w[e], nv);
+      t.w[j] = nw;
+      if (t.w_bf16) t.w_bf16[j] = bf16_from_float(nw);
     }
   }
 }
@@ -81,10 +86,10 @@ __global__ void __launch_bounds__(kThreads) sgd_many_kernel(const Batch batch) {
 }  // namespace
 
 void sgd_update(float* w, const float* grad, float* velocity, int64_t n, float lr, float momentum,
-                float decay_lr, cudaStream_t stream) {
+                float decay_lr, uint16_t* w_bf16, cudaStream_t stream) {
   if (n == 0) return;
   launch(sgd_kernel, blocks_for(n, kThreads), kThreads, stream, w, grad, velocity, n, lr, momentum,
-      decay_lr);
+      decay_lr, w_bf16);
   check_launch("sgd_update");
 }
 

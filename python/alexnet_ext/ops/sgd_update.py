@@ -32,7 +32,17 @@ def _hyper(lr, momentum, weight_decay, name_lr="lr", name_m="momentum", name_wd=
     return lr, momentum, weight_decay
 
 
-def sgd_update(w, grad, velocity, *, lr, momentum=0.9, weight_decay=5e-4):
+def _copy(copy, w, name: str):
+    """The optional bf16 copy of ``w``: bfloat16 of w's shape, writable (None: no copy)."""
+    if copy is None:
+        return None
+    V.array_of(copy, name, (V.BF16,))
+    V.expect_shape(copy, w.shape, name, "the shape of the parameters it copies")
+    V.writable(copy, name)
+    return copy
+
+
+def sgd_update(w, grad, velocity, *, lr, momentum=0.9, weight_decay=5e-4, copy_bf16=None):
     """One SGD step, exactly the paper's rule, updating ``w`` and ``velocity`` in place::
 
         velocity <- momentum * velocity - weight_decay * lr * w - lr * grad
@@ -48,6 +58,10 @@ def sgd_update(w, grad, velocity, *, lr, momentum=0.9, weight_decay=5e-4):
         lr: learning rate, a finite number > 0 (the paper starts at 0.01).
         momentum: in [0, 1] (paper: 0.9).
         weight_decay: >= 0 (paper: 0.0005); pass 0 for parameters without decay.
+        copy_bf16: optional bfloat16 array of w's shape: receives the new ``w`` rounded to
+            bfloat16 (to nearest, ties to even, as :func:`cast`) in the same pass. With fp32
+            master weights this is the copy a bf16 forward pass reads, without a second
+            kernel reading ``w`` again. Must not share memory with the other arrays.
 
     Returns:
         None. The arithmetic is float32, with ``weight_decay * lr`` rounded once to float32.
@@ -62,8 +76,11 @@ def sgd_update(w, grad, velocity, *, lr, momentum=0.9, weight_decay=5e-4):
         raise ValueError("grad: must not share memory with velocity")
     if V._overlap(velocity, w):
         raise ValueError("velocity: must not share memory with w")
-    k = V.backend(w, grad, velocity)
-    k.sgd_update(w, grad, velocity, lr, momentum, weight_decay * lr)
+    copy = _copy(copy_bf16, w, "copy_bf16")
+    if copy is not None:
+        V.disjoint([("w", w), ("velocity", velocity), ("copy_bf16", copy)], [("grad", grad)])
+    k = V.backend(w, grad, velocity, copy)
+    k.sgd_update(w, grad, velocity, lr, momentum, weight_decay * lr, copy)
 
 
 def _per_tensor(v, name: str, count: int) -> list:
@@ -85,7 +102,8 @@ def _scalars(lr, momentum, weight_decay) -> None:
     _hyper(*(v if not isinstance(v, (list, tuple)) else 1.0 for v in (lr, momentum, weight_decay)))
 
 
-def sgd_update_many(ws, grads, velocities, *, lr, momentum=0.9, weight_decay=5e-4):
+def sgd_update_many(ws, grads, velocities, *, lr, momentum=0.9, weight_decay=5e-4,
+                    copies_bf16=None):
     """:func:`sgd_update` on every ``(ws[i], grads[i], velocities[i])``: one training step for all
     of a net's parameters.
 
@@ -100,6 +118,8 @@ def sgd_update_many(ws, grads, velocities, *, lr, momentum=0.9, weight_decay=5e-
         lr, momentum, weight_decay: a number for all tensors, or a list with one per tensor
             (e.g. ``weight_decay=[5e-4, 0.0, ...]`` to exempt biases); ranges as in
             :func:`sgd_update`.
+        copies_bf16: optional list with, for each tensor, a bfloat16 array of its shape (or
+            None) receiving the new weights in bf16, as :func:`sgd_update`'s ``copy_bf16``.
 
     Returns:
         None.
@@ -121,11 +141,22 @@ def sgd_update_many(ws, grads, velocities, *, lr, momentum=0.9, weight_decay=5e-
                                          f"weight_decay[{i}]")
         V.writable(ws[i], f"ws[{i}]")
         V.writable(velocities[i], f"velocities[{i}]")
+    if copies_bf16 is None:
+        copies = [None] * count
+    elif not isinstance(copies_bf16, (list, tuple)):
+        raise TypeError(f"copies_bf16: expected a list of arrays or None, got "
+                        f"{V._type_name(copies_bf16)}")
+    elif len(copies_bf16) != count:
+        raise ValueError(f"copies_bf16: expected {count} entries (one per entry of ws), got "
+                         f"{len(copies_bf16)}")
+    else:
+        copies = [_copy(c, ws[i], f"copies_bf16[{i}]") for i, c in enumerate(copies_bf16)]
     if count == 0:
         return
-    k = V.backend(*ws, *grads, *velocities)
+    k = V.backend(*ws, *grads, *velocities, *(c for c in copies if c is not None))
     written = [(f"ws[{i}]", a) for i, a in enumerate(ws)]
     written += [(f"velocities[{i}]", a) for i, a in enumerate(velocities)]
+    written += [(f"copies_bf16[{i}]", a) for i, a in enumerate(copies) if a is not None]
     V.disjoint(written, [(f"grads[{i}]", a) for i, a in enumerate(grads)])
     k.sgd_update_many(list(ws), list(grads), list(velocities), lrs, moms,
-                      [wd * r for wd, r in zip(wds, lrs)])
+                      [wd * r for wd, r in zip(wds, lrs)], copies)
