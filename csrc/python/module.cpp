@@ -28,6 +28,7 @@ void bind_sgd_update(py::module_& cpu, py::module_* cuda);
 void bind_normalize_batch(py::module_& cpu, py::module_* cuda);
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
+void bind_graph(py::module_& cuda);
 #endif
 
 // A geometry struct as a Python class with named int64 fields, built by keyword only
@@ -132,6 +133,7 @@ PYBIND11_MODULE(_core, m) {
 #ifdef ALEXNET_EXT_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
   b::bind_cuda_array(cuda);
+  b::bind_graph(cuda);
   cuda_ptr = &cuda;
 #endif
   for (auto bind : {b::bind_conv, b::bind_response_norm, b::bind_max_pool,

@@ -302,3 +302,6 @@ def get_conv_kernel() -> int:
     """The GPU convolution kernel version in use (see :func:`set_conv_kernel`)."""
     _require()
     return _c.get_conv_kernel()
+
+
+from .cuda_graph import Graph, GraphCaptureError  # noqa: E402,F401 - CUDA graphs (cuda_graph.py)
