@@ -104,6 +104,49 @@ def test_a_call_that_cannot_be_captured_raises_and_leaves_nothing_behind(rng, ca
     np.testing.assert_array_equal(b.get(), np.maximum(a.get(), 0))
 
 
+def test_a_capture_forks_and_joins_streams_through_events(rng):
+    """Work on a second stream joins the capture by waiting on an event recorded inside it (its
+    arrays come from the graph's pool too) and must be joined back before the capture ends."""
+    a = C.to_device(rng.standard_normal((6, 5)).astype(np.float32))
+    side = C.Stream()
+    g = C.Graph()
+    with g.capture():
+        forked = C.Event().record()
+        with side:
+            forked.wait()               # side joins the capture
+            b = ops.relu(a)             # allocated and recorded there
+            done = C.Event().record()
+        done.wait()                     # joined back
+        c = ops.relu(b, out=C.empty((6, 5)))
+    for _ in range(2):
+        data = rng.standard_normal((6, 5)).astype(np.float32)
+        C.copy(a, data)
+        g.replay()
+        np.testing.assert_array_equal(c.get(), np.maximum(data, 0))
+    g.reset()
+    with pytest.raises(C.GraphCaptureError, match="(?i)unjoined|joined back"):
+        with g.capture():
+            forked = C.Event().record()
+            with side:
+                forked.wait()
+                ops.relu(a)             # never joined back
+
+
+def test_events_a_capture_cannot_hold(rng):
+    a = C.to_device(np.ones(4, np.float32))
+    outside = C.Event().record()        # before the capture, on the caller's stream
+    g = C.Graph()
+    with pytest.raises(C.GraphCaptureError, match="(?i)isolation"):
+        with g.capture():
+            outside.wait()              # a dependency on work outside the capture
+    with pytest.raises(C.GraphCaptureError, match="(?i)captured ?event|recorded inside"):
+        with g.capture():
+            ops.relu(a)
+            C.Event().record().synchronize()   # waits for work that is recorded, not run
+    assert not g.captured
+    np.testing.assert_array_equal(ops.relu(a).get(), np.ones(4, np.float32))
+
+
 def _alloc_in_other_thread(nbytes):
     err = []
 

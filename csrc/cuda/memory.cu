@@ -114,7 +114,14 @@ void* device_alloc(size_t bytes, int device, cudaStream_t stream) {
   const size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu);
   const auto open = open_pools.find({device, stream});
-  const uint64_t pool = open == open_pools.end() ? 0 : open->second;
+  uint64_t pool = open == open_pools.end() ? 0 : open->second;
+  if (!pool && (pool = open_pool_on(device))) {
+    // A stream forked into the capture (it waited on an event recorded inside it) allocates
+    // from the graph's pool too; any other stream of the device from the shared cache.
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(stream, &capturing), "cudaStreamIsCapturing");
+    if (capturing == cudaStreamCaptureStatusNone) pool = 0;
+  }
   size_t got = 0;
   if (void* p = take(pool ? pools[pool].free : free_lists[{device, stream}], size, &got)) {
     counters[device].cached -= got;

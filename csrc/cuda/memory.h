@@ -8,7 +8,7 @@
 // OutOfMemory is thrown.
 //
 // CUDA graphs (python/graph.cpp): while a graph pool is open on (device, stream), allocations for
-// that stream come from the pool (its own free list, else cudaMalloc with the thread's capture mode
+// that stream (and for streams forked into its capture) come from the pool (its own free list, else cudaMalloc with the thread's capture mode
 // relaxed for the call: cudaMalloc is not stream-ordered, so a capture forbids it otherwise), and
 // blocks of the shared cache freed during the capture join the pool (a captured kernel may use
 // them). A pool block freed later goes back to its pool, never to the shared cache, so nothing

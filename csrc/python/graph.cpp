@@ -81,6 +81,21 @@ class Graph {
     exec_ = exec;
   }
 
+  // The capture's body raised: end the capture whatever its state and leave no graph, and no
+  // last error (already raised) for the next launch check to report against an innocent op.
+  void abort() {
+    if (capturing_) {
+      cuda::DeviceScope scope(checks_.device);
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(stream_, &g);
+      capturing_ = false;
+      close();
+      if (g) cudaGraphDestroy(g);
+    }
+    cudaGetLastError();
+    reset();
+  }
+
   void replay(uintptr_t stream) {
     if (!exec_) throw py::value_error("Graph: nothing captured to replay");
     cuda::DeviceScope scope(checks_.device);
@@ -129,6 +144,7 @@ void bind_graph(py::module_& m) {
       .def(py::init<int>(), py::arg("device"))
       .def("begin", &Graph::begin, py::arg("stream"), py::arg("mode"))
       .def("end", &Graph::end)
+      .def("abort", &Graph::abort)
       .def("replay", &Graph::replay, py::arg("stream"))
       .def("reset", &Graph::reset)
       .def_property_readonly("captured", &Graph::captured)

@@ -100,10 +100,8 @@ class Graph:
                 yield self
             except BaseException as exc:
                 self._capturing = False
-                with contextlib.suppress(C.CudaError):
-                    self._g.end()              # ends the capture; the error below says why
-                self._g.reset()                # a failed capture leaves no graph behind
-                if isinstance(exc, C.CudaError) and "captur" in str(exc):
+                self._g.abort()                # no graph and no CUDA error left behind
+                if isinstance(exc, C.CudaError) and "captur" in str(exc).lower():
                     raise _capture_error(exc) from exc
                 raise
             self._capturing = False

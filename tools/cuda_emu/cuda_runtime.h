@@ -14,6 +14,8 @@
 //   - streams are queues that run only when something must wait for them (a synchronize, an
 //     event, a dependent stream, a blocking copy). Work whose ordering the program forgot
 //     (a missing event, a staging buffer reused too early) then runs late and the results show it;
+//   - stream capture records a stream's work instead of queuing it, and refuses what CUDA refuses
+//     during a capture (emu_graph.cpp, emu_capture.h); a graph launch queues the recording;
 //   - several devices (ALEXNET_EXT_EMU_DEVICES, default 2) with peer access between them unless
 //     ALEXNET_EXT_EMU_PEER=0, so multi-GPU code paths run on one CPU.
 // It says nothing about performance, warp scheduling, cp.async or the GPU memory model.
