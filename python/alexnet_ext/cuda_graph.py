@@ -122,6 +122,13 @@ class Graph:
         """Free the graph and its memory pool; the Graph may capture again."""
         self._g.reset()
 
+    def __del__(self):
+        # the graph (and its pool) before the stream it was captured on
+        with contextlib.suppress(Exception):
+            self._g.reset()
+            if self._stream is not None:
+                self._stream.close()
+
     def __repr__(self) -> str:
         state = "captured" if self.captured else "empty"
         return f"Graph(device={self.device}, {state})"

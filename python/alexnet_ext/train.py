@@ -101,9 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(10-bit mantissa) and fp32 accumulation, as PyTorch's allow_tf32; "
                         "weights, activations and the other layers stay fp32. bf16 training is "
                         "not built yet. May change on --resume")
-    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                   help="queue every step op by op from Python instead of replaying it as a CUDA "
-                        "graph (on one GPU the graph is the default; the same numbers either way)")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", help="queue each "
+                   "step op by op, not as a replayed CUDA graph (default on one GPU; same numbers)")
     p.add_argument("--gpus", type=int, metavar="N",
                    help="GPUs to train on (implies --device cuda); 2 puts each column of a "
                         "two-column model on its own GPU (default: 1)")
@@ -414,7 +413,6 @@ def _resume_locked(args, devices, on_step, run_dir, cfg_path) -> int:
     split = config["split_columns"] or len(devices) > 1
     # the checkpoint holds fp32 weights whatever the precision, so it may change on resume
     config["precision"] = args.precision or config.get("precision", "fp32")
-    config["cuda_graph"] = args.cuda_graph  # this process's choice (the numbers do not change)
     if config["precision"] != "fp32" and not all(d.startswith("cuda") for d in devices):
         raise UsageError(f"--resume: the run trained in {config['precision']}, which needs the "
                          "GPU; pass --precision fp32 to continue it on the CPU")
@@ -485,7 +483,7 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
     common = dict(state=state, extra={"mean": ds.mean}, info=info, log=log, on_step=on_step,
                   checkpoint_steps=args.checkpoint_steps,
                   checkpoint_seconds=args.checkpoint_seconds, log_steps=args.log_steps,
-                  log_seconds=args.log_seconds, cuda_graph=config.get("cuda_graph", True))
+                  log_seconds=args.log_seconds, cuda_graph=args.cuda_graph)
     try:
         if world is None:
             trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,
