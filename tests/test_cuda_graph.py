@@ -181,6 +181,30 @@ def test_capture_modes_govern_other_threads(rng):
             pass
 
 
+@pytest.mark.parametrize("mode, refused", [("global", True), ("thread_local", True),
+                                           ("relaxed", False)])
+def test_cudamalloc_on_the_capturing_thread_needs_relaxed_mode(rng, mode, refused):
+    """An allocation for a stream outside the capture (so not from the graph's pool) calls
+    cudaMalloc: a capture refuses it on its own thread unless begun in relaxed mode."""
+    a = C.to_device(np.ones(8, np.float32))
+    other = C.Stream()
+    g = C.Graph()
+
+    def body():
+        with g.capture(mode=mode):
+            b = ops.relu(a)
+            with other:
+                C.empty((2**18 + 1000,))       # a new stream's first block: cudaMalloc
+        return b
+    if refused:
+        with pytest.raises(C.GraphCaptureError, match="cudaMalloc"):
+            body()
+        return
+    b = body()
+    g.replay()
+    np.testing.assert_array_equal(b.get(), np.ones(8, np.float32))
+
+
 def test_memory_made_in_a_capture_stays_the_graphs(rng):
     x = C.to_device(rng.standard_normal((64, 33)).astype(np.float32))
     doomed = C.to_device(np.zeros((64, 33), np.float32))
