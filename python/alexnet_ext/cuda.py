@@ -304,4 +304,5 @@ def get_conv_kernel() -> int:
     return _c.get_conv_kernel()
 
 
-from .cuda_graph import Graph, GraphCaptureError  # noqa: E402,F401 - CUDA graphs (cuda_graph.py)
+from .cuda_graph import Graph, GraphCaptureError  # noqa: E402 - CUDA graphs (cuda_graph.py)
+__all__ += ["Graph", "GraphCaptureError"]

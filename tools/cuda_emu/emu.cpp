@@ -5,7 +5,8 @@
 // (stream, sequence number) pairs: an event is the pair at record time, a stream wait adds the pair
 // to the waiting stream's next item, and the legacy default stream orders itself with every
 // blocking stream of its device the way CUDA defines. Everything is serialised by one lock, so a
-// host thread per stream (the data loader's copy thread, say) is safe.
+// host thread per stream (the data loader's copy thread, say) is safe. Stream capture lives in
+// emu_graph.cpp: every queueing, waiting or unsafe call here asks it first (emu_capture.h).
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -46,7 +47,6 @@ bool peer_supported() {
 thread_local int current_device = 0;
 thread_local cudaError_t last_error = cudaSuccess;
 thread_local std::string last_message;
-
 
 // ---------------------------------------------------------------- memory registry
 struct Allocation {
