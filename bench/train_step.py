@@ -12,7 +12,9 @@ the paper's net written with torch.nn (groups=2 where the columns do not meet, L
 with the paper's alpha), SGD with momentum 0.9 and weight decay 5e-4, fp32 with TF32 off and
 ``cudnn.benchmark=True`` on the GPU (the baseline in ../shared/baselines was measured that way).
 Both see the same random batch, already on the device (the data loader is benchmarked by
---data). Each row: median ms per step over --repeat timed runs of --steps steps, and images/s.
+--data). On one GPU ours runs twice: queued op by op from Python ("eager"), and replayed as one
+CUDA graph (``Net.step_graph``, what the training loop does by default; the batch is copied into
+the graph's input buffers each step, as there). Each row: median ms per step over --repeat timed runs of --steps steps, and images/s.
 With --precision tf32 ours is Net(precision="tf32") (tf32 convolutions, the rest fp32) and
 PyTorch runs with TF32 allowed for cuDNN and matmuls (what its TF32 users run: "TF32 eager").
 
@@ -139,8 +141,26 @@ def run(args) -> dict:
     t = median_time(ours, args.repeat, sync, inner=args.steps)
     results["alexnet_ext"] = {"ms": t * 1e3, "img_s": n / t, "devices": net.devices,
                               "split": net.split, "precision": net.precision}
-    print(f"{'alexnet_ext ' + ('split' if net.split else 'merged'):28s} {spec.name:14s} batch {n:4d}"
+    label = "alexnet_ext " + ("split" if net.split else "merged") + (" eager" if cuda else "")
+    print(f"{label:28s} {spec.name:14s} batch {n:4d}"
           f" {t * 1e3:9.2f} ms/step {n / t:10.0f} img/s   ({', '.join(net.devices)})", flush=True)
+    if cuda and args.gpus == 1:
+        graph = net.step_graph(x.shape, y.dtype)
+
+        def replayed():
+            loss = graph.run(xs, ys, step=state["step"], seed=0, lr=1e-4,
+                             momentum=learn.get("momentum", 0.9),
+                             weight_decay=learn.get("weight_decay", 5e-4))
+            state["step"] += 1
+            return float(loss)
+
+        replayed()
+        replayed()      # the eager warm-up, then the capture: not timed
+        tg = median_time(replayed, args.repeat, sync, inner=args.steps)
+        results["alexnet_ext_graph"] = {"ms": tg * 1e3, "img_s": n / tg, "vs_eager": t / tg}
+        print(f"{'alexnet_ext merged graph':28s} {spec.name:14s} batch {n:4d}"
+              f" {tg * 1e3:9.2f} ms/step {n / tg:10.0f} img/s   {t / tg:.2f}x eager", flush=True)
+        t = tg          # the speedup below is against what training runs
     if args.no_torch:
         return results
     try:

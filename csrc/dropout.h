@@ -14,6 +14,10 @@
 // i of x then uses A's index  g(i) = (i / row) * stride + start + i % row  in place of i, so its
 // mask is A's mask at those positions: a net split into columns (each column a block of every
 // image) draws exactly the masks of the merged net. The identity layout is row = stride = n.
+//
+// Seed in memory (seed_at, may be null): the kernels then read the seed from *seed_at when they
+// run (host memory on the CPU, device memory on the GPU) instead of taking `seed` by value, so a
+// captured CUDA graph draws each replay's masks from the seed the host wrote before it.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -49,7 +53,7 @@ struct DropoutLayout {
 
 namespace cpu {
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
-             uint64_t seed, uint64_t offset, const DropoutLayout& layout);
+             uint64_t seed, const uint64_t* seed_at, uint64_t offset, const DropoutLayout& layout);
 void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale);
 }  // namespace cpu
 
@@ -58,7 +62,8 @@ void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64
 // for bit for the same (seed, offset), whatever the launch shape.
 namespace cuda {
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
-             uint64_t seed, uint64_t offset, const DropoutLayout& layout, cudaStream_t stream);
+             uint64_t seed, const uint64_t* seed_at, uint64_t offset, const DropoutLayout& layout,
+             cudaStream_t stream);
 void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale,
                   cudaStream_t stream);
 }  // namespace cuda

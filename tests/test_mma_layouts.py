@@ -49,7 +49,7 @@ def kat(tmp_path_factory):
     cmd = ["g++", "-std=c++20", "-O1", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-pthread", *extra,
            "-DALEXNET_EXT_WITH_CUDA=1", "-DALEXNET_EXT_CUDA_EMULATION=1",
            "-I", str(EMU), "-I", str(ROOT / "csrc"),
-           str(EMU / "mma_kat.cpp"), str(EMU / "emu.cpp"), str(EMU / "emu_kernels.cpp"), "-o", str(exe)]
+           str(EMU / "mma_kat.cpp"), str(EMU / "emu.cpp"), str(EMU / "emu_graph.cpp"), str(EMU / "emu_kernels.cpp"), "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
 

@@ -12,7 +12,9 @@ constexpr int64_t kParallelMin = 1 << 14;
 }
 
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
-             uint64_t seed, uint64_t offset, const DropoutLayout& layout) {
+             uint64_t seed_value, const uint64_t* seed_at, uint64_t offset,
+             const DropoutLayout& layout) {
+  const uint64_t seed = seed_at ? *seed_at : seed_value;
   if (!layout.aligned4(n)) {  // a block of the larger array in sizes not a multiple of 4
 #pragma omp parallel for schedule(static) if (parallel : n >= kParallelMin)
     for (int64_t i = 0; i < n; ++i) {

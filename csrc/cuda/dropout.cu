@@ -24,7 +24,9 @@ __device__ __forceinline__ bool keep(uint32_t word, uint32_t threshold) {
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads)
 dropout_kernel(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold,
-               float scale, uint64_t seed, uint64_t offset, DropoutLayout layout) {
+               float scale, uint64_t seed_value, const uint64_t* seed_at, uint64_t offset,
+               DropoutLayout layout) {
+  const uint64_t seed = seed_at ? *seed_at : seed_value;  // dropout.h: seed in memory
   const int64_t blocks = (n + 3) / 4;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks;
@@ -54,7 +56,9 @@ dropout_kernel(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t thre
 // A block of a larger array in sizes that are not multiples of 4: one Philox call per element.
 __global__ void __launch_bounds__(kThreads)
 dropout_scattered(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold,
-                  float scale, uint64_t seed, uint64_t offset, DropoutLayout layout) {
+                  float scale, uint64_t seed_value, const uint64_t* seed_at, uint64_t offset,
+                  DropoutLayout layout) {
+  const uint64_t seed = seed_at ? *seed_at : seed_value;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
@@ -96,21 +100,22 @@ bool aligned(const void* p, uintptr_t bytes) {
 }  // namespace
 
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
-             uint64_t seed, uint64_t offset, const DropoutLayout& layout, cudaStream_t stream) {
+             uint64_t seed, const uint64_t* seed_at, uint64_t offset, const DropoutLayout& layout,
+             cudaStream_t stream) {
   if (n == 0) return;
   if (!layout.aligned4(n)) {
     launch(dropout_scattered, blocks_for(n, kThreads), kThreads, stream, x, y, mask, n, threshold,
-           scale, seed, offset, layout);
+           scale, seed, seed_at, offset, layout);
     check_launch("dropout");
     return;
   }
   const unsigned grid = blocks_for((n + 3) / 4, kThreads);
   if (aligned(x, 16) && aligned(y, 16) && aligned(mask, 4))
     launch(dropout_kernel<true>, grid, kThreads, stream, x, y, mask, n, threshold, scale, seed,
-           offset, layout);
+           seed_at, offset, layout);
   else
     launch(dropout_kernel<false>, grid, kThreads, stream, x, y, mask, n, threshold, scale, seed,
-           offset, layout);
+           seed_at, offset, layout);
   check_launch("dropout");
 }
 

@@ -6,6 +6,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/memory.h"
+#include "cuda/stream.h"
 
 namespace alexnet_ext::cuda {
 namespace {
@@ -21,6 +22,14 @@ struct Block {
   size_t size;
   int device;
   cudaStream_t stream;
+  uint64_t pool;  // 0: the shared cache, else the graph pool it belongs to
+};
+
+struct GraphPool {
+  std::multimap<size_t, void*> free;
+  size_t live = 0;  // blocks handed out
+  bool released = false;
+  int device = 0;
 };
 
 struct PoolKey {
@@ -47,6 +56,33 @@ std::unordered_map<void*, Block> live;
 std::map<PoolKey, std::multimap<size_t, void*>> free_lists;
 std::map<int, DeviceCounters> counters;
 std::unordered_map<void*, PinnedBlock> pinned;
+std::map<uint64_t, GraphPool> pools;
+std::map<PoolKey, uint64_t> open_pools;  // (device, capturing stream) -> pool
+uint64_t next_pool = 1;
+
+// A block of at most twice `size` from `list`, or null. Not much larger than asked: a huge block
+// serving a small request would pin memory that a later large request needs.
+void* take(std::multimap<size_t, void*>& list, size_t size, size_t* got) {
+  auto it = list.lower_bound(size);
+  if (it == list.end() || it->first > 2 * size) return nullptr;
+  void* p = it->second;
+  *got = it->first;
+  list.erase(it);
+  return p;
+}
+
+void count_out(int device, size_t size) {
+  auto& c = counters[device];
+  c.allocated += size;
+  c.peak = std::max(c.peak, c.allocated);
+}
+
+// The pool open on `device` for any stream (blocks freed during a capture join it), or 0.
+uint64_t open_pool_on(int device) {
+  for (auto& [key, id] : open_pools)
+    if (key.device == device) return id;
+  return 0;
+}
 
 // Whether the work before `e` has completed. "Not ready" is also recorded as the thread's last
 // CUDA error, which the next launch check would report: clear it.
@@ -77,24 +113,29 @@ void release_cached_locked(int device) {
 void* device_alloc(size_t bytes, int device, cudaStream_t stream) {
   const size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu);
-  auto& list = free_lists[{device, stream}];
-  auto it = list.lower_bound(size);
-  // Reuse a cached block only if it is not much larger than asked (at most 2x): a huge block
-  // serving a small request would pin memory that a later large request needs.
-  if (it != list.end() && it->first <= 2 * size) {
-    void* p = it->second;
-    const size_t got = it->first;
-    list.erase(it);
-    auto& c = counters[device];
-    c.cached -= got;
-    c.allocated += got;
-    c.peak = std::max(c.peak, c.allocated);
-    live[p] = {got, device, stream};
+  const auto open = open_pools.find({device, stream});
+  uint64_t pool = open == open_pools.end() ? 0 : open->second;
+  if (!pool && (pool = open_pool_on(device))) {
+    // A stream forked into the capture (it waited on an event recorded inside it) allocates
+    // from the graph's pool too; any other stream of the device from the shared cache.
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    check(cudaStreamIsCapturing(stream, &capturing), "cudaStreamIsCapturing");
+    if (capturing == cudaStreamCaptureStatusNone) pool = 0;
+  }
+  size_t got = 0;
+  if (void* p = take(pool ? pools[pool].free : free_lists[{device, stream}], size, &got)) {
+    counters[device].cached -= got;
+    count_out(device, got);
+    live[p] = {got, device, stream, pool};
+    if (pool) ++pools[pool].live;
     return p;
   }
   DeviceScope guard(device);
   void* p = nullptr;
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  if (pool) cudaThreadExchangeStreamCaptureMode(&mode);  // see memory.h: graph pools
   cudaError_t err = cudaMalloc(&p, size);
+  if (pool) cudaThreadExchangeStreamCaptureMode(&mode);
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     // Cached blocks may be in use by queued work on their streams: wait before freeing them.
@@ -110,11 +151,10 @@ void* device_alloc(size_t bytes, int device, cudaStream_t stream) {
                                          " bytes free");
   }
   check(err, "cudaMalloc");
-  auto& c = counters[device];
-  c.mallocs += 1;
-  c.allocated += size;
-  c.peak = std::max(c.peak, c.allocated);
-  live[p] = {size, device, stream};
+  counters[device].mallocs += 1;
+  count_out(device, size);
+  live[p] = {size, device, stream, pool};
+  if (pool) ++pools[pool].live;
   return p;
 }
 
@@ -123,12 +163,64 @@ void device_free(void* ptr) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = live.find(ptr);
   if (it == live.end()) return;  // not ours (never happens for arrays we allocate)
-  const Block b = it->second;
+  Block b = it->second;
   live.erase(it);
-  free_lists[{b.device, b.stream}].emplace(b.size, ptr);
   auto& c = counters[b.device];
   c.allocated -= b.size;
-  c.cached += b.size;
+  const uint64_t open = open_pool_on(b.device);
+  if (open && b.pool != open) {  // freed during a capture: the graph may use it (memory.h)
+    if (b.pool && --pools[b.pool].live == 0 && pools[b.pool].released) pools.erase(b.pool);
+    b.pool = open;
+    ++pools[open].live;
+  }
+  if (!b.pool) {
+    free_lists[{b.device, b.stream}].emplace(b.size, ptr);
+    c.cached += b.size;
+    return;
+  }
+  GraphPool& gp = pools[b.pool];
+  --gp.live;
+  if (!gp.released) {
+    gp.free.emplace(b.size, ptr);
+    c.cached += b.size;
+    return;
+  }
+  DeviceScope guard(b.device);
+  check(cudaFree(ptr), "cudaFree (a released graph pool's block)");
+  if (gp.live == 0) pools.erase(b.pool);
+}
+
+uint64_t pool_create() {
+  std::lock_guard<std::mutex> lock(mu);
+  const uint64_t id = next_pool++;
+  pools[id];
+  return id;
+}
+
+void pool_begin(uint64_t pool, int device, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(mu);
+  open_pools[{device, stream}] = pool;
+  pools[pool].device = device;
+}
+
+void pool_end(int device, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(mu);
+  open_pools.erase({device, stream});
+}
+
+void pool_release(uint64_t pool) {
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = pools.find(pool);
+  if (it == pools.end()) return;
+  const int device = it->second.device;
+  DeviceScope guard(device);
+  for (auto& [size, ptr] : it->second.free) {
+    check(cudaFree(ptr), "cudaFree (graph pool)");
+    counters[device].cached -= size;
+  }
+  it->second.free.clear();
+  it->second.released = true;
+  if (it->second.live == 0) pools.erase(it);
 }
 
 MemoryStats memory_stats(int device) {
@@ -161,6 +253,12 @@ void empty_cache() {
 
 void* pinned_acquire(size_t bytes) {
   const size_t size = round_size(bytes);
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(current_stream(), &capturing), "cudaStreamIsCapturing");
+  if (capturing != cudaStreamCaptureStatusNone)
+    throw CudaError("a copy between host memory and the GPU inside a CUDA graph capture: the graph "
+                    "would copy through a staging buffer that is reused after the capture (copy "
+                    "into the graph's static buffers before each replay instead)");
   std::lock_guard<std::mutex> lock(mu);
   void* best = nullptr;
   for (auto& [ptr, b] : pinned) {

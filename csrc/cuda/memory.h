@@ -7,6 +7,14 @@
 // fails, the cache of that device is released and the allocation retried once before
 // OutOfMemory is thrown.
 //
+// CUDA graphs (python/graph.cpp): while a graph pool is open on (device, stream), allocations for
+// that stream (and for streams forked into its capture) come from the pool (its own free list, else cudaMalloc with the thread's capture mode
+// relaxed for the call: cudaMalloc is not stream-ordered, so a capture forbids it otherwise), and
+// blocks of the shared cache freed during the capture join the pool (a captured kernel may use
+// them). A pool block freed later goes back to its pool, never to the shared cache, so nothing
+// outside the graph reuses memory its replays touch. pool_release (the graph is destroyed) frees
+// the pool's cached blocks now and its live ones when they are freed.
+//
 // Pinned host buffers (for host<->device staging) are cached the same way; each carries an event
 // recorded after its last copy and is handed out again only once that event has completed.
 #pragma once
@@ -29,8 +37,15 @@ struct MemoryStats {
 MemoryStats memory_stats(int device);
 void empty_cache();        // cudaFree every cached block (device and pinned)
 
+uint64_t pool_create();
+void pool_begin(uint64_t pool, int device, cudaStream_t stream);
+void pool_end(int device, cudaStream_t stream);
+void pool_release(uint64_t pool);
+
 // Pinned host staging buffer of at least `bytes`; release with pinned_release(ptr, stream),
 // which records an event on `stream` so the buffer is not reused before the copy finished.
+// Refused (CudaError) while the current stream captures: a replay would read the buffer again
+// long after it was reused.
 void* pinned_acquire(size_t bytes);
 void pinned_release(void* ptr, cudaStream_t stream);
 

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <cuda_runtime.h>
 
@@ -105,6 +107,21 @@ void capture_bad_value(DeferredRecord* record, const int64_t* base, cudaStream_t
 std::string collect_deferred(int device);
 // How many checks of `device` await a collect (for tests).
 int deferred_pending(int device);
+
+// Deferred checks inside a CUDA graph. While a GraphChecks is attached to a capturing stream,
+// defer_check on that stream takes its record from the graph's memory pool (the record's clearing
+// memsets and the op are then part of the graph) and keeps it, with its message, in the
+// GraphChecks instead of the table. arm_graph_checks, right before each launch of the graph on
+// `stream`, makes those records pending like an eager op's, so the next collect (queued after the
+// launch) reads and raises them. A record still pending from the previous launch is collected
+// there first (its verdict kept): the new launch clears it. defer_check on a capturing stream with no GraphChecks attached throws.
+struct GraphChecks {
+  int device = 0;
+  std::vector<std::pair<DeferredRecord*, DeferredFormat>> checks;
+};
+void attach_graph_checks(cudaStream_t stream, GraphChecks* checks);  // nullptr: detach
+void arm_graph_checks(const GraphChecks& checks, cudaStream_t stream);
+void free_graph_checks(GraphChecks& checks);  // the records back to the graph's pool
 
 // One element of a device array, copied to the host to quote a bad value in an error message
 // (error path only; synchronises the stream).

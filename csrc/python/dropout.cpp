@@ -33,19 +33,30 @@ DropoutLayout layout_of(int64_t n, int64_t row, int64_t stride, int64_t start) {
 }  // namespace
 
 void bind_dropout(py::module_& m, py::module_* cuda) {
+  // seed_table (int64, on x's side) and seed_index: read the seed from that element when the
+  // kernel runs (dropout.h: seed in memory); `seed` is then unused.
   def_op(m, cuda, "dropout", [](View x, View out, View mask, double p, uint64_t seed,
-                                uint64_t offset, int64_t row, int64_t stride, int64_t start) {
+                                uint64_t offset, int64_t row, int64_t stride, int64_t start,
+                                std::optional<View> seed_table, int64_t seed_index) {
     check_p(p);
     const DropoutLayout layout = layout_of(x.size(), row, stride, start);
     expect_shape_of(x, "x", {{&out, "out"}, {&mask, "mask"}});
-    Place at({&x, &out, &mask});
+    const View* table = seed_table ? &*seed_table : nullptr;
+    Place at({&x, &out, &mask, table});
     const float* xp = x.data<float>("x");
     float* o = out.mut<float>("out");
     uint8_t* mk = mask.mut<uint8_t>("mask");
+    const uint64_t* seed_at = nullptr;
+    if (table) {
+      if (!table->dense() || seed_index < 0 || seed_index >= table->size())
+        throw py::value_error("seed_table: expected a dense int64 array with element seed_index");
+      seed_at = reinterpret_cast<const uint64_t*>(table->data<int64_t>("seed_table") + seed_index);
+    }
     ALEXNET_EXT_KERNELS(dropout)(at, xp, o, mk, x.size(), dropout_threshold(p), dropout_scale(p),
-                                 seed, offset, layout);
+                                 seed, seed_at, offset, layout);
   }, py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("p"), py::arg("seed"),
-     py::arg("offset"), py::arg("row") = -1, py::arg("stride") = -1, py::arg("start") = 0);
+     py::arg("offset"), py::arg("row") = -1, py::arg("stride") = -1, py::arg("start") = 0,
+     py::arg("seed_table") = py::none(), py::arg("seed_index") = 0);
 
   def_op(m, cuda, "dropout_undo", [](View grad_y, View mask, View out, double p) {
     check_p(p);

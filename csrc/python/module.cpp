@@ -22,6 +22,7 @@ namespace alexnet_ext::binding {
 ALEXNET_EXT_OPS(ALEXNET_EXT_DECLARE)
 #ifdef ALEXNET_EXT_WITH_CUDA
 void bind_cuda_array(py::module_& cuda);
+void bind_graph(py::module_& cuda);
 #endif
 
 // A geometry struct as a Python class with named int64 fields, built by keyword only
@@ -116,6 +117,7 @@ PYBIND11_MODULE(_core, m) {
 #ifdef ALEXNET_EXT_WITH_CUDA
   py::module_ cuda = m.def_submodule("cuda", "CUDA kernels and device arrays (use alexnet_ext.ops / alexnet_ext.cuda)");
   b::bind_cuda_array(cuda);
+  b::bind_graph(cuda);
   cuda_ptr = &cuda;
 #endif
 #define ALEXNET_EXT_BIND(op) b::bind_##op(cpu, cuda_ptr);

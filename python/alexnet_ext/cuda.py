@@ -310,3 +310,7 @@ def get_conv_kernel() -> int:
     """The GPU convolution kernel version in use (see :func:`set_conv_kernel`)."""
     _require()
     return _c.get_conv_kernel()
+
+
+from .cuda_graph import Graph, GraphCaptureError  # noqa: E402 - CUDA graphs (cuda_graph.py)
+__all__ += ["Graph", "GraphCaptureError"]

@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(10-bit mantissa) and fp32 accumulation, as PyTorch's allow_tf32; "
                         "weights, activations and the other layers stay fp32. bf16 training is "
                         "not built yet. May change on --resume")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", help="queue each "
+                   "step op by op, not as a replayed CUDA graph (default on one GPU; same numbers)")
     p.add_argument("--gpus", type=int, metavar="N",
                    help="GPUs to train on (implies --device cuda); 2 puts each column of a "
                         "two-column model on its own GPU (default: 1)")
@@ -315,7 +317,7 @@ def _run(args, on_step=None) -> int:
                   "class_names": list(ds.class_names), "learning": spec.learning,
                   "data_prep": spec.data, "argv": list(args.argv),
                   "world_size": world.size if world is not None else 1,
-                  "precision": args.precision or "fp32"}
+                  "precision": args.precision or "fp32", "cuda_graph": args.cuda_graph}
         if main_rank:
             try:
                 atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
@@ -481,7 +483,7 @@ def _train(net, spec, ds, config, run_dir: Path, *, state, args, workers, on_ste
     common = dict(state=state, extra={"mean": ds.mean}, info=info, log=log, on_step=on_step,
                   checkpoint_steps=args.checkpoint_steps,
                   checkpoint_seconds=args.checkpoint_seconds, log_steps=args.log_steps,
-                  log_seconds=args.log_seconds)
+                  log_seconds=args.log_seconds, cuda_graph=args.cuda_graph)
     try:
         if world is None:
             trainer = Trainer(net, learning, loader, val_loader, run_dir=run_dir, seed=seed,

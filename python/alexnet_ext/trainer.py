@@ -145,6 +145,8 @@ class Trainer:
         log_steps, log_seconds: log a step line (loss, error, img/s, data wait over the lines'
             interval) every that many steps / seconds (None: not by that measure).
         tensorboard: write TensorBoard event files when a writer library is installed.
+        cuda_graph: on one GPU, replay each step of the first batch's shape as a CUDA graph
+            (:meth:`Net.step_graph`; a short last batch runs eagerly): the same numbers.
     """
 
     def __init__(self, net: Net, learning: dict, train_loader, val_loader=None, *,
@@ -152,7 +154,8 @@ class Trainer:
                  info=None, log=print, progress: bool = True, on_step=None,
                  plot_every: float = 10.0, checkpoint_steps: int | None = None,
                  checkpoint_seconds: float | None = 600.0, log_steps: int | None = None,
-                 log_seconds: float | None = None, tensorboard: bool = True):
+                 log_seconds: float | None = None, tensorboard: bool = True,
+                 cuda_graph: bool = True):
         self.net, self.cfg = net, dict(learning)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -181,6 +184,9 @@ class Trainer:
         self._tb = (_tensorboard(self.run_dir / "tensorboard")
                     if self.run_dir is not None and tensorboard else None)
         self._feed = on_device(net, train_loader)
+        single_gpu = len(set(net.devices)) == 1 and D.is_cuda(net.devices[0])  # and not [dist]:
+        self._graph_wanted = cuda_graph and single_gpu and type(self)._backward is Trainer._backward
+        self._graph = None  # [graph] a StepGraph once the first batch gives the shape
 
     def close(self) -> None:
         """Release what the loop holds: the GPU side (pinned loader slots; before the loaders
@@ -234,11 +240,7 @@ class Trainer:
                 for x, y in batches if self._feed is None else self._feed(batches):
                     # The whole step is queued before anything is read back: on a GPU the host
                     # waits once per step, at its end (the loss and the error count).
-                    loss = net.forward(x, y, train=True, step=st["step"], seed=self.seed,
-                                       wait=False)
-                    self._backward()  # [dist] net.backward(), gradients all-reduced across ranks
-                    net.update(lr=st["lr"], momentum=cfg["momentum"],
-                               weight_decay=cfg["weight_decay"], bias_decay=cfg["bias_decay"])
+                    loss = self._step(x, y)
                     loss = float(loss)
                     err = ops.top_k_errors(net.probs, net.labels, ks=k1)[0]
                     n = len(y)
@@ -317,6 +319,20 @@ class Trainer:
 
     def _backward(self) -> None:
         self.net.backward()
+
+    def _step(self, x, y):
+        """Queue one training step; returns its PendingLoss (a float on the CPU)."""
+        st, cfg, net = self.state, self.cfg, self.net
+        hyper = {k: cfg[k] for k in ("momentum", "weight_decay", "bias_decay")} | {"lr": st["lr"]}
+        if self._graph_wanted and self._graph is None:
+            self._graph = net.step_graph(tuple(x.shape), y.dtype)
+        g = self._graph
+        if g is not None and tuple(x.shape) == g.x_shape and y.dtype == g.labels.dtype:
+            return g.run(x, y, step=st["step"], seed=self.seed, **hyper)
+        loss = net.forward(x, y, train=True, step=st["step"], seed=self.seed, wait=False)
+        self._backward()  # [dist] net.backward(), gradients all-reduced across ranks
+        net.update(**hyper)
+        return loss
 
     def _step_totals(self, loss: float, errors: int, images: int):
         """(mean loss, error count, images) of the step over every rank: this process's here."""

@@ -58,7 +58,7 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublas
       !emu::check_kernel_pointer(c, 2))
     return CUBLAS_STATUS_EXECUTION_FAILED;
   const float al = *alpha, be = *beta;
-  emu::enqueue(h->stream, [=] {
+  const cudaError_t queued = emu::enqueue(h->stream, [=] {
     if (m == 0 || n == 0) return;
     if (be == 0.f)  // BLAS may scale C by 0, which keeps NaNs; cuBLAS never reads it
       for (int j = 0; j < n; ++j)
@@ -67,5 +67,5 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublas
                       tb == CUBLAS_OP_T ? CblasTrans : CblasNoTrans, m, n, k, al, a, lda, b, ldb,
                       be, c, ldc);
   });
-  return CUBLAS_STATUS_SUCCESS;
+  return queued == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }

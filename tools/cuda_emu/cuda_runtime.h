@@ -14,6 +14,8 @@
 //   - streams are queues that run only when something must wait for them (a synchronize, an
 //     event, a dependent stream, a blocking copy). Work whose ordering the program forgot
 //     (a missing event, a staging buffer reused too early) then runs late and the results show it;
+//   - stream capture records a stream's work instead of queuing it, and refuses what CUDA refuses
+//     during a capture (emu_graph.cpp, emu_capture.h); a graph launch queues the recording;
 //   - several devices (ALEXNET_EXT_EMU_DEVICES, default 2) with peer access between them unless
 //     ALEXNET_EXT_EMU_PEER=0, so multi-GPU code paths run on one CPU.
 // It says nothing about performance, warp scheduling, cp.async or the GPU memory model.
@@ -176,6 +178,16 @@ enum cudaError_t {
   cudaErrorLaunchFailure = 719,
   cudaErrorPeerAccessAlreadyEnabled = 704,
   cudaErrorPeerAccessNotEnabled = 705,
+  // Stream capture (emu_graph.cpp), numbered as in CUDA's driver_types.h.
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureMerge = 902,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureUnjoined = 904,
+  cudaErrorStreamCaptureIsolation = 905,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorCapturedEvent = 907,
+  cudaErrorStreamCaptureWrongThread = 908,
 };
 typedef cudaError_t cudaError;
 enum cudaMemcpyKind {
@@ -259,6 +271,40 @@ cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 
+// Stream capture and graphs (emu_graph.cpp). A graph here is the captured work in the order it
+// was queued (one valid schedule of the captured DAG); a launch queues it as one item.
+typedef struct CUgraph_st* cudaGraph_t;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+typedef struct CUgraphNode_st* cudaGraphNode_t;
+struct cudaGraphEdgeData;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+// The CUDA 13 signature (edge data); only the first three are filled in here.
+cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream, cudaStreamCaptureStatus* status,
+                                     unsigned long long* id = nullptr, cudaGraph_t* graph = nullptr,
+                                     const cudaGraphNode_t** deps = nullptr,
+                                     const cudaGraphEdgeData** edges = nullptr,
+                                     size_t* num_deps = nullptr);
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphInstantiateWithFlags(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                          unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
 // ----------------------------------------------------------------------------- launches
 namespace emu {
 // Runs `body` once per thread of every block of the grid (blocks in order).
@@ -268,8 +314,9 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
 bool check_launch_config(dim3 grid, dim3 block, cudaStream_t stream);
 // A pointer argument must be null or point into memory the current device can read.
 bool check_kernel_pointer(const void* p, int index);
-// Queues `work` on `stream` (nullptr: the current device's legacy default stream).
-void enqueue(cudaStream_t stream, std::function<void()> work);
+// Queues `work` on `stream` (nullptr: the current device's legacy default stream), or records it
+// into the stream's capture; an error (capture refused it) is also left as the last error.
+cudaError_t enqueue(cudaStream_t stream, std::function<void()> work);
 
 template <class A>
 bool check_arg(const A& a, int index) {

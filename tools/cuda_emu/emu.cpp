@@ -5,7 +5,8 @@
 // (stream, sequence number) pairs: an event is the pair at record time, a stream wait adds the pair
 // to the waiting stream's next item, and the legacy default stream orders itself with every
 // blocking stream of its device the way CUDA defines. Everything is serialised by one lock, so a
-// host thread per stream (the data loader's copy thread, say) is safe.
+// host thread per stream (the data loader's copy thread, say) is safe. Stream capture lives in
+// emu_graph.cpp: every queueing, waiting or unsafe call here asks it first (emu_capture.h).
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "cuda_runtime.h"
+#include "emu_capture.h"
 
 namespace emu {
 
@@ -45,13 +47,6 @@ bool peer_supported() {
 thread_local int current_device = 0;
 thread_local cudaError_t last_error = cudaSuccess;
 thread_local std::string last_message;
-
-cudaError_t set_error(cudaError_t err, const std::string& message) {
-  last_error = err;
-  last_message = message;
-  std::fprintf(stderr, "cuda_emu: %s\n", message.c_str());
-  return err;
-}
 
 // ---------------------------------------------------------------- memory registry
 struct Allocation {
@@ -144,8 +139,24 @@ void drain_device(int device) {
 
 }  // namespace
 
-void enqueue(cudaStream_t handle, std::function<void()> work) {
+cudaError_t set_error(cudaError_t err, const std::string& message) {
+  last_error = err;
+  last_message = message;
+  std::fprintf(stderr, "cuda_emu: %s\n", message.c_str());
+  return err;
+}
+std::recursive_mutex& runtime_lock() { return lock(); }
+StreamFlags stream_flags(cudaStream_t handle) {
   Guard g(lock());
+  const Stream* s = resolve(handle);
+  return {s->device, s->blocking, s->legacy};
+}
+
+cudaError_t enqueue(cudaStream_t handle, std::function<void()> work) {
+  Guard g(lock());
+  bool recorded = false;  // into a stream capture (emu_graph.cpp), not queued
+  const cudaError_t err = capture_work(handle, work, &recorded);
+  if (err != cudaSuccess || recorded) return err;
   Stream* s = resolve(handle);
   std::vector<std::pair<Stream*, uint64_t>> deps = std::move(s->next_deps);
   s->next_deps.clear();
@@ -161,6 +172,7 @@ void enqueue(cudaStream_t handle, std::function<void()> work) {
   }
   s->queue.emplace_back(std::move(deps), std::move(work));
   ++s->queued;
+  return cudaSuccess;
 }
 
 bool check_launch_config(dim3 grid, dim3 block, cudaStream_t handle) {
@@ -226,6 +238,15 @@ const char* cudaGetErrorName(cudaError_t err) {
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorPeerAccessAlreadyEnabled: return "cudaErrorPeerAccessAlreadyEnabled";
     case cudaErrorPeerAccessNotEnabled: return "cudaErrorPeerAccessNotEnabled";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureMerge: return "cudaErrorStreamCaptureMerge";
+    case cudaErrorStreamCaptureUnmatched: return "cudaErrorStreamCaptureUnmatched";
+    case cudaErrorStreamCaptureUnjoined: return "cudaErrorStreamCaptureUnjoined";
+    case cudaErrorStreamCaptureIsolation: return "cudaErrorStreamCaptureIsolation";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    case cudaErrorCapturedEvent: return "cudaErrorCapturedEvent";
+    case cudaErrorStreamCaptureWrongThread: return "cudaErrorStreamCaptureWrongThread";
   }
   return "cudaErrorUnknown";
 }
@@ -279,6 +300,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr, int) {
 }
 cudaError_t cudaDeviceSynchronize() {
   Guard g(lock());
+  if (cudaError_t e = capture_check_unsafe("cudaDeviceSynchronize", current_device)) return e;
   resolve(nullptr);
   drain_device(current_device);
   return cudaSuccess;
@@ -308,6 +330,10 @@ cudaError_t cudaDeviceDisablePeerAccess(int peer) {
 }
 
 static cudaError_t allocate(void** ptr, size_t bytes, int device) {
+  {
+    Guard g(lock());
+    if (cudaError_t e = capture_check_unsafe(device < 0 ? "cudaHostAlloc" : "cudaMalloc", -1)) return e;
+  }
   void* p = nullptr;  // exactly `bytes`, so that AddressSanitizer sees any overrun
   if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0) return cudaErrorMemoryAllocation;
   Guard g(lock());
@@ -318,6 +344,7 @@ static cudaError_t allocate(void** ptr, size_t bytes, int device) {
 static cudaError_t release(void* ptr, bool pinned) {
   if (!ptr) return cudaSuccess;
   Guard g(lock());
+  if (cudaError_t e = capture_check_unsafe(pinned ? "cudaFreeHost" : "cudaFree", -1)) return e;
   auto it = allocations.find(reinterpret_cast<uintptr_t>(ptr));
   if (it == allocations.end() || (it->second.device < 0) != pinned || it->second.registered)
     return set_error(cudaErrorInvalidValue, pinned ? "cudaFreeHost of memory cudaHostAlloc did not return"
@@ -402,22 +429,30 @@ cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, 
                      std::string(what) + ": the pointers do not match the copy direction");
   if (!range_ok(dst, bytes) || !range_ok(src, bytes))
     return set_error(cudaErrorInvalidValue, std::string(what) + ": the copy runs past an allocation");
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (s == -2 || d == -2) cudaStreamIsCapturing(handle, &capturing);
+  if (capturing != cudaStreamCaptureStatusNone)
+    return capture_refuse(handle, std::string(what) + " with pageable host memory during a stream "
+                          "capture (CUDA stages or waits for such a copy at the call, not at each "
+                          "replay; the capture is now invalid)");
+  cudaError_t queued;
   if (s == -2) {
     // Pageable source: CUDA stages it before returning, so the caller may reuse it at once.
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src),
                                                       static_cast<const char*>(src) + bytes);
-    enqueue(handle, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+    queued = enqueue(handle, [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
   } else {
-    enqueue(handle, [dst, src, bytes] { std::memcpy(dst, src, bytes); });
+    queued = enqueue(handle, [dst, src, bytes] { std::memcpy(dst, src, bytes); });
   }
   // Into pageable memory the call returns when the copy is done.
-  if (d == -2) drain(resolve(handle));
-  return cudaSuccess;
+  if (d == -2 && queued == cudaSuccess) drain(resolve(handle));
+  return queued;
 }
 }  // namespace
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   Guard g(lock());
+  if (cudaError_t e = capture_check_unsafe("cudaMemcpy (synchronous)", -1)) return e;
   const cudaError_t e = copy(dst, src, bytes, kind, nullptr, "cudaMemcpy");
   if (e == cudaSuccess) drain(resolve(nullptr));
   return e;
@@ -449,11 +484,11 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
   if (where(ptr) < 0) return set_error(cudaErrorInvalidValue, "cudaMemsetAsync: not device memory");
   if (!range_ok(ptr, bytes))
     return set_error(cudaErrorInvalidValue, "cudaMemsetAsync: runs past an allocation");
-  enqueue(stream, [ptr, value, bytes] { std::memset(ptr, value, bytes); });
-  return cudaSuccess;
+  return enqueue(stream, [ptr, value, bytes] { std::memset(ptr, value, bytes); });
 }
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   Guard g(lock());
+  if (cudaError_t e = capture_check_unsafe("cudaMemset (synchronous)", -1)) return e;
   const cudaError_t e = cudaMemsetAsync(ptr, value, bytes, nullptr);
   if (e == cudaSuccess) drain(resolve(nullptr));
   return e;
@@ -474,6 +509,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   Guard g(lock());
+  if (cudaError_t e = capture_check_wait(s, "cudaStreamSynchronize")) return e;
   drain(resolve(s));
   return cudaSuccess;
 }
@@ -482,14 +518,17 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
 // query alone sees stale data. (A program that spins on a query would spin forever here.)
 cudaError_t cudaStreamQuery(cudaStream_t s) {
   Guard g(lock());
+  if (cudaError_t e = capture_check_wait(s, "cudaStreamQuery")) return e;
   Stream* st = resolve(s);
   // Like CUDA, "not ready" is also left as the last error (callers clear it).
   return st->done == st->queued ? cudaSuccess : (last_error = cudaErrorNotReady);
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
   Guard g(lock());
+  bool handled = false;  // by a capture (emu_graph.cpp)
+  if (cudaError_t err = capture_event_wait(s, e, &handled)) return err;
   auto* ev = reinterpret_cast<Event*>(e);
-  if (ev->stream) resolve(s)->next_deps.emplace_back(ev->stream, ev->seq);
+  if (!handled && ev->stream) resolve(s)->next_deps.emplace_back(ev->stream, ev->seq);
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, cudaEventDefault); }
@@ -500,6 +539,8 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  Guard g(lock());
+  capture_event_forget(e);
   delete reinterpret_cast<Event*>(e);
   return cudaSuccess;
 }
@@ -507,6 +548,9 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   Guard g(lock());
   auto* ev = reinterpret_cast<Event*>(e);
   Stream* st = resolve(s);
+  bool recorded = false;  // inside a capture: marks a capture point instead
+  if (cudaError_t err = capture_event_record(e, s, &recorded)) return err;
+  if (recorded) return cudaSuccess;
   if (st->device != ev->device)
     return set_error(cudaErrorInvalidResourceHandle,
                      "cudaEventRecord: an event of device " + std::to_string(ev->device) +
@@ -519,11 +563,13 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
 }
 cudaError_t cudaEventQuery(cudaEvent_t e) {
   Guard g(lock());
+  if (cudaError_t err = capture_event_use(e, "cudaEventQuery")) return err;
   auto* ev = reinterpret_cast<Event*>(e);
   return !ev->stream || ev->stream->done >= ev->seq ? cudaSuccess : (last_error = cudaErrorNotReady);
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   Guard g(lock());
+  if (cudaError_t err = capture_event_use(e, "cudaEventSynchronize")) return err;
   auto* ev = reinterpret_cast<Event*>(e);
   if (ev->stream) run_until(ev->stream, ev->seq);
   return cudaSuccess;

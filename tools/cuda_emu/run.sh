@@ -27,5 +27,5 @@ bin="$out/${harness}_$mode"
 g++ -std=c++20 $flags -Wall -Wno-unknown-pragmas -pthread \
     -DALEXNET_EXT_WITH_CUDA=1 -DALEXNET_EXT_CUDA_EMULATION=1 \
     -I "$here" -I "$root/csrc" \
-    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/emu_kernels.cpp" "$here/$harness.cpp" -o "$bin"
+    -x c++ "$root"/csrc/cuda/conv*.cu -x none "$here/emu.cpp" "$here/emu_graph.cpp" "$here/emu_kernels.cpp" "$here/$harness.cpp" -o "$bin"
 "$bin" "$@"

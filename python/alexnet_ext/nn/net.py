@@ -73,9 +73,16 @@ class StepContext:
         # [dist] position of this batch's first sample in the global batch of a data-parallel
         # step (alexnet_ext.distributed); dropout draws the global batch's masks from there.
         self.sample_offset = 0
+        # [graph] (table, {layer: index}) while a StepGraph captures: seeds read at run time
+        self.seed_table = None
 
-    def seed_for(self, layer_name: str) -> int:
-        """Dropout seed of ``layer_name`` at this step: a function of (seed, step, layer)."""
+    def seed_for(self, layer_name: str):
+        """Dropout seed of ``layer_name`` at this step: a function of (seed, step, layer). While
+        a step is captured (nn/step_graph.py): ``(table, i)``, the element the host writes that
+        value to before each replay."""
+        if self.seed_table is not None:
+            table, index = self.seed_table
+            return table, index.setdefault(layer_name, len(index))
         return derive_seed(self.seed, self.step, layer_name)
 
 
@@ -113,6 +120,7 @@ class Net:
         self.precision = check_precision(precision, self.devices)
         self.labels = None
         self.sample_offset = 0    # [dist] see StepContext.sample_offset
+        self._seed_table = None   # [graph] see StepContext.seed_table
         self.layers = []
         self.tensors: dict[str, Tensor] = {}
         self._transfers = {}
@@ -284,6 +292,7 @@ class Net:
         self.labels = labels
         self._ctx = ctx = StepContext(n, labels, train, step, seed, wait, self.precision)
         ctx.sample_offset = self.sample_offset  # [dist]
+        ctx.seed_table = self._seed_table       # [graph]
         self.data.value = x
         stop = None
         if until is not None:
@@ -353,6 +362,12 @@ class Net:
             ops.sgd_update_many([p.value for p in ps], [p.grad for p in ps],
                                 [p.velocity for p in ps], lr=lr, momentum=momentum,
                                 weight_decay=[weight_decay if p.decay else bias_decay for p in ps])
+
+    def step_graph(self, x_shape, labels_dtype=np.int64):
+        """A :class:`~alexnet_ext.nn.step_graph.StepGraph`: forward (train) + backward + update
+        for batches of ``x_shape``, replayed as one CUDA graph (single-GPU nets)."""
+        from .step_graph import StepGraph
+        return StepGraph(self, x_shape, labels_dtype)
 
     def release_buffers(self) -> None:
         """Free every kept activation/gradient buffer (they are made again on demand)."""

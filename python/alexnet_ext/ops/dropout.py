@@ -36,7 +36,11 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
     Args:
         x: float32 array of any shape (ndim >= 1), C-contiguous.
         p: drop probability, 0 <= p < 1 (the paper uses 0.5). p = 0 keeps everything (y = x).
-        seed: int in [0, 2**64), the Philox key.
+        seed: int in [0, 2**64), the Philox key; or ``(table, i)``: the key is element ``i`` of
+            ``table``, a 1-D int64 array on x's side (its bits as uint64), read when the kernel
+            runs rather than now. A captured CUDA graph replays with the seed the host writes
+            there before each replay (``Net.step_graph``); the masks are those of the same seed
+            passed as an int.
         offset: int in [0, 2**64), the upper 64 bits of the Philox counter; use a new one for
             every call that needs fresh randomness (see the module docstring).
         out: optional float32 target of x's shape; ``out=x`` drops out in place.
@@ -61,9 +65,9 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
     if x.ndim < 1:
         raise ValueError(f"x: expected at least 1 dimension, got shape {x.shape}")
     p = _p(p)
-    seed = V.uint64(seed, "seed")
+    seed, table, index = _seed(seed)
     offset = V.uint64(offset, "offset")
-    k = V.backend(x, out, mask_out)
+    k = V.backend(x, out, mask_out, table)
     out = V.elementwise_output(out, x.shape, may_be=("x",), x=x)
     if mask_out is None:
         mask_out = V.empty_like(x, dtype=np.uint8)
@@ -73,8 +77,11 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
         for name, a in (("x", x), ("out", out)):
             if V._overlap(mask_out, a):
                 raise ValueError(f"mask_out: must not share memory with {name}")
+    if table is not None and any(V._overlap(table, a) for a in (out, mask_out)):
+        raise ValueError("seed[0]: the seed table must not share memory with out or mask_out")
+    at = {} if table is None else {"seed_table": table, "seed_index": index}
     if block is None:
-        k.dropout(x, out, mask_out, p, seed, offset)
+        k.dropout(x, out, mask_out, p, seed, offset, **at)
     else:
         if not isinstance(block, (tuple, list)) or len(block) != 3:
             raise TypeError(f"block: expected a (row, stride, start) tuple, got {block!r}")
@@ -83,8 +90,24 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
         if row >= 1 and (x.size // row) * stride + start >= 2**62:
             raise ValueError(f"block: {x.size} elements in rows of {row} every {stride} from "
                              f"{start} reach past element 2**62 of the larger array")
-        k.dropout(x, out, mask_out, p, seed, offset, row, stride, start)
+        k.dropout(x, out, mask_out, p, seed, offset, row, stride, start, **at)
     return out, mask_out
+
+
+def _seed(seed):
+    """(seed, table, index): an int seed, or a seed in memory (see ``dropout``'s ``seed``)."""
+    if not isinstance(seed, tuple):
+        return V.uint64(seed, "seed"), None, 0
+    if len(seed) != 2:
+        raise TypeError(f"seed: expected an int or a (table, index) pair, got a tuple of {len(seed)}")
+    table, index = seed
+    if not isinstance(table, np.ndarray) and not V._is_device(table):
+        raise TypeError(f"seed[0]: expected an int64 array, got {type(table).__name__}")
+    if table.dtype != np.int64 or table.ndim != 1:
+        raise ValueError(f"seed[0]: expected a 1-D int64 array, got {table.dtype} of shape "
+                         f"{tuple(table.shape)}")
+    V._dense_array(table, "seed[0]", 1, "(k,)")
+    return 0, table, V.integer(index, "seed[1]", 0, table.shape[0] - 1)
 
 
 def dropout_undo(grad_y, mask, *, p, out=None):
