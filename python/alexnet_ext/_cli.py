@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import sys
 from pathlib import Path
@@ -164,3 +165,24 @@ def checkpoint_mean(ckpt, ds) -> np.ndarray:
     if m is not None and m.shape == ds.mean.shape:
         return np.ascontiguousarray(m, dtype=np.float32)
     return ds.mean
+
+
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_every(text: str, option: str) -> tuple[int | None, float | None]:
+    """``"N"`` -> (N steps, None); ``"30s"``/``"10m"``/``"1h"`` -> (None, seconds); ``"off"`` or
+    ``"0"`` -> (None, None)."""
+    t = str(text).strip().lower()
+    if t in ("off", "0", "none", "never"):
+        return None, None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?", t)
+    if m is None:
+        raise UsageError(f"{option} {text}: expected a number of steps (500), a time (30s, 10m, "
+                         "1h) or 'off'")
+    value, unit = m.groups()
+    if unit is None:
+        if "." in value:
+            raise UsageError(f"{option} {text}: a step count is a whole number")
+        return int(value), None
+    return None, float(value) * _UNITS[unit]

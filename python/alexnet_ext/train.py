@@ -31,13 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import signal
 import sys
 import time
 from pathlib import Path
 
-from ._cli import UsageError, gpu_unavailable_reason, load_params, open_data, run_cli
+from ._cli import (UsageError, gpu_unavailable_reason, load_params, open_data, parse_every,  # noqa: F401
+                   run_cli)
 from .nn import ModelError, Net, format_summary, load_checkpoint, load_model, parse_model
 from .nn.net import PRECISIONS, check_precision
 from .nn.checkpoint import (BEST_NAME, CHECKPOINT_NAME, RunDirLocked, atomic_write_text,
@@ -136,27 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under torchrun: seconds a rank waits in a collective for the others "
                         "before it exits with an error (default: 300)")
     return p
-
-
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
-
-
-def parse_every(text: str, option: str) -> tuple[int | None, float | None]:
-    """``"N"`` -> (N steps, None); ``"30s"``/``"10m"``/``"1h"`` -> (None, seconds); ``"off"`` or
-    ``"0"`` -> (None, None)."""
-    t = str(text).strip().lower()
-    if t in ("off", "0", "none", "never"):
-        return None, None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?", t)
-    if m is None:
-        raise UsageError(f"{option} {text}: expected a number of steps (500), a time (30s, 10m, "
-                         "1h) or 'off'")
-    value, unit = m.groups()
-    if unit is None:
-        if "." in value:
-            raise UsageError(f"{option} {text}: a step count is a whole number")
-        return int(value), None
-    return None, float(value) * _UNITS[unit]
 
 
 def _devices(args) -> list[str]:
