@@ -32,6 +32,19 @@ def main() -> int:
             ops.img_acts(gy, wt, image_size=(h, w), **kw)
             ops.weight_acts(x, gy, filter_size=k, **kw)
             ops.conv_bias_grad(gy)
+    # the tensor-core kernels (version 3) through precision=: tf32 on float32, bf16 operands
+    # (split-K and the few-channel imgActs path come with the first and last shapes)
+    for (n, c, h, w, f, k, s, p, g, ceil) in [(3, 3, 23, 19, 8, 11, 4, 2, 1, False),
+                                               (2, 16, 9, 9, 24, 3, 1, 1, 2, False),
+                                               (1, 5, 6, 7, 130, 3, 1, 1, 1, True)]:
+        kw = dict(stride=s, padding=p, groups=g, ceil_mode=ceil)
+        x, wt = f32(n, c, h, w), f32(f, c // g, k, k)
+        for prec, cast in (("tf32", lambda a: a), ("bf16", lambda a: ops.cast(a, cuda.bfloat16))):
+            xs, ws = cast(x), cast(wt)
+            y = ops.filter_acts(xs, ws, bias=f32(f), precision=prec, **kw)
+            gy = cast(f32(*y.shape))
+            ops.img_acts(gy, ws, image_size=(h, w), precision=prec, **kw)
+            ops.weight_acts(xs, gy, filter_size=k, precision=prec, **kw)
     x = f32(3, 7, 11, 13)
     y, d = ops.response_norm(x)
     ops.response_norm_undo(f32(*x.shape), x, y, d)
@@ -54,6 +67,8 @@ def main() -> int:
     wv, gv, vv = f32(64, 33), f32(64, 33), f32(64, 33)
     ops.sgd_update(wv, gv, vv, lr=0.01)
     ops.sgd_update_many([wv, f32(7)], [gv, f32(7)], [vv, f32(7)], lr=0.01)
+    ops.sgd_update(wv, gv, vv, lr=0.01, copy_bf16=cuda.empty(wv.shape, cuda.bfloat16))
+    ops.cast(ops.cast(f32(1029), cuda.bfloat16), np.float32)
     ops.add(x, f32(*x.shape), out=x)
     ops.add(f32(1027), f32(1027))
     # copies: within the device by every route, and between GPUs when there are two
@@ -69,6 +84,15 @@ def main() -> int:
     with DeviceFeed(0, pin=True) as feed:
         for xb, _ in feed(iter(host)):
             ops.relu(xb)
+    # a training step captured as a CUDA graph and replayed (Net.step_graph)
+    from alexnet_ext.nn import Net, load_model
+    spec = load_model("lenet5")
+    net = Net(spec, devices=["cuda"], seed=0)
+    step = net.step_graph((4, *spec.input_shape))
+    xb = rng.standard_normal((4, *spec.input_shape)).astype(np.float32)
+    yb = rng.integers(0, spec.classes, 4)
+    for i in range(3):  # warm-up, capture, replay
+        float(step.run(xb, yb, step=i, seed=1, lr=0.01))
     cuda.synchronize()
     print("sanitize_ops: every op ran")
     return 0
