@@ -159,16 +159,20 @@ def pool_input(rng, shape, nan=True):
     return bf16(x)
 
 
-def max_pool_cases():
+def pool_cases():
     return list(CASES.items()) + [(f"random{i}", None) for i in range(8)]
 
 
-@pytest.mark.parametrize("name,case", max_pool_cases())
-def test_max_pool_exact(rng, name, case):
+def pool_problem(rng, case):
+    """(input shape, pooling keyword arguments) of a case of pool_cases.py, or a random one."""
     if case is None:
-        shape, kw = random_geometry(rng)
-    else:
-        shape, kw = case[:4], dict(size=case[4], stride=case[5], padding=case[6], ceil_mode=case[7])
+        return random_geometry(rng)
+    return case[:4], dict(size=case[4], stride=case[5], padding=case[6], ceil_mode=case[7])
+
+
+@pytest.mark.parametrize("name,case", pool_cases())
+def test_max_pool_exact(rng, name, case):
+    shape, kw = pool_problem(rng, case)
     x = pool_input(rng, shape)
     y, s = ops.max_pool(dev(x), **kw)
     assert y.dtype == BF16
@@ -220,12 +224,9 @@ def _pool_geo(shape, size=3, stride=2):
 
 
 # ---------------------------------------------------------------- avg pool
-@pytest.mark.parametrize("name,case", max_pool_cases())
+@pytest.mark.parametrize("name,case", pool_cases())
 def test_avg_pool_bound_and_float32_op(rng, name, case):
-    if case is None:
-        shape, kw = random_geometry(rng)
-    else:
-        shape, kw = case[:4], dict(size=case[4], stride=case[5], padding=case[6], ceil_mode=case[7])
+    shape, kw = pool_problem(rng, case)
     x = random_exponents(rng, shape, -6, 6)
     y = ops.avg_pool(dev(x), **kw)
     assert y.dtype == BF16
