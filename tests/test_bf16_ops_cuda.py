@@ -1,11 +1,11 @@
-"""bfloat16 activations through relu, add, max_pool and avg_pool on the GPU (float32 math inside,
+"""bfloat16 activations through relu, add, max_pool, avg_pool and response_norm on the GPU (float32 math inside,
 each stored result rounded once to bf16: csrc/real.h). GPU tests (marker `cuda`).
 
 References are independent of the kernels: float64 computed from the widened bf16 inputs, then
   relu, relu_undo, max_pool (y and switches): exact, bit for bit (selects only);
   add: the float64 sum (exact here: exponents differ by at most 44) rounded once to bf16
        (bf16_rne_f64), bit for bit: csrc/add.h shows the float32 sum rounded to bf16 is that;
-  max_pool_undo, avg_pool(+undo): |got - ref| <= E + ulp_bf16(|ref| + E)/2 with E the float32
+  max_pool_undo, avg_pool(+undo), response_norm(+undo): |got - ref| <= E + ulp_bf16(|ref| + E)/2 with E the float32
        computation's error bound (derived at each test), and equal bit for bit to the float32 op
        on the same (bf16-representable) inputs cast to bf16 (the same float32 operations in the
        same order, then one rounding: bf16_rne_reference, not the kernels' cast).
@@ -20,6 +20,7 @@ from lowp_helpers import (assert_bf16_within, bf16_rne_f64, bf16_rne_reference, 
                           gamma32)
 from max_pool_refs import ref_max_pool
 from pool_cases import CASES, random_geometry
+from response_norm_refs import CASES as RN_CASES, HYPER as RN_HYPER, ref_lrn
 
 pytestmark = pytest.mark.cuda
 
@@ -201,6 +202,26 @@ def test_max_pool_exact(rng, name, case):
         bits(gx), bf16_rne_reference(ops.max_pool_undo(wide(gy), s32, image_size=shape[2:])))
 
 
+@pytest.mark.parametrize("index", [np.int32, np.int64])
+def test_max_pool_undo_many_terms_per_pixel(rng, index):
+    """Arbitrary switches into four pixels: ~20 gradients of mixed exponents per pixel, over
+    several chunks of 32 outputs (the float32 workspace), so nearly every sum rounds. Bound: a
+    float32 chain of m - 1 additions from the first term, |error| <= gamma_m * sum|g|."""
+    n, c, ho, wo, h, w = 2, 3, 9, 9, 8, 8
+    s = rng.choice([0, 9, 40, 63], size=(n, c, ho, wo)).astype(index)
+    gy = random_exponents(rng, s.shape, -12, 12)
+    gx = ops.max_pool_undo(dev(gy), dev(s), image_size=(h, w))
+    ref, mag = np.zeros((n * c, h * w)), np.zeros((n * c, h * w))
+    for pl, (g, sw) in enumerate(zip(wide(gy).reshape(n * c, -1), s.reshape(n * c, -1))):
+        np.add.at(ref[pl], sw, g)
+        np.add.at(mag[pl], sw, np.abs(g))
+    m = max(np.bincount(sw, minlength=h * w).max() for sw in s.reshape(n * c, -1))
+    assert_bf16_within(bits(gx), ref.reshape(n, c, h, w), gamma32(m) * mag.reshape(n, c, h, w),
+                       "max_pool_undo")
+    np.testing.assert_array_equal(
+        bits(gx), bf16_rne_reference(ops.max_pool_undo(wide(gy), s, image_size=(h, w))))
+
+
 def test_max_pool_undo_int64_switches_and_refusals(rng):
     x = pool_input(rng, (2, 3, 9, 8), nan=False)
     y, s = ops.max_pool(dev(x))
@@ -266,3 +287,86 @@ def test_avg_pool_refusals(rng):
         _core.cuda.avg_pool(dev(x), dev(np.zeros((1, 2, 3, 3), np.float32)), geo)
     with pytest.raises(TypeError, match="grad_x: expected dtype bfloat16, got float32"):
         _core.cuda.avg_pool_undo(dev(np.zeros((1, 2, 3, 3), BF16)), dev(np.zeros(x.shape, np.float32)), geo)
+
+
+# ---------------------------------------------------------------- response norm
+LRN_CASES = dict(RN_CASES, segments=(1, 70, 3, 3, 5))  # few pixel columns: channel segments
+
+
+def lrn_undo_ref(gy, x, y, d, size, k, alpha, beta, alpha_over_size):
+    """response_norm.h's undo formula in float64 on the op's own inputs (bf16 y and float32 denoms
+    as given): (grad_x, |first term| + |second term| with every product taken in magnitude)."""
+    gy, x, y, d = (np.float64(v) for v in (gy, x, y, d))
+    coef = 2 * (alpha / size if alpha_over_size else alpha) * beta
+    c = x.shape[1]
+    r = gy * y / d
+    t1 = gy * d**-beta
+    s, s_abs = np.zeros_like(x), np.zeros_like(x)
+    for i in range(c):  # channel i's window holds j: add r_i to each such j
+        for j in range(max(0, i - size // 2), min(c - 1, i + (size - 1) // 2) + 1):
+            s[:, j] += r[:, i]
+            s_abs[:, j] += np.abs(r[:, i])
+    return t1 - coef * x * s, np.abs(t1) + coef * np.abs(x) * s_abs
+
+
+@pytest.mark.parametrize("name", LRN_CASES)
+@pytest.mark.parametrize("alpha_over_size", [False, True])
+def test_response_norm_bound_and_float32_op(rng, name, alpha_over_size):
+    n, c, h, w, size = LRN_CASES[name]
+    x = bf16(2 * rng.standard_normal((n, c, h, w)))
+    kw = dict(size=size, alpha_over_size=alpha_over_size, **RN_HYPER)
+    y, d = ops.response_norm(dev(x), **kw)
+    assert y.dtype == BF16 and d.dtype == np.float32
+    ry, rd = ref_lrn(wide(x), **kw)
+    # denoms: the double k + a*sum (its errors ~2^-53 relative to the window sums) rounded once
+    # to float32: within gamma_2 * D. y for beta = 0.75: d's rounding (0.75u after the power),
+    # sqrt, sqrt (halved: 0.5u), product, division and the product with x: 6.25u to first order,
+    # so the float32 y is within gamma_7 * |y|; then one rounding to bf16.
+    assert (np.abs(d.get() - rd) <= gamma32(2) * rd).all()
+    assert_bf16_within(bits(y), ry, gamma32(7) * np.abs(ry), "response_norm y")
+    y32, d32 = ops.response_norm(dev(wide(x)), **kw)  # the float32 op on the GPU, same values
+    np.testing.assert_array_equal(bits(y), bf16_rne_reference(y32.get()))
+    np.testing.assert_array_equal(d.get(), d32.get())
+
+    gy = bf16(rng.standard_normal(x.shape))
+    gx = ops.response_norm_undo(dev(gy), dev(x), y, d, **kw)
+    assert gx.dtype == BF16
+    # grad_x = t1 - t2: t1 = gy * d^-0.75 in float32 (gamma_7 as y's), t2 in double (~2^-50
+    # relative, for the window sizes here), the difference rounded to float32 (u): within
+    # gamma_9 * (|t1| + |t2|) with a spare u for the double sums; then one rounding to bf16.
+    ref, mag = lrn_undo_ref(gy, wide(x), wide(y.get()), d.get(), **kw)
+    assert_bf16_within(bits(gx), ref, gamma32(9) * mag, "response_norm_undo")
+    gx32 = ops.response_norm_undo(dev(wide(gy)), dev(wide(x)), dev(wide(y.get())), d, **kw)
+    np.testing.assert_array_equal(bits(gx), bf16_rne_reference(gx32.get()))
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.0])
+def test_response_norm_other_exponents_equal_the_float32_op(rng, beta):
+    x = bf16(2 * rng.standard_normal((2, 9, 5, 7)))
+    kw = dict(size=5, k=1.5, alpha=0.3, beta=beta)
+    y, d = ops.response_norm(dev(x), **kw)
+    y32, d32 = ops.response_norm(dev(wide(x)), **kw)
+    np.testing.assert_array_equal(bits(y), bf16_rne_reference(y32.get()))
+    np.testing.assert_array_equal(d.get(), d32.get())
+    gy = bf16(rng.standard_normal(x.shape))
+    gx = ops.response_norm_undo(dev(gy), dev(x), y, d, **kw)
+    gx32 = ops.response_norm_undo(dev(wide(gy)), dev(wide(x)), dev(wide(y.get())), d, **kw)
+    np.testing.assert_array_equal(bits(gx), bf16_rne_reference(gx32.get()))
+
+
+def test_response_norm_refusals():
+    x16, x32 = dev(np.ones((1, 3, 2, 2), BF16)), dev(np.ones((1, 3, 2, 2), np.float32))
+    with pytest.raises(TypeError, match="x: bfloat16 runs on the GPU only"):
+        ops.response_norm(np.ones((1, 3, 2, 2), BF16))
+    with pytest.raises(TypeError, match="x: dtype float32 does not match grad_y's bfloat16"):
+        ops.response_norm_undo(x16, x32, x16, x32)
+    with pytest.raises(TypeError, match="y: dtype float32 does not match grad_y's bfloat16"):
+        ops.response_norm_undo(x16, x16, x32, x32)
+    with pytest.raises(TypeError, match="denoms: expected dtype float32, got bfloat16"):
+        ops.response_norm_undo(x16, x16, x16, x16)
+    with pytest.raises(TypeError, match="y: expected dtype bfloat16, got float32"):
+        _core.cuda.response_norm(x16, x32, x32, 5, 2.0, 1e-4, 0.75, False)
+    with pytest.raises(TypeError, match="denoms: expected dtype float32, got bfloat16"):
+        _core.cuda.response_norm(x16, x16, x16, 5, 2.0, 1e-4, 0.75, False)
+    with pytest.raises(TypeError, match="grad_x: expected dtype bfloat16, got float32"):
+        _core.cuda.response_norm_undo(x16, x16, x16, x32, x32, 5, 2.0, 1e-4, 0.75, False)

@@ -45,7 +45,7 @@ void bind_response_norm_max_pool(py::module_& m, py::module_* cuda) {
     const float *gy = grad_norm.data<float>("grad_norm"), *xp = x.data<float>("x");
     const float* dp = denoms.data<float>("denoms");
     float* gx = grad_x.mut<float>("grad_x");
-    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, nullptr, dp, gx, n, c, hw, p);
+    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, static_cast<const float*>(nullptr), dp, gx, n, c, hw, p);
   }, py::arg("grad_norm"), py::arg("x"), py::arg("denoms"), py::arg("grad_x"), py::arg("size"),
      py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 }
