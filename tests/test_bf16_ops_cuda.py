@@ -1,4 +1,5 @@
-"""bfloat16 activations through relu, add, max_pool, avg_pool and response_norm on the GPU (float32 math inside,
+"""bfloat16 activations through relu, add, max_pool, avg_pool, response_norm and the fused
+response_norm_max_pool on the GPU (float32 math inside,
 each stored result rounded once to bf16: csrc/real.h). GPU tests (marker `cuda`).
 
 References are independent of the kernels: float64 computed from the widened bf16 inputs, then
@@ -8,7 +9,8 @@ References are independent of the kernels: float64 computed from the widened bf1
   max_pool_undo, avg_pool(+undo), response_norm(+undo): |got - ref| <= E + ulp_bf16(|ref| + E)/2 with E the float32
        computation's error bound (derived at each test), and equal bit for bit to the float32 op
        on the same (bf16-representable) inputs cast to bf16 (the same float32 operations in the
-       same order, then one rounding: bf16_rne_reference, not the kernels' cast).
+       same order, then one rounding: bf16_rne_reference, not the kernels' cast);
+  response_norm_max_pool(+undo): bit for bit the unfused bf16 ops.
 """
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from alexnet_ext import _core, cuda, ops
 from avg_pool_refs import ref_avg_pool, ref_avg_pool_grad
 from cuda_helpers import dev
+from lrn_pool_cases import BIG_CASES, lrn_args, random_problem, table_problem, unfused, unfused_grad
 from lowp_helpers import (assert_bf16_within, bf16_rne_f64, bf16_rne_reference, bf16_to_float32,
                           gamma32)
 from max_pool_refs import ref_max_pool
@@ -370,3 +373,50 @@ def test_response_norm_refusals():
         _core.cuda.response_norm(x16, x16, x16, 5, 2.0, 1e-4, 0.75, False)
     with pytest.raises(TypeError, match="grad_x: expected dtype bfloat16, got float32"):
         _core.cuda.response_norm_undo(x16, x16, x16, x32, x32, 5, 2.0, 1e-4, 0.75, False)
+
+
+# ---------------------------------------------------------------- response norm + max pool
+FUSED = [(name, None) for name in list(CASES) + list(BIG_CASES)] + [
+    (f"random{i}", None) for i in range(6)] + [
+    ("untileable", ((1, 3, 40, 40), dict(pool_size=33, pool_stride=1)))]  # the unfused fallback
+
+
+@pytest.mark.parametrize("name,fixed", FUSED)
+@pytest.mark.parametrize("alpha_over_size", [False, True])
+def test_response_norm_max_pool_equals_unfused(rng, name, fixed, alpha_over_size):
+    """Bit for bit the bf16 response_norm then bf16 max_pool (whose numerics the tests above
+    bound against float64), forward and backward; the fused kernel pools the rounded values."""
+    if fixed is not None:
+        x, lrn, pool = 2 * rng.standard_normal(fixed[0]), lrn_args(rng, alpha_over_size), fixed[1]
+    elif name.startswith("random"):
+        x, lrn, pool = random_problem(rng, alpha_over_size)
+    else:
+        x, lrn, pool = table_problem(rng, name, alpha_over_size)
+    x = dev(bf16(x))
+    p, s, d = ops.response_norm_max_pool(x, **lrn, **pool)
+    assert p.dtype == BF16 and d.dtype == np.float32
+    up, us, ud, uy = unfused(x, lrn, pool)
+    np.testing.assert_array_equal(bits(p), bits(up))
+    np.testing.assert_array_equal(s.get(), us.get())
+    np.testing.assert_array_equal(d.get(), ud.get())
+    gy = dev(bf16(rng.standard_normal(p.shape)))
+    gx = ops.response_norm_max_pool_undo(gy, s, x, d, **lrn)
+    assert gx.dtype == BF16
+    np.testing.assert_array_equal(bits(gx), bits(unfused_grad(gy, x, lrn, pool, us, uy, ud)))
+
+
+def test_response_norm_max_pool_refusals():
+    x16 = dev(np.ones((1, 3, 5, 5), BF16))
+    p, s, d = ops.response_norm_max_pool(x16)
+    with pytest.raises(TypeError, match="x: bfloat16 runs on the GPU only"):
+        ops.response_norm_max_pool(np.ones((1, 3, 5, 5), BF16))
+    with pytest.raises(TypeError, match="x: dtype bfloat16 does not match grad_y's float32"):
+        ops.response_norm_max_pool_undo(dev(np.ones(p.shape, np.float32)), s, x16, d)
+    with pytest.raises(TypeError, match="denoms: expected dtype float32, got bfloat16"):
+        ops.response_norm_max_pool_undo(p, s, x16, x16)
+    with pytest.raises(TypeError, match="pooled: expected dtype bfloat16, got float32"):
+        _core.cuda.response_norm_max_pool(x16, dev(np.zeros(p.shape, np.float32)), s, d,
+                                          _pool_geo(x16.shape), 5, 2.0, 1e-4, 0.75, False)
+    with pytest.raises(TypeError, match="grad_x: expected dtype bfloat16, got float32"):
+        _core.cuda.response_norm_max_pool_undo(x16, x16, d, dev(np.zeros(x16.shape, np.float32)),
+                                               5, 2.0, 1e-4, 0.75, False)

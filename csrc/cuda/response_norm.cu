@@ -122,10 +122,12 @@ lrn_undo(const T* __restrict__ grad_y, const T* __restrict__ x, const T* __restr
        t += stride) {
     const Column col = column(t, n, c, pixels, seg_len);
     // r[i] = grad_y[i] * y[i] / denoms[i]; recomputed identically when channel i leaves.
-    // Without y (response_norm_max_pool's undo), y[j] = x[j] * denoms[j]^(-beta), the forward's float.
+    // Without y (response_norm_max_pool's undo), y[j] = x[j] * denoms[j]^(-beta), the forward's
+    // float, rounded to T as the forward stored it.
     auto r = [&](int64_t j) {
       const int64_t o = col.base + j * pixels;
-      const float yo = y ? to_f32(y[o]) : __fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(denoms[o], beta));
+      const float yo = y ? to_f32(y[o])
+                         : to_f32(from_f32<T>(__fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(denoms[o], beta))));
       return __ddiv_rn(__dmul_rn(static_cast<double>(to_f32(grad_y[o])), static_cast<double>(yo)),
                        static_cast<double>(denoms[o]));
     };
