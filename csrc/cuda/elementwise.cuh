@@ -28,8 +28,9 @@ template <> struct Vec4Of<uint16_t> { using type = Bf16x4; };
 template <class T> using Vec4 = typename Vec4Of<T>::type;
 
 #if defined(__CUDACC__) || defined(ALEXNET_EXT_CUDA_EMULATION)
+// By value: each operand is loaded whole (one vector load), not field by field.
 template <class T, class Op, class... V>
-__device__ __forceinline__ Vec4<T> map4(Op op, const V&... v) {
+__device__ __forceinline__ Vec4<T> map4(Op op, V... v) {
   return {from_f32<T>(op(to_f32(v.x)...)), from_f32<T>(op(to_f32(v.y)...)),
           from_f32<T>(op(to_f32(v.z)...)), from_f32<T>(op(to_f32(v.w)...))};
 }
