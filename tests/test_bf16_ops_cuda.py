@@ -126,6 +126,18 @@ def test_add_overflow_specials_in_place(rng):
     np.testing.assert_array_equal(bits(da)[[6, 7]], [0x0000, 0x8000])
 
 
+def test_elementwise_out_is_written_not_read(rng):
+    """None of these ops has an accumulate form: a NaN-filled out is overwritten everywhere."""
+    a, b = random_exponents(rng, 1027, -4, 4), random_exponents(rng, 1027, -4, 4)
+    for call, want in ((lambda o: ops.add(dev(a), dev(b), out=o), bf16(wide(a) + wide(b))),
+                       (lambda o: ops.relu(dev(a), out=o), bf16(np.maximum(wide(a), 0))),
+                       (lambda o: ops.relu_undo(dev(b), dev(a), out=o),
+                        bf16(np.where(wide(a) > 0, wide(b), np.float32(0))))):
+        out = dev(np.full(a.shape, np.nan, BF16))
+        assert call(out) is out
+        np.testing.assert_array_equal(bits(out), want.view(np.uint16))
+
+
 def test_elementwise_dtype_refusals():
     x16, x32 = dev(np.ones((2, 3), BF16)), dev(np.ones((2, 3), np.float32))
     with pytest.raises(TypeError, match="b: dtype float32 does not match a's bfloat16"):
