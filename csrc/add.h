@@ -13,8 +13,14 @@ void add(const float* a, const float* b, float* out, int64_t n);
 #ifdef ALEXNET_EXT_WITH_CUDA
 #include <cuda_runtime.h>
 
-// The same on device pointers, queued on `stream` (cuda/add.cu; float4 when aligned).
+// The same on device pointers, queued on `stream` (cuda/add.cu; four elements per access when
+// aligned). T is float or bf16 (uint16_t bits, real.h; GPU only): the float32 sum of the two
+// widened values, rounded once to bf16. That equals the exact sum rounded to nearest even: the
+// float32 sum is exact unless the exponents differ by more than 15, and then the smaller term is
+// below 2^-15 of the larger, which is a bf16 value, so both roundings return the larger term
+// (its bf16 neighbours and their midpoints are at least 2^-9 of it away).
 namespace alexnet_ext::cuda {
-void add(const float* a, const float* b, float* out, int64_t n, cudaStream_t stream);
+template <class T>
+void add(const T* a, const T* b, T* out, int64_t n, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

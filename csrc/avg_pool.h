@@ -4,7 +4,8 @@
 // count_include_pad=False); every window holds at least one real pixel.
 // Backward (the exact adjoint): grad_x[iy,ix] = sum over the windows w holding (iy,ix) of
 // grad_y[w] / count[w], computed as a gather so each grad_x element is written once.
-// Layout: (N, C, H, W) / (N, C, Ho, Wo) dense row-major float32. Deterministic.
+// Layout: (N, C, H, W) / (N, C, Ho, Wo) dense row-major float32 (on the GPU also bfloat16: both
+// arrays of one call, uint16_t bits, real.h). Deterministic.
 #pragma once
 #include <cstdint>
 
@@ -22,8 +23,12 @@ void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g);
 
 // The same on device pointers, queued on `stream` (cuda/avg_pool.cu): one thread per output
 // forward, a gather (one thread per input pixel) backward; both equal the CPU's bit for bit.
+// T is float or uint16_t (bf16): the float32 computation on the widened inputs, each result
+// rounded once to bf16.
 namespace alexnet_ext::cuda {
-void avg_pool(const float* x, float* y, const PoolGeometry& g, cudaStream_t stream);
-void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g, cudaStream_t stream);
+template <class T>
+void avg_pool(const T* x, T* y, const PoolGeometry& g, cudaStream_t stream);
+template <class T>
+void avg_pool_undo(const T* grad_y, T* grad_x, const PoolGeometry& g, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

@@ -6,28 +6,30 @@
 // so NaNs propagate. Backward: grad_x[n,c,s] += grad_y[n,c,oy,ox] for s = switches[n,c,oy,ox]
 // (overlapping windows may share a pixel, hence the sum).
 // Layout: (N, C, H, W) / (N, C, Ho, Wo) dense row-major; switches int32 or int64 (the index type
-// I; int64 is needed when H*W > 2^31 - 1). Parallel over planes; deterministic.
+// I; int64 is needed when H*W > 2^31 - 1). Parallel over planes; deterministic. On the GPU x, y,
+// grad_y and grad_x may instead be bfloat16 (uint16_t bits, real.h), all of one call alike.
 #pragma once
 #include <cstdint>
 
 #include "pool.h"
+#include "real.h"
 
 namespace alexnet_ext {
 
-// The maximum of a window of rows x cols floats whose top-left is at `top` (row stride `stride`),
-// and its place in the window (r, c): row-major scan, strict > (ties keep the earlier pixel),
-// and a NaN replaces a number, never a NaN. The rule of every max pool here (CPU, GPU, fused with
-// response norm), so all pick the same pixel. Selects, not branches: random data makes the
-// outcome unpredictable.
-template <class Idx>
-ALEXNET_EXT_HD inline float window_max(const float* top, Idx stride, Idx rows, Idx cols, Idx& r,
+// The maximum of a window of rows x cols elements (float, or bf16 widened exactly) whose top-left
+// is at `top` (row stride `stride`), and its place in the window (r, c): row-major scan, strict >
+// (ties keep the earlier pixel), and a NaN replaces a number, never a NaN. The rule of every max
+// pool here (CPU, GPU, fused with response norm, float or bf16), so all pick the same pixel.
+// Selects, not branches: random data makes the outcome unpredictable.
+template <class T, class Idx>
+ALEXNET_EXT_HD inline float window_max(const T* top, Idx stride, Idx rows, Idx cols, Idx& r,
                                        Idx& c) {
   r = 0;
   c = 0;
-  float best = top[0];
+  float best = to_f32(top[0]);
   for (Idx iy = 0; iy < rows; ++iy) {
     for (Idx ix = 0; ix < cols; ++ix) {
-      const float v = top[iy * stride + ix];
+      const float v = to_f32(top[iy * stride + ix]);
       const bool take = !(v <= best) & (best == best);
       best = take ? v : best;
       r = take ? iy : r;
@@ -62,12 +64,15 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
 // CPU's exactly. The undo is a deterministic, atomic-free scatter (one warp per plane, outputs in
 // order) whose grad_x equals the CPU's bit for bit; an out-of-range switch is skipped and
 // recorded in `bad` (cuda/report.h) instead of being returned, since the result lives on the GPU.
+// bf16 (T = uint16_t): y is the maximum element itself (exact; a NaN comes back as the quiet NaN
+// of its sign), the same switches; the undo sums in float32 (the float order above) into a float32
+// workspace and rounds each grad_x element once.
 namespace alexnet_ext::cuda {
-// I is int32_t or int64_t (instantiated there).
-template <class I>
-void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g, cudaStream_t stream);
-template <class I>
-void max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
+// T is float or uint16_t (bf16), I is int32_t or int64_t (instantiated there).
+template <class T, class I>
+void max_pool(const T* x, T* y, I* switches, const PoolGeometry& g, cudaStream_t stream);
+template <class T, class I>
+void max_pool_undo(const T* grad_y, const I* switches, T* grad_x, int64_t planes,
                    int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

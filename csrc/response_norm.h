@@ -81,12 +81,19 @@ void response_norm_undo(const float* grad_y, const float* x, const float* y, con
 // response_norm_undo with y = null, recomputing the LRN output as x * denoms^(-beta) instead of
 // reading it. Not done: a fused undo gathering the pool's gradient through the switches into
 // the tile, which would also skip writing and reading the full-size pool gradient.
+//
+// T is float or uint16_t (bf16 bits, real.h) for x, y, grad_y and grad_x; denoms stay float32
+// (the saved statistics, read back by the undo: rounding them would put a 2^-9 error into both
+// of its terms). bf16 runs the float32 arithmetic above on the widened elements and rounds each
+// stored y or grad_x once: it equals the float32 op on those values, cast.
 namespace cuda {
-void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
+template <class T>
+void response_norm(const T* x, T* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
                    const ResponseNormParams& p, cudaStream_t stream);
-void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
-                        float* grad_x, int64_t n, int64_t c, int64_t pixels,
-                        const ResponseNormParams& p, cudaStream_t stream);
+template <class T>
+void response_norm_undo(const T* grad_y, const T* x, const T* y, const float* denoms, T* grad_x,
+                        int64_t n, int64_t c, int64_t pixels, const ResponseNormParams& p,
+                        cudaStream_t stream);
 }  // namespace cuda
 #endif
 

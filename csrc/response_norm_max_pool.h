@@ -11,8 +11,8 @@
 // x * denoms^(-beta) -- the very float the forward computed (same operands, same rounding), so
 // the gradient equals the unfused one bit for bit while reading one full-size tensor less.
 //
-// Layout: x, denoms (N, C, H, W); pooled, switches (N, C, Ho, Wo); dense row-major float32,
-// switches int32 or int64 as max_pool's. Geometry: PoolGeometry (pool.h, checked with
+// Layout: x, denoms (N, C, H, W); pooled, switches (N, C, Ho, Wo); dense row-major float32 (on
+// the GPU x and pooled may be bfloat16, see below), switches int32 or int64 as max_pool's. Geometry: PoolGeometry (pool.h, checked with
 // pool_geometry_ok) and ResponseNormParams (response_norm.h).
 //
 // CPU (cpu/response_norm_max_pool.cpp): one task per (image, band of output rows); the band's
@@ -68,10 +68,15 @@ void response_norm_max_pool(const float* x, float* pooled, I* switches, float* d
 // exceeds the shared tile -- windows or strides far beyond any net's -- runs the two unfused
 // kernels through a pooled scratch buffer instead (then exactly what the unfused ops give on the
 // GPU, whose channel split for few pixel columns may differ from the CPU in the last bit).
+//
+// bf16 (T = uint16_t for x and pooled; denoms float32, as response_norm's): each normalised value
+// is rounded to bf16 before it is pooled, as response_norm then max_pool store and read it, so the
+// fused op equals the two unfused bf16 ops bit for bit (switches included: rounding can make
+// ties); the undo (response_norm_undo with y = null) rounds its recomputed y the same way.
 namespace alexnet_ext::cuda {
-void response_norm_max_pool(const float* x, float* pooled, int32_t* switches, float* denoms,
-                            const PoolGeometry& g, const ResponseNormParams& p, cudaStream_t stream);
-void response_norm_max_pool(const float* x, float* pooled, int64_t* switches, float* denoms,
+// T is float or uint16_t, I int32_t or int64_t (instantiated there).
+template <class T, class I>
+void response_norm_max_pool(const T* x, T* pooled, I* switches, float* denoms,
                             const PoolGeometry& g, const ResponseNormParams& p, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

@@ -8,6 +8,9 @@ tests/test_mma_layouts.py), for references computed on the rounded inputs.
   bf16_bits(x) / bf16_to_float32(bits): the same rounding as uint16 bit patterns and back
   bf16_rne_reference(x): float32 -> bf16 bits as ops.cast does them (NaN -> sign | 0x7fc0), by
                  exact comparison with the two neighbours: the independent reference of the cast
+  bf16_rne_f64(x): float64 -> bf16 bits, rounded once from the float64 value (exact references)
+  ulp_bf16(v), assert_bf16_within(bits, ref, err32), gamma32(n): the bound of a float32
+                 computation rounded once to bf16 (the bf16 activation ops)
 """
 import numpy as np
 
@@ -60,3 +63,55 @@ def bf16_rne_reference(x):
     pick = np.where(np.isinf(x), 0x7F80, pick)
     out = np.where(np.isnan(x), 0x7FC0, pick) | sign
     return out.astype(np.uint16)
+
+
+def bf16_rne_f64(x):
+    """float64 -> bf16 bits, round to nearest even of the float64 value itself (no float32 step):
+    the float32 rounding's bf16 neighbours and theirs, the nearest by exact float64 distance, a tie
+    to the even pattern; past the largest finite bf16 the candidate 0x7F80 reads as 2^128, so
+    halfway and beyond round to inf as IEEE does. Finite inputs only."""
+    x = np.asarray(x, dtype=np.float64)
+    assert np.isfinite(x).all()
+    with np.errstate(over="ignore"):
+        c = bf16_rne_reference(x.astype(np.float32)).astype(np.int64) & 0x7FFF
+    mag = np.abs(x)
+    best, best_d = c, np.abs(bf16_value(c) - mag)
+    for cand in (c - 1, c + 1):
+        cand = np.clip(cand, 0, 0x7F80)
+        d = np.abs(bf16_value(cand) - mag)
+        take = (d < best_d) | ((d == best_d) & (cand % 2 == 0) & (best % 2 == 1))
+        best, best_d = np.where(take, cand, best), np.where(take, d, best_d)
+    return (best | np.where(np.signbit(x), 0x8000, 0)).astype(np.uint16)
+
+
+def ulp_bf16(v):
+    """The spacing of bf16 values at magnitude |v| (float64): 2^(e - 7) in binade [2^e, 2^(e+1)),
+    2^-133 below 2^-126 (subnormals)."""
+    e = np.floor(np.log2(np.maximum(np.abs(np.asarray(v, dtype=np.float64)), 2.0**-126)))
+    return np.ldexp(1.0, (e - 7).astype(np.int32))
+
+
+def assert_bf16_within(got_bits, ref, err32, what=""):
+    """bf16 results (bit patterns) of a float32 computation rounded once, against the exact float64
+    ``ref``: |got - ref| <= err32 + ulp_bf16(|ref| + err32) / 2, with err32 the float32
+    computation's own bound (the value it rounded is within err32 of ref, so at most that far up
+    in magnitude, and the rounding moves it at most half a bf16 ulp there)."""
+    got = bf16_to_float32(got_bits).astype(np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    err32 = np.broadcast_to(np.asarray(err32, dtype=np.float64), ref.shape)
+    assert got.shape == ref.shape, f"{what} shape {got.shape} != {ref.shape}"
+    assert np.isfinite(got).all(), f"{what} has non-finite values"
+    bound = err32 + ulp_bf16(np.abs(ref) + err32) / 2
+    err = np.abs(got - ref)
+    bad = err > bound
+    if bad.any():
+        i = np.unravel_index(np.argmax(err - bound), err.shape)
+        raise AssertionError(f"{what}: {int(bad.sum())} of {err.size} beyond the bound; worst at "
+                             f"{i}: |{got[i]!r} - {ref[i]!r}| = {err[i]:.3g} > {bound[i]:.3g}")
+
+
+def gamma32(n):
+    """gamma_n = n u / (1 - n u) for float32 (u = 2^-24): the bound on the relative error of n
+    rounded float32 operations chained (Higham, section 3.1)."""
+    u = 2.0**-24
+    return n * u / (1 - n * u)

@@ -3,35 +3,37 @@
 // outputs whose windows hold it (no atomics, each grad_x element written once), adding
 // grad_y / count in the CPU's order. Both equal the CPU's results bit for bit: the same float
 // operations in the same order, each rounded on its own (only additions and divisions; nothing
-// for the compiler to contract into an FMA).
+// for the compiler to contract into an FMA). bf16 (T = uint16_t): the same float32 operations on
+// the widened elements, each output rounded once (real.h).
 #include <cstdint>
 
 #include "avg_pool.h"
 #include "cuda/common.cuh"
 #include "cuda/pool.cuh"
+#include "real.h"
 
 namespace alexnet_ext::cuda {
 namespace {
 
 constexpr int kThreads = 256;
 
-template <class Idx>
+template <class T, class Idx>
 __global__ void __launch_bounds__(kThreads)
-avg_pool_forward(const float* __restrict__ x, float* __restrict__ y, PoolGeo<Idx> g, Idx total) {
-  for_each_window(x, g, total, [&](Idx t, const float* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+avg_pool_forward(const T* __restrict__ x, T* __restrict__ y, PoolGeo<Idx> g, Idx total) {
+  for_each_window(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     float sum = 0.f;
     for (Idx iy = y0; iy < y1; ++iy)
-      for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, plane[iy * g.w + ix]);
-    y[t] = __fdiv_rn(sum, static_cast<float>((y1 - y0) * (x1 - x0)));
+      for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, to_f32(plane[iy * g.w + ix]));
+    y[t] = from_f32<T>(__fdiv_rn(sum, static_cast<float>((y1 - y0) * (x1 - x0))));
   });
 }
 
-template <class Idx>
+template <class T, class Idx>
 __global__ void __launch_bounds__(kThreads)
-avg_pool_undo_gather(const float* __restrict__ grad_y, float* __restrict__ grad_x, PoolGeo<Idx> g,
+avg_pool_undo_gather(const T* __restrict__ grad_y, T* __restrict__ grad_x, PoolGeo<Idx> g,
                      Idx total) {
   for_each_element(total, g.h, g.w, [&](Idx t, Idx pl, Idx iy, Idx ix) {
-    const float* gy = grad_y + static_cast<int64_t>(pl) * g.ho * g.wo;
+    const T* gy = grad_y + static_cast<int64_t>(pl) * g.ho * g.wo;
     Idx oy0, oy1, ox0, ox1;
     covering(iy, g.kh, g.sh, g.ph, g.ho, oy0, oy1);
     covering(ix, g.kw, g.sw, g.pw, g.wo, ox0, ox1);
@@ -44,23 +46,30 @@ avg_pool_undo_gather(const float* __restrict__ grad_y, float* __restrict__ grad_
         Idx c0, c1;
         window(ox, g.kw, g.sw, g.pw, g.w, c0, c1);
         const float cols = static_cast<float>(c1 - c0);
-        sum = __fadd_rn(sum, __fdiv_rn(gy[oy * g.wo + ox], __fmul_rn(rows, cols)));
+        sum = __fadd_rn(sum, __fdiv_rn(to_f32(gy[oy * g.wo + ox]), __fmul_rn(rows, cols)));
       }
     }
-    grad_x[t] = sum;
+    grad_x[t] = from_f32<T>(sum);
   });
 }
 
 }  // namespace
 
-void avg_pool(const float* x, float* y, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("avg_pool", avg_pool_forward<int32_t>, avg_pool_forward<int64_t>,
+template <class T>
+void avg_pool(const T* x, T* y, const PoolGeometry& g, cudaStream_t stream) {
+  launch_pool("avg_pool", avg_pool_forward<T, int32_t>, avg_pool_forward<T, int64_t>,
               g.planes() * g.ho * g.wo, g, kThreads, stream, x, y);
 }
 
-void avg_pool_undo(const float* grad_y, float* grad_x, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("avg_pool_undo", avg_pool_undo_gather<int32_t>, avg_pool_undo_gather<int64_t>,
+template <class T>
+void avg_pool_undo(const T* grad_y, T* grad_x, const PoolGeometry& g, cudaStream_t stream) {
+  launch_pool("avg_pool_undo", avg_pool_undo_gather<T, int32_t>, avg_pool_undo_gather<T, int64_t>,
               g.planes() * g.h * g.w, g, kThreads, stream, grad_y, grad_x);
 }
+
+template void avg_pool(const float*, float*, const PoolGeometry&, cudaStream_t);
+template void avg_pool(const uint16_t*, uint16_t*, const PoolGeometry&, cudaStream_t);
+template void avg_pool_undo(const float*, float*, const PoolGeometry&, cudaStream_t);
+template void avg_pool_undo(const uint16_t*, uint16_t*, const PoolGeometry&, cudaStream_t);
 
 }  // namespace alexnet_ext::cuda

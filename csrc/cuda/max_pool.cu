@@ -15,8 +15,13 @@
 // from 0: the CPU's exact sequence of float additions, so the results are the CPU's bit for bit,
 // the same on every run, with no atomics. Only the warp that owns a plane touches it, and
 // __syncwarp orders its chunks. Out-of-range switches are reported (cuda/report.h) and skipped.
+//
+// bf16 (x, y, grad_y, grad_x as uint16_t bits): the same kernels on widened values; the forward
+// stores the winning element itself, the undo scatters into float32 sums and rounds them once.
 #include <cstdint>
+#include <type_traits>
 
+#include "cast.h"
 #include "cuda/common.cuh"
 #include "cuda/pool.cuh"
 #include "cuda/report.h"
@@ -28,20 +33,20 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-template <class I, class Idx>
+template <class T, class I, class Idx>
 __global__ void __launch_bounds__(kThreads)
-max_pool_forward(const float* __restrict__ x, float* __restrict__ y, I* __restrict__ switches,
+max_pool_forward(const T* __restrict__ x, T* __restrict__ y, I* __restrict__ switches,
                  PoolGeo<Idx> g, Idx total) {
-  for_each_window(x, g, total, [&](Idx t, const float* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+  for_each_window(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     Idx r, c;
-    y[t] = window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c);
+    y[t] = from_f32<T>(window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c));
     switches[t] = static_cast<I>((y0 + r) * g.w + x0 + c);
   });
 }
 
-template <class I>
+template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
-max_pool_undo_kernel(const float* __restrict__ grad_y, const I* __restrict__ switches,
+max_pool_undo_kernel(const T* __restrict__ grad_y, const I* __restrict__ switches,
                      float* __restrict__ grad_x, int64_t planes, int64_t in_pixels,
                      int64_t out_pixels, BadValues* bad) {
   __shared__ float vals[kThreads];  // each lane's gradient, read by its group's leader
@@ -55,7 +60,7 @@ max_pool_undo_kernel(const float* __restrict__ grad_y, const I* __restrict__ swi
        pl += warps) {
     float* gx = grad_x + pl * in_pixels;
     const I* sw = switches + pl * out_pixels;
-    const float* gy = grad_y + pl * out_pixels;
+    const T* gy = grad_y + pl * out_pixels;
     for (int64_t i = lane; i < in_pixels; i += 32) gx[i] = 0.f;
     __syncwarp();  // the zeros are visible to every lane before any lane adds to them
     for (int64_t q0 = 0; q0 < out_pixels; q0 += 32) {
@@ -65,7 +70,7 @@ max_pool_undo_kernel(const float* __restrict__ grad_y, const I* __restrict__ swi
         const int64_t s = static_cast<int64_t>(sw[q]);
         if (s >= 0 && s < in_pixels) {
           target = s;
-          vals[threadIdx.x] = gy[q];
+          vals[threadIdx.x] = to_f32(gy[q]);
         } else {
           report_bad(bad, pl * out_pixels + q);
         }
@@ -84,26 +89,35 @@ max_pool_undo_kernel(const float* __restrict__ grad_y, const I* __restrict__ swi
 
 }  // namespace
 
-template <class I>
-void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("max_pool", max_pool_forward<I, int32_t>, max_pool_forward<I, int64_t>,
+template <class T, class I>
+void max_pool(const T* x, T* y, I* switches, const PoolGeometry& g, cudaStream_t stream) {
+  launch_pool("max_pool", max_pool_forward<T, I, int32_t>, max_pool_forward<T, I, int64_t>,
               g.planes() * g.ho * g.wo, g, kThreads, stream, x, y, switches);
 }
 
-template <class I>
-void max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
+template <class T, class I>
+void max_pool_undo(const T* grad_y, const I* switches, T* grad_x, int64_t planes,
                    int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
   if (planes == 0) return;  // in_pixels == 0 still runs: every switch is then reported
-  launch(max_pool_undo_kernel<I>, blocks_for(planes, kWarps), kThreads, stream, grad_y, switches,
-      grad_x, planes, in_pixels, out_pixels, bad);
+  // A pixel's sum may span several chunks of 32 outputs: bf16 sums go to a float32 workspace
+  // first, so each is rounded once, at the end.
+  constexpr bool wide = std::is_same_v<T, float>;
+  Workspace sums(wide ? 0 : static_cast<size_t>(planes * in_pixels) * sizeof(float), stream);
+  float* gx = wide ? reinterpret_cast<float*>(grad_x) : sums.get<float>();
+  launch(max_pool_undo_kernel<T, I>, blocks_for(planes, kWarps), kThreads, stream, grad_y,
+         switches, gx, planes, in_pixels, out_pixels, bad);
   check_launch("max_pool_undo");
+  if constexpr (!wide) cast_to_bf16(gx, grad_x, planes * in_pixels, stream);
 }
 
-template void max_pool(const float*, float*, int32_t*, const PoolGeometry&, cudaStream_t);
-template void max_pool(const float*, float*, int64_t*, const PoolGeometry&, cudaStream_t);
-template void max_pool_undo(const float*, const int32_t*, float*, int64_t, int64_t, int64_t,
-                            BadValues*, cudaStream_t);
-template void max_pool_undo(const float*, const int64_t*, float*, int64_t, int64_t, int64_t,
-                            BadValues*, cudaStream_t);
+#define ALEXNET_EXT_MAX_POOL(T, I)                                                          \
+  template void max_pool(const T*, T*, I*, const PoolGeometry&, cudaStream_t);              \
+  template void max_pool_undo(const T*, const I*, T*, int64_t, int64_t, int64_t, BadValues*, \
+                              cudaStream_t);
+ALEXNET_EXT_MAX_POOL(float, int32_t)
+ALEXNET_EXT_MAX_POOL(float, int64_t)
+ALEXNET_EXT_MAX_POOL(uint16_t, int32_t)
+ALEXNET_EXT_MAX_POOL(uint16_t, int64_t)
+#undef ALEXNET_EXT_MAX_POOL
 
 }  // namespace alexnet_ext::cuda

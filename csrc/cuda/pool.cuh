@@ -89,10 +89,9 @@ __device__ __forceinline__ void covering(Idx i, Idx k, Idx s, Idx p, Idx out, Id
 
 // for_each_element over the outputs of a pooling forward: calls f(t, plane, y0, y1, x0, x1) with
 // plane the input plane of output t and rows [y0, y1) x columns [x0, x1) its window (as the
-// CPU's cpu/pool_windows.h).
-template <class Idx, class F>
-__device__ __forceinline__ void for_each_window(const float* x, const PoolGeo<Idx>& g, Idx total,
-                                                F f) {
+// CPU's cpu/pool_windows.h). T: the element type of x (float or bf16 bits).
+template <class T, class Idx, class F>
+__device__ __forceinline__ void for_each_window(const T* x, const PoolGeo<Idx>& g, Idx total, F f) {
   for_each_element(total, g.ho, g.wo, [&](Idx t, Idx pl, Idx oy, Idx ox) {
     Idx y0, y1, x0, x1;
     window(oy, g.kh, g.sh, g.ph, g.h, y0, y1);

@@ -1,5 +1,6 @@
-// CUDA ReLU and its undo, maps of cuda/elementwise.cuh (float4 when aligned, in place allowed).
-// Results equal the CPU's exactly: the same selects (relu.h), no arithmetic.
+// CUDA ReLU and its undo, maps of cuda/elementwise.cuh (four elements per access when aligned, in
+// place allowed), for float32 and bf16. Results equal the CPU's exactly: the same selects
+// (relu.h), no arithmetic; bf16 elements pass through float32 unchanged.
 #include <cstdint>
 
 #include "cuda/elementwise.cuh"
@@ -17,12 +18,19 @@ struct ReluUndo {
 
 }  // namespace
 
-void relu(const float* x, float* y, int64_t n, cudaStream_t stream) {
+template <class T>
+void relu(const T* x, T* y, int64_t n, cudaStream_t stream) {
   map_elementwise("relu", Relu{}, y, n, stream, x);
 }
 
-void relu_undo(const float* grad_y, const float* y, float* grad_x, int64_t n, cudaStream_t stream) {
+template <class T>
+void relu_undo(const T* grad_y, const T* y, T* grad_x, int64_t n, cudaStream_t stream) {
   map_elementwise("relu_undo", ReluUndo{}, grad_x, n, stream, grad_y, y);
 }
+
+template void relu(const float*, float*, int64_t, cudaStream_t);
+template void relu(const uint16_t*, uint16_t*, int64_t, cudaStream_t);
+template void relu_undo(const float*, const float*, float*, int64_t, cudaStream_t);
+template void relu_undo(const uint16_t*, const uint16_t*, uint16_t*, int64_t, cudaStream_t);
 
 }  // namespace alexnet_ext::cuda

@@ -15,11 +15,13 @@
 // arithmetic is the CPU's operation for operation, with every rounding explicit (no FMA
 // contraction), so results equal the CPU's bit for bit where the CPU's arithmetic is IEEE too:
 // always for beta = 0.75 (sqrt and division are correctly rounded on both), up to powf's last bit
-// for other exponents.
+// for other exponents. bf16 (T = uint16_t; denoms stay float32): the same arithmetic on the
+// widened elements, each y or grad_x rounded once (real.h) from the float the float32 op stores.
 #include <algorithm>
 #include <cstdint>
 
 #include "cuda/common.cuh"
+#include "real.h"
 #include "response_norm.h"
 
 namespace alexnet_ext::cuda {
@@ -86,90 +88,103 @@ __device__ __forceinline__ Column column(int64_t t, int64_t n, int64_t c, int64_
   return {ni * c * pixels + q, c0, min(c0 + seg_len, c)};
 }
 
-template <bool kTQ>
+template <bool kTQ, class T>
 __global__ void __launch_bounds__(kThreads)
-lrn_forward(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ denoms,
+lrn_forward(const T* __restrict__ x, T* __restrict__ y, float* __restrict__ denoms,
             int64_t n, int64_t c, int64_t pixels, int64_t seg_len, int64_t columns,
             int64_t before, int64_t after, double k, double a, float beta) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
        t += stride) {
     const Column col = column(t, n, c, pixels, seg_len);
-    const float* xc = x + col.base;
+    const T* xc = x + col.base;
     // A float's square is exact in double (24-bit mantissa squared fits in 53 bits).
     auto sq = [&](int64_t j) {
-      const double v = xc[j * pixels];
+      const double v = to_f32(xc[j * pixels]);
       return __dmul_rn(v, v);
     };
     walk_channels(c, col.c0, col.c1, before, after, sq, [&](int64_t i, double sum) {
       const int64_t o = col.base + i * pixels;
       const float d = static_cast<float>(__dadd_rn(k, __dmul_rn(a, sum)));
       denoms[o] = d;
-      y[o] = __fmul_rn(x[o], lrn_inv_pow<kTQ>(d, beta));
+      y[o] = from_f32<T>(__fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(d, beta)));
     });
   }
 }
 
-template <bool kTQ>
+template <bool kTQ, class T>
 __global__ void __launch_bounds__(kThreads)
-lrn_undo(const float* __restrict__ grad_y, const float* __restrict__ x,
-         const float* __restrict__ y, const float* __restrict__ denoms,
-         float* __restrict__ grad_x, int64_t n, int64_t c, int64_t pixels, int64_t seg_len,
+lrn_undo(const T* __restrict__ grad_y, const T* __restrict__ x, const T* __restrict__ y,
+         const float* __restrict__ denoms, T* __restrict__ grad_x, int64_t n, int64_t c, int64_t pixels, int64_t seg_len,
          int64_t columns, int64_t before, int64_t after, double coef, float beta) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
        t += stride) {
     const Column col = column(t, n, c, pixels, seg_len);
     // r[i] = grad_y[i] * y[i] / denoms[i]; recomputed identically when channel i leaves.
-    // Without y (response_norm_max_pool's undo), y[j] = x[j] * denoms[j]^(-beta), the forward's float.
+    // Without y (response_norm_max_pool's undo), y[j] = x[j] * denoms[j]^(-beta), the forward's
+    // float, rounded to T as the forward stored it.
     auto r = [&](int64_t j) {
       const int64_t o = col.base + j * pixels;
-      const float yo = y ? y[o] : __fmul_rn(x[o], lrn_inv_pow<kTQ>(denoms[o], beta));
-      return __ddiv_rn(__dmul_rn(static_cast<double>(grad_y[o]), static_cast<double>(yo)),
+      const float yo = y ? to_f32(y[o])
+                         : to_f32(from_f32<T>(__fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(denoms[o], beta))));
+      return __ddiv_rn(__dmul_rn(static_cast<double>(to_f32(grad_y[o])), static_cast<double>(yo)),
                        static_cast<double>(denoms[o]));
     };
     // Channel j receives from every i whose window holds j: i in [j - after, j + before].
     walk_channels(c, col.c0, col.c1, after, before, r, [&](int64_t j, double sum) {
       const int64_t o = col.base + j * pixels;
-      const float g = __fmul_rn(grad_y[o], lrn_inv_pow<kTQ>(denoms[o], beta));
-      grad_x[o] = static_cast<float>(
-          __dsub_rn(static_cast<double>(g), __dmul_rn(__dmul_rn(coef, static_cast<double>(x[o])), sum)));
+      const float g = __fmul_rn(to_f32(grad_y[o]), lrn_inv_pow<kTQ>(denoms[o], beta));
+      const double xo = to_f32(x[o]);
+      grad_x[o] = from_f32<T>(static_cast<float>(
+          __dsub_rn(static_cast<double>(g), __dmul_rn(__dmul_rn(coef, xo), sum))));
     });
   }
 }
 
 }  // namespace
 
-void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
+template <class T>
+void response_norm(const T* x, T* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
                    const ResponseNormParams& p, cudaStream_t stream) {
   if (n * c * pixels == 0) return;
   const Split s = split_channels(n, c, pixels);
   const float beta = static_cast<float>(p.beta);
   const unsigned grid = blocks_for(s.columns, kThreads);
   if (beta == 0.75f)
-    launch(lrn_forward<true>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
+    launch(lrn_forward<true, T>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
         s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
   else
-    launch(lrn_forward<false>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
+    launch(lrn_forward<false, T>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
         s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
   check_launch("response_norm");
 }
 
-void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
-                        float* grad_x, int64_t n, int64_t c, int64_t pixels,
-                        const ResponseNormParams& p, cudaStream_t stream) {
+template <class T>
+void response_norm_undo(const T* grad_y, const T* x, const T* y, const float* denoms, T* grad_x,
+                        int64_t n, int64_t c, int64_t pixels, const ResponseNormParams& p,
+                        cudaStream_t stream) {
   if (n * c * pixels == 0) return;
   const Split s = split_channels(n, c, pixels);
   const float beta = static_cast<float>(p.beta);
   const double coef = 2.0 * p.a * p.beta;
   const unsigned grid = blocks_for(s.columns, kThreads);
   if (beta == 0.75f)
-    launch(lrn_undo<true>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
+    launch(lrn_undo<true, T>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
         s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta);
   else
-    launch(lrn_undo<false>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
+    launch(lrn_undo<false, T>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
         s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta);
   check_launch("response_norm_undo");
 }
+
+#define ALEXNET_EXT_LRN(T)                                                                     \
+  template void response_norm(const T*, T*, float*, int64_t, int64_t, int64_t,                \
+                              const ResponseNormParams&, cudaStream_t);                        \
+  template void response_norm_undo(const T*, const T*, const T*, const float*, T*, int64_t,   \
+                                   int64_t, int64_t, const ResponseNormParams&, cudaStream_t);
+ALEXNET_EXT_LRN(float)
+ALEXNET_EXT_LRN(uint16_t)
+#undef ALEXNET_EXT_LRN
 
 }  // namespace alexnet_ext::cuda

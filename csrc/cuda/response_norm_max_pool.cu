@@ -10,6 +10,8 @@
 // tile pixel to shared memory; after one barrier the tile's outputs are pooled from there in
 // max_pool's order. Two shared buffers alternate by channel parity, so the barrier of channel i+1
 // also guarantees that channel i's pooling is done before its buffer is written again.
+// bf16 (T = uint16_t): x widened on load, each normalised value rounded to bf16 (and held as its
+// float) before pooling, the pooled maximum stored as that bf16: the unfused bf16 ops' bits.
 #include <algorithm>
 #include <cstdint>
 
@@ -17,6 +19,7 @@
 #include "cuda/memory.h"
 #include "cuda/pool.cuh"
 #include "max_pool.h"
+#include "real.h"
 #include "response_norm_max_pool.h"
 
 namespace alexnet_ext::cuda {
@@ -31,9 +34,9 @@ struct Tiling {
   int64_t tiles_y, tiles_x;
 };
 
-template <bool kTQ, class I>
+template <bool kTQ, class T, class I>
 __global__ void __launch_bounds__(kThreads)
-lrn_pool_forward(const float* __restrict__ x, float* __restrict__ pooled, I* __restrict__ switches,
+lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict__ switches,
                  float* __restrict__ denoms, PoolGeometry g, Tiling tl, int64_t before,
                  int64_t after, double k, double a, float beta) {
   __shared__ float tile[2][kMaxTile];
@@ -66,7 +69,7 @@ lrn_pool_forward(const float* __restrict__ x, float* __restrict__ pooled, I* __r
       }
     }
     auto sq = [&](int u, int64_t j) {
-      const double v = x[img + j * pixels + at[u]];
+      const double v = to_f32(x[img + j * pixels + at[u]]);
       return __dmul_rn(v, v);
     };
     for (int64_t j = 0; j < min(after, c); ++j) {
@@ -90,7 +93,8 @@ lrn_pool_forward(const float* __restrict__ x, float* __restrict__ pooled, I* __r
         const int64_t o = img + i * pixels + at[u];
         const float d = static_cast<float>(__dadd_rn(k, __dmul_rn(a, sum[u])));
         if (own[u]) denoms[o] = d;
-        buf[threadIdx.x + u * kThreads] = __fmul_rn(x[o], lrn_inv_pow<kTQ>(d, beta));
+        const float t = __fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(d, beta));
+        buf[threadIdx.x + u * kThreads] = to_f32(from_f32<T>(t));  // as response_norm stores it
       }
       __syncthreads();
       const int64_t plane = ni * c + i;
@@ -104,7 +108,7 @@ lrn_pool_forward(const float* __restrict__ x, float* __restrict__ pooled, I* __r
         const float best = window_max(buf + (y0 - rs.own_lo) * tw + (x0 - cs.own_lo), tw, y1 - y0,
                                       x1 - x0, r, cc);
         const int64_t out = (plane * g.ho + oy) * g.wo + ox;
-        pooled[out] = best;
+        pooled[out] = from_f32<T>(best);  // exact: best is a T value
         switches[out] = static_cast<I>((y0 + r) * w + x0 + cc);
       }
     }
@@ -133,17 +137,19 @@ bool tiling(const PoolGeometry& g, Tiling& t) {
   return true;
 }
 
-template <class I>
-void forward_impl(const float* x, float* pooled, I* switches, float* denoms, const PoolGeometry& g,
-                  const ResponseNormParams& p, cudaStream_t stream) {
+}  // namespace
+
+template <class T, class I>
+void response_norm_max_pool(const T* x, T* pooled, I* switches, float* denoms,
+                            const PoolGeometry& g, const ResponseNormParams& p, cudaStream_t stream) {
   if (g.planes() * g.h * g.w == 0) return;
   Tiling t;
   if (!tiling(g, t)) {
     // Windows or strides beyond any tile: the unfused ops through a stream-ordered scratch y.
     int device = 0;
     check(cudaGetDevice(&device), "response_norm_max_pool");
-    float* y = static_cast<float*>(
-        device_alloc(sizeof(float) * static_cast<size_t>(g.planes() * g.h * g.w), device, stream));
+    T* y = static_cast<T*>(
+        device_alloc(sizeof(T) * static_cast<size_t>(g.planes() * g.h * g.w), device, stream));
     response_norm(x, y, denoms, g.n, g.c, g.h * g.w, p, stream);
     max_pool(y, pooled, switches, g, stream);
     device_free(y);  // reused only by later work on this stream
@@ -152,23 +158,21 @@ void forward_impl(const float* x, float* pooled, I* switches, float* denoms, con
   const float beta = static_cast<float>(p.beta);
   const unsigned grid = blocks_for(g.n * t.tiles_y * t.tiles_x, 1);
   if (beta == 0.75f)
-    launch(lrn_pool_forward<true, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
+    launch(lrn_pool_forward<true, T, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
         p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
   else
-    launch(lrn_pool_forward<false, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
+    launch(lrn_pool_forward<false, T, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
         p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
   check_launch("response_norm_max_pool");
 }
 
-}  // namespace
-
-void response_norm_max_pool(const float* x, float* pooled, int32_t* switches, float* denoms,
-                            const PoolGeometry& g, const ResponseNormParams& p, cudaStream_t stream) {
-  forward_impl(x, pooled, switches, denoms, g, p, stream);
-}
-void response_norm_max_pool(const float* x, float* pooled, int64_t* switches, float* denoms,
-                            const PoolGeometry& g, const ResponseNormParams& p, cudaStream_t stream) {
-  forward_impl(x, pooled, switches, denoms, g, p, stream);
-}
+#define ALEXNET_EXT_LRN_POOL(T, I)                                                           \
+  template void response_norm_max_pool(const T*, T*, I*, float*, const PoolGeometry&,        \
+                                       const ResponseNormParams&, cudaStream_t);
+ALEXNET_EXT_LRN_POOL(float, int32_t)
+ALEXNET_EXT_LRN_POOL(float, int64_t)
+ALEXNET_EXT_LRN_POOL(uint16_t, int32_t)
+ALEXNET_EXT_LRN_POOL(uint16_t, int64_t)
+#undef ALEXNET_EXT_LRN_POOL
 
 }  // namespace alexnet_ext::cuda

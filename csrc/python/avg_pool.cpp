@@ -15,8 +15,11 @@ void bind_avg_pool(py::module_& m, py::module_* cuda) {
       expect_shape(a, forward ? image : pooled, in);
       expect_shape(b, forward ? pooled : image, out);
       Place at({&a, &b});
-      const float* ap = a.data<float>(in);
-      kernels(at, ap, b.mut<float>(out), g);
+      with_real(at, a, in, [&](auto t) {
+        using T = decltype(t);
+        const T* ap = a.data<T>(in);
+        kernels(at, ap, b.mut<T>(out), g);
+      });
     }, py::arg(in), py::arg(out), py::arg("geometry"));
   };
   def("avg_pool", "x", "y", true, ALEXNET_EXT_KERNELS(avg_pool));

@@ -3,6 +3,7 @@
 // the host it raises at once; on the GPU it never waits, the verdict is raised at the next
 // synchronisation (a deferred check, cuda/report.h).
 #include <string>
+#include <type_traits>
 
 #include "max_pool.h"
 #include "python/view.h"
@@ -31,9 +32,12 @@ void bind_max_pool(py::module_& m, py::module_* cuda) {
     expect_shape(y, {g.n, g.c, g.ho, g.wo}, "y");
     expect_shape(switches, {g.n, g.c, g.ho, g.wo}, "switches");
     Place at({&x, &y, &switches});
-    const float* xp = x.data<float>("x");
-    float* yp = y.mut<float>("y");
-    with_switches(switches, g.h * g.w, [&](auto* s) { ALEXNET_EXT_KERNELS(max_pool)(at, xp, yp, s, g); });
+    with_real(at, x, "x", [&](auto t) {
+      using T = decltype(t);
+      const T* xp = x.data<T>("x");
+      T* yp = y.mut<T>("y");
+      with_switches(switches, g.h * g.w, [&](auto* s) { ALEXNET_EXT_KERNELS(max_pool)(at, xp, yp, s, g); });
+    });
   }, py::arg("x"), py::arg("y"), py::arg("switches"), py::arg("geometry"));
 
   def_op(m, cuda, "max_pool_undo", [](View grad_y, View switches, View grad_x) {
@@ -44,28 +48,33 @@ void bind_max_pool(py::module_& m, py::module_* cuda) {
     expect_shape(grad_x, {n, c, h, w}, "grad_x");
     expect_shape(switches, {n, c, ho, wo}, "switches");
     Place at({&grad_y, &switches, &grad_x});
-    const float* gy = grad_y.data<float>("grad_y");
-    float* gx = grad_x.mut<float>("grad_x");
-    with_index(switches, "switches", false, [&](auto* s) {
-      int64_t bad = -1, value = 0;
-      if (!at.gpu()) {
-        {
-          py::gil_scoped_release release;
-          bad = cpu::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo);
+    with_real(at, grad_y, "grad_y", [&](auto t) {
+      using T = decltype(t);
+      const T* gy = grad_y.data<T>("grad_y");
+      T* gx = grad_x.mut<T>("grad_x");
+      with_index(switches, "switches", false, [&](auto* s) {
+        int64_t bad = -1, value = 0;
+        if (!at.gpu()) {
+          if constexpr (std::is_same_v<T, float>) {  // with_real: bf16 never runs on the host
+            {
+              py::gil_scoped_release release;
+              bad = cpu::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo);
+            }
+            if (bad >= 0) value = static_cast<int64_t>(s[bad]);
+          }
         }
-        if (bad >= 0) value = static_cast<int64_t>(s[bad]);
-      }
 #ifdef ALEXNET_EXT_WITH_CUDA
-      else {
-        // The kernel skips a bad switch (nothing written out of bounds) and records it.
-        launch_deferred(at, "max_pool_undo", s, [=](const cuda::DeferredRecord& r) {
-          return bad_switch_message(r.value, static_cast<int64_t>(r.bad.first), c, h, w, ho, wo);
-        }, [&](auto* bad) {
-          cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, bad, at.stream());
-        });
-      }
+        else {
+          // The kernel skips a bad switch (nothing written out of bounds) and records it.
+          launch_deferred(at, "max_pool_undo", s, [=](const cuda::DeferredRecord& r) {
+            return bad_switch_message(r.value, static_cast<int64_t>(r.bad.first), c, h, w, ho, wo);
+          }, [&](auto* bad) {
+            cuda::max_pool_undo(gy, s, gx, n * c, h * w, ho * wo, bad, at.stream());
+          });
+        }
 #endif
-      if (bad >= 0) throw py::value_error(bad_switch_message(value, bad, c, h, w, ho, wo));
+        if (bad >= 0) throw py::value_error(bad_switch_message(value, bad, c, h, w, ho, wo));
+      });
     });
   }, py::arg("grad_y"), py::arg("switches"), py::arg("grad_x"));
 }

@@ -29,9 +29,12 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
     const auto& s = expect_ndim_shared(x, 4, "x", "(N, C, H, W)", {{&y, "y"}, {&denoms, "denoms"}});
     const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
     Place at({&x, &y, &denoms});
-    const float* xp = x.data<float>("x");
-    float *yp = y.mut<float>("y"), *dp = denoms.mut<float>("denoms");
-    ALEXNET_EXT_KERNELS(response_norm)(at, xp, yp, dp, n, c, hw, p);
+    float* dp = denoms.mut<float>("denoms");  // float32 for either dtype (response_norm.h)
+    with_real(at, x, "x", [&](auto t) {
+      using T = decltype(t);
+      const T* xp = x.data<T>("x");
+      ALEXNET_EXT_KERNELS(response_norm)(at, xp, y.mut<T>("y"), dp, n, c, hw, p);
+    });
   }, py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("size"), py::arg("k"),
      py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 
@@ -43,10 +46,12 @@ void bind_response_norm(py::module_& m, py::module_* cuda) {
                                        {{&x, "x"}, {&y, "y"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}});
     const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
     Place at({&grad_y, &x, &y, &denoms, &grad_x});
-    const float *gy = grad_y.data<float>("grad_y"), *xp = x.data<float>("x");
-    const float *yp = y.data<float>("y"), *dp = denoms.data<float>("denoms");
-    float* gx = grad_x.mut<float>("grad_x");
-    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, yp, dp, gx, n, c, hw, p);
+    const float* dp = denoms.data<float>("denoms");  // float32 for either dtype (response_norm.h)
+    with_real(at, grad_y, "grad_y", [&](auto t) {
+      using T = decltype(t);
+      const T *gy = grad_y.data<T>("grad_y"), *xp = x.data<T>("x"), *yp = y.data<T>("y");
+      ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, yp, dp, grad_x.mut<T>("grad_x"), n, c, hw, p);
+    });
   }, py::arg("grad_y"), py::arg("x"), py::arg("y"), py::arg("denoms"), py::arg("grad_x"),
      py::arg("size"), py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 }

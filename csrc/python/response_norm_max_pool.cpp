@@ -24,10 +24,14 @@ void bind_response_norm_max_pool(py::module_& m, py::module_* cuda) {
     expect_shape(pooled, {g.n, g.c, g.ho, g.wo}, "pooled");
     expect_shape(switches, {g.n, g.c, g.ho, g.wo}, "switches");
     Place at({&x, &pooled, &switches, &denoms});
-    const float* xp = x.data<float>("x");
-    float *yp = pooled.mut<float>("pooled"), *dp = denoms.mut<float>("denoms");
-    with_switches(switches, g.h * g.w, [&](auto* s) {
-      ALEXNET_EXT_KERNELS(response_norm_max_pool)(at, xp, yp, s, dp, g, p);
+    float* dp = denoms.mut<float>("denoms");  // float32 for either dtype
+    with_real(at, x, "x", [&](auto t) {
+      using T = decltype(t);
+      const T* xp = x.data<T>("x");
+      T* yp = pooled.mut<T>("pooled");
+      with_switches(switches, g.h * g.w, [&](auto* s) {
+        ALEXNET_EXT_KERNELS(response_norm_max_pool)(at, xp, yp, s, dp, g, p);
+      });
     });
   }, py::arg("x"), py::arg("pooled"), py::arg("switches"), py::arg("denoms"), py::arg("geometry"),
      py::arg("size"), py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
@@ -42,10 +46,13 @@ void bind_response_norm_max_pool(py::module_& m, py::module_* cuda) {
                                        {{&grad_norm, "grad_norm"}, {&denoms, "denoms"}, {&grad_x, "grad_x"}});
     const int64_t n = s[0], c = s[1], hw = s[2] * s[3];
     Place at({&grad_norm, &x, &denoms, &grad_x});
-    const float *gy = grad_norm.data<float>("grad_norm"), *xp = x.data<float>("x");
-    const float* dp = denoms.data<float>("denoms");
-    float* gx = grad_x.mut<float>("grad_x");
-    ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, nullptr, dp, gx, n, c, hw, p);
+    const float* dp = denoms.data<float>("denoms");  // float32 for either dtype
+    with_real(at, grad_norm, "grad_norm", [&](auto t) {
+      using T = decltype(t);
+      const T *gy = grad_norm.data<T>("grad_norm"), *xp = x.data<T>("x");
+      ALEXNET_EXT_KERNELS(response_norm_undo)(at, gy, xp, static_cast<const T*>(nullptr), dp,
+                                              grad_x.mut<T>("grad_x"), n, c, hw, p);
+    });
   }, py::arg("grad_norm"), py::arg("x"), py::arg("denoms"), py::arg("grad_x"), py::arg("size"),
      py::arg("k"), py::arg("alpha"), py::arg("beta"), py::arg("alpha_over_size"));
 }

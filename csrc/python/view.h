@@ -14,8 +14,10 @@
 #include <limits>
 #include <numeric>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <pybind11/numpy.h>
@@ -139,7 +141,8 @@ void launch_deferred(const Place& at, const char* op, const T* values, Message m
 #endif
 
 // An op's kernel pair, cpu::fn(args...) and (CUDA builds) cuda::fn(args..., stream), as a value:
-// kernels(place, args...) runs the one where `place` is, without the GIL.
+// kernels(place, args...) runs the one where `place` is, without the GIL. Argument types with no
+// CPU kernel (bf16: GPU only) compile to a throw there; with_real refuses them first.
 template <class Cpu, class Cuda>
 struct Kernels {
   Cpu cpu;
@@ -150,16 +153,33 @@ struct Kernels {
 #ifdef ALEXNET_EXT_WITH_CUDA
     if (at.gpu()) return cuda(args..., at.stream());
 #endif
-    cpu(args...);
+    if constexpr (std::is_invocable_v<const Cpu&, A...>)
+      cpu(args...);
+    else
+      throw std::logic_error("no CPU kernel for these argument types");
   }
 };
 template <class Cpu, class Cuda> Kernels(Cpu, Cuda) -> Kernels<Cpu, Cuda>;
+// The CPU lambda names its return type so that is_invocable can ask without instantiating it.
+#define ALEXNET_EXT_CPU_KERNEL(fn) [](auto... a) -> decltype(cpu::fn(a...)) { return cpu::fn(a...); }
 #ifdef ALEXNET_EXT_WITH_CUDA
 #define ALEXNET_EXT_KERNELS(fn) \
-  Kernels{[](auto... a) { cpu::fn(a...); }, [](auto... a) { cuda::fn(a...); }}
+  Kernels{ALEXNET_EXT_CPU_KERNEL(fn), [](auto... a) { cuda::fn(a...); }}
 #else
-#define ALEXNET_EXT_KERNELS(fn) Kernels{[](auto... a) { cpu::fn(a...); }, nullptr}
+#define ALEXNET_EXT_KERNELS(fn) Kernels{ALEXNET_EXT_CPU_KERNEL(fn), nullptr}
 #endif
+
+// The element type of an op on float32 or bfloat16 arrays, decided by `a` (named `name`) in this
+// one place: calls f(T{}) with T float or uint16_t (bf16 bits, csrc/real.h). bf16 runs on the
+// GPU only (TypeError on the host). The other arrays are checked against T by data<T>/mut<T>.
+template <class F>
+void with_real(const Place& at, const View& a, const char* name, F&& f) {
+  if (a.dtype != Dtype::bf16) return f(float{});  // data<float> reports any other dtype
+  if (!at.gpu())
+    throw py::type_error(std::string(name) + ": bfloat16 arrays run on the GPU only (DeviceArray; "
+                         "on the host convert with ops.cast to float32)");
+  f(uint16_t{});
+}
 
 // Calls f(p) with p the data of an index array (int32 or int64) as its own type.
 template <class F>
@@ -192,16 +212,19 @@ void def_op(py::module_& cpu, py::module_* cuda, const char* name, F&& f, const 
   if (cuda) cuda->attr(name) = cpu.attr(name);
 }
 
-// The elementwise ops (add, relu, relu_undo): float32 arrays of one shape, the last written;
-// kernel(inputs..., out, n). One registration for one or two inputs.
+// The elementwise ops (add, relu, relu_undo): float32 (or, on the GPU, bf16) arrays of one shape
+// and dtype, the last written; kernel(inputs..., out, n). One registration for one or two inputs.
 template <size_t N, class K>
 void run_elementwise(const K& kernels, const std::array<View*, N>& v, const std::array<const char*, N>& names) {
   for (size_t i = 1; i < N; ++i) expect_same_shape(*v[i], *v[0], names[i], names[0]);
   Place at(std::vector<const View*>(v.begin(), v.end()));
-  std::array<const float*, N - 1> in;
-  for (size_t i = 0; i + 1 < N; ++i) in[i] = v[i]->template data<float>(names[i]);
-  float* out = v[N - 1]->template mut<float>(names[N - 1]);
-  std::apply([&](auto... p) { kernels(at, p..., out, v[0]->size()); }, in);
+  with_real(at, *v[0], names[0], [&](auto t) {
+    using T = decltype(t);
+    std::array<const T*, N - 1> in;
+    for (size_t i = 0; i + 1 < N; ++i) in[i] = v[i]->template data<T>(names[i]);
+    T* out = v[N - 1]->template mut<T>(names[N - 1]);
+    std::apply([&](auto... p) { kernels(at, p..., out, v[0]->size()); }, in);
+  });
 }
 template <class K>
 void def_elementwise(py::module_& m, py::module_* cuda, const char* op, K k, const char* x, const char* out) {

@@ -2,7 +2,8 @@
 
 One rule for all ops: data must already be a C-contiguous ``float32`` array (integer index and
 label arrays: ``int32`` or ``int64``; the convolutions' operands may be ``bfloat16``, see
-:func:`conv_precision`), a NumPy array for the CPU kernels or an
+:func:`conv_precision`, and so may the activations of relu, add, the pooling ops and response
+norm on the GPU, see :func:`real_array`), a NumPy array for the CPU kernels or an
 :class:`alexnet_ext.cuda.DeviceArray` for the GPU ones. Nothing is converted silently, because a silent copy hides
 a slow path and turns ``out=`` writes into writes to a temporary. A wrong dtype raises
 ``TypeError``; a wrong rank, shape, layout or value raises ``ValueError``. Each message names the
@@ -117,6 +118,26 @@ def array_of(x, name: str, dtypes: tuple, ndim: int | None = None, layout: str =
         raise TypeError(f"{name}: expected a numpy.ndarray or DeviceArray of {want}, got {_type_name(x)}")
     if x.dtype not in dtypes:
         raise TypeError(f"{name}: expected dtype {want}, got {x.dtype}")
+    return _dense_array(x, name, ndim, layout)
+
+
+def real_array(x, name: str, ndim: int | None = None, layout: str = "", like=None,
+               like_name: str = ""):
+    """Like :func:`float_array`, also accepting a bfloat16 DeviceArray (the activation ops that
+    compute in float32 and round each result once to bfloat16 on the GPU). bfloat16 NumPy arrays
+    are refused (those ops have no CPU kernel). With ``like`` (named ``like_name``), ``x`` must
+    have its dtype: one dtype per call, nothing converted."""
+    if not isinstance(x, np.ndarray) and not _is_device(x):
+        raise TypeError(f"{name}: expected a numpy.ndarray of float32 or a DeviceArray of float32 "
+                        f"or bfloat16, got {_type_name(x)}")
+    if x.dtype not in (FLOAT, BF16):
+        raise TypeError(f"{name}: expected dtype float32 (or bfloat16 on the GPU), got {x.dtype}")
+    if x.dtype == BF16 and isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: bfloat16 runs on the GPU only (pass a DeviceArray, or convert "
+                        f"with ops.cast({name}, np.float32))")
+    if like is not None and x.dtype != like.dtype:
+        raise TypeError(f"{name}: dtype {x.dtype} does not match {like_name}'s {like.dtype} (one "
+                        f"dtype per call, no silent conversion: convert one with ops.cast)")
     return _dense_array(x, name, ndim, layout)
 
 
@@ -331,16 +352,21 @@ def same_view(a, b) -> bool:
             and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
-def elementwise_output(out, shape: tuple, name: str = "out", may_be=(), **inputs) -> np.ndarray:
-    """The float32 target of an elementwise op: fresh when ``out`` is None, else a checked ``out``.
+def elementwise_output(out, shape: tuple, name: str = "out", may_be=(), like=None,
+                       **inputs) -> np.ndarray:
+    """The target of an elementwise op: fresh when ``out`` is None, else a checked ``out``; float32,
+    or with ``like`` (the first input, float32 or bfloat16) of its dtype.
 
     An elementwise kernel reads element i of every input before writing element i of ``out``,
     so ``out`` may be one of the inputs named in ``may_be`` itself (in place). Any other overlap
     (a shifted or strided view of the same memory) is rejected.
     """
     if out is None:
-        return empty_like_inputs(shape, np.float32, inputs.values())
-    float_array(out, name)
+        return empty_like_inputs(shape, np.float32 if like is None else like.dtype, inputs.values())
+    if like is None:
+        float_array(out, name)
+    else:
+        real_array(out, name, like=like, like_name=next(iter(inputs)))
     expect_shape(out, shape, name)
     writable(out, name)
     for in_name, x in inputs.items():
@@ -354,15 +380,16 @@ def elementwise_output(out, shape: tuple, name: str = "out", may_be=(), **inputs
 
 
 def elementwise(out, **inputs):
-    """The checks of an elementwise op (add, relu, relu_undo): float32 inputs of the first one's
-    shape (ndim >= 1), given by name in order, on one device. Returns ``(kernels, out)``; ``out``
-    may be any input itself (:func:`elementwise_output`)."""
+    """The checks of an elementwise op (add, relu, relu_undo): inputs of the first one's shape
+    (ndim >= 1) and dtype (float32, or bfloat16 on the GPU: :func:`real_array`), given by name in
+    order, on one device. Returns ``(kernels, out)``; ``out`` (of that dtype) may be any input
+    itself (:func:`elementwise_output`)."""
     (first, x), *rest = inputs.items()
-    float_array(x, first)
+    real_array(x, first)
     if x.ndim < 1:
         raise ValueError(f"{first}: expected at least 1 dimension, got shape {x.shape}")
     for name, y in rest:
-        float_array(y, name)
+        real_array(y, name, like=x, like_name=first)
         expect_shape(y, x.shape, name, f"the shape of {first}")
     k = backend(*inputs.values(), out)
-    return k, elementwise_output(out, x.shape, may_be=tuple(inputs), **inputs)
+    return k, elementwise_output(out, x.shape, may_be=tuple(inputs), like=x, **inputs)

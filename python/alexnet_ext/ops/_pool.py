@@ -51,12 +51,13 @@ def geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, size_name="size"):
 
 
 def forward_setup(x, size, stride, padding, ceil_mode):
-    """What a pooling forward does before its kernel: check ``x`` (N, C, H, W) and the window.
+    """What a pooling forward does before its kernel: check ``x`` (N, C, H, W), float32 or (on the
+    GPU) bfloat16, and the window.
 
     Returns ``(geometry, kernels, y)``: the kernels' geometry tuple, the backend that holds ``x``
-    and the output ``y`` (N, C, Ho, Wo) to fill, on ``x``'s device.
+    and the output ``y`` (N, C, Ho, Wo) of x's dtype to fill, on ``x``'s device.
     """
-    V.float_array(x, "x", 4, "(N, C, H, W)")
+    V.real_array(x, "x", 4, "(N, C, H, W)")
     kh, kw, sh, sw, ph, pw, ceil_mode = params(size, stride, padding, ceil_mode)
     n, c, h, w = x.shape
     geo = geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)

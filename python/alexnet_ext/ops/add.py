@@ -1,6 +1,10 @@
 """Elementwise sum ``add`` (gradients that reach a tensor from several layers).
 
 Kernels: ``csrc/cpu/add.cpp``, ``csrc/cuda/add.cu``. See ``csrc/add.h``.
+
+bfloat16: on the GPU ``a``, ``b`` and ``out`` may instead all be bfloat16 DeviceArrays. The sum is
+computed in float32 from the widened values and rounded once to bfloat16 (nearest, ties to even),
+which equals the exact sum correctly rounded (csrc/add.h says why).
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ def add(a, b, *, out=None):
     """``out = a + b`` elementwise (float32 addition: the CPU and the GPU agree exactly).
 
     Args:
-        a, b: float32 arrays of one shape (ndim >= 1), C-contiguous, on one device.
-        out: optional float32 target of that shape. ``out=a`` or ``out=b`` adds in place; any
+        a, b: float32 arrays (or bfloat16 DeviceArrays) of one shape (ndim >= 1) and dtype,
+            C-contiguous, on one device.
+        out: optional target of that shape and dtype. ``out=a`` or ``out=b`` adds in place; any
             other overlap with the inputs is rejected.
 
     Returns:

@@ -3,6 +3,11 @@
 Kernels: ``csrc/cpu/avg_pool.cpp`` and ``csrc/cuda/avg_pool.cu`` (same results bit for bit). See
 ``csrc/avg_pool.h`` and ``csrc/pool.h`` for the rules. Arrays may be NumPy arrays (CPU) or
 ``alexnet_ext.cuda.DeviceArray`` (GPU).
+
+bfloat16: on the GPU x (then y) and grad_y (then grad_x) may be bfloat16 DeviceArrays: the float32
+computation on the widened values (the same operations as for float32), each result rounded once
+to bfloat16 (nearest, ties to even). So |error| <= half a bfloat16 ulp of the result plus the
+float32 computation's own error (a sum of k terms: about k * 2^-24 of the sum of magnitudes).
 """
 from __future__ import annotations
 
@@ -24,14 +29,14 @@ def avg_pool(x, *, size, stride, padding=0, ceil_mode=False):
     at least one real pixel.
 
     Args:
-        x: (N, C, H, W) float32.
+        x: (N, C, H, W) float32, or bfloat16 on the GPU.
         size: window, int or (kh, kw).
         stride: int or (sh, sw).
         padding: int or (ph, pw), each at most half the window (``ph <= kh // 2``).
         ceil_mode: ceil instead of floor in the output size.
 
     Returns:
-        y, (N, C, Ho, Wo) float32.
+        y, (N, C, Ho, Wo) of x's dtype.
     """
     geo, kern, y = _pool.forward_setup(x, size, stride, padding, ceil_mode)
     kern.avg_pool(x, y, geo)
@@ -45,14 +50,14 @@ def avg_pool_undo(grad_y, *, image_size, size, stride, padding=0, ceil_mode=Fals
     ``grad_y[window] / (real pixels in that window)``.
 
     Args:
-        grad_y: (N, C, Ho, Wo) float32, the gradient w.r.t. ``y``.
+        grad_y: (N, C, Ho, Wo) float32 (or bfloat16 on the GPU), the gradient w.r.t. ``y``.
         image_size: (H, W) of the pooled input, or an int for a square one.
         size, stride, padding, ceil_mode: as passed to :func:`avg_pool`.
 
     Returns:
-        grad_x, (N, C, H, W) float32.
+        grad_x, (N, C, H, W) of grad_y's dtype.
     """
-    V.float_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
+    V.real_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
     h, w = V.int_pair(image_size, "image_size", 1)
     kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
     n, c = grad_y.shape[:2]

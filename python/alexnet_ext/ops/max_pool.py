@@ -3,6 +3,11 @@
 Kernels: ``csrc/cpu/max_pool.cpp`` and ``csrc/cuda/max_pool.cu`` (same results bit for bit). See
 ``csrc/max_pool.h`` and ``csrc/pool.h`` for the rules. Arrays may be NumPy arrays (CPU) or
 ``alexnet_ext.cuda.DeviceArray`` (GPU).
+
+bfloat16: on the GPU x (then y) and grad_y (then grad_x) may be bfloat16 DeviceArrays. The forward
+is exact (y is the winning element itself, the switches those of the float32 op on the widened
+values; a NaN comes back as the quiet NaN of its sign). The undo sums each pixel's gradients in
+float32, in the float32 op's order, and rounds the sum once to bfloat16 (nearest, ties to even).
 """
 from __future__ import annotations
 
@@ -40,14 +45,14 @@ def max_pool(x, *, size=3, stride=2, padding=0, ceil_mode=False):
     holding a NaN outputs NaN and its switch points at the window's first NaN.
 
     Args:
-        x: (N, C, H, W) float32.
+        x: (N, C, H, W) float32, or bfloat16 on the GPU.
         size: window, int or (kh, kw) (paper: 3).
         stride: int or (sh, sw) (paper: 2; stride < size gives overlapping pooling).
         padding: int or (ph, pw), each at most half the window (``ph <= kh // 2``).
         ceil_mode: see above.
 
     Returns:
-        ``(y, switches)``: y (N, C, Ho, Wo) float32; switches (N, C, Ho, Wo) with the argmax's flat
+        ``(y, switches)``: y (N, C, Ho, Wo) of x's dtype; switches (N, C, Ho, Wo) with the argmax's flat
         index ``iy*W + ix`` inside its input plane, dtype :func:`switch_dtype` (H, W) (int32
         unless a plane has more than 2**31 - 1 pixels). Pass switches to :func:`max_pool_undo`.
     """
@@ -65,7 +70,7 @@ def max_pool_undo(grad_y, switches, *, image_size):
     ``(n, c)``; pixels that several overlapping windows chose receive the sum, all others zero.
 
     Args:
-        grad_y: (N, C, Ho, Wo) float32, the gradient w.r.t. ``y``.
+        grad_y: (N, C, Ho, Wo) float32 (or bfloat16 on the GPU), the gradient w.r.t. ``y``.
         switches: (N, C, Ho, Wo) int32 or int64, as returned by :func:`max_pool`. Values outside
             ``[0, H*W)`` raise ``ValueError`` (nothing is written out of bounds). On the GPU the
             check runs in the kernel and the call does not wait for it: a bad switch's gradient
@@ -74,9 +79,9 @@ def max_pool_undo(grad_y, switches, *, image_size):
         image_size: (H, W) of the pooled input, or an int for a square one.
 
     Returns:
-        grad_x, (N, C, H, W) float32.
+        grad_x, (N, C, H, W) of grad_y's dtype.
     """
-    V.float_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
+    V.real_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
     V.index_array(switches, "switches", 4, "(N, C, Ho, Wo)")
     V.expect_shape(switches, grad_y.shape, "switches", "the shape of grad_y")
     h, w = V.int_pair(image_size, "image_size", 1)

@@ -1,6 +1,10 @@
 """Rectified linear unit: ``relu`` (forward) and ``relu_undo`` (gradient).
 
-Kernels: ``csrc/cpu/relu.cpp``. See ``csrc/relu.h``.
+Kernels: ``csrc/cpu/relu.cpp``, ``csrc/cuda/relu.cu``. See ``csrc/relu.h``.
+
+bfloat16: on the GPU every array may instead be a bfloat16 DeviceArray (all of one call the same
+dtype). The selects run on the widened values, so results are exact: an input element or +0 (a NaN
+comes back as the quiet NaN of its sign).
 """
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ def relu(x, *, out=None):
     """ReLU forward: ``y = max(x, 0)`` elementwise (NaN stays NaN).
 
     Args:
-        x: float32 array of any shape (ndim >= 1), C-contiguous.
-        out: optional float32 array of x's shape to write into. ``out=x`` is allowed and
+        x: float32 array of any shape (ndim >= 1), C-contiguous (or a bfloat16 DeviceArray).
+        out: optional array of x's shape and dtype to write into. ``out=x`` is allowed and
             computes in place; any other overlap with ``x`` is rejected.
 
     Returns:
@@ -29,9 +33,9 @@ def relu_undo(grad_y, y, *, out=None):
     """ReLU backward: ``grad_x = grad_y where y > 0, else 0``.
 
     Args:
-        grad_y: float32, the gradient w.r.t. relu's output.
-        y: float32 of grad_y's shape, relu's output (``y > 0`` exactly where the input was > 0).
-        out: optional float32 target of grad_y's shape. ``out=grad_y`` (or ``out=y``) is allowed
+        grad_y: float32 (or a bfloat16 DeviceArray), the gradient w.r.t. relu's output.
+        y: grad_y's shape and dtype, relu's output (``y > 0`` exactly where the input was > 0).
+        out: optional target of grad_y's shape and dtype. ``out=grad_y`` (or ``out=y``) is allowed
             and overwrites it in place; any other overlap is rejected.
 
     Returns:

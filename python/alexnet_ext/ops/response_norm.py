@@ -4,6 +4,12 @@ Kernels: ``csrc/cpu/response_norm.cpp`` and ``csrc/cuda/response_norm.cu`` (one 
 pixel column with a running window sum over channels). See ``csrc/response_norm.h`` for the
 formulas. Arrays may be NumPy arrays (CPU) or ``alexnet_ext.cuda.DeviceArray`` (GPU); the
 results live on the same side as the inputs.
+
+bfloat16: on the GPU x, y, grad_y and grad_x may be bfloat16 DeviceArrays (all of one call), while
+``denoms`` stays float32 (the saved statistics the undo reads back). The float32 arithmetic runs
+on the widened values and each y / grad_x is rounded once to bfloat16 (nearest, ties to even): the
+float32 op on the same values, cast. For beta = 0.75 the float32 y is within about 7 * 2^-24 of
+the exact one relative to it, so the bfloat16 y is within half a bfloat16 ulp of that.
 """
 from __future__ import annotations
 
@@ -45,7 +51,8 @@ def response_norm(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=Fa
     than above, which is PyTorch's rule. ``size`` may exceed ``C`` (then every window is clipped).
 
     Args:
-        x: (N, C, H, W) float32 (in AlexNet: the ReLU output of conv1 / conv2).
+        x: (N, C, H, W) float32 (in AlexNet: the ReLU output of conv1 / conv2), or bfloat16 on
+            the GPU.
         size: window length in channels (paper: n = 5), int >= 1.
         k: additive constant (paper: 2), > 0 (at least the smallest normal float32).
         alpha: coefficient of the sum of squares (paper: 1e-4), >= 0.
@@ -53,14 +60,14 @@ def response_norm(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=Fa
         alpha_over_size: divide ``alpha`` by ``size`` (see above).
 
     Returns:
-        ``(y, denoms)``, both (N, C, H, W) float32. ``denoms`` is what
+        ``(y, denoms)``, both (N, C, H, W): y of x's dtype, denoms float32. ``denoms`` is what
         :func:`response_norm_undo` needs besides ``x`` and ``y``.
     """
-    V.float_array(x, "x", 4, "(N, C, H, W)")
+    V.real_array(x, "x", 4, "(N, C, H, W)")
     size, k, alpha, beta, aos = _params(size, k, alpha, beta, alpha_over_size)
     kern = V.backend(x)
     y = V.empty_like(x)
-    denoms = V.empty_like(x)
+    denoms = V.empty_like(x, dtype=np.float32)
     kern.response_norm(x, y, denoms, size, k, alpha, beta, aos)
     return y, denoms
 
@@ -77,18 +84,18 @@ def response_norm_undo(grad_y, x, y, denoms, *, size=5, k=2.0, alpha=1e-4, beta=
     per image and pixel, with ``a`` and ``window`` as in :func:`response_norm`.
 
     Args:
-        grad_y: (N, C, H, W) float32, the gradient w.r.t. ``y``.
-        x, y, denoms: (N, C, H, W) float32: the input of :func:`response_norm` and the two arrays
-            it returned. None of the inputs is modified (unlike cuda-convnet's kernel, which
+        grad_y: (N, C, H, W) float32 (or bfloat16 on the GPU), the gradient w.r.t. ``y``.
+        x, y, denoms: (N, C, H, W): the input of :func:`response_norm` and the two arrays it
+            returned (x and y of grad_y's dtype, denoms float32). None of the inputs is modified (unlike cuda-convnet's kernel, which
             reused one of them as scratch).
         size, k, alpha, beta, alpha_over_size: as passed to :func:`response_norm`.
 
     Returns:
-        grad_x, (N, C, H, W) float32, a new array.
+        grad_x, (N, C, H, W) of grad_y's dtype, a new array.
     """
-    V.float_array(grad_y, "grad_y", 4, "(N, C, H, W)")
-    V.float_array(x, "x", 4, "(N, C, H, W)")
-    V.float_array(y, "y", 4, "(N, C, H, W)")
+    V.real_array(grad_y, "grad_y", 4, "(N, C, H, W)")
+    V.real_array(x, "x", 4, "(N, C, H, W)", like=grad_y, like_name="grad_y")
+    V.real_array(y, "y", 4, "(N, C, H, W)", like=grad_y, like_name="grad_y")
     V.float_array(denoms, "denoms", 4, "(N, C, H, W)")
     for a, name in ((x, "x"), (y, "y"), (denoms, "denoms")):
         V.expect_shape(a, grad_y.shape, name, "the shape of grad_y")

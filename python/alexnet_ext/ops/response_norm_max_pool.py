@@ -9,6 +9,8 @@ normalised array is never written nor read back, and the gradient recomputes it 
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _validate as V
 from . import _pool
 from .max_pool import max_pool_undo, switch_dtype
@@ -41,14 +43,19 @@ def response_norm_max_pool(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_ove
         pool_size, pool_stride, pool_padding, ceil_mode: the max pool's ``size``, ``stride``,
             ``padding`` and ``ceil_mode``, as in :func:`~alexnet_ext.ops.max_pool`.
 
+    bfloat16: on the GPU ``x`` may be a bfloat16 DeviceArray; pooled is then bfloat16 and denoms
+    float32, bit for bit what ``response_norm`` then ``max_pool`` give in bfloat16 (each normalised
+    value is rounded once to bfloat16 before it is pooled, so the switches are those of the rounded
+    values).
+
     Returns:
-        ``(pooled, switches, denoms)``: pooled (N, C, Ho, Wo) float32; switches (N, C, Ho, Wo),
+        ``(pooled, switches, denoms)``: pooled (N, C, Ho, Wo) of x's dtype; switches (N, C, Ho, Wo),
         dtype :func:`~alexnet_ext.ops.switch_dtype` (H, W), flat indices ``iy*W + ix``, ties to
         the first maximum in the window's row-major order, NaN propagating (max_pool's rules);
         denoms (N, C, H, W) float32, response_norm's denominators. Pass switches, ``x`` and
         denoms to :func:`response_norm_max_pool_undo`.
     """
-    V.float_array(x, "x", 4, "(N, C, H, W)")
+    V.real_array(x, "x", 4, "(N, C, H, W)")
     size, k, alpha, beta, aos = _lrn_params(size, k, alpha, beta, alpha_over_size)
     kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(pool_size, pool_stride, pool_padding,
                                                      ceil_mode, _POOL_NAMES)
@@ -57,7 +64,7 @@ def response_norm_max_pool(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_ove
     kern = V.backend(x)
     pooled = V.empty_like(x, (n, c, geo.ho, geo.wo))
     switches = V.empty_like(x, (n, c, geo.ho, geo.wo), switch_dtype(h, w))
-    denoms = V.empty_like(x)
+    denoms = V.empty_like(x, dtype=np.float32)
     kern.response_norm_max_pool(x, pooled, switches, denoms, geo, size, k, alpha, beta, aos)
     return pooled, switches, denoms
 
@@ -72,16 +79,17 @@ def response_norm_max_pool_undo(grad_y, switches, x, denoms, *, size=5, k=2.0, a
     (``response_norm_undo(max_pool_undo(grad_y, switches), x, y, denoms)``) bit for bit.
 
     Args:
-        grad_y: (N, C, Ho, Wo) float32, the gradient w.r.t. ``pooled``.
-        switches, denoms: as returned by :func:`response_norm_max_pool`.
-        x: (N, C, H, W) float32, its input.
+        grad_y: (N, C, Ho, Wo) float32 (or bfloat16 on the GPU), the gradient w.r.t. ``pooled``.
+        switches, denoms: as returned by :func:`response_norm_max_pool` (denoms float32).
+        x: (N, C, H, W) of grad_y's dtype, its input. In bfloat16 the pool's gradient is rounded
+            once to bfloat16 and the recomputed normalised values too, as the unfused ops do.
         size, k, alpha, beta, alpha_over_size: as passed to :func:`response_norm_max_pool`.
 
     Returns:
-        grad_x, (N, C, H, W) float32, a new array. None of the inputs is modified.
+        grad_x, (N, C, H, W) of grad_y's dtype, a new array. None of the inputs is modified.
     """
-    V.float_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
-    V.float_array(x, "x", 4, "(N, C, H, W)")
+    V.real_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
+    V.real_array(x, "x", 4, "(N, C, H, W)", like=grad_y, like_name="grad_y")
     V.float_array(denoms, "denoms", 4, "(N, C, H, W)")
     V.expect_shape(denoms, x.shape, "denoms", "the shape of x")
     if tuple(grad_y.shape[:2]) != tuple(x.shape[:2]):
