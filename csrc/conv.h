@@ -128,35 +128,20 @@ void weight_acts_bf16(const uint16_t* images, const uint16_t* hid_grads, float* 
                       const ConvGeometry& g, float scale_targets, float scale_output,
                       cudaStream_t stream);
 
-// NHWC (cuda/conv_nhwc.cu), every precision: version 1's direct loops with NHWC indexing,
-// correct for every shape and slow (no tiling, no tensor cores). tf32 rounds each operand as
-// version 3 does (cvt.rna), bf16 widens exactly; products exact, sums fp32.
-void filter_acts_nhwc(const float* images, const float* filters, const float* bias, float* out,
+// NHWC (cuda/conv_reference.cu), every precision: version 1's direct loops with NHWC indexing,
+// correct for every shape and slow (no tiling, no tensor cores). The operands are `elem`:
+// fp32, tf32 (fp32 arrays, each operand rounded as cvt.rna does, as the *_tf32 functions) or
+// bf16 (uint16_t bits, widened exactly); products exact, sums fp32, results fp32.
+enum class ConvElem { fp32 = 0, tf32 = 1, bf16 = 2 };
+void filter_acts_nhwc(const void* images, const void* filters, const float* bias, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
-                      cudaStream_t stream);
-void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
-                   float scale_targets, float scale_output, cudaStream_t stream);
-void weight_acts_nhwc(const float* images, const float* hid_grads, float* out,
+                      cudaStream_t stream, ConvElem elem = ConvElem::fp32);
+void img_acts_nhwc(const void* hid_grads, const void* filters, float* out, const ConvGeometry& g,
+                   float scale_targets, float scale_output, cudaStream_t stream,
+                   ConvElem elem = ConvElem::fp32);
+void weight_acts_nhwc(const void* images, const void* hid_grads, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
-                      cudaStream_t stream);
-void filter_acts_nhwc_tf32(const float* images, const float* filters, const float* bias,
-                           float* out, const ConvGeometry& g, float scale_targets,
-                           float scale_output, cudaStream_t stream);
-void img_acts_nhwc_tf32(const float* hid_grads, const float* filters, float* out,
-                        const ConvGeometry& g, float scale_targets, float scale_output,
-                        cudaStream_t stream);
-void weight_acts_nhwc_tf32(const float* images, const float* hid_grads, float* out,
-                           const ConvGeometry& g, float scale_targets, float scale_output,
-                           cudaStream_t stream);
-void filter_acts_nhwc_bf16(const uint16_t* images, const uint16_t* filters, const float* bias,
-                           float* out, const ConvGeometry& g, float scale_targets,
-                           float scale_output, cudaStream_t stream);
-void img_acts_nhwc_bf16(const uint16_t* hid_grads, const uint16_t* filters, float* out,
-                        const ConvGeometry& g, float scale_targets, float scale_output,
-                        cudaStream_t stream);
-void weight_acts_nhwc_bf16(const uint16_t* images, const uint16_t* hid_grads, float* out,
-                           const ConvGeometry& g, float scale_targets, float scale_output,
-                           cudaStream_t stream);
+                      cudaStream_t stream, ConvElem elem = ConvElem::fp32);
 
 // Which kernels the float functions (filter_acts, img_acts, weight_acts) use, process-wide:
 // 1 = the reference kernels (direct loops, one thread per output), 2 = the tiled implicit-GEMM

@@ -26,18 +26,27 @@ from helpers import assert_within_sum_bound
 from lowp_helpers import round_tf32
 from test_conv_cuda_tf32 import _within, case_data, references
 
-# (N, C, H, W, F, kh, kw, stride, padding, groups, ceil_mode)
-CASES = {
-    "cg8_groups2_p1": (2, 16, 7, 6, 10, 3, 3, (1, 1), (1, 1), 2, False),
-    "cg8_groups3_s2": (2, 24, 8, 9, 9, 3, 3, (2, 2), (1, 0), 3, False),
-    "c3_conv1_like_ceil": (2, 3, 15, 13, 6, 5, 5, (2, 2), (2, 1), 1, True),
-    "c5_odd_nonsquare_ceil": (1, 5, 9, 10, 7, 3, 2, (2, 1), (0, 1), 1, True),
-    "cg5_groups2_odd": (2, 10, 6, 7, 4, 2, 3, (1, 2), (1, 1), 2, False),
-    "cg16_pointwise_groups2": (2, 32, 5, 6, 12, 1, 1, (1, 1), (0, 0), 2, False),
-    "cg40_stride_gt_kernel": (1, 40, 11, 11, 16, 2, 2, (3, 3), (0, 1), 1, True),
+
+
+def case(n, c, hw, f, k, stride=(1, 1), padding=(0, 0), groups=1, ceil_mode=False):
+    """A test_conv_cuda_tf32-style case tuple (N, C, H, W, F, kh, kw, stride, padding, groups,
+    ceil_mode)."""
+    return (n, c, *hw, f, *k, stride, padding, groups, ceil_mode)
+
+
+CASES = {  # channels per group: multiples of 8 (16-byte chunks of bf16) and odd counts
+    "cg8_groups2_p1": case(2, 16, (7, 6), 10, (3, 3), padding=(1, 1), groups=2),
+    "cg8_groups3_s2": case(2, 24, (8, 9), 9, (3, 3), stride=(2, 2), padding=(1, 0), groups=3),
+    "c3_conv1_like_ceil": case(2, 3, (15, 13), 6, (5, 5), (2, 2), (2, 1), ceil_mode=True),
+    "c5_odd_nonsquare_ceil": case(1, 5, (9, 10), 7, (3, 2), (2, 1), (0, 1), ceil_mode=True),
+    "cg5_groups2_odd": case(2, 10, (6, 7), 4, (2, 3), (1, 2), (1, 1), groups=2),
+    "cg16_pointwise_groups2": case(2, 32, (5, 6), 12, (1, 1), groups=2),
+    "cg40_stride_gt_kernel": case(1, 40, (11, 11), 16, (2, 2), (3, 3), (0, 1), ceil_mode=True),
 }
-FORMS = {"fresh": (0.0, 1.0, None), "st0_nan_out": (0.0, -0.75, "nan"),
-         "accumulate": (0.5, 1.25, "random")}
+# (scale_targets, scale_output, the target's maker: None = no out given)
+FORMS = {"fresh": (0.0, 1.0, None),
+         "st0_nan_out": (0.0, -0.75, lambda rng, shape: np.full(shape, np.nan, np.float32)),
+         "accumulate": (0.5, 1.25, lambda rng, shape: rng.standard_normal(shape).astype(np.float32))}
 
 
 def nhwc(a):
@@ -98,13 +107,9 @@ def _check(got, exact, mag, k, precision, what):
 
 def _every_pass_and_form(rng, case, to, back, precision, name):
     ops_nchw, ops_nhwc, passes, geometry = _setup(rng, case, to, precision)
-    for form, (st, so, target) in FORMS.items():
+    for form, (st, so, make_target) in FORMS.items():
         for pass_name, (an, bn, exact, mag, k, extra) in passes.items():
-            t0 = None
-            if target == "nan":
-                t0 = np.full(exact.shape, np.nan, np.float32)
-            elif target == "random":
-                t0 = rng.standard_normal(exact.shape).astype(np.float32)
+            t0 = make_target(rng, exact.shape) if make_target else None
             out = None if t0 is None else to(t0.copy())  # t0 stays the old target
             got = _call(pass_name, ops_nhwc[an], ops_nhwc[bn], geometry, extra, out, st, so,
                         precision, "NHWC")

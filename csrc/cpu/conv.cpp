@@ -231,46 +231,45 @@ void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, in
 // Pointwise filters read the group's channels of the image (leading dimension C) as col.
 namespace {
 
-// img: one image, offset to group gi's first channel (pixel stride C).
-void im2col_nhwc(const float* img, float* col, const ConvGeometry& g) {
+// fn(col_offset, img_offset) for every output pixel and filter tap (i, j): where the tap's Cg
+// values sit in col, and where their input pixel's channels start in the image, -1 when the tap
+// reads padding.
+template <class Fn>
+void for_each_tap_nhwc(const ConvGeometry& g, Fn fn) {
   const int64_t K = g.k(), Cg = g.cg();
-  for (int64_t oy = 0; oy < g.ho; ++oy) {
-    for (int64_t ox = 0; ox < g.wo; ++ox) {
-      float* row = col + (oy * g.wo + ox) * K;
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t iy = oy * g.sh - g.ph + i;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t ix = ox * g.sw - g.pw + j;
-          float* dst = row + (i * g.kw + j) * Cg;
-          if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w)
-            std::fill(dst, dst + Cg, 0.f);
-          else
-            std::memcpy(dst, img + (iy * g.w + ix) * g.c, Cg * sizeof(float));
-        }
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      int64_t ylo, yhi, xlo, xhi;
+      valid_range(g.h, g.ho, g.sh, g.ph, i, ylo, yhi);
+      valid_range(g.w, g.wo, g.sw, g.pw, j, xlo, xhi);
+      for (int64_t p = 0; p < g.p(); ++p) {
+        const int64_t oy = p / g.wo, ox = p % g.wo;
+        const bool inside = oy >= ylo && oy < yhi && ox >= xlo && ox < xhi;
+        const int64_t pixel = (oy * g.sh - g.ph + i) * g.w + ox * g.sw - g.pw + j;
+        fn(p * K + (i * g.kw + j) * Cg, inside ? pixel * g.c : -1);
       }
     }
   }
 }
 
+// img: one image, offset to group gi's first channel (pixel stride C).
+void im2col_nhwc(const float* img, float* col, const ConvGeometry& g) {
+  const int64_t Cg = g.cg();
+  for_each_tap_nhwc(g, [&](int64_t at, int64_t src) {
+    if (src < 0)
+      std::fill(col + at, col + at + Cg, 0.f);
+    else
+      std::memcpy(col + at, img + src, Cg * sizeof(float));
+  });
+}
+
 // The adjoint of im2col_nhwc: img += scale * (scatter of col).
 void col2im_nhwc_add(const float* col, float* img, const ConvGeometry& g, float scale) {
-  const int64_t K = g.k(), Cg = g.cg();
-  for (int64_t oy = 0; oy < g.ho; ++oy) {
-    for (int64_t ox = 0; ox < g.wo; ++ox) {
-      const float* row = col + (oy * g.wo + ox) * K;
-      for (int64_t i = 0; i < g.kh; ++i) {
-        const int64_t iy = oy * g.sh - g.ph + i;
-        if (iy < 0 || iy >= g.h) continue;
-        for (int64_t j = 0; j < g.kw; ++j) {
-          const int64_t ix = ox * g.sw - g.pw + j;
-          if (ix < 0 || ix >= g.w) continue;
-          const float* src = row + (i * g.kw + j) * Cg;
-          float* dst = img + (iy * g.w + ix) * g.c;
-          for (int64_t c = 0; c < Cg; ++c) dst[c] += scale * src[c];
-        }
-      }
-    }
-  }
+  const int64_t Cg = g.cg();
+  for_each_tap_nhwc(g, [&](int64_t at, int64_t dst) {
+    if (dst >= 0)
+      for (int64_t c = 0; c < Cg; ++c) img[dst + c] += scale * col[at + c];
+  });
 }
 
 }  // namespace

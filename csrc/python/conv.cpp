@@ -43,8 +43,13 @@ template <class A, class B, class C> Pass(A, B, C) -> Pass<A, B, C>;
 #define CONV_PASS(fn)                                                           \
   Pass{ALEXNET_EXT_KERNELS(fn), [](auto... a) { cuda::fn##_tf32(a...); }, \
        [](auto... a) { cuda::fn##_bf16(a...); }}
+// NHWC: one cuda:: function per pass with the element type as its last argument.
+#define CONV_PASS_NHWC(fn)                                                                \
+  Pass{ALEXNET_EXT_KERNELS(fn), [](auto... a) { cuda::fn(a..., cuda::ConvElem::tf32); }, \
+       [](auto... a) { cuda::fn(a..., cuda::ConvElem::bf16); }}
 #else
 #define CONV_PASS(fn) Pass{ALEXNET_EXT_KERNELS(fn), nullptr, nullptr}
+#define CONV_PASS_NHWC(fn) CONV_PASS(fn)
 #endif
 
 // Runs `pass` on operands (a, b) read as the precision's element type; rest: bias (filter_acts
@@ -82,7 +87,7 @@ void bind_conv(py::module_& m, py::module_* cuda) {
     Place at({&images, &filters, bias ? &*bias : nullptr, &out});
     const float* b = bias ? bias->data<float>("bias") : nullptr;
     if (nhwc)
-      return run(CONV_PASS(filter_acts_nhwc), precision, at, images, "images", filters,
+      return run(CONV_PASS_NHWC(filter_acts_nhwc), precision, at, images, "images", filters,
                  "filters", b, out.mut<float>("out"), g, st, so);
     run(CONV_PASS(filter_acts), precision, at, images, "images", filters, "filters", b,
         out.mut<float>("out"), g, st, so);
@@ -110,9 +115,9 @@ void bind_conv(py::module_& m, py::module_* cuda) {
        py::arg("layout") = "NCHW");
   };
   def_undo("img_acts", kHidden, "hid_grads", kFilters, "filters", kImages, CONV_PASS(img_acts),
-           CONV_PASS(img_acts_nhwc));
+           CONV_PASS_NHWC(img_acts_nhwc));
   def_undo("weight_acts", kImages, "images", kHidden, "hid_grads", kFilters,
-           CONV_PASS(weight_acts), CONV_PASS(weight_acts_nhwc));
+           CONV_PASS(weight_acts), CONV_PASS_NHWC(weight_acts_nhwc));
 
   // NHWC hid_grads are an (N*Ho*Wo, F) matrix: the NCHW reduction with one pixel per "image".
   def_op(m, cuda, "conv_bias_grad", [](View hid, View out, float st, float so,
