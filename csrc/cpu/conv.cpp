@@ -272,10 +272,17 @@ void col2im_nhwc_add(const float* col, float* img, const ConvGeometry& g, float 
   });
 }
 
+// NHWC's leading dimensions F and C go to sgemm as well: checked before any OpenMP region.
+void check_nhwc_dims(const ConvGeometry& g) {
+  blas_dim(g.f, "F (filters, the NHWC pixel stride of the outputs)");
+  blas_dim(g.c, "C (channels, the NHWC pixel stride of the images)");
+}
+
 }  // namespace
 
 void filter_acts_nhwc(const float* images, const float* filters, const float* bias, float* out,
                       const ConvGeometry& g, float st, float so) {
+  check_nhwc_dims(g);
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
     const float* img = images + n * g.h * g.w * g.c + gi * Cg;
@@ -291,6 +298,7 @@ void filter_acts_nhwc(const float* images, const float* filters, const float* bi
 
 void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
                    float st, float so) {
+  check_nhwc_dims(g);
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
     const float* hid = hid_grads + n * P * g.f + gi * Fg;
@@ -308,6 +316,7 @@ void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, con
 
 void weight_acts_nhwc(const float* images, const float* hid_grads, float* out,
                       const ConvGeometry& g, float st, float so) {
+  check_nhwc_dims(g);
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   weight_acts_sum(out, g, st, so, [&](int64_t n, int64_t gi, float* col, float* acc) {
     const float* img = images + n * g.h * g.w * g.c + gi * Cg;
