@@ -128,8 +128,10 @@ void weight_acts_bf16(const uint16_t* images, const uint16_t* hid_grads, float* 
                       const ConvGeometry& g, float scale_targets, float scale_output,
                       cudaStream_t stream);
 
-// NHWC (cuda/conv_reference.cu), every precision: version 1's direct loops with NHWC indexing,
-// correct for every shape and slow (no tiling, no tensor cores). The operands are `elem`:
+// NHWC, every precision: version 1's direct loops with NHWC indexing (cuda/conv_reference.cu),
+// correct for every shape and slow (no tiling, no tensor cores); except filterActs in tf32/bf16,
+// which runs version 3 with an NHWC B loader (16-byte cp.async of 8 bf16 / 4 tf32 channels when
+// C/groups and C allow; conv_mma.cu) within version 3's limits. The operands are `elem`:
 // fp32, tf32 (fp32 arrays, each operand rounded as cvt.rna does, as the *_tf32 functions) or
 // bf16 (uint16_t bits, widened exactly); products exact, sums fp32, results fp32.
 enum class ConvElem { fp32 = 0, tf32 = 1, bf16 = 2 };

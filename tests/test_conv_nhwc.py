@@ -42,11 +42,14 @@ CASES = {  # channels per group: multiples of 8 (16-byte chunks of bf16) and odd
     "cg5_groups2_odd": case(2, 10, (6, 7), 4, (2, 3), (1, 2), (1, 1), groups=2),
     "cg16_pointwise_groups2": case(2, 32, (5, 6), 12, (1, 1), groups=2),
     "cg40_stride_gt_kernel": case(1, 40, (11, 11), 16, (2, 2), (3, 3), (0, 1), ceil_mode=True),
+    # one tile, K = 1200: the GPU's wave model splits K (NHWC's split reduction: bias[i % F])
+    "cg48_split_k": case(2, 48, (7, 7), 40, (5, 5), padding=(2, 2)),
 }
 # (scale_targets, scale_output, the target's maker: None = no out given)
 FORMS = {"fresh": (0.0, 1.0, None),
          "st0_nan_out": (0.0, -0.75, lambda rng, shape: np.full(shape, np.nan, np.float32)),
-         "accumulate": (0.5, 1.25, lambda rng, shape: rng.standard_normal(shape).astype(np.float32))}
+         "accumulate": (0.5, 1.25,
+                        lambda rng, shape: rng.standard_normal(shape).astype(np.float32))}
 
 
 def nhwc(a):

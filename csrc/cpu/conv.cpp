@@ -6,9 +6,10 @@
 //   filterActs:  out_g (Fg x P)  = W_g (Fg x K) . col (K x P)          written straight into NCHW
 //   imgActs:     col   (K x P)   = W_g^T . hid_g (Fg x P), then col2im scatter-adds into the image
 //   weightActs:  dW_g  (Fg x K) += hid_g (Fg x P) . col^T, summed over images
-// so no pass needs a transpose of the activations (NHWC, below: the transposed patch matrix). A 1x1 stride-1 unpadded filter reads the image
-// as col directly. weightActs keeps one accumulator per thread with a static schedule, so for a
-// given thread count the result is deterministic.
+// so no pass needs a transpose of the activations (NHWC, below: the transposed patch matrix).
+// A 1x1 stride-1 unpadded filter reads the image as col directly. weightActs keeps one
+// accumulator per thread with a static schedule, so for a given thread count the result is
+// deterministic.
 #include <algorithm>
 #include <cstring>
 #include <vector>

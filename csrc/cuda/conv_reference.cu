@@ -6,10 +6,11 @@
 //   imgActs:    one thread per input element looping over the filter taps that reach it;
 //   weightActs: one block per filter weight reducing over batch and pixels (block_sum).
 // All index arithmetic in int64. Obviously correct, slow: for validation, the fallback of the
-// dispatcher (conv.cu) for geometries outside version 2's 32-bit tile indexing, and (for now)
-// the only NHWC kernels, in every precision: the operand type is a template (fp32 as is, tf32
-// rounded as version 3's cvt.rna does, bf16 bits widened exactly); products of tf32/bf16
-// operands are exact in fp32 and the sums are fp32, so version 3's error bound holds.
+// dispatcher (conv.cu) for geometries outside version 2's 32-bit tile indexing, and the NHWC
+// kernels (all but tf32/bf16 filterActs, which version 3 runs; here its fallback), in every
+// precision: the operand type is a template (fp32 as is, tf32 rounded as version 3's cvt.rna
+// does, bf16 bits widened exactly); products of tf32/bf16 operands are exact in fp32 and the
+// sums are fp32, so version 3's error bound holds.
 // docs/CUDA_CONV.md has the design of every version.
 #include <algorithm>
 #include <cstdint>
@@ -191,19 +192,19 @@ void weight_acts_v1(const float* images, const float* hid, float* out, const Geo
   wgrad<false, ConvElem::fp32>(images, hid, out, g, st, so, stream);
 }
 
+void filter_acts_nhwc_v1(const void* images, const void* filters, const float* bias, float* out,
+                         const Geo& g, float st, float so, cudaStream_t stream, ConvElem e) {
+  decltype(&fprop<true, ConvElem::fp32>) const table[] = {
+      fprop<true, ConvElem::fp32>, fprop<true, ConvElem::tf32>, fprop<true, ConvElem::bf16>};
+  table[static_cast<int>(e)](images, filters, bias, out, g, st, so, stream);
+}
+
 }  // namespace alexnet_ext::cuda::conv
 
 namespace alexnet_ext::cuda {
 using namespace conv;
 
 // The instantiation for the run-time element type: table[e].
-void filter_acts_nhwc(const void* images, const void* filters, const float* bias, float* out,
-                      const ConvGeometry& cg, float st, float so, cudaStream_t stream, ConvElem e) {
-  decltype(&fprop<true, ConvElem::fp32>) const table[] = {
-      fprop<true, ConvElem::fp32>, fprop<true, ConvElem::tf32>, fprop<true, ConvElem::bf16>};
-  table[static_cast<int>(e)](images, filters, bias, out, geo_of(cg), st, so, stream);
-}
-
 void img_acts_nhwc(const void* hid, const void* filters, float* out, const ConvGeometry& cg,
                    float st, float so, cudaStream_t stream, ConvElem e) {
   decltype(&dgrad<true, ConvElem::fp32>) const table[] = {

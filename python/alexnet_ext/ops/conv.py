@@ -23,8 +23,10 @@ precise. Nothing converts silently: mixed or mismatched operand dtypes raise ``T
 (N, H, W, C), hidden activations and their gradients (N, Ho, Wo, F), filters (F, kh, kw, C/groups),
 each a dense C-contiguous array in that order: the physical memory of PyTorch's
 ``channels_last`` tensors (``x.permute(0, 2, 3, 1).contiguous()``). Nothing is transposed per
-call. On the GPU the NHWC passes are direct loops (``csrc/cuda/conv_nhwc.cu``): correct for every
-shape and every precision, but slow; on the CPU they are im2col + sgemm as NCHW.
+call. On the GPU filter_acts in "tf32"/"bf16" runs the tensor-core kernel with an NHWC loader
+(16-byte loads of 8 bf16 / 4 tf32 channels when C/groups is a multiple of that); the other NHWC
+passes and "fp32" are direct loops (``csrc/cuda/conv_reference.cu``): correct for every shape,
+but slow. On the CPU they are im2col + sgemm as NCHW.
 """
 from __future__ import annotations
 
