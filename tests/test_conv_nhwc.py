@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from alexnet_ext import cuda, ops
-from cuda_helpers import dev
+from cuda_helpers import dev, window
 from helpers import assert_within_sum_bound
 from lowp_helpers import round_tf32
 from test_conv_cuda_tf32 import _within, case_data, references
@@ -140,6 +140,21 @@ def test_cpu_every_pass_and_form(rng, name):
 @pytest.mark.parametrize("name", CASES)
 def test_gpu_every_pass_precision_and_form(rng, precision, name):
     _every_pass_and_form(rng, CASES[name], dev, lambda a: a.get(), precision, name)
+
+
+@pytest.mark.cuda
+def test_gpu_unaligned_images_take_the_element_wise_gathers(rng):
+    """C/groups = 16 allows 16-byte chunks, but images starting 4 bytes past a 16-byte boundary
+    must not be fetched so: the element-wise NHWC gathers run instead and fill shared memory with
+    the same values, so the result is bit-identical to the aligned one. (tf32: bfloat16
+    DeviceArrays cannot be offset views here; both precisions share the alignment test.)"""
+    x = rng.standard_normal((2, 6, 7, 32)).astype(np.float32)
+    w = dev(rng.standard_normal((12, 3, 3, 16)).astype(np.float32))
+    shifted = window(dev(np.concatenate([np.zeros(1, np.float32), x.ravel()])), 1, x.shape)
+    assert shifted.ptr % 16 != 0
+    kw = dict(padding=1, groups=2, precision="tf32", layout="NHWC")
+    want = ops.filter_acts(dev(x), w, **kw).get()
+    np.testing.assert_array_equal(ops.filter_acts(shifted, w, **kw).get(), want)
 
 
 def _bias_grad_case(rng, to, back):
