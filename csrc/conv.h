@@ -7,6 +7,10 @@
 // row-major float32. Group g owns input channels [g*C/groups, (g+1)*C/groups) and output channels
 // [g*F/groups, (g+1)*F/groups). Reads outside the image (padding, ceil_mode overhang) are zeros.
 //
+// NHWC (the *_nhwc functions, channels innermost: PyTorch's channels_last memory): images
+// (N, H, W, C), filters (F, kh, kw, C/groups), outputs (N, Ho, Wo, F), same formula and groups.
+// The NHWC bias gradient is conv_bias_grad with n = N*Ho*Wo and pixels = 1.
+//
 // Every pass has cuda-convnet's accumulate form: target = scale_targets * target
 // + scale_output * result. scale_targets == 0 never reads the target (it may hold NaNs).
 #pragma once
@@ -77,6 +81,13 @@ void weight_acts(const float* images, const float* hid_grads, float* out, const 
 // out[f] = scale_targets * out[f] + scale_output * sum_{n,y,x} hid_grads[n,f,y,x]
 void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
                     float scale_targets, float scale_output);
+// NHWC (cpu/conv.cpp): im2col with NHWC indexing and the same sgemm.
+void filter_acts_nhwc(const float* images, const float* filters, const float* bias, float* out,
+                      const ConvGeometry& g, float scale_targets, float scale_output);
+void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
+                   float scale_targets, float scale_output);
+void weight_acts_nhwc(const float* images, const float* hid_grads, float* out,
+                      const ConvGeometry& g, float scale_targets, float scale_output);
 }  // namespace cpu
 
 #ifdef ALEXNET_EXT_WITH_CUDA
@@ -116,6 +127,23 @@ void img_acts_bf16(const uint16_t* hid_grads, const uint16_t* filters, float* ou
 void weight_acts_bf16(const uint16_t* images, const uint16_t* hid_grads, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
                       cudaStream_t stream);
+
+// NHWC, every precision: version 1's direct loops with NHWC indexing (cuda/conv_reference.cu),
+// correct for every shape and slow (no tiling, no tensor cores); except filterActs in tf32/bf16,
+// which runs version 3 with an NHWC B loader (16-byte cp.async of 8 bf16 / 4 tf32 channels when
+// C/groups and C allow; conv_mma.cu) within version 3's limits. The operands are `elem`:
+// fp32, tf32 (fp32 arrays, each operand rounded as cvt.rna does, as the *_tf32 functions) or
+// bf16 (uint16_t bits, widened exactly); products exact, sums fp32, results fp32.
+enum class ConvElem { fp32 = 0, tf32 = 1, bf16 = 2 };
+void filter_acts_nhwc(const void* images, const void* filters, const float* bias, float* out,
+                      const ConvGeometry& g, float scale_targets, float scale_output,
+                      cudaStream_t stream, ConvElem elem = ConvElem::fp32);
+void img_acts_nhwc(const void* hid_grads, const void* filters, float* out, const ConvGeometry& g,
+                   float scale_targets, float scale_output, cudaStream_t stream,
+                   ConvElem elem = ConvElem::fp32);
+void weight_acts_nhwc(const void* images, const void* hid_grads, float* out,
+                      const ConvGeometry& g, float scale_targets, float scale_output,
+                      cudaStream_t stream, ConvElem elem = ConvElem::fp32);
 
 // Which kernels the float functions (filter_acts, img_acts, weight_acts) use, process-wide:
 // 1 = the reference kernels (direct loops, one thread per output), 2 = the tiled implicit-GEMM

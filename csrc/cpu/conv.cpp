@@ -6,9 +6,10 @@
 //   filterActs:  out_g (Fg x P)  = W_g (Fg x K) . col (K x P)          written straight into NCHW
 //   imgActs:     col   (K x P)   = W_g^T . hid_g (Fg x P), then col2im scatter-adds into the image
 //   weightActs:  dW_g  (Fg x K) += hid_g (Fg x P) . col^T, summed over images
-// so no pass needs a transpose of the activations. A 1x1 stride-1 unpadded filter reads the image
-// as col directly. weightActs keeps one accumulator per thread with a static schedule, so for a
-// given thread count the result is deterministic.
+// so no pass needs a transpose of the activations (NHWC, below: the transposed patch matrix).
+// A 1x1 stride-1 unpadded filter reads the image as col directly. weightActs keeps one
+// accumulator per thread with a static schedule, so for a given thread count the result is
+// deterministic.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -169,22 +170,17 @@ void img_acts(const float* hid_grads, const float* filters, float* out, const Co
   });
 }
 
-void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
-                 float st, float so) {
-  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
-  const int64_t total = g.f * K;
+namespace {
+// weightActs of either layout: gemm(n, gi, col, acc) adds image n's group gi to the group's
+// (Fg x K) accumulator; one accumulator set per thread, summed in thread order.
+template <class Gemm>
+void weight_acts_sum(float* out, const ConvGeometry& g, float st, float so, Gemm gemm) {
+  const int64_t total = g.f * g.k();
   check_gemm_dims(g);  // before the accumulators are sized
   const int threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(omp_get_max_threads(), g.n)));
   std::vector<float> partial(static_cast<size_t>(threads) * total, 0.f);
   for_each_image_group(g, threads, [&](int64_t n, int64_t gi, float* col, int t) {
-    const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
-    const float* b = img;
-    if (col) {
-      im2col(img, col, g);
-      b = col;
-    }
-    sgemm(false, true, Fg, K, P, 1.f, hid_grads + (n * g.f + gi * Fg) * P, P, b, P, 1.f,
-          partial.data() + t * total + gi * Fg * K, K);
+    gemm(n, gi, col, partial.data() + t * total + gi * g.fg() * g.k());
   });
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < total; ++i) {
@@ -192,6 +188,22 @@ void weight_acts(const float* images, const float* hid_grads, float* out, const 
     for (int t = 0; t < threads; ++t) sum += partial[t * total + i];
     accumulate_store(out + i, sum, st, so);
   }
+}
+
+}  // namespace
+
+void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
+                 float st, float so) {
+  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
+  weight_acts_sum(out, g, st, so, [&](int64_t n, int64_t gi, float* col, float* acc) {
+    const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
+    const float* b = img;
+    if (col) {
+      im2col(img, col, g);
+      b = col;
+    }
+    sgemm(false, true, Fg, K, P, 1.f, hid_grads + (n * g.f + gi * Fg) * P, P, b, P, 1.f, acc, K);
+  });
 }
 
 void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
@@ -207,6 +219,112 @@ void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, in
     }
     accumulate_store(out + fi, static_cast<float>(sum), st, so);
   }
+}
+
+// ---------------------------------------------------------------- NHWC
+// Images (N, H, W, C), filters (F, kh, kw, Cg), outputs (N, Ho, Wo, F). The patch matrix is the
+// transpose of NCHW's: col (P x K) with K ordered (i, j, c), so a filter row is a contiguous K
+// vector, each window tap copies Cg contiguous channels, and the output block of group gi is a
+// (P x Fg) submatrix with leading dimension F:
+//   filterActs:  out_g (P x Fg)  = col (P x K) . W_g^T
+//   imgActs:     col   (P x K)   = hid_g (P x Fg) . W_g, then col2im scatter-adds
+//   weightActs:  dW_g  (Fg x K) += hid_g^T . col
+// Pointwise filters read the group's channels of the image (leading dimension C) as col.
+namespace {
+
+// fn(col_offset, img_offset) for every output pixel and filter tap (i, j): where the tap's Cg
+// values sit in col, and where their input pixel's channels start in the image, -1 when the tap
+// reads padding.
+template <class Fn>
+void for_each_tap_nhwc(const ConvGeometry& g, Fn fn) {
+  const int64_t K = g.k(), Cg = g.cg();
+  for (int64_t i = 0; i < g.kh; ++i) {
+    for (int64_t j = 0; j < g.kw; ++j) {
+      int64_t ylo, yhi, xlo, xhi;
+      valid_range(g.h, g.ho, g.sh, g.ph, i, ylo, yhi);
+      valid_range(g.w, g.wo, g.sw, g.pw, j, xlo, xhi);
+      for (int64_t p = 0; p < g.p(); ++p) {
+        const int64_t oy = p / g.wo, ox = p % g.wo;
+        const bool inside = oy >= ylo && oy < yhi && ox >= xlo && ox < xhi;
+        const int64_t pixel = (oy * g.sh - g.ph + i) * g.w + ox * g.sw - g.pw + j;
+        fn(p * K + (i * g.kw + j) * Cg, inside ? pixel * g.c : -1);
+      }
+    }
+  }
+}
+
+// img: one image, offset to group gi's first channel (pixel stride C).
+void im2col_nhwc(const float* img, float* col, const ConvGeometry& g) {
+  const int64_t Cg = g.cg();
+  for_each_tap_nhwc(g, [&](int64_t at, int64_t src) {
+    if (src < 0)
+      std::fill(col + at, col + at + Cg, 0.f);
+    else
+      std::memcpy(col + at, img + src, Cg * sizeof(float));
+  });
+}
+
+// The adjoint of im2col_nhwc: img += scale * (scatter of col).
+void col2im_nhwc_add(const float* col, float* img, const ConvGeometry& g, float scale) {
+  const int64_t Cg = g.cg();
+  for_each_tap_nhwc(g, [&](int64_t at, int64_t dst) {
+    if (dst >= 0)
+      for (int64_t c = 0; c < Cg; ++c) img[dst + c] += scale * col[at + c];
+  });
+}
+
+// NHWC's leading dimensions F and C go to sgemm as well: checked before any OpenMP region.
+void check_nhwc_dims(const ConvGeometry& g) {
+  blas_dim(g.f, "F (filters, the NHWC pixel stride of the outputs)");
+  blas_dim(g.c, "C (channels, the NHWC pixel stride of the images)");
+}
+
+}  // namespace
+
+void filter_acts_nhwc(const float* images, const float* filters, const float* bias, float* out,
+                      const ConvGeometry& g, float st, float so) {
+  check_nhwc_dims(g);
+  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
+  for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
+    const float* img = images + n * g.h * g.w * g.c + gi * Cg;
+    if (col) im2col_nhwc(img, col, g);
+    float* o = out + n * P * g.f + gi * Fg;
+    sgemm(false, true, P, Fg, K, so, col ? col : img, col ? K : g.c, filters + gi * Fg * K, K, st,
+          o, g.f);
+    if (bias)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t f = 0; f < Fg; ++f) o[p * g.f + f] += so * bias[gi * Fg + f];
+  });
+}
+
+void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
+                   float st, float so) {
+  check_nhwc_dims(g);
+  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
+  for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
+    const float* hid = hid_grads + n * P * g.f + gi * Fg;
+    const float* w = filters + gi * Fg * K;
+    float* img = out + n * g.h * g.w * g.c + gi * Cg;
+    if (!col) {  // pointwise: the group's channels of the image are exactly P x K
+      sgemm(false, false, P, K, Fg, so, hid, g.f, w, K, st, img, g.c);
+      return;
+    }
+    sgemm(false, false, P, K, Fg, 1.f, hid, g.f, w, K, 0.f, col, K);
+    for (int64_t px = 0; px < g.h * g.w; ++px) scale_in_place(img + px * g.c, Cg, st);
+    col2im_nhwc_add(col, img, g, so);
+  });
+}
+
+void weight_acts_nhwc(const float* images, const float* hid_grads, float* out,
+                      const ConvGeometry& g, float st, float so) {
+  check_nhwc_dims(g);
+  const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
+  weight_acts_sum(out, g, st, so, [&](int64_t n, int64_t gi, float* col, float* acc) {
+    const float* img = images + n * g.h * g.w * g.c + gi * Cg;
+    if (col) im2col_nhwc(img, col, g);
+    sgemm(true, false, Fg, K, P, 1.f, hid_grads + n * P * g.f + gi * Fg, g.f, col ? col : img,
+          col ? K : g.c, 1.f, acc, K);
+  });
 }
 
 }  // namespace alexnet_ext::cpu

@@ -188,7 +188,7 @@ GatherParams gather_params(const Geo& g, bool dgrad, const void* a, const int2* 
 std::atomic<int64_t> g_split_k{0}, g_s2d{0};  // path_counts()
 
 void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int64_t slots,
-                GatherParams& p, cudaStream_t stream, const char* op) {
+                GatherParams& p, cudaStream_t stream, const char* op, bool nhwc = false) {
   if (plan.splits > 1) g_split_k.fetch_add(1, std::memory_order_relaxed);
   p.splits = static_cast<int>(plan.splits);
   p.kps = static_cast<int>(plan.kps);
@@ -199,7 +199,7 @@ void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int6
                   static_cast<unsigned>(ceil_div(p.m, plan.bm128 ? 128 : 64)),
                   static_cast<unsigned>(slots * plan.splits));
   if (im.mma)
-    launch_mma_gather(im.bf16, dgrad, plan.bm128, grid, p, stream, op);
+    launch_mma_gather(im.bf16, dgrad, plan.bm128, grid, p, stream, op, nhwc);
   else
     launch_gather_gemm(dgrad, plan.bm128, grid, p, stream, op);
   if (plan.splits > 1)
@@ -221,9 +221,21 @@ void pack_filters(const Impl& im, bool dgrad, const void* filters, void* a, cons
                 stream);
 }
 
+// NHWC filterActs (version 3 only): images' pixel stride C, outputs' F (one plane of pixels
+// each: split-K's reduction takes bias[i % F]), 16-byte B chunks when the channels allow.
+void nhwc_params(GatherParams& p, const Impl& im, const Geo& g, const void* images) {
+  const int64_t chunk = im.bf16 ? 8 : 4;  // elements per 16 bytes
+  p.src_nstride = g.h * g.w * g.c;
+  p.src_gstride = g.cg;
+  p.src_pix = static_cast<int>(g.c);
+  p.out_pix = static_cast<int>(g.f);
+  p.out_plane = 1;
+  p.vec = g.cg % chunk == 0 && g.c % chunk == 0 && reinterpret_cast<uintptr_t>(images) % 16 == 0;
+}
+
 void filter_acts_gemm(const Impl& im, const void* images, const void* filters, const float* bias,
                       float* out, const Geo& g, float st, float so, const Plan& plan,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, bool nhwc = false) {
   const int64_t k = g.cg * g.kh * g.kw, cols = g.n * g.ho * g.wo;
   const int64_t kp = round_up(k, im.ke()), mp = round_up(g.fg, plan.bm128 ? 128 : 64);
   Workspace packed(static_cast<size_t>(g.groups * kp * mp) * im.elem_bytes(), stream);
@@ -231,10 +243,12 @@ void filter_acts_gemm(const Impl& im, const void* images, const void* filters, c
   pack_filters(im, false, filters, packed.get<void>(), g, 1, 1, kp, mp, stream);
   launch_table_im2col(table.get<int2>(), static_cast<int>(k), static_cast<int>(kp),
                       static_cast<int>(g.kh), static_cast<int>(g.kw), g.h * g.w,
-                      static_cast<int>(g.w), stream, "filter_acts (gather table)");
+                      static_cast<int>(g.w), stream, "filter_acts (gather table)",
+                      nhwc ? static_cast<int>(g.c) : 0);
   GatherParams p = gather_params(g, false, packed.get<void>(), table.get<int2>(), images, bias,
                                  out, st, so, kp, mp, 1, 1);
-  run_gather(im, false, plan, cols, g.groups, p, stream, "filter_acts");
+  if (nhwc) nhwc_params(p, im, g, images);
+  run_gather(im, false, plan, cols, g.groups, p, stream, "filter_acts", nhwc);
 }
 
 void img_acts_phases(const Impl& im, const void* hid, const void* filters, float* out,
@@ -490,6 +504,18 @@ void img_acts_bf16(const uint16_t* hid, const uint16_t* filters, float* out,
 void weight_acts_bf16(const uint16_t* images, const uint16_t* hid, float* out,
                       const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
   run_bf16<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, stream);
+}
+
+// NHWC filterActs: version 3 for tf32/bf16 within its limits, else version 1's NHWC loops.
+void filter_acts_nhwc(const void* images, const void* filters, const float* bias, float* out,
+                      const ConvGeometry& cg, float st, float so, cudaStream_t stream, ConvElem e) {
+  const Geo g = geo_of(cg);
+  if (e != ConvElem::fp32 && mma_ok(g, fprop_fast_ok(g))) {
+    const Impl& im = e == ConvElem::bf16 ? kBf16 : kTf32;
+    return filter_acts_gemm(im, images, filters, bias, out, g, st, so, plan_fprop(im, g), stream,
+                            true);
+  }
+  filter_acts_nhwc_v1(images, filters, bias, out, g, st, so, stream, e);
 }
 
 void conv_bias_grad(const float* hid, float* out, int64_t n, int64_t f, int64_t pixels, float st,

@@ -258,12 +258,19 @@ __global__ void __launch_bounds__(256) pack_kmajor(const float* __restrict__ fil
 }
 
 // The im2col table of filterActs (rows k) and weightActs (columns k): for k = (c, i, j) the
-// image offset c*H*W + i*W + j and the window offsets (i, j). Entries k >= K are zero.
+// image offset c*H*W + i*W + j and the window offsets (i, j). Entries k >= K are zero. With
+// cpix > 0 (NHWC images, pixel stride cpix = C; version 3's filterActs) k = (i, j, c) and the
+// offset is (i*W + j)*C + c.
 __global__ void __launch_bounds__(256) table_im2col(int2* __restrict__ table, int k, int kp,
-                                                    int kh, int kw, int64_t plane, int w) {
+                                                    int kh, int kw, int64_t plane, int w,
+                                                    int cpix) {
   for (int idx = blockIdx.x * blockDim.x + threadIdx.x; idx < kp; idx += gridDim.x * blockDim.x) {
     int2 e = make_int2(0, 0);
-    if (idx < k) {
+    if (idx < k && cpix > 0) {
+      const int cg = k / (kh * kw), t = idx / cg, c = idx - t * cg;
+      const int i = t / kw, j = t - i * kw;
+      e = table_entry((static_cast<int64_t>(i) * w + j) * cpix + c, i, j);
+    } else if (idx < k) {
       const int c = idx / (kh * kw), rem = idx - c * (kh * kw);
       const int i = rem / kw, j = rem - i * kw;
       e = table_entry(c * plane + static_cast<int64_t>(i) * w + j, i, j);
@@ -420,9 +427,9 @@ void launch_pack(bool dgrad, const float* filters, float* a, int groups, int pi,
 }
 
 void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,
-                         cudaStream_t stream, const char* op) {
+                         cudaStream_t stream, const char* op, int cpix) {
   launch(table_im2col, dim3(blocks_for(kp, 256)), dim3(256), stream, table, k, kp, kh, kw, plane,
-         w);
+         w, cpix);
   check_launch(op);
 }
 

@@ -97,6 +97,9 @@ void img_acts_v1(const float* hid, const float* filters, float* out, const Geo& 
                  float so, cudaStream_t stream);
 void weight_acts_v1(const float* images, const float* hid, float* out, const Geo& g, float st,
                     float so, cudaStream_t stream);
+// NHWC filterActs in version 1, any element type (conv.h's *_nhwc; the others are public there).
+void filter_acts_nhwc_v1(const void* images, const void* filters, const float* bias, float* out,
+                         const Geo& g, float st, float so, cudaStream_t stream, ConvElem e);
 
 // ---------------------------------------------------------------- version 2 (conv_gemm.cu)
 constexpr int kBK = 8;  // K-step; packed operands and tables are padded to a multiple of it
@@ -138,6 +141,9 @@ struct GatherParams {
   int splits, kps;                   // split-K: splits, K-steps per split (1, all: no split)
   float* ws;                         // splits > 1: [splits][out_total] partial sums
   int64_t out_total;                 // elements of the output tensor
+  // NHWC filterActs (version 3 only): the images' and outputs' pixel strides C and F, and
+  // whether the B loader may fetch 16-byte chunks (Cg and C multiples of the chunk, aligned).
+  int src_pix, out_pix, vec;
 };
 
 // weightActs: grid (column tiles, row tiles, split * groups + group).
@@ -162,8 +168,9 @@ struct WgradParams {
 void launch_pack(bool dgrad, const float* filters, float* a, int groups, int pi, int pj, int fg,
                  int cg, int kh, int kw, int sh, int sw, int kp, int mp, cudaStream_t stream);
 // The im2col table (kp entries) of filterActs' rows and weightActs' columns.
+// cpix > 0: NHWC images with pixel stride cpix, k = (i, j, c) (version 3's NHWC filterActs).
 void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,
-                         cudaStream_t stream, const char* op);
+                         cudaStream_t stream, const char* op, int cpix = 0);
 // imgActs' gather tables, one per tap phase: [pi][pj][kp].
 void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
                         int kp, int64_t pix, int wo, cudaStream_t stream);
@@ -324,8 +331,9 @@ void launch_pack_mma(bool bf16, bool dgrad, const void* filters, void* a, int gr
 // The GEMMs: tile BM x 128 (BM = 128: 256 threads, else 64: 128 threads), 3-stage pipeline in
 // dynamic shared memory (mma_smem_bytes).
 size_t mma_smem_bytes(bool bm128);
+// nhwc: filterActs on NHWC images into NHWC outputs (dgrad false).
 void launch_mma_gather(bool bf16, bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
-                       cudaStream_t stream, const char* op);
+                       cudaStream_t stream, const char* op, bool nhwc = false);
 void launch_mma_wgrad(bool bf16, bool bm128, dim3 grid, const MmaWgradParams& p,
                       cudaStream_t stream);
 // out[i] = float(bf16 in[i]), for the fallback of the bf16 entry points to version 2.

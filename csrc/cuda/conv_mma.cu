@@ -5,7 +5,9 @@
 //   imgActs    per stride phase, C[c, (n,y,x)] = A[c, k] B[k, (n,y,x)], k = (f,ii,jj);
 //   weightActs C[f, (c,i,j)] = hid[f, r] im2col[r, (c,i,j)], r = (n,oy,ox), split-K;
 //   filterActs/imgActs split-K when the dispatcher's wave model asks (raw partials, as version 2).
-// Layout: NCHW images/outputs, (F, C/groups, kh, kw) filters (csrc/conv.h).
+// Layout: NCHW images/outputs, (F, C/groups, kh, kw) filters (csrc/conv.h); filterActs also NHWC
+// (template flag NHWC: k = (i, j, c), the B loader fetches 16-byte channel chunks, the epilogue
+// writes (N, Ho, Wo, F)); the NHWC filters (F, kh, kw, C/groups) are then the same A rows.
 // Tile BM x 128 (BM = 128: 8 warps as 2 x 4; BM = 64: 4 warps as 1 x 4), warp tile 64 x 32
 // (4 x 4 mma tiles, 64 fp32 accumulators per thread). K-step: one 128-byte row per operand row
 // (32 tf32 or 64 bf16 elements, 4 mma k-steps; version 2 takes 8). Both operands are stored
@@ -62,14 +64,22 @@ __device__ __forceinline__ unsigned smem_u32(const void* p) {
 }
 #endif
 
-// 4 bytes, zero-filled when !pred (a valid address is passed regardless).
-__device__ __forceinline__ void cp4(char* s, const void* g, bool pred) {
+// BYTES = 4 (through L1) or 16 (L2 only; both sides 16-byte aligned), zero-filled when !pred
+// (a valid address is passed regardless).
+template <int BYTES>
+__device__ __forceinline__ void cpz(char* s, const void* g, bool pred) {
 #ifdef CONV_MMA_ASYNC
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(s)), "l"(g),
-               "r"(pred ? 4 : 0)
-               : "memory");
+  if constexpr (BYTES == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(s)), "l"(g),
+                 "r"(pred ? 16 : 0)
+                 : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(s)), "l"(g),
+                 "r"(pred ? 4 : 0)
+                 : "memory");
 #else
-  *reinterpret_cast<uint32_t*>(s) = pred ? *static_cast<const uint32_t*>(g) : 0u;
+  using W = std::conditional_t<BYTES == 16, float4, uint32_t>;
+  *reinterpret_cast<W*>(s) = pred ? *static_cast<const W*>(g) : W{};
 #endif
 }
 
@@ -193,7 +203,11 @@ __device__ __forceinline__ float acc_at(const float (&acc)[4][4][4], int i, int 
 }
 
 // ---------------------------------------------------------------- filterActs / imgActs
-template <int BM, bool BF16, bool DGRAD>
+// NHWC (filterActs only): images (N, H, W, C) gathered through the k = (i, j, c) table, output
+// (N, Ho, Wo, F) at column * F + f; with p.vec one 16-byte cp.async per EPC consecutive
+// channels of one tap (Cg a multiple of EPC: a chunk never straddles two taps), else the
+// element-wise gathers below with NHWC offsets.
+template <int BM, bool BF16, bool DGRAD, bool NHWC = false>
 __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const GatherParams p) {
   using E = std::conditional_t<BF16, uint16_t, float>;
   constexpr int THREADS = BM * 2, KE = BF16 ? 64 : 32, EPC = 16 / sizeof(E);
@@ -217,7 +231,8 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
     const ColPixel c = slot_pixel(s, imin3(n0 + b_col, s.ncols - 1));
     cy = c.y * s.ay + s.by;
     cx = c.x * s.ax + s.bx;
-    colbase = c.img * static_cast<int>(p.src_nstride) + cy * s.rowlen + cx;
+    colbase = NHWC ? c.img * static_cast<int>(p.src_nstride) + (cy * p.w + cx) * p.src_pix
+                   : c.img * static_cast<int>(p.src_nstride) + cy * s.rowlen + cx;
   }
 
   auto issue = [&](int kt, int stg) {
@@ -231,6 +246,19 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
     char* bt = bs + stg * kBN * kMmaRowBytes;
     const int2* tab = s.table + kt * KE;  // the table has kp >= (kt+1)*KE entries
     const int kleft = s.k - kt * KE;
+    if (NHWC && p.vec) {  // chunk ch = EPC consecutive k: one tap, EPC channels (kleft too)
+#pragma unroll
+      for (int q = 0; q < KE / EPC / TPR; ++q) {
+        const int kk = (b_k0 + q * TPR) * EPC;
+        const int2 e = __ldg(tab + kk);
+        const int yy = cy + tab_di(e), xx = cx + tab_dj(e);
+        const bool ok = kk < kleft && static_cast<unsigned>(yy) < static_cast<unsigned>(s.hb) &&
+                        static_cast<unsigned>(xx) < static_cast<unsigned>(s.wb);
+        cpz<16>(bt + swz(b_col, kk * static_cast<int>(sizeof(E))), src + (ok ? colbase + e.x : 0),
+              ok);
+      }
+      return;
+    }
     // Batches of kBatch table entries (tf32) or 4 pairs (bf16), not unrolled across batches: the
     // compiler would otherwise hoist every entry or every 2-byte load and run out of registers.
     if constexpr (!BF16) {
@@ -245,7 +273,7 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
           const int yy = cy + tab_di(e[q]), xx = cx + tab_dj(e[q]);
           const bool ok = kk < kleft && static_cast<unsigned>(yy) < static_cast<unsigned>(s.hb) &&
                           static_cast<unsigned>(xx) < static_cast<unsigned>(s.wb);
-          cp4(bt + swz(b_col, kk * 4), src + (ok ? colbase + e[q].x : 0), ok);
+          cpz<4>(bt + swz(b_col, kk * 4), src + (ok ? colbase + e[q].x : 0), ok);
         }
       }
     } else {
@@ -283,7 +311,8 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   for (int j = 0; j < 8; ++j) {
     const int col = n0 + acc_col(wn, j, t);
     if (col >= es.ncols) continue;
-    float* const ocol = p.out + slot_out_offset(p, es, slot_pixel(es, col));
+    float* const ocol = NHWC ? p.out + static_cast<int64_t>(col) * p.out_pix
+                             : p.out + slot_out_offset(p, es, slot_pixel(es, col));
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int m = m0 + acc_row(wm, i, g);
@@ -345,7 +374,7 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_wgrad(const Mma
       const int row = warp + q * NW, m = m0 + row;
       if constexpr (!BF16) {
         const bool ok = rok[0] && m < p.fg;
-        cp4(at + swz(row, lane * 4), hid + (ok ? hbase[0] + m * p.pix : 0), ok);
+        cpz<4>(at + swz(row, lane * 4), hid + (ok ? hbase[0] + m * p.pix : 0), ok);
       } else {
         uint32_t v = 0;
 #pragma unroll
@@ -362,7 +391,7 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_wgrad(const Mma
         const int yy = cy[0] + tab_di(e), xx = cx[0] + tab_dj(e);
         const bool ok = rok[0] && static_cast<unsigned>(yy) < static_cast<unsigned>(p.h) &&
                         static_cast<unsigned>(xx) < static_cast<unsigned>(p.w);
-        cp4(bt + swz(row, lane * 4), img + (ok ? ibase[0] + e.x : 0), ok);
+        cpz<4>(bt + swz(row, lane * 4), img + (ok ? ibase[0] + e.x : 0), ok);
       } else {
         uint32_t v = 0;
 #pragma unroll
@@ -462,7 +491,7 @@ void launch_pack_mma(bool bf16, bool dgrad, const void* filters, void* a, int gr
 }
 
 void launch_mma_gather(bool bf16, bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
-                       cudaStream_t stream, const char* op) {
+                       cudaStream_t stream, const char* op, bool nhwc) {
   const size_t smem = mma_smem_bytes(bm128);
   const dim3 block(bm128 ? 256 : 128);
   void (*k)(GatherParams) =
@@ -470,6 +499,9 @@ void launch_mma_gather(bool bf16, bool dgrad, bool bm128, dim3 grid, const Gathe
                     : (bm128 ? mma_gather<128, true, false> : mma_gather<64, true, false>))
            : (dgrad ? (bm128 ? mma_gather<128, false, true> : mma_gather<64, false, true>)
                     : (bm128 ? mma_gather<128, false, false> : mma_gather<64, false, false>));
+  if (nhwc)
+    k = bf16 ? (bm128 ? mma_gather<128, true, false, true> : mma_gather<64, true, false, true>)
+             : (bm128 ? mma_gather<128, false, false, true> : mma_gather<64, false, false, true>);
   launch_dyn(k, grid, block, smem, stream, op, p);
   check_launch(op);
 }

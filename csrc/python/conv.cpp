@@ -2,6 +2,8 @@
 // function each for NumPy arrays (cpu/conv.cpp) and DeviceArrays (cuda/conv.cu). The three passes
 // take a precision: "fp32" (either side), "tf32" (float32 operands) or "bf16" (bfloat16
 // operands), the last two on the GPU only (conv.h's version 3); results and bias are float32.
+// And a layout: "NCHW" or "NHWC" (conv.h's *_nhwc functions); geometry and shapes are checked
+// here in the layout's terms (memory safety), everything else in Python.
 #include <string>
 
 #include "conv.h"
@@ -13,13 +15,20 @@ namespace {
 void check(const ConvGeometry& g) {
   if (const char* err = conv_geometry_error(g)) throw py::value_error(err);
 }
+bool is_nhwc(const std::string& layout) {
+  if (layout != "NCHW" && layout != "NHWC")
+    throw py::value_error("layout: expected 'NCHW' or 'NHWC', got '" + layout + "'");
+  return layout == "NHWC";
+}
 // The three array roles of a convolution: images (N, C, H, W), filters (F, C/groups, kh, kw) and
-// hidden activations or their gradients (N, F, Ho, Wo).
+// hidden activations or their gradients (N, F, Ho, Wo); NHWC: (N, H, W, C), (F, kh, kw, C/groups),
+// (N, Ho, Wo, F).
 enum Role { kImages, kFilters, kHidden };
-std::vector<int64_t> shape_of(Role r, const ConvGeometry& g) {
-  if (r == kImages) return {g.n, g.c, g.h, g.w};
-  if (r == kFilters) return {g.f, g.cg(), g.kh, g.kw};
-  return {g.n, g.f, g.ho, g.wo};
+std::vector<int64_t> shape_of(Role r, const ConvGeometry& g, bool nhwc) {
+  using S = std::vector<int64_t>;
+  if (r == kImages) return nhwc ? S{g.n, g.h, g.w, g.c} : S{g.n, g.c, g.h, g.w};
+  if (r == kFilters) return nhwc ? S{g.f, g.kh, g.kw, g.cg()} : S{g.f, g.cg(), g.kh, g.kw};
+  return nhwc ? S{g.n, g.ho, g.wo, g.f} : S{g.n, g.f, g.ho, g.wo};
 }
 
 // A pass's kernels by precision: fp32 a Kernels pair, tf32/bf16 cuda:: functions (GPU only).
@@ -34,8 +43,13 @@ template <class A, class B, class C> Pass(A, B, C) -> Pass<A, B, C>;
 #define CONV_PASS(fn)                                                           \
   Pass{ALEXNET_EXT_KERNELS(fn), [](auto... a) { cuda::fn##_tf32(a...); }, \
        [](auto... a) { cuda::fn##_bf16(a...); }}
+// NHWC: one cuda:: function per pass with the element type as its last argument.
+#define CONV_PASS_NHWC(fn)                                                                \
+  Pass{ALEXNET_EXT_KERNELS(fn), [](auto... a) { cuda::fn(a..., cuda::ConvElem::tf32); }, \
+       [](auto... a) { cuda::fn(a..., cuda::ConvElem::bf16); }}
 #else
 #define CONV_PASS(fn) Pass{ALEXNET_EXT_KERNELS(fn), nullptr, nullptr}
+#define CONV_PASS_NHWC(fn) CONV_PASS(fn)
 #endif
 
 // Runs `pass` on operands (a, b) read as the precision's element type; rest: bias (filter_acts
@@ -63,46 +77,64 @@ void run(const P& pass, const std::string& precision, const Place& at, const Vie
 void bind_conv(py::module_& m, py::module_* cuda) {
   def_op(m, cuda, "filter_acts", [](View images, View filters, std::optional<View> bias, View out,
                                     const ConvGeometry& g, float st, float so,
-                                    const std::string& precision) {
+                                    const std::string& precision, const std::string& layout) {
     check(g);
-    expect_shape(images, shape_of(kImages, g), "images");
-    expect_shape(filters, shape_of(kFilters, g), "filters");
-    expect_shape(out, shape_of(kHidden, g), "out");
+    const bool nhwc = is_nhwc(layout);
+    expect_shape(images, shape_of(kImages, g, nhwc), "images");
+    expect_shape(filters, shape_of(kFilters, g, nhwc), "filters");
+    expect_shape(out, shape_of(kHidden, g, nhwc), "out");
     if (bias) expect_shape(*bias, {g.f}, "bias");
     Place at({&images, &filters, bias ? &*bias : nullptr, &out});
     const float* b = bias ? bias->data<float>("bias") : nullptr;
+    if (nhwc)
+      return run(CONV_PASS_NHWC(filter_acts_nhwc), precision, at, images, "images", filters,
+                 "filters", b, out.mut<float>("out"), g, st, so);
     run(CONV_PASS(filter_acts), precision, at, images, "images", filters, "filters", b,
         out.mut<float>("out"), g, st, so);
   }, py::arg("images"), py::arg("filters"), py::arg("bias"), py::arg("out"), py::arg("geometry"),
-     py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32");
+     py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32",
+     py::arg("layout") = "NCHW");
 
   // img_acts (hid_grads, filters -> images) and weight_acts (images, hid_grads -> filters).
   auto def_undo = [&](const char* op, Role ra, const char* a_name, Role rb, const char* b_name,
-                      Role r_out, auto pass) {
+                      Role r_out, auto pass, auto pass_nhwc) {
     def_op(m, cuda, op, [=](View a, View b, View out, const ConvGeometry& g, float st, float so,
-                            const std::string& precision) {
+                            const std::string& precision, const std::string& layout) {
       check(g);
-      expect_shape(a, shape_of(ra, g), a_name);
-      expect_shape(b, shape_of(rb, g), b_name);
-      expect_shape(out, shape_of(r_out, g), "out");
+      const bool nhwc = is_nhwc(layout);
+      expect_shape(a, shape_of(ra, g, nhwc), a_name);
+      expect_shape(b, shape_of(rb, g, nhwc), b_name);
+      expect_shape(out, shape_of(r_out, g, nhwc), "out");
       Place at({&a, &b, &out});
+      if (nhwc)
+        return run(pass_nhwc, precision, at, a, a_name, b, b_name, out.mut<float>("out"), g, st,
+                   so);
       run(pass, precision, at, a, a_name, b, b_name, out.mut<float>("out"), g, st, so);
     }, py::arg(a_name), py::arg(b_name), py::arg("out"), py::arg("geometry"),
-       py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32");
+       py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32",
+       py::arg("layout") = "NCHW");
   };
-  def_undo("img_acts", kHidden, "hid_grads", kFilters, "filters", kImages, CONV_PASS(img_acts));
-  def_undo("weight_acts", kImages, "images", kHidden, "hid_grads", kFilters, CONV_PASS(weight_acts));
+  def_undo("img_acts", kHidden, "hid_grads", kFilters, "filters", kImages, CONV_PASS(img_acts),
+           CONV_PASS_NHWC(img_acts_nhwc));
+  def_undo("weight_acts", kImages, "images", kHidden, "hid_grads", kFilters,
+           CONV_PASS(weight_acts), CONV_PASS_NHWC(weight_acts_nhwc));
 
-  def_op(m, cuda, "conv_bias_grad", [](View hid, View out, float st, float so) {
-    expect_ndim(hid, 4, "hid_grads", "(N, F, Ho, Wo)");
-    const int64_t n = hid.shape[0], f = hid.shape[1], pixels = hid.shape[2] * hid.shape[3];
+  // NHWC hid_grads are an (N*Ho*Wo, F) matrix: the NCHW reduction with one pixel per "image".
+  def_op(m, cuda, "conv_bias_grad", [](View hid, View out, float st, float so,
+                                       const std::string& layout) {
+    const bool nhwc = is_nhwc(layout);
+    expect_ndim(hid, 4, "hid_grads", nhwc ? "(N, Ho, Wo, F)" : "(N, F, Ho, Wo)");
+    const int64_t n = nhwc ? hid.shape[0] * hid.shape[1] * hid.shape[2] : hid.shape[0];
+    const int64_t f = hid.shape[nhwc ? 3 : 1];
+    const int64_t pixels = nhwc ? 1 : hid.shape[2] * hid.shape[3];
     expect_shape(out, {f}, "out");
     Place at({&hid, &out});
     const float* h = hid.data<float>("hid_grads");
     float* o = out.mut<float>("out");
     if (hid.size() == 0) throw py::value_error("hid_grads: expected a non-empty array");
     ALEXNET_EXT_KERNELS(conv_bias_grad)(at, h, o, n, f, pixels, st, so);
-  }, py::arg("hid_grads"), py::arg("out"), py::arg("scale_targets"), py::arg("scale_output"));
+  }, py::arg("hid_grads"), py::arg("out"), py::arg("scale_targets"), py::arg("scale_output"),
+     py::arg("layout") = "NCHW");
 
 #ifdef ALEXNET_EXT_WITH_CUDA
   cuda->def("set_conv_kernel", &cuda::set_conv_kernel, py::arg("version"),

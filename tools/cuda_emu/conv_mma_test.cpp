@@ -16,6 +16,7 @@
 // only reorders the fp32 sum, and imgActs by space-to-depth only adds zero products (exact), so
 // the bound holds for every path unchanged.
 // With scale_targets = 0 the output starts as NaN (never read) and must come back finite.
+// filterActs is also checked in NHWC (images, filters and the reference transposed).
 // Usage: conv_mma_test [seed] [random_cases] [fixed cases: all | none | name substring];
 // exit status 1 on any failure.
 #include <cmath>
@@ -53,6 +54,16 @@ uint16_t to_bf16(float x) {
   return static_cast<uint16_t>((u + 0x7fffu + lsb) >> 16);
 }
 double bf16_value(uint16_t h) { return from_bits(static_cast<uint32_t>(h) << 16); }
+
+// (a, b, c, d) -> (a, c, d, b): NCHW images/outputs and (F, Cg, kh, kw) filters in NHWC order.
+template <class V>
+V to_nhwc(const V& v, int64_t a, int64_t b, int64_t c, int64_t d) {
+  V r(v.size());
+  for (int64_t i = 0; i < a; ++i)
+    for (int64_t j = 0; j < b; ++j)
+      for (int64_t y = 0; y < c * d; ++y) r[(i * c * d + y) * b + j] = v[(i * b + j) * c * d + y];
+  return r;
+}
 
 // ---------------------------------------------------------------- checking
 // The references (run_case, conv_harness.h's reference_sums) are computed on the rounded inputs.
@@ -117,6 +128,25 @@ void run_case(std::mt19937_64& rng, const Case& k) {
       else
         gpu::weight_acts_tf32(x.data(), gy.data(), o, g, st, so, nullptr);
     });
+    // NHWC filterActs: version 3's NHWC B loader (16-byte chunks when Cg is a multiple of 8
+    // bf16 / 4 tf32 channels, else element-wise), NHWC output, bias per f = i % F.
+    Result yn(y.val.size());
+    yn.val = to_nhwc(y.val, g.n, g.f, g.ho, g.wo);
+    yn.mag = to_nhwc(y.mag, g.n, g.f, g.ho, g.wo);
+    Ref bias_nhwc(bias_of.size());
+    for (size_t i = 0; i < bias_nhwc.size(); ++i) bias_nhwc[i] = b[i % g.f];
+    const Vec xn = to_nhwc(x, g.n, g.c, g.h, g.w), wn = to_nhwc(wt, g.f, g.cg(), g.kh, g.kw);
+    const Vec16 xn16 = to_nhwc(x16, g.n, g.c, g.h, g.w);
+    const Vec16 wn16 = to_nhwc(w16, g.f, g.cg(), g.kh, g.kw);
+    forms(rng, yn, &bias_nhwc, kf, tag + "filter_acts NHWC+bias",
+          [&](float* o, float st, float so) {
+      if (bf16)
+        gpu::filter_acts_nhwc(xn16.data(), wn16.data(), b.data(), o, g, st, so, nullptr,
+                              gpu::ConvElem::bf16);
+      else
+        gpu::filter_acts_nhwc(xn.data(), wn.data(), b.data(), o, g, st, so, nullptr,
+                              gpu::ConvElem::tf32);
+    });
     if (!bf16) {  // the version switch routes the float entry points to version 3 (tf32)
       gpu::set_conv_kernel(3);
       forms(rng, y, &bias_of, kf, tag + "filter_acts (set_conv_kernel 3)",
@@ -152,6 +182,9 @@ int main(int argc, char** argv) {
       {"long_reduction_splitk", 8, 3, 24, 24, 4, 3, 3, 1, 1, 0, 0, 1, false},
       {"columns_300_ceil", 3, 2, 10, 10, 3, 1, 3, 1, 1, 0, 1, 1, true},
       {"nonsquare_stride_pad", 2, 4, 11, 17, 6, 3, 5, 2, 1, 1, 2, 1, false},
+      // channels per group multiples of 8: NHWC's 16-byte chunks (with groups, with split-K)
+      {"cg16_groups2_nhwc_chunks", 2, 32, 7, 7, 24, 3, 3, 1, 1, 1, 1, 2, false},
+      {"cg48_splitk_nhwc_chunks", 2, 48, 7, 7, 40, 5, 5, 1, 1, 2, 2, 1, false},
   };
   failures += run_cases(argc, argv, 6, cases, run_case,
                         [](std::mt19937_64& rng, int i) { return random_case(rng, i, 17, 9); });

@@ -18,6 +18,15 @@ are always float32 and so are the result, ``out`` and ``bias``:
 On a GPU before sm_80 tf32/bf16 run the fp32 kernels on the same (rounded) values: never less
 precise. Nothing converts silently: mixed or mismatched operand dtypes raise ``TypeError``.
 ``cuda.set_conv_kernel(3)`` still routes ``"fp32"`` through tf32, process-wide.
+
+``layout`` (all four ops) is ``"NCHW"`` (default) or ``"NHWC"``: channels innermost, images
+(N, H, W, C), hidden activations and their gradients (N, Ho, Wo, F), filters (F, kh, kw, C/groups),
+each a dense C-contiguous array in that order: the physical memory of PyTorch's
+``channels_last`` tensors (``x.permute(0, 2, 3, 1).contiguous()``). Nothing is transposed per
+call. On the GPU filter_acts in "tf32"/"bf16" runs the tensor-core kernel with an NHWC loader
+(16-byte loads of 8 bf16 / 4 tf32 channels when C/groups is a multiple of that); the other NHWC
+passes and "fp32" are direct loops (``csrc/cuda/conv_reference.cu``): correct for every shape,
+but slow. On the CPU they are im2col + sgemm as NCHW.
 """
 from __future__ import annotations
 
@@ -71,12 +80,41 @@ def _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, image_na
                               groups=groups, ho=ho, wo=wo)
 
 
+# The shape strings of the three roles per layout (for error messages).
+_SHAPES = {
+    "NCHW": {"images": "(N, C, H, W)", "filters": "(F, C/groups, kh, kw)", "hid": "(N, F, Ho, Wo)"},
+    "NHWC": {"images": "(N, H, W, C)", "filters": "(F, kh, kw, C/groups)", "hid": "(N, Ho, Wo, F)"},
+}
+
+
+def _layout(layout):
+    if not isinstance(layout, str) or layout not in _SHAPES:
+        raise ValueError(f"layout: expected 'NCHW' or 'NHWC', got {layout!r}")
+    return layout, _SHAPES[layout]
+
+
+def _image_dims(shape, layout):
+    """(n, c, h, w) of an images-shaped array."""
+    n, a, b, c = shape
+    return (n, c, a, b) if layout == "NHWC" else (n, a, b, c)
+
+
+def _filter_dims(shape, layout):
+    """(f, c/groups, kh, kw) of a filters-shaped array."""
+    f, a, b, c = shape
+    return (f, c, a, b) if layout == "NHWC" else (f, a, b, c)
+
+
+def _hid_shape(n, f, ho, wo, layout):
+    return (n, ho, wo, f) if layout == "NHWC" else (n, f, ho, wo)
+
+
 def _scales(scale_targets, scale_output):
     return V.real(scale_targets, "scale_targets"), V.real(scale_output, "scale_output")
 
 
 def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ceil_mode=False,
-                out=None, scale_targets=0.0, scale_output=1.0, precision=None):
+                out=None, scale_targets=0.0, scale_output=1.0, precision=None, layout="NCHW"):
     """Convolution forward (cuda-convnet's filterActs).
 
     Args:
@@ -92,16 +130,19 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
             ``out = scale_targets * out + scale_output * result``. With ``scale_targets == 0``
             ``out`` is not read (it may hold garbage or NaNs).
         precision: None, "fp32", "tf32" or "bf16" (see the module docstring).
+        layout: "NCHW" or "NHWC" (images (N, H, W, C), filters (F, kh, kw, C/groups), result
+            (N, Ho, Wo, F); see the module docstring).
 
     Returns:
-        (N, F, Ho, Wo) float32, ``out`` itself when given.
+        (N, F, Ho, Wo) float32 ((N, Ho, Wo, F) in NHWC), ``out`` itself when given.
     """
-    prec = V.conv_precision(precision, images=(images, "(N, C, H, W)"),
-                            filters=(filters, "(F, C/groups, kh, kw)"))
+    layout, shp = _layout(layout)
+    prec = V.conv_precision(precision, images=(images, shp["images"]),
+                            filters=(filters, shp["filters"]))
     sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
     st, so = _scales(scale_targets, scale_output)
-    n, c, h, w = images.shape
-    f, cg, kh, kw = filters.shape
+    n, c, h, w = _image_dims(images.shape, layout)
+    f, cg, kh, kw = _filter_dims(filters.shape, layout)
     if c % groups:
         raise ValueError(f"images: {c} channels are not divisible by groups={groups}")
     if cg * groups != c:
@@ -112,14 +153,14 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
         V.float_array(bias, "bias", 1, "(F,)")
         V.expect_shape(bias, (f,), "bias", "one per filter")
     k = V.backend(images, filters, bias, out)
-    out = V.output(out, (n, f, geo.ho, geo.wo), scale_targets=st, images=images,
-                   filters=filters, bias=bias)
-    k.filter_acts(images, filters, bias, out, geo, st, so, prec)
+    out = V.output(out, _hid_shape(n, f, geo.ho, geo.wo, layout), scale_targets=st,
+                   images=images, filters=filters, bias=bias)
+    k.filter_acts(images, filters, bias, out, geo, st, so, prec, layout)
     return out
 
 
 def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, ceil_mode=False,
-             out=None, scale_targets=0.0, scale_output=1.0, precision=None):
+             out=None, scale_targets=0.0, scale_output=1.0, precision=None, layout="NCHW"):
     """Gradient of :func:`filter_acts` with respect to its images (cuda-convnet's imgActs).
 
     Args:
@@ -131,63 +172,71 @@ def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, c
         stride, padding, groups, ceil_mode: as passed to :func:`filter_acts`.
         out, scale_targets, scale_output: accumulate form (see :func:`filter_acts`).
         precision: None, "fp32", "tf32" or "bf16" (see the module docstring).
+        layout: "NCHW" or "NHWC" (hid_grads (N, Ho, Wo, F), filters (F, kh, kw, C/groups),
+            result (N, H, W, C)).
 
     Returns:
-        (N, C, H, W) float32 with C = (C/groups) * groups.
+        (N, C, H, W) float32 ((N, H, W, C) in NHWC) with C = (C/groups) * groups.
     """
-    prec = V.conv_precision(precision, hid_grads=(hid_grads, "(N, F, Ho, Wo)"),
-                            filters=(filters, "(F, C/groups, kh, kw)"))
+    layout, shp = _layout(layout)
+    prec = V.conv_precision(precision, hid_grads=(hid_grads, shp["hid"]),
+                            filters=(filters, shp["filters"]))
     h, w = V.int_pair(image_size, "image_size", 1)
     sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
     st, so = _scales(scale_targets, scale_output)
-    n, f = hid_grads.shape[:2]
-    fk, cg, kh, kw = filters.shape
+    n, f = _image_dims(hid_grads.shape, layout)[:2]
+    fk, cg, kh, kw = _filter_dims(filters.shape, layout)
     if fk != f:
         raise ValueError(f"filters: expected {f} filters to match hid_grads' {f} maps, got {fk}")
     geo = _geometry(n, cg * groups, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
-    V.expect_shape(hid_grads, (n, f, geo.ho, geo.wo), "hid_grads",
-                   f"the output size of a {kh}x{kw} filter over a {h}x{w} image")
+    V.expect_shape(hid_grads, _hid_shape(n, f, geo.ho, geo.wo, layout), "hid_grads",
+                   f"the output size of a {kh}x{kw} filter over a {h}x{w} image, {shp['hid']}")
     k = V.backend(hid_grads, filters, out)
-    out = V.output(out, (n, cg * groups, h, w), scale_targets=st, hid_grads=hid_grads,
-                   filters=filters)
-    k.img_acts(hid_grads, filters, out, geo, st, so, prec)
+    out = V.output(out, _hid_shape(n, cg * groups, h, w, layout), scale_targets=st,
+                   hid_grads=hid_grads, filters=filters)
+    k.img_acts(hid_grads, filters, out, geo, st, so, prec, layout)
     return out
 
 
 def weight_acts(images, hid_grads, *, filter_size, stride=1, padding=0, groups=1,
-                ceil_mode=False, out=None, scale_targets=0.0, scale_output=1.0, precision=None):
+                ceil_mode=False, out=None, scale_targets=0.0, scale_output=1.0, precision=None,
+                layout="NCHW"):
     """Gradient of :func:`filter_acts` with respect to its filters (cuda-convnet's weightActs).
 
-    Sums over the batch. Args as :func:`img_acts`, with ``images`` (N, C, H, W) (of hid_grads'
-    dtype) and ``filter_size`` (kh, kw) or an int.
+    Sums over the batch. Args as :func:`img_acts`, with ``images`` (N, C, H, W) ((N, H, W, C) in
+    NHWC; of hid_grads' dtype) and ``filter_size`` (kh, kw) or an int.
 
     Returns:
-        (F, C/groups, kh, kw) float32.
+        (F, C/groups, kh, kw) float32 ((F, kh, kw, C/groups) in NHWC).
     """
-    prec = V.conv_precision(precision, images=(images, "(N, C, H, W)"),
-                            hid_grads=(hid_grads, "(N, F, Ho, Wo)"))
+    layout, shp = _layout(layout)
+    prec = V.conv_precision(precision, images=(images, shp["images"]),
+                            hid_grads=(hid_grads, shp["hid"]))
     kh, kw = V.int_pair(filter_size, "filter_size", 1)
     sh, sw, ph, pw, groups, ceil_mode = _params(stride, padding, groups, ceil_mode)
     st, so = _scales(scale_targets, scale_output)
-    n, c, h, w = images.shape
-    f = hid_grads.shape[1]
+    n, c, h, w = _image_dims(images.shape, layout)
+    f = _image_dims(hid_grads.shape, layout)[1]
     if hid_grads.shape[0] != n:
         raise ValueError(f"hid_grads: expected {n} images to match images, got {hid_grads.shape[0]}")
     geo = _geometry(n, c, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
-    V.expect_shape(hid_grads, (n, f, geo.ho, geo.wo), "hid_grads",
-                   f"the output size of a {kh}x{kw} filter over a {h}x{w} image")
+    V.expect_shape(hid_grads, _hid_shape(n, f, geo.ho, geo.wo, layout), "hid_grads",
+                   f"the output size of a {kh}x{kw} filter over a {h}x{w} image, {shp['hid']}")
     k = V.backend(images, hid_grads, out)
-    out = V.output(out, (f, c // groups, kh, kw), scale_targets=st, images=images,
-                   hid_grads=hid_grads)
-    k.weight_acts(images, hid_grads, out, geo, st, so, prec)
+    wshape = (f, kh, kw, c // groups) if layout == "NHWC" else (f, c // groups, kh, kw)
+    out = V.output(out, wshape, scale_targets=st, images=images, hid_grads=hid_grads)
+    k.weight_acts(images, hid_grads, out, geo, st, so, prec, layout)
     return out
 
 
-def conv_bias_grad(hid_grads, *, out=None, scale_targets=0.0, scale_output=1.0):
-    """Gradient of :func:`filter_acts`' bias: ``hid_grads`` (N, F, Ho, Wo) float32 summed to (F,)."""
-    V.float_array(hid_grads, "hid_grads", 4, "(N, F, Ho, Wo)")
+def conv_bias_grad(hid_grads, *, out=None, scale_targets=0.0, scale_output=1.0, layout="NCHW"):
+    """Gradient of :func:`filter_acts`' bias: ``hid_grads`` (N, F, Ho, Wo) float32 ((N, Ho, Wo, F)
+    with ``layout="NHWC"``) summed to (F,)."""
+    layout, shp = _layout(layout)
+    V.float_array(hid_grads, "hid_grads", 4, shp["hid"])
     st, so = _scales(scale_targets, scale_output)
     k = V.backend(hid_grads, out)
-    out = V.output(out, (hid_grads.shape[1],), scale_targets=st, hid_grads=hid_grads)
-    k.conv_bias_grad(hid_grads, out, st, so)
+    f = hid_grads.shape[3 if layout == "NHWC" else 1]
+    out = V.output(out, (f,), scale_targets=st, hid_grads=hid_grads)
+    k.conv_bias_grad(hid_grads, out, st, so, layout)
     return out
