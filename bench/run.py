@@ -21,6 +21,8 @@ the working directory (or --out). No numbers are asserted anywhere.
 precision="tf32" against cuDNN with allow_tf32; bf16 is ours on bf16 operands (fp32 accumulate,
 fp32 result) against cuDNN on bf16 channels-last tensors (bf16 result). The other ops stay fp32
 on both sides (bf16 through them is not built yet), and so does the conv bias gradient.
+--layout nhwc runs our conv passes on channels-innermost arrays (ops' layout="NHWC"; on the GPU
+only filterActs in tf32/bf16 has a fast NHWC kernel so far) beside PyTorch's channels_last.
 """
 from __future__ import annotations
 
@@ -72,11 +74,11 @@ def _f32(rng, shape, scale=1.0):
 
 
 def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
-                  precision: str = "fp32") -> list[Entry]:
+                  precision: str = "fp32", layout: str = "NCHW") -> list[Entry]:
     """The benchmark table: every op of alexnet_ext.ops on AlexNet's shapes (alexnet_ext._shapes).
     Inputs are made on the host, then moved where the op runs. ``only``: name prefixes (--ops);
     the inputs of groups that no prefix can select are not made (fc6's weights are 151 MB).
-    ``precision``: of the three conv passes (see the module docstring)."""
+    ``precision``, ``layout``: of the conv passes (see the module docstring)."""
     n = batch
 
     def want(*prefixes):
@@ -102,8 +104,11 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
         if not want(f"{name}."):
             continue
         hx, hw, hgy = _f32(rng, L.images(n)), _f32(rng, L.filters(), 0.01), _f32(rng, L.outputs(n))
-        x, w, gy = put(hx), put(hw), put(hgy)
-        out, gx, gw, gb = empty(L.outputs(n)), empty(hx.shape), empty(hw.shape), empty((L.f,))
+        # ours in NHWC: the same tensors with channels innermost, made once here
+        mine = ((lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))) if layout == "NHWC"
+                else (lambda a: a))
+        x, w, gy = put(mine(hx)), put(mine(hw)), put(mine(hgy))
+        out, gx, gw, gb = empty(gy.shape), empty(x.shape), empty(w.shape), empty((L.f,))
         gy32 = gy  # the bias gradient stays fp32
         if precision == "bf16":  # the operands in bf16 (rounded on the GPU); results stay fp32
             x, w, gy = (ops.cast(a, cuda.bfloat16) for a in (x, w, gy))
@@ -113,8 +118,9 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
         kw, s, p, g = L.kwargs, L.stride, L.padding, L.groups
         tx, tw, tgy = (T(hx), T(hw), T(hgy)) if torch else (None, None, None)
         tgy32 = tgy
-        if torch and precision == "bf16":  # what PyTorch AMP users run: bf16, channels-last
-            tx, tw, tgy = (t.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        if torch and (precision == "bf16" or layout == "NHWC"):  # bf16: what AMP users run
+            dt = torch.bfloat16 if precision == "bf16" else torch.float32
+            tx, tw, tgy = (t.to(dt).contiguous(memory_format=torch.channels_last)
                            for t in (tx, tw, tgy))
 
         def t_bwd(mask, tx=tx, tw=tw, tgy=tgy, s=s, p=p, g=g):
@@ -122,6 +128,8 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
                                              [0, 0], g, mask)
 
         kw = dict(kw, precision=precision) if precision != "fp32" else kw
+        kw = dict(kw, layout=layout) if layout != "NCHW" else kw
+        bias_kw = {"layout": layout} if layout != "NCHW" else {}
         entry(f"{name}.fprop", shape, ["filter_acts"],
               lambda x=x, w=w, out=out, kw=kw: ops.filter_acts(x, w, out=out, **kw),
               lambda tx=tx, tw=tw, s=s, p=p, g=g: F.conv2d(tx, tw, stride=s, padding=p, groups=g),
@@ -134,7 +142,7 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
                                                                       **kw),
               lambda t_bwd=t_bwd: t_bwd([False, True, False]), flops)
         entry(f"{name}.bprop_bias", f"{n}x{L.f}x{L.out}x{L.out}", ["conv_bias_grad"],
-              lambda gy=gy32, gb=gb: ops.conv_bias_grad(gy, out=gb),
+              lambda gy=gy32, gb=gb: ops.conv_bias_grad(gy, out=gb, **bias_kw),
               lambda tgy=tgy32: tgy.sum((0, 2, 3)), nbytes=hgy.nbytes + 4 * L.f)
 
     # Memory-bound layers at conv1's output size (norm1, pool1 and relu1 see it).
@@ -371,7 +379,7 @@ def run_ops(args) -> dict:
         inner = 1
     wanted = args.ops.split(",") if args.ops else []
     entries = build_entries(args.batch, rng, torch, args.device, only=wanted,
-                            precision=args.precision)
+                            precision=args.precision, layout=args.layout.upper())
     if wanted:
         entries = [e for e in entries if any(e.name.startswith(w) for w in wanted)]
         if not entries:
@@ -409,6 +417,9 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
                     help="numerics of the convolutions on both sides, GPU only (default: fp32; "
                          "see above)")
+    ap.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
+                    help="layout of our conv operands (nhwc: channels innermost, as PyTorch's "
+                         "channels_last, which the PyTorch side then uses too; default: nchw)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
     ap.add_argument("--out", default=None,
                     help="write the results (JSON) here (default: ./bench-<date>-<device>.json, "
