@@ -104,3 +104,13 @@ def test_precision_needs_the_gpu_kernels(tmp_path, args):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "run on the GPU only" in r.stderr, r.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_nhwc_conv_entries_run(bench_run):
+    """--layout nhwc: the conv entries hold channels-innermost arrays and every one runs."""
+    picked = bench_run.build_entries(1, np.random.default_rng(0), None, "cpu", only=["conv2."],
+                                     layout="NHWC")
+    assert {e.name for e in picked} == {f"conv2.{p}" for p in
+                                        (*bench_run.CONV_PASSES, "bprop_bias")}
+    for e in picked:
+        e.ours()
