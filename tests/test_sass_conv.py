@@ -15,13 +15,16 @@ TOOLS, WHY = toolchain()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(TOOLS is None, reason=WHY)]
 
 SOURCE = ROOT / "csrc" / "cuda" / "conv_mma.cu"
-# Mangled-name fragments: kernel template, tile height BM, bf16 flag (and DGRAD for the gather).
-KERNELS = {
-    f"{k}<{bm},{'bf16' if bf else 'tf32'}{',' + ('dgrad' if dg else 'fprop') if k == 'mma_gather' else ''}>":
-        (f"{k}ILi{bm}ELb{int(bf)}E" + (f"Lb{int(dg)}E" if k == "mma_gather" else ""), bf)
-    for k in ("mma_gather", "mma_wgrad") for bm in (64, 128) for bf in (False, True)
-    for dg in ((False, True) if k == "mma_gather" else (False,))
-}
+# Mangled-name fragments: kernel template, tile height BM, bf16 flag (and, for the gather, DGRAD
+# and NHWC: the NHWC variant exists for filterActs only).
+KERNELS = {}
+for _bm in (64, 128):
+    for _bf in (False, True):
+        _p = "bf16" if _bf else "tf32"
+        for _dg, _nhwc in ((False, False), (True, False), (False, True)):
+            KERNELS[f"mma_gather<{_bm},{_p},{'dgrad' if _dg else 'fprop'}{',nhwc' if _nhwc else ''}>"] = (
+                f"mma_gatherILi{_bm}ELb{int(_bf)}ELb{int(_dg)}ELb{int(_nhwc)}E", _bf)
+        KERNELS[f"mma_wgrad<{_bm},{_p}>"] = (f"mma_wgradILi{_bm}ELb{int(_bf)}E", _bf)
 
 
 def _build(source, arch, tmp_path_factory):
@@ -56,6 +59,11 @@ def test_conv_mma_sass_has_tensor_core_instructions(compiled, kernel):
         needles.append("+INF")
     for n in needles:
         assert n in text, f"{kernel}: '{n}' not in its SASS"
+    if "nhwc" in kernel:
+        # channels innermost: both operands arrive by 16-byte cp.async (the NCHW gather of the
+        # images is element-wise), so there are more 16-byte LDGSTS than in the NCHW kernel
+        nchw = funcs[_one(funcs, KERNELS[kernel.replace(",nhwc", "")][0])]
+        assert text.count("LDGSTS.E.BYPASS.128") > nchw.count("LDGSTS.E.BYPASS.128"), kernel
 
 
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
