@@ -87,6 +87,10 @@ if has bench; then
   step "bench --step --device cuda --precision tf32 (beside PyTorch TF32 eager)"
   timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --precision tf32 \
       --out "$OUT/bench_step_tf32.json" 2>&1 | tee "$OUT/bench_step_tf32.txt"
+  # issue 12's target: >= 1.5x PyTorch bf16 channels-last under torch.compile
+  step "bench --step --device cuda --precision bf16 (beside PyTorch bf16 autocast NHWC, eager and compiled)"
+  timeout ${BENCH_TIMEOUT:-300} $PY bench/run.py --step --device cuda --precision bf16 \
+      --out "$OUT/bench_step_bf16.json" 2>&1 | tee "$OUT/bench_step_bf16.txt"
 fi
 
 # ===== stage "torch": alexnet_ext.torch custom ops on CUDA tensors (issue 13) =====
