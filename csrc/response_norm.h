@@ -18,8 +18,8 @@
 // Both directions are one pass per pixel column with a running window sum over channels, kept in
 // double so that adding and removing channels does not drift (its error stays near 2^-53 times the
 // largest window sum seen at that pixel, far below float32 resolution of denoms since denoms >= k).
-// Where a running sum is not finite (NaN or inf input) it is recomputed over the window, so a non-
-// finite value reaches exactly the outputs whose windows hold it. OpenMP splits the work over
+// Where a running sum is not finite (NaN or inf input) it is recomputed over the window, so a
+// non-finite value reaches exactly the outputs whose windows hold it. OpenMP splits the work over
 // (image, block of pixels).
 #pragma once
 #include <cmath>
