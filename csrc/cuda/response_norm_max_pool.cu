@@ -45,7 +45,7 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
                  int64_t after, double k, double a, float beta) {
   __shared__ float tile[2][kMaxTile];
   const int64_t c = g.c, h = g.h, w = g.w, pixels = h * w;
-  const int64_t cs = g.nhwc ? 1 : pixels, ps = g.nhwc ? c : 1;  // channel and pixel steps
+  const int64_t cstep = g.nhwc ? 1 : pixels, pstep = g.nhwc ? c : 1;  // channel, pixel steps
   const int64_t tiles = g.n * tl.tiles_y * tl.tiles_x;
   for (int64_t tix = blockIdx.x; tix < tiles; tix += gridDim.x) {  // uniform over the block
     const int64_t tx = tix % tl.tiles_x, ty = (tix / tl.tiles_x) % tl.tiles_y;
@@ -74,7 +74,7 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
       }
     }
     auto sq = [&](int u, int64_t j) {
-      const double v = to_f32(x[img + j * cs + at[u] * ps]);
+      const double v = to_f32(x[img + j * cstep + at[u] * pstep]);
       return __dmul_rn(v, v);
     };
     for (int64_t j = 0; j < min(after, c); ++j) {
@@ -95,7 +95,7 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
           for (int64_t j = max(i - before, int64_t{0}); j <= e; ++j) s = __dadd_rn(s, sq(u, j));
           sum[u] = s;
         }
-        const int64_t o = img + i * cs + at[u] * ps;
+        const int64_t o = img + i * cstep + at[u] * pstep;
         const float d = static_cast<float>(__dadd_rn(k, __dmul_rn(a, sum[u])));
         if (own[u]) denoms[o] = d;
         const float t = __fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(d, beta));
@@ -112,7 +112,7 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
         int64_t r, cc;  // max_pool's rule, on the tile
         const float best = window_max(buf + (y0 - rs.own_lo) * tw + (x0 - cs.own_lo), tw, y1 - y0,
                                       x1 - x0, r, cc);
-        const int64_t out = g.plane_offset(plane, g.ho * g.wo) + (oy * g.wo + ox) * ps;
+        const int64_t out = g.plane_offset(plane, g.ho * g.wo) + (oy * g.wo + ox) * pstep;
         pooled[out] = from_f32<T>(best);  // exact: best is a T value
         switches[out] = static_cast<I>((y0 + r) * w + x0 + cc);
       }
