@@ -1,41 +1,50 @@
 // CPU max pooling: one output row per OpenMP iteration (planes x rows); the backward scatters
-// one plane per iteration, so windows that share a pixel add up in a fixed order.
+// one plane per iteration (NHWC: one image, its channels side by side), so windows that share a
+// pixel add up in a fixed order: the same in both layouts.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 
 #include "cpu/pool_windows.h"
 #include "max_pool.h"
+#include "relu.h"
 
 namespace alexnet_ext::cpu {
 
 template <class I>
 void max_pool(const float* x, float* y, I* switches, const PoolGeometry& g) {
+  const int64_t rs = g.row_step(g.w), cs = g.col_step();
   for_each_pool_window(x, g, [&](const float* plane, int64_t o, int64_t y0, int64_t y1,
                                  int64_t x0, int64_t x1) {
     int64_t r, c;
-    y[o] = window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c);
+    y[o] = window_max(plane + y0 * rs + x0 * cs, rs, cs, y1 - y0, x1 - x0, r, c);
     switches[o] = static_cast<I>((y0 + r) * g.w + x0 + c);
   });
 }
 
 template <class I>
 int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int64_t planes,
-                      int64_t in_pixels, int64_t out_pixels) {
+                      int64_t in_pixels, int64_t out_pixels, int64_t inner,
+                      const float* relu_y) {
   int64_t first_bad = std::numeric_limits<int64_t>::max();
+  const int64_t in_len = in_pixels * inner, out_len = out_pixels * inner;
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
   for (int64_t pl = 0; pl < planes; ++pl) {
-    float* gx = grad_x + pl * in_pixels;
-    std::fill(gx, gx + in_pixels, 0.f);
-    const I* sw = switches + pl * out_pixels;
-    const float* gy = grad_y + pl * out_pixels;
-    for (int64_t q = 0; q < out_pixels; ++q) {
-      const int64_t s = static_cast<int64_t>(sw[q]);
+    float* gx = grad_x + pl * in_len;
+    std::fill(gx, gx + in_len, 0.f);
+    const I* sw = switches + pl * out_len;
+    const float* gy = grad_y + pl * out_len;
+    for (int64_t e = 0; e < out_len; ++e) {  // e = q * inner + k: each pixel in output order
+      const int64_t s = static_cast<int64_t>(sw[e]);
       if (s < 0 || s >= in_pixels) {
-        first_bad = std::min(first_bad, pl * out_pixels + q);
+        first_bad = std::min(first_bad, pl * out_len + e);
         continue;
       }
-      gx[s] += gy[q];
+      gx[s * inner + e % inner] += gy[e];
+    }
+    if (relu_y) {
+      const float* ry = relu_y + pl * in_len;
+      for (int64_t i = 0; i < in_len; ++i) gx[i] = relu_undo_select(gx[i], ry[i]);
     }
   }
   return first_bad == std::numeric_limits<int64_t>::max() ? -1 : first_bad;
@@ -43,7 +52,9 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
 
 template void max_pool<int32_t>(const float*, float*, int32_t*, const PoolGeometry&);
 template void max_pool<int64_t>(const float*, float*, int64_t*, const PoolGeometry&);
-template int64_t max_pool_undo<int32_t>(const float*, const int32_t*, float*, int64_t, int64_t, int64_t);
-template int64_t max_pool_undo<int64_t>(const float*, const int64_t*, float*, int64_t, int64_t, int64_t);
+template int64_t max_pool_undo<int32_t>(const float*, const int32_t*, float*, int64_t, int64_t,
+                                        int64_t, int64_t, const float*);
+template int64_t max_pool_undo<int64_t>(const float*, const int64_t*, float*, int64_t, int64_t,
+                                        int64_t, int64_t, const float*);
 
 }  // namespace alexnet_ext::cpu
