@@ -3,7 +3,8 @@
 One rule for all ops: data must already be a C-contiguous ``float32`` array (integer index and
 label arrays: ``int32`` or ``int64``; the convolutions' operands may be ``bfloat16``, see
 :func:`conv_precision`, and so may the activations of relu, add, the pooling ops and response
-norm on the GPU, see :func:`real_array`), a NumPy array for the CPU kernels or an
+norm, dropout, fc's operands and softmax's logits on the GPU, see :func:`real_array`; bfloat16
+outputs are chosen with :func:`out_dtype`), a NumPy array for the CPU kernels or an
 :class:`alexnet_ext.cuda.DeviceArray` for the GPU ones. Nothing is converted silently, because a silent copy hides
 a slow path and turns ``out=`` writes into writes to a temporary. A wrong dtype raises
 ``TypeError``; a wrong rank, shape, layout or value raises ``ValueError``. Each message names the
