@@ -22,6 +22,7 @@
 #include "conv.h"
 #include "cuda/conv_impl.cuh"
 #include "cuda/conv_plan.cuh"
+#include "real.h"
 
 namespace alexnet_ext::cuda {
 namespace conv {
@@ -31,26 +32,30 @@ __device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a
 
 // ---------------------------------------------------------------- split reductions
 // out[i] = st*out[i] + so * (sum_s parts[s*total + i] + bias[(i / plane) % channels]), the
-// splits summed in order s = 0, 1, ... (bias may be null). For filterActs this is the epilogue
-// of the split GEMM: a fused activation (fprop_activation) would be applied here too.
+// splits summed in order s = 0, 1, ... (bias may be null), stored by epilogue_store: for
+// filterActs/imgActs this is the epilogue of the split GEMM (ep: their ConvEpilogue; weightActs
+// and the bias gradient pass the plain store {}).
 __global__ void __launch_bounds__(256) reduce_splits(const float* __restrict__ parts,
                                                      float* __restrict__ out, int64_t total,
                                                      int splits, float st, float so,
                                                      const float* __restrict__ bias,
-                                                     int64_t plane, int64_t channels) {
+                                                     int64_t plane, int64_t channels,
+                                                     ConvEpilogue ep) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     float sum = 0.f;
     for (int s = 0; s < splits; ++s) sum += parts[s * total + i];
-    store_scaled(out + i, so * (sum + (bias ? bias[(i / plane) % channels] : 0.f)), st);
+    epilogue_store(out, i, so * (sum + (bias ? bias[(i / plane) % channels] : 0.f)), st, ep);
   }
 }
 
 // Bias gradient: block (f, s) sums hid_grads[n, f, :] over images n in [s*n_per, (s+1)*n_per);
 // warp w takes images w, w+8, ..., its lanes walk the contiguous pixel row. With final != 0
 // (one split) it writes out[f] in the accumulate form, else the raw partial part[s*F + f].
+// T: float, or uint16_t bf16 bits (widened exactly; the same fp32 sums).
+template <class T>
 __global__ void __launch_bounds__(kRedThreads) bias_grad_kernel(
-    const float* __restrict__ hid, float* __restrict__ dst, int64_t n, int64_t f, int64_t pixels,
+    const T* __restrict__ hid, float* __restrict__ dst, int64_t n, int64_t f, int64_t pixels,
     int64_t n_per, float st, float so, int final_write) {
   __shared__ float red[kRedThreads];
   const int64_t fi = blockIdx.x, s = blockIdx.y;
@@ -58,8 +63,8 @@ __global__ void __launch_bounds__(kRedThreads) bias_grad_kernel(
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   float acc = 0.f;
   for (int64_t img = n_begin + warp; img < n_end; img += kRedThreads / 32) {
-    const float* row = hid + (img * f + fi) * pixels;
-    for (int64_t p = lane; p < pixels; p += 32) acc += row[p];
+    const T* row = hid + (img * f + fi) * pixels;
+    for (int64_t p = lane; p < pixels; p += 32) acc += to_f32(row[p]);
   }
   const float sum = block_sum<kRedThreads>(acc, red);
   if (threadIdx.x == 0) {
@@ -133,9 +138,9 @@ bool mma_ok(const Geo& g, bool pass_ok) {
 // out = st*out + so*(sum_s parts[s] + bias[channel]); bias may be null.
 void reduce_into(const float* parts, float* out, int64_t total, int64_t splits, float st,
                  float so, const float* bias, int64_t plane, int64_t channels,
-                 cudaStream_t stream, const char* op) {
+                 cudaStream_t stream, const char* op, const ConvEpilogue& ep = {}) {
   launch(reduce_splits, dim3(blocks_for(total, 256)), dim3(256), stream, parts, out, total,
-         static_cast<int>(splits), st, so, bias, plane, channels);
+         static_cast<int>(splits), st, so, bias, plane, channels, ep);
   check_launch(op);
 }
 
@@ -143,7 +148,8 @@ void reduce_into(const float* parts, float* out, int64_t total, int64_t splits, 
 // images (C channels of H x W) or hid_grads (F of Ho x Wo), the output the other one.
 GatherParams gather_params(const Geo& g, bool dgrad, const void* a, const int2* table,
                            const void* src, const float* bias, float* out, float st, float so,
-                           int64_t kp, int64_t mp, int64_t pi, int64_t pj) {
+                           const ConvEpilogue& ep, int64_t kp, int64_t mp, int64_t pi,
+                           int64_t pj) {
   const auto i = [](int64_t v) { return static_cast<int>(v); };
   const int64_t src_c = dgrad ? g.f : g.c, src_plane = dgrad ? g.ho * g.wo : g.h * g.w;
   const int64_t out_c = dgrad ? g.c : g.f, out_plane = dgrad ? g.h * g.w : g.ho * g.wo;
@@ -155,6 +161,7 @@ GatherParams gather_params(const Geo& g, bool dgrad, const void* a, const int2* 
   p.out = out;
   p.st = st;
   p.so = so;
+  p.ep = ep;
   p.kp = i(kp);
   p.mp = i(mp);
   p.m = i(out_c / g.groups);
@@ -185,7 +192,7 @@ GatherParams gather_params(const Geo& g, bool dgrad, const void* a, const int2* 
 
 // Runs a planned filterActs/imgActs grid of either version; with split-K the raw partials go to
 // a workspace and reduce_splits applies bias, scale and the accumulate form in split order.
-std::atomic<int64_t> g_split_k{0}, g_s2d{0};  // path_counts()
+std::atomic<int64_t> g_split_k{0}, g_s2d{0}, g_fused{0};  // path_counts()
 
 void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int64_t slots,
                 GatherParams& p, cudaStream_t stream, const char* op, bool nhwc = false) {
@@ -205,7 +212,7 @@ void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int6
   if (plan.splits > 1)
     reduce_into(parts.get<float>(), p.out, p.out_total, plan.splits, p.st, p.so, p.bias,
                 p.out_plane, static_cast<int64_t>(p.out_gplanes) * (slots / p.phases), stream,
-                "split-K reduction");
+                "split-K reduction", p.ep);
 }
 
 // Version 2 packs k-major ([k][m]), version 3 k-innermost and converted (tf32/bf16).
@@ -234,8 +241,8 @@ void nhwc_params(GatherParams& p, const Impl& im, const Geo& g, const void* imag
 }
 
 void filter_acts_gemm(const Impl& im, const void* images, const void* filters, const float* bias,
-                      float* out, const Geo& g, float st, float so, const Plan& plan,
-                      cudaStream_t stream, bool nhwc = false) {
+                      float* out, const Geo& g, float st, float so, const ConvEpilogue& ep,
+                      const Plan& plan, cudaStream_t stream, bool nhwc = false) {
   const int64_t k = g.cg * g.kh * g.kw, cols = g.n * g.ho * g.wo;
   const int64_t kp = round_up(k, im.ke()), mp = round_up(g.fg, plan.bm128 ? 128 : 64);
   Workspace packed(static_cast<size_t>(g.groups * kp * mp) * im.elem_bytes(), stream);
@@ -246,13 +253,14 @@ void filter_acts_gemm(const Impl& im, const void* images, const void* filters, c
                       static_cast<int>(g.w), stream, "filter_acts (gather table)",
                       nhwc ? static_cast<int>(g.c) : 0);
   GatherParams p = gather_params(g, false, packed.get<void>(), table.get<int2>(), images, bias,
-                                 out, st, so, kp, mp, 1, 1);
+                                 out, st, so, ep, kp, mp, 1, 1);
   if (nhwc) nhwc_params(p, im, g, images);
   run_gather(im, false, plan, cols, g.groups, p, stream, "filter_acts", nhwc);
 }
 
 void img_acts_phases(const Impl& im, const void* hid, const void* filters, float* out,
-                     const Geo& g, float st, float so, const Plan& plan, cudaStream_t stream) {
+                     const Geo& g, float st, float so, const ConvEpilogue& ep, const Plan& plan,
+                     cudaStream_t stream) {
   const int64_t pi = std::min(g.sh, g.kh), pj = std::min(g.sw, g.kw);
   const int64_t kmax = g.fg * ceil_div(g.kh, g.sh) * ceil_div(g.kw, g.sw);
   const int64_t cols = g.n * ceil_div(g.h, g.sh) * ceil_div(g.w, g.sw);  // the largest phase
@@ -265,13 +273,13 @@ void img_acts_phases(const Impl& im, const void* hid, const void* filters, float
                      static_cast<int>(g.sh), static_cast<int>(g.sw), static_cast<int>(kp),
                      g.ho * g.wo, static_cast<int>(g.wo), stream);
   GatherParams p = gather_params(g, true, packed.get<void>(), table.get<int2>(), hid, nullptr,
-                                 out, st, so, kp, mp, pi, pj);
+                                 out, st, so, ep, kp, mp, pi, pj);
   run_gather(im, true, plan, cols, g.groups * g.sh * g.sw, p, stream, "img_acts");
 }
 
 // ---- imgActs for few channels per group (conv1: 3): space-to-depth (conv_plan.cuh)
 void img_acts_gemm(const Impl& im, const void* hid, const void* filters, float* out,
-                   const Geo& g, float st, float so, cudaStream_t stream) {
+                   const Geo& g, float st, float so, const ConvEpilogue& ep, cudaStream_t stream) {
   const Plan plan = plan_dgrad(im, g);
   S2d s;
   if (s2d_geometry(g, s) && fprop_fast_ok(s.g) && (!im.mma || mma_ok(s.g, true))) {
@@ -284,13 +292,13 @@ void img_acts_gemm(const Impl& im, const void* hid, const void* filters, float* 
       Workspace tmp(static_cast<size_t>(tmp_elems) * sizeof(float), stream);
       launch_s2d_filters(im.elem_bytes(), filters, wt.get<void>(), g, s.g.kh, s.g.kw, s.dy, s.dx,
                          stream);
-      filter_acts_gemm(im, hid, wt.get<void>(), nullptr, tmp.get<float>(), s.g, 0.f, 1.f, alt,
-                       stream);
-      launch_depth_to_space(tmp.get<float>(), out, g, s.g.ho, s.g.wo, st, so, stream);
+      filter_acts_gemm(im, hid, wt.get<void>(), nullptr, tmp.get<float>(), s.g, 0.f, 1.f, {},
+                       alt, stream);
+      launch_depth_to_space(tmp.get<float>(), out, g, s.g.ho, s.g.wo, st, so, ep, stream);
       return;
     }
   }
-  img_acts_phases(im, hid, filters, out, g, st, so, plan, stream);
+  img_acts_phases(im, hid, filters, out, g, st, so, ep, plan, stream);
 }
 
 // ---- weightActs: split-K over the reduction batch x pixels
@@ -403,11 +411,11 @@ bool pass_ok(const Geo& g) {
 
 template <Pass P>
 void run_gemm(const Impl& im, const void* a, const void* b, const float* bias, float* out,
-              const Geo& g, float st, float so, cudaStream_t stream) {
+              const Geo& g, float st, float so, const ConvEpilogue& ep, cudaStream_t stream) {
   if constexpr (P == Pass::fprop)
-    filter_acts_gemm(im, a, b, bias, out, g, st, so, plan_fprop(im, g), stream);
+    filter_acts_gemm(im, a, b, bias, out, g, st, so, ep, plan_fprop(im, g), stream);
   else if constexpr (P == Pass::dgrad)
-    img_acts_gemm(im, a, b, out, g, st, so, stream);
+    img_acts_gemm(im, a, b, out, g, st, so, ep, stream);
   else
     weight_acts_gemm(im, a, b, out, g, st, so, stream);
 }
@@ -416,14 +424,16 @@ void run_gemm(const Impl& im, const void* a, const void* b, const float* bias, f
 // and within its limits, else version 1.
 template <Pass P>
 void run_fp32(const float* a, const float* b, const float* bias, float* out, const Geo& g,
-              float st, float so, bool want_tf32, bool want_fast, cudaStream_t stream) {
+              float st, float so, const ConvEpilogue& ep, bool want_tf32, bool want_fast,
+              cudaStream_t stream) {
   const bool ok = pass_ok<P>(g);
-  if (want_tf32 && mma_ok(g, ok)) return run_gemm<P>(kTf32, a, b, bias, out, g, st, so, stream);
-  if (want_fast && ok) return run_gemm<P>(kSimt, a, b, bias, out, g, st, so, stream);
+  if (want_tf32 && mma_ok(g, ok))
+    return run_gemm<P>(kTf32, a, b, bias, out, g, st, so, ep, stream);
+  if (want_fast && ok) return run_gemm<P>(kSimt, a, b, bias, out, g, st, so, ep, stream);
   if constexpr (P == Pass::fprop)
-    filter_acts_v1(a, b, bias, out, g, st, so, stream);
+    filter_acts_v1(a, b, bias, out, g, st, so, ep, stream);
   else if constexpr (P == Pass::dgrad)
-    img_acts_v1(a, b, out, g, st, so, stream);
+    img_acts_v1(a, b, out, g, st, so, ep, stream);
   else
     weight_acts_v1(a, b, out, g, st, so, stream);
 }
@@ -432,19 +442,24 @@ void run_fp32(const float* a, const float* b, const float* bias, float* out, con
 // exactly and version 2 or 1: more precise, never less.
 template <Pass P>
 void run_bf16(const uint16_t* a, const uint16_t* b, const float* bias, float* out, const Geo& g,
-              float st, float so, cudaStream_t stream) {
-  if (mma_ok(g, pass_ok<P>(g))) return run_gemm<P>(kBf16, a, b, bias, out, g, st, so, stream);
+              float st, float so, const ConvEpilogue& ep, cudaStream_t stream) {
+  if (mma_ok(g, pass_ok<P>(g))) return run_gemm<P>(kBf16, a, b, bias, out, g, st, so, ep, stream);
   const int64_t images = g.n * g.c * g.h * g.w, hid = g.n * g.f * g.ho * g.wo;
   const int64_t filters = g.f * g.cg * g.kh * g.kw;
   const Widened x(a, P == Pass::fprop ? images : P == Pass::dgrad ? hid : images, stream);
   const Widened y(b, P == Pass::wgrad ? hid : filters, stream);
-  run_fp32<P>(x.get(), y.get(), bias, out, g, st, so, false, true, stream);
+  run_fp32<P>(x.get(), y.get(), bias, out, g, st, so, ep, false, true, stream);
 }
 
 }  // namespace
 
+void note_epilogue(const ConvEpilogue& ep) {
+  if (ep.relu || ep.out_bf16 || ep.relu_mask) g_fused.fetch_add(1, std::memory_order_relaxed);
+}
+
 PathCounts path_counts() {
-  return {g_split_k.load(std::memory_order_relaxed), g_s2d.load(std::memory_order_relaxed)};
+  return {g_split_k.load(std::memory_order_relaxed), g_s2d.load(std::memory_order_relaxed),
+          g_fused.load(std::memory_order_relaxed)};
 }
 }  // namespace conv
 
@@ -460,66 +475,89 @@ void set_conv_kernel(int version) {
 
 int get_conv_kernel() { return g_conv_kernel.load(std::memory_order_relaxed); }
 
+ConvPathCounts conv_path_counts() {
+  const PathCounts c = path_counts();
+  return {c.split_k, c.s2d, c.fused};
+}
+
 void filter_acts(const float* images, const float* filters, const float* bias, float* out,
-                 const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  run_fp32<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, tf32(), fast(), stream);
+                 const ConvGeometry& cg, float st, float so, const ConvEpilogue& ep,
+                 cudaStream_t stream) {
+  note_epilogue(ep);
+  run_fp32<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, ep, tf32(), fast(),
+                        stream);
 }
 
 void img_acts(const float* hid, const float* filters, float* out, const ConvGeometry& cg, float st,
-              float so, cudaStream_t stream) {
-  run_fp32<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, tf32(), fast(), stream);
+              float so, const ConvEpilogue& ep, cudaStream_t stream) {
+  note_epilogue(ep);
+  run_fp32<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, ep, tf32(), fast(),
+                        stream);
 }
 
 void weight_acts(const float* images, const float* hid, float* out, const ConvGeometry& cg,
                  float st, float so, cudaStream_t stream) {
-  run_fp32<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, tf32(), fast(), stream);
+  run_fp32<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, {}, tf32(), fast(),
+                        stream);
 }
 
 // ---- version 3 called directly (the precision choice of the binding layer)
 void filter_acts_tf32(const float* images, const float* filters, const float* bias, float* out,
-                      const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  run_fp32<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, true, true, stream);
+                      const ConvGeometry& cg, float st, float so, const ConvEpilogue& ep,
+                      cudaStream_t stream) {
+  note_epilogue(ep);
+  run_fp32<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, ep, true, true, stream);
 }
 
 void img_acts_tf32(const float* hid, const float* filters, float* out, const ConvGeometry& cg,
-                   float st, float so, cudaStream_t stream) {
-  run_fp32<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, true, true, stream);
+                   float st, float so, const ConvEpilogue& ep, cudaStream_t stream) {
+  note_epilogue(ep);
+  run_fp32<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, ep, true, true, stream);
 }
 
 void weight_acts_tf32(const float* images, const float* hid, float* out, const ConvGeometry& cg,
                       float st, float so, cudaStream_t stream) {
-  run_fp32<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, true, true, stream);
+  run_fp32<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, {}, true, true, stream);
 }
 
 void filter_acts_bf16(const uint16_t* images, const uint16_t* filters, const float* bias,
-                      float* out, const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  run_bf16<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, stream);
+                      float* out, const ConvGeometry& cg, float st, float so,
+                      const ConvEpilogue& ep, cudaStream_t stream) {
+  note_epilogue(ep);
+  run_bf16<Pass::fprop>(images, filters, bias, out, geo_of(cg), st, so, ep, stream);
 }
 
 void img_acts_bf16(const uint16_t* hid, const uint16_t* filters, float* out,
-                   const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  run_bf16<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, stream);
+                   const ConvGeometry& cg, float st, float so, const ConvEpilogue& ep,
+                   cudaStream_t stream) {
+  note_epilogue(ep);
+  run_bf16<Pass::dgrad>(hid, filters, nullptr, out, geo_of(cg), st, so, ep, stream);
 }
 
 void weight_acts_bf16(const uint16_t* images, const uint16_t* hid, float* out,
                       const ConvGeometry& cg, float st, float so, cudaStream_t stream) {
-  run_bf16<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, stream);
+  run_bf16<Pass::wgrad>(images, hid, nullptr, out, geo_of(cg), st, so, {}, stream);
 }
 
 // NHWC filterActs: version 3 for tf32/bf16 within its limits, else version 1's NHWC loops.
 void filter_acts_nhwc(const void* images, const void* filters, const float* bias, float* out,
-                      const ConvGeometry& cg, float st, float so, cudaStream_t stream, ConvElem e) {
+                      const ConvGeometry& cg, float st, float so, const ConvEpilogue& ep,
+                      cudaStream_t stream, ConvElem e) {
+  note_epilogue(ep);
   const Geo g = geo_of(cg);
   if (e != ConvElem::fp32 && mma_ok(g, fprop_fast_ok(g))) {
     const Impl& im = e == ConvElem::bf16 ? kBf16 : kTf32;
-    return filter_acts_gemm(im, images, filters, bias, out, g, st, so, plan_fprop(im, g), stream,
-                            true);
+    return filter_acts_gemm(im, images, filters, bias, out, g, st, so, ep, plan_fprop(im, g),
+                            stream, true);
   }
-  filter_acts_nhwc_v1(images, filters, bias, out, g, st, so, stream, e);
+  filter_acts_nhwc_v1(images, filters, bias, out, g, st, so, ep, stream, e);
 }
 
-void conv_bias_grad(const float* hid, float* out, int64_t n, int64_t f, int64_t pixels, float st,
-                    float so, cudaStream_t stream) {
+namespace {
+// Both element types: T float or uint16_t (bf16 bits).
+template <class T>
+void bias_grad(const T* hid, float* out, int64_t n, int64_t f, int64_t pixels, float st, float so,
+               cudaStream_t stream) {
   if (n < 1 || f < 1 || pixels < 1) throw std::invalid_argument("conv_bias_grad: empty hid_grads");
   if (f > 0x7fffffffLL) throw std::invalid_argument("conv_bias_grad: more than 2^31-1 filters");
   // Version 1: one block per filter. Version 2: the batch split so that ~4 blocks per SM run,
@@ -532,17 +570,28 @@ void conv_bias_grad(const float* hid, float* out, int64_t n, int64_t f, int64_t 
   const int64_t n_per = ceil_div(n, splits);
   splits = ceil_div(n, n_per);
   if (splits == 1) {
-    launch(bias_grad_kernel, dim3(static_cast<unsigned>(f), 1), dim3(kRedThreads), stream, hid,
+    launch(bias_grad_kernel<T>, dim3(static_cast<unsigned>(f), 1), dim3(kRedThreads), stream, hid,
            out, n, f, pixels, n_per, st, so, 1);
     check_launch("conv_bias_grad");
     return;
   }
   Workspace parts(static_cast<size_t>(splits * f) * sizeof(float), stream);
-  launch(bias_grad_kernel, dim3(static_cast<unsigned>(f), static_cast<unsigned>(splits)),
+  launch(bias_grad_kernel<T>, dim3(static_cast<unsigned>(f), static_cast<unsigned>(splits)),
          dim3(kRedThreads), stream, hid, parts.get<float>(), n, f, pixels, n_per, st, so, 0);
   check_launch("conv_bias_grad");
   reduce_into(parts.get<float>(), out, f, splits, st, so, nullptr, 1, 1, stream,
               "conv_bias_grad (split reduction)");
+}
+}  // namespace
+
+void conv_bias_grad(const float* hid, float* out, int64_t n, int64_t f, int64_t pixels, float st,
+                    float so, cudaStream_t stream) {
+  bias_grad(hid, out, n, f, pixels, st, so, stream);
+}
+
+void conv_bias_grad(const uint16_t* hid, float* out, int64_t n, int64_t f, int64_t pixels,
+                    float st, float so, cudaStream_t stream) {
+  bias_grad(hid, out, n, f, pixels, st, so, stream);
 }
 
 }  // namespace alexnet_ext::cuda

@@ -12,8 +12,10 @@
 #pragma once
 #include <cstdint>
 
+#include "cast.h"
 #include "conv.h"
 #include "cuda/common.cuh"
+#include "relu.h"
 
 namespace alexnet_ext::cuda::conv {
 
@@ -31,6 +33,27 @@ inline Geo geo_of(const ConvGeometry& g) {
 // The accumulate form for one element; never reads *t when st == 0 (it may hold NaNs).
 __device__ __forceinline__ void store_scaled(float* t, float v, float st) {
   *t = st == 0.f ? v : fmaf(st, *t, v);
+}
+
+// The store of every filterActs/imgActs output element (all versions, split-K's reduction,
+// space-to-depth's depth_to_space): v = so * (result + bias) in, then conv.h's ConvEpilogue:
+// the accumulate form (never reads out[i] when st == 0), relu, the ReLU-undo mask, the store as
+// fp32 or bf16 (RNE). i is the element's offset in out and in the mask (same shape and layout).
+// The same inline functions as ops.relu / relu_undo / cast, so fused == unfused bit for bit.
+__device__ __forceinline__ void epilogue_store(float* out, int64_t i, float v, float st,
+                                               const ConvEpilogue& ep) {
+  uint16_t* const o16 = reinterpret_cast<uint16_t*>(out);
+  if (st != 0.f) v = fmaf(st, ep.out_bf16 ? float_from_bf16(o16[i]) : out[i], v);
+  if (ep.relu) v = relu_select(v);
+  if (ep.relu_mask) {
+    const void* m = ep.relu_mask;
+    v = relu_undo_select(v, ep.mask_bf16 ? float_from_bf16(static_cast<const uint16_t*>(m)[i])
+                                         : static_cast<const float*>(m)[i]);
+  }
+  if (ep.out_bf16)
+    o16[i] = bf16_from_float(v);
+  else
+    out[i] = v;
 }
 
 // A flat NCHW-style index -> (a, b, c, d) over dimensions (., nb, nc, nd), d fastest.
@@ -92,14 +115,15 @@ __device__ __forceinline__ int64_t packed_source(bool dgrad, int64_t g, int i0, 
 constexpr int kRedThreads = 256;  // block size of the reduction kernels (a power of two)
 
 void filter_acts_v1(const float* images, const float* filters, const float* bias, float* out,
-                    const Geo& g, float st, float so, cudaStream_t stream);
+                    const Geo& g, float st, float so, const ConvEpilogue& ep, cudaStream_t stream);
 void img_acts_v1(const float* hid, const float* filters, float* out, const Geo& g, float st,
-                 float so, cudaStream_t stream);
+                 float so, const ConvEpilogue& ep, cudaStream_t stream);
 void weight_acts_v1(const float* images, const float* hid, float* out, const Geo& g, float st,
                     float so, cudaStream_t stream);
 // NHWC filterActs in version 1, any element type (conv.h's *_nhwc; the others are public there).
 void filter_acts_nhwc_v1(const void* images, const void* filters, const float* bias, float* out,
-                         const Geo& g, float st, float so, cudaStream_t stream, ConvElem e);
+                         const Geo& g, float st, float so, const ConvEpilogue& ep,
+                         cudaStream_t stream, ConvElem e);
 
 // ---------------------------------------------------------------- version 2 (conv_gemm.cu)
 constexpr int kBK = 8;  // K-step; packed operands and tables are padded to a multiple of it
@@ -144,6 +168,7 @@ struct GatherParams {
   // NHWC filterActs (version 3 only): the images' and outputs' pixel strides C and F, and
   // whether the B loader may fetch 16-byte chunks (Cg and C multiples of the chunk, aligned).
   int src_pix, out_pix, vec;
+  ConvEpilogue ep;  // the store (epilogue_store); split-K: reduce_splits applies it
 };
 
 // weightActs: grid (column tiles, row tiles, split * groups + group).
@@ -181,7 +206,7 @@ void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int
 void launch_s2d_filters(size_t elem_bytes, const void* filters, void* wt, const Geo& g,
                         int64_t kdh, int64_t kdw, int64_t dy, int64_t dx, cudaStream_t stream);
 void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t hs, int64_t ws,
-                           float st, float so, cudaStream_t stream);
+                           float st, float so, const ConvEpilogue& ep, cudaStream_t stream);
 // The GEMM kernels: tile 128x128 (256 threads) when bm128, else 64x128 (128 threads).
 void launch_gather_gemm(bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
                         cudaStream_t stream, const char* op);
@@ -297,10 +322,12 @@ __device__ __forceinline__ int64_t slot_out_offset(const GatherParams& p, const 
 // How often the dispatcher chose split-K for a filterActs/imgActs grid, and the space-to-depth
 // form of imgActs, since the process started: the emulator harnesses check that their cases
 // reach both paths.
+// fused: filterActs/imgActs calls whose ConvEpilogue is not the plain store (note_epilogue).
 struct PathCounts {
-  int64_t split_k, s2d;
+  int64_t split_k, s2d, fused;
 };
 PathCounts path_counts();
+void note_epilogue(const ConvEpilogue& ep);
 
 // ---------------------------------------------------------------- version 3 (conv_mma.cu)
 // Tensor-core implicit GEMM (mma.sync, sm_80+): tf32 (fp32 in memory) or bf16 (uint16_t bits in

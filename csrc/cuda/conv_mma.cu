@@ -27,7 +27,7 @@
 // (image, oy, ox) decomposition is done once per K-step and reused for its 16-32 rows.
 // The dispatcher (conv.cu) keeps every tensor below 2^31 elements (32-bit offsets), else it
 // falls back to version 2. Epilogue: bias, the accumulate form (never reading the target when
-// st == 0) and the activation hook, as version 2.
+// st == 0) and conv.h's ConvEpilogue (epilogue_store), as version 2.
 #include <cstdint>
 #include <type_traits>
 
@@ -157,9 +157,6 @@ __device__ __forceinline__ void warp_mma(const char* at, const char* bt, float (
       }
   }
 }
-
-// The epilogue's activation hook (identity today), as version 2's fprop_activation.
-__device__ __forceinline__ float mma_activation(float v) { return v; }
 
 // The 3-stage mainloop of both kernels: acc = the product of the tiles that issue(kt, stage)
 // queues for K-steps kt in [kb, ke). One __syncthreads per K-step: after it, every thread's
@@ -311,23 +308,20 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   for (int j = 0; j < 8; ++j) {
     const int col = n0 + acc_col(wn, j, t);
     if (col >= es.ncols) continue;
-    float* const ocol = NHWC ? p.out + static_cast<int64_t>(col) * p.out_pix
-                             : p.out + slot_out_offset(p, es, slot_pixel(es, col));
+    // Offsets, not pointers: with a bf16 out (ep.out_bf16) p.out's elements are 2 bytes.
+    const int64_t ocol = NHWC ? static_cast<int64_t>(col) * p.out_pix
+                              : slot_out_offset(p, es, slot_pixel(es, col));
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int m = m0 + acc_row(wm, i, g);
       if (m >= p.m) continue;
-      float* o = ocol + static_cast<int64_t>(grp * p.out_gplanes + m) * p.out_plane;
-      if (p.splits > 1) {  // raw partial; the reduction applies bias, scale and accumulate form
-        p.ws[split * p.out_total + (o - p.out)] = acc_at(acc, i, j);
+      const int64_t o = ocol + static_cast<int64_t>(grp * p.out_gplanes + m) * p.out_plane;
+      if (p.splits > 1) {  // raw partial; the reduction applies bias, scale and the epilogue
+        p.ws[split * p.out_total + o] = acc_at(acc, i, j);
         continue;
       }
       const float b = (!DGRAD && p.bias) ? __ldg(p.bias + grp * p.m + m) : 0.f;
-      const float v = p.so * (acc_at(acc, i, j) + b);
-      if (DGRAD)
-        store_scaled(o, v, p.st);
-      else
-        *o = mma_activation(p.st == 0.f ? v : fmaf(p.st, *o, v));
+      epilogue_store(p.out, o, p.so * (acc_at(acc, i, j) + b), p.st, p.ep);
     }
   }
 }

@@ -78,13 +78,13 @@ void run_case(std::mt19937_64& rng, const Case& k, bool with_reference) {
     gpu::set_conv_kernel(version);
     const std::string tag = k.name + " v" + std::to_string(version) + " ";
     forms(rng, y, nullptr, g.k(), tag + "filter_acts", [&](float* o, float st, float so) {
-      gpu::filter_acts(x.data(), wt.data(), nullptr, o, g, st, so, nullptr);
+      gpu::filter_acts(x.data(), wt.data(), nullptr, o, g, st, so, {}, nullptr);
     });
     forms(rng, y, &bias_of, g.k(), tag + "filter_acts+bias", [&](float* o, float st, float so) {
-      gpu::filter_acts(x.data(), wt.data(), b.data(), o, g, st, so, nullptr);
+      gpu::filter_acts(x.data(), wt.data(), b.data(), o, g, st, so, {}, nullptr);
     });
     forms(rng, gx, nullptr, g.fg() * g.kh * g.kw, tag + "img_acts", [&](float* o, float st, float so) {
-      gpu::img_acts(gy.data(), wt.data(), o, g, st, so, nullptr);
+      gpu::img_acts(gy.data(), wt.data(), o, g, st, so, {}, nullptr);
     });
     forms(rng, gw, nullptr, g.n * g.p(), tag + "weight_acts", [&](float* o, float st, float so) {
       gpu::weight_acts(x.data(), gy.data(), o, g, st, so, nullptr);

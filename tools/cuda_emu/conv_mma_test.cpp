@@ -106,21 +106,21 @@ void run_case(std::mt19937_64& rng, const Case& k) {
     const int64_t kf = g.k(), kd = g.fg() * g.kh * g.kw, kw_ = g.n * g.p();
     forms(rng, y, nullptr, kf, tag + "filter_acts", [&](float* o, float st, float so) {
       if (bf16)
-        gpu::filter_acts_bf16(x16.data(), w16.data(), nullptr, o, g, st, so, nullptr);
+        gpu::filter_acts_bf16(x16.data(), w16.data(), nullptr, o, g, st, so, {}, nullptr);
       else
-        gpu::filter_acts_tf32(x.data(), wt.data(), nullptr, o, g, st, so, nullptr);
+        gpu::filter_acts_tf32(x.data(), wt.data(), nullptr, o, g, st, so, {}, nullptr);
     });
     forms(rng, y, &bias_of, kf, tag + "filter_acts+bias", [&](float* o, float st, float so) {
       if (bf16)
-        gpu::filter_acts_bf16(x16.data(), w16.data(), b.data(), o, g, st, so, nullptr);
+        gpu::filter_acts_bf16(x16.data(), w16.data(), b.data(), o, g, st, so, {}, nullptr);
       else
-        gpu::filter_acts_tf32(x.data(), wt.data(), b.data(), o, g, st, so, nullptr);
+        gpu::filter_acts_tf32(x.data(), wt.data(), b.data(), o, g, st, so, {}, nullptr);
     });
     forms(rng, gx, nullptr, kd, tag + "img_acts", [&](float* o, float st, float so) {
       if (bf16)
-        gpu::img_acts_bf16(g16.data(), w16.data(), o, g, st, so, nullptr);
+        gpu::img_acts_bf16(g16.data(), w16.data(), o, g, st, so, {}, nullptr);
       else
-        gpu::img_acts_tf32(gy.data(), wt.data(), o, g, st, so, nullptr);
+        gpu::img_acts_tf32(gy.data(), wt.data(), o, g, st, so, {}, nullptr);
     });
     forms(rng, gw, nullptr, kw_, tag + "weight_acts", [&](float* o, float st, float so) {
       if (bf16)
@@ -141,21 +141,21 @@ void run_case(std::mt19937_64& rng, const Case& k) {
     forms(rng, yn, &bias_nhwc, kf, tag + "filter_acts NHWC+bias",
           [&](float* o, float st, float so) {
       if (bf16)
-        gpu::filter_acts_nhwc(xn16.data(), wn16.data(), b.data(), o, g, st, so, nullptr,
+        gpu::filter_acts_nhwc(xn16.data(), wn16.data(), b.data(), o, g, st, so, {}, nullptr,
                               gpu::ConvElem::bf16);
       else
-        gpu::filter_acts_nhwc(xn.data(), wn.data(), b.data(), o, g, st, so, nullptr,
+        gpu::filter_acts_nhwc(xn.data(), wn.data(), b.data(), o, g, st, so, {}, nullptr,
                               gpu::ConvElem::tf32);
     });
     if (!bf16) {  // the version switch routes the float entry points to version 3 (tf32)
       gpu::set_conv_kernel(3);
       forms(rng, y, &bias_of, kf, tag + "filter_acts (set_conv_kernel 3)",
                   [&](float* o, float st, float so) {
-                    gpu::filter_acts(x.data(), wt.data(), b.data(), o, g, st, so, nullptr);
+                    gpu::filter_acts(x.data(), wt.data(), b.data(), o, g, st, so, {}, nullptr);
                   });
       forms(rng, gx, nullptr, kd, tag + "img_acts (set_conv_kernel 3)",
                   [&](float* o, float st, float so) {
-                    gpu::img_acts(gy.data(), wt.data(), o, g, st, so, nullptr);
+                    gpu::img_acts(gy.data(), wt.data(), o, g, st, so, {}, nullptr);
                   });
       forms(rng, gw, nullptr, kw_, tag + "weight_acts (set_conv_kernel 3)",
                   [&](float* o, float st, float so) {
