@@ -259,10 +259,10 @@ RUNS = {"fp32_v1": ("fp32", 1), "fp32_v2": ("fp32", 2), "fp32_v3_tf32": ("fp32",
 @pytest.mark.parametrize("name", CASES)
 def test_gpu_fused_equals_unfused(rng, name, run, layout):
     precision, version = RUNS[run]
-    before = cuda._conv_path_counts()
+    before = _core.cuda._conv_path_counts()
     with _kernel_version(version):
         check_fused_equals_unfused(rng, _Side(True, precision), CASES[name], layout, name)
-    after = cuda._conv_path_counts()
+    after = _core.cuda._conv_path_counts()
     assert after["fused"] - before["fused"] == 2 * len(FORMS)  # relu + relu_mask per form
     if name == "splitk_odd_5x5" and layout == "NCHW" and version > 1:
         assert after["split_k"] > before["split_k"], "the split-K reduction's store was not run"
@@ -280,17 +280,28 @@ def test_gpu_bf16_out_is_the_rne_cast(rng, name, run, layout):
 
 
 @pytest.mark.cuda
-def test_gpu_space_to_depth_store_when_taken(rng):
-    """conv1's form at a batch that makes imgActs run by space-to-depth where the SM count makes
-    it pay (depth_to_space applies the epilogue); fused == unfused either way."""
-    case = (8, 3, 31, 29, 16, 7, 7, (4, 4), (2, 2), 1, False)
-    before = cuda._conv_path_counts()
-    for precision, version in (("fp32", 2), ("bf16", 2)):
-        with _kernel_version(version):
-            check_fused_equals_unfused(rng, _Side(True, precision), case, "NCHW", "conv1_like")
-            check_bf16_out(rng, _Side(True, precision), case, "NCHW", "conv1_like")
-    after = cuda._conv_path_counts()
-    assert after["fused"] > before["fused"]
+def test_gpu_space_to_depth_store(rng):
+    """conv1's form (3 channels, 11x11 stride 4) at a size where fp32 imgActs runs by
+    space-to-depth at any SM count (1 or 132): its depth_to_space applies the epilogue (relu_mask
+    and bf16 out) in every accumulate form."""
+    x, wt, b, gy, mask, geo, size = case_data(rng, (16, 3, 63, 63, 32, 11, 11, (4, 4), (2, 2), 1,
+                                                    False), "NCHW")
+    d = cuda.to_device
+    before = _core.cuda._conv_path_counts()
+    with _kernel_version(2):
+        for form, (st, so, target) in FORMS.items():
+            t0 = _target(rng, x.shape, target)
+            call = lambda out, **k: ops.img_acts(d(gy), d(wt), image_size=size, scale_targets=st,  # noqa: E731
+                                                 scale_output=so, out=None if out is None else d(out),
+                                                 **geo, **k)
+            plain = call(t0)
+            _same_bits(call(t0, relu_mask=d(mask)), ops.relu_undo(plain, d(mask)), f"s2d {form}")
+            t16 = None if t0 is None else t0.astype(BF16)
+            got = call(t16, relu_mask=d(mask), out_dtype=cuda.bfloat16)
+            f32 = call(None if t16 is None else t16.astype(np.float32), relu_mask=d(mask))
+            _same_bits(got, f32.get().astype(BF16), f"s2d bf16 out {form}")
+    after = _core.cuda._conv_path_counts()
+    assert after["s2d"] - before["s2d"] == 4 * len(FORMS), "imgActs did not run by space-to-depth"
 
 
 @pytest.mark.cuda
@@ -303,9 +314,9 @@ def test_gpu_bad_arguments_name_the_argument(rng):
         ops.filter_acts(x, w, out=cuda.empty((2, 4, 4, 4), np.float32), out_dtype=cuda.bfloat16)
     with pytest.raises(TypeError, match="out: expected dtype float32, got bfloat16"):
         ops.filter_acts(x, w, out=cuda.empty((2, 4, 4, 4), cuda.bfloat16))
-    with pytest.raises(TypeError, match="relu_mask: dtype bfloat16 does not match hid_grads' float32"):
+    with pytest.raises(TypeError, match="relu_mask: dtype bfloat16 does not match hid_grads's float32"):
         ops.img_acts(gy, w, image_size=6, relu_mask=xb)
-    with pytest.raises(TypeError, match="relu_mask: dtype float32 does not match hid_grads' bfloat16"):
+    with pytest.raises(TypeError, match="relu_mask: dtype float32 does not match hid_grads's bfloat16"):
         ops.img_acts(gyb, wb, image_size=6, relu_mask=x)
     with pytest.raises(ValueError, match=r"relu_mask: expected shape \(2, 3, 6, 6\)"):
         ops.img_acts(gyb, wb, image_size=6, relu_mask=ops.cast(d(np.ones((2, 3, 6, 5), np.float32)),

@@ -208,6 +208,7 @@ using namespace conv;
 // The instantiation for the run-time element type: table[e].
 void img_acts_nhwc(const void* hid, const void* filters, float* out, const ConvGeometry& cg,
                    float st, float so, const ConvEpilogue& ep, cudaStream_t stream, ConvElem e) {
+  note_epilogue(ep);
   decltype(&dgrad<true, ConvElem::fp32>) const table[] = {
       dgrad<true, ConvElem::fp32>, dgrad<true, ConvElem::tf32>, dgrad<true, ConvElem::bf16>};
   table[static_cast<int>(e)](hid, filters, out, geo_of(cg), st, so, ep, stream);
