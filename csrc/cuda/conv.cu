@@ -185,7 +185,7 @@ GatherParams gather_params(const Geo& g, bool dgrad, const void* a, const int2* 
 
 // Runs a planned filterActs/imgActs grid of either version; with split-K the raw partials go to
 // a workspace and reduce_splits applies bias, scale and the accumulate form in split order.
-std::atomic<int64_t> g_split_k{0}, g_s2d{0};  // path_counts()
+std::atomic<int64_t> g_split_k{0}, g_s2d{0}, g_nhwc_mma{0};  // path_counts()
 
 void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int64_t slots,
                 GatherParams& p, cudaStream_t stream, const char* op, bool nhwc = false) {
@@ -208,13 +208,15 @@ void run_gather(const Impl& im, bool dgrad, const Plan& plan, int64_t cols, int6
                 "split-K reduction");
 }
 
-// Version 2 packs k-major ([k][m]), version 3 k-innermost and converted (tf32/bf16).
+// Version 2 packs k-major ([k][m]), version 3 k-innermost and converted (tf32/bf16); nhwc:
+// version 3's NHWC imgActs (NHWC filters, k = (ii, jj, f)).
 void pack_filters(const Impl& im, bool dgrad, const void* filters, void* a, const Geo& g,
-                  int64_t pi, int64_t pj, int64_t kp, int64_t mp, cudaStream_t stream) {
+                  int64_t pi, int64_t pj, int64_t kp, int64_t mp, cudaStream_t stream,
+                  bool nhwc = false) {
   const auto i = [](int64_t v) { return static_cast<int>(v); };
   if (im.mma)
     launch_pack_mma(im.bf16, dgrad, filters, a, i(g.groups), i(pi), i(pj), i(g.fg), i(g.cg),
-                    i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp), stream);
+                    i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp), stream, nhwc);
   else
     launch_pack(dgrad, static_cast<const float*>(filters), static_cast<float*>(a), i(g.groups),
                 i(pi), i(pj), i(g.fg), i(g.cg), i(g.kh), i(g.kw), i(g.sh), i(g.sw), i(kp), i(mp),
@@ -223,14 +225,18 @@ void pack_filters(const Impl& im, bool dgrad, const void* filters, void* a, cons
 
 // NHWC filterActs (version 3 only): images' pixel stride C, outputs' F (one plane of pixels
 // each: split-K's reduction takes bias[i % F]), 16-byte B chunks when the channels allow.
-void nhwc_params(GatherParams& p, const Impl& im, const Geo& g, const void* images) {
+// dgrad (NHWC imgActs): hid_grads' pixel stride F, outputs' C at slot_out_offset (pixels) * C.
+void nhwc_params(GatherParams& p, const Impl& im, const Geo& g, const void* src,
+                 bool dgrad = false) {
   const int64_t chunk = im.bf16 ? 8 : 4;  // elements per 16 bytes
-  p.src_nstride = g.h * g.w * g.c;
-  p.src_gstride = g.cg;
-  p.src_pix = static_cast<int>(g.c);
-  p.out_pix = static_cast<int>(g.f);
+  const int64_t pix = dgrad ? g.f : g.c, per_group = dgrad ? g.fg : g.cg;
+  p.src_nstride = (dgrad ? g.ho * g.wo : g.h * g.w) * pix;
+  p.src_gstride = per_group;
+  p.src_pix = static_cast<int>(pix);
+  p.out_pix = static_cast<int>(dgrad ? g.c : g.f);
+  if (dgrad) p.out_nstride = g.h * g.w;
   p.out_plane = 1;
-  p.vec = g.cg % chunk == 0 && g.c % chunk == 0 && reinterpret_cast<uintptr_t>(images) % 16 == 0;
+  p.vec = per_group % chunk == 0 && pix % chunk == 0 && reinterpret_cast<uintptr_t>(src) % 16 == 0;
 }
 
 void filter_acts_gemm(const Impl& im, const void* images, const void* filters, const float* bias,
@@ -251,22 +257,26 @@ void filter_acts_gemm(const Impl& im, const void* images, const void* filters, c
   run_gather(im, false, plan, cols, g.groups, p, stream, "filter_acts", nhwc);
 }
 
+// nhwc (version 3 only): NHWC hid_grads and output, k = (ii, jj, f) per phase (the packer's and
+// table_dgrad's NHWC forms) so that the gather reads F-contiguous chunks (nhwc_params).
 void img_acts_phases(const Impl& im, const void* hid, const void* filters, float* out,
-                     const Geo& g, float st, float so, const Plan& plan, cudaStream_t stream) {
+                     const Geo& g, float st, float so, const Plan& plan, cudaStream_t stream,
+                     bool nhwc = false) {
   const int64_t pi = std::min(g.sh, g.kh), pj = std::min(g.sw, g.kw);
   const int64_t kmax = g.fg * ceil_div(g.kh, g.sh) * ceil_div(g.kw, g.sw);
   const int64_t cols = g.n * ceil_div(g.h, g.sh) * ceil_div(g.w, g.sw);  // the largest phase
   const int64_t kp = round_up(kmax, im.ke()), mp = round_up(g.cg, plan.bm128 ? 128 : 64);
   Workspace packed(static_cast<size_t>(g.groups * pi * pj * kp * mp) * im.elem_bytes(), stream);
   Workspace table(static_cast<size_t>(pi * pj * kp) * sizeof(int2), stream);
-  pack_filters(im, true, filters, packed.get<void>(), g, pi, pj, kp, mp, stream);
+  pack_filters(im, true, filters, packed.get<void>(), g, pi, pj, kp, mp, stream, nhwc);
   launch_table_dgrad(table.get<int2>(), static_cast<int>(pi), static_cast<int>(pj),
                      static_cast<int>(g.fg), static_cast<int>(g.kh), static_cast<int>(g.kw),
                      static_cast<int>(g.sh), static_cast<int>(g.sw), static_cast<int>(kp),
-                     g.ho * g.wo, static_cast<int>(g.wo), stream);
+                     g.ho * g.wo, static_cast<int>(g.wo), stream, nhwc ? static_cast<int>(g.f) : 0);
   GatherParams p = gather_params(g, true, packed.get<void>(), table.get<int2>(), hid, nullptr,
                                  out, st, so, kp, mp, pi, pj);
-  run_gather(im, true, plan, cols, g.groups * g.sh * g.sw, p, stream, "img_acts");
+  if (nhwc) nhwc_params(p, im, g, hid, true);
+  run_gather(im, true, plan, cols, g.groups * g.sh * g.sw, p, stream, "img_acts", nhwc);
 }
 
 // ---- imgActs for few channels per group (conv1: 3): space-to-depth (conv_plan.cuh)
@@ -332,8 +342,10 @@ void wgrad_common(P& p, const WgradIo& io, const Geo& g, int64_t k, int64_t spli
   p.hid_nstride = static_cast<decltype(p.hid_nstride)>(g.f * g.ho * g.wo);
 }
 
+// nhwc (version 3 only): NHWC images and hid_grads, columns k = (i, j, c) (the NHWC table of
+// filterActs), out (F, kh, kw, C/groups); the same tiles, splits and reduction as NCHW.
 void weight_acts_gemm(const Impl& im, const void* images, const void* hid, float* out,
-                      const Geo& g, float st, float so, cudaStream_t stream) {
+                      const Geo& g, float st, float so, cudaStream_t stream, bool nhwc = false) {
   const int64_t k = g.cg * g.kh * g.kw, rows = g.n * g.ho * g.wo;
   // Split-K fixes the wave count, so only the padding of M decides the tile.
   const bool bm128 = static_cast<double>(round_up(g.fg, 128)) <= im.eff64() * round_up(g.fg, 64);
@@ -356,7 +368,8 @@ void weight_acts_gemm(const Impl& im, const void* images, const void* hid, float
   Workspace table(static_cast<size_t>(kp) * sizeof(int2), stream);
   launch_table_im2col(table.get<int2>(), static_cast<int>(k), static_cast<int>(kp),
                       static_cast<int>(g.kh), static_cast<int>(g.kw), g.h * g.w,
-                      static_cast<int>(g.w), stream, "weight_acts (gather table)");
+                      static_cast<int>(g.w), stream, "weight_acts (gather table)",
+                      nhwc ? static_cast<int>(g.c) : 0);
   Workspace parts(splits > 1 ? static_cast<size_t>(splits * g.f * k) * sizeof(float) : 0, stream);
   const dim3 grid(static_cast<unsigned>(ceil_div(k, 128)), static_cast<unsigned>(ceil_div(g.fg, bm)),
                   static_cast<unsigned>(g.groups * splits));
@@ -364,7 +377,12 @@ void weight_acts_gemm(const Impl& im, const void* images, const void* hid, float
   if (im.mma) {
     MmaWgradParams p{};
     wgrad_common(p, io, g, k, splits, kps);
-    launch_mma_wgrad(im.bf16, bm128, grid, p, stream);
+    if (nhwc) {
+      p.img_nstride = static_cast<int>(g.h * g.w * g.c);
+      p.img_gstride = static_cast<int>(g.cg);
+      p.cpix = static_cast<int>(g.c);
+    }
+    launch_mma_wgrad(im.bf16, bm128, grid, p, stream, nhwc);
   } else {
     WgradParams p{};
     wgrad_common(p, io, g, k, splits, kps);
@@ -444,7 +462,8 @@ void run_bf16(const uint16_t* a, const uint16_t* b, const float* bias, float* ou
 }  // namespace
 
 PathCounts path_counts() {
-  return {g_split_k.load(std::memory_order_relaxed), g_s2d.load(std::memory_order_relaxed)};
+  return {g_split_k.load(std::memory_order_relaxed), g_s2d.load(std::memory_order_relaxed),
+          g_nhwc_mma.load(std::memory_order_relaxed)};
 }
 }  // namespace conv
 
@@ -511,11 +530,39 @@ void filter_acts_nhwc(const void* images, const void* filters, const float* bias
                       const ConvGeometry& cg, float st, float so, cudaStream_t stream, ConvElem e) {
   const Geo g = geo_of(cg);
   if (e != ConvElem::fp32 && mma_ok(g, fprop_fast_ok(g))) {
+    g_nhwc_mma.fetch_add(1, std::memory_order_relaxed);
     const Impl& im = e == ConvElem::bf16 ? kBf16 : kTf32;
     return filter_acts_gemm(im, images, filters, bias, out, g, st, so, plan_fprop(im, g), stream,
                             true);
   }
   filter_acts_nhwc_v1(images, filters, bias, out, g, st, so, stream, e);
+}
+
+// NHWC imgActs and weightActs: likewise (fp32 stays on version 1: version 2 has no NHWC
+// loaders). On top of version 3's limits, the NHWC tables' 32-bit offsets: a hid_grads (imgActs)
+// or images (weightActs) window spans kh pixel rows of Wo*F or W*C elements.
+void img_acts_nhwc(const void* hid, const void* filters, float* out, const ConvGeometry& cg,
+                   float st, float so, cudaStream_t stream, ConvElem e) {
+  const Geo g = geo_of(cg);
+  if (e != ConvElem::fp32 && mma_ok(g, dgrad_fast_ok(g)) && g.kh * g.wo * g.f < kLim) {
+    g_nhwc_mma.fetch_add(1, std::memory_order_relaxed);
+    // No space-to-depth (img_acts_gemm's few-channel path): its filterActs over NHWC hid_grads
+    // would need a channel-major temporary, and conv1's imgActs is not run in training.
+    const Impl& im = e == ConvElem::bf16 ? kBf16 : kTf32;
+    return img_acts_phases(im, hid, filters, out, g, st, so, plan_dgrad(im, g), stream, true);
+  }
+  img_acts_nhwc_v1(hid, filters, out, g, st, so, stream, e);
+}
+
+void weight_acts_nhwc(const void* images, const void* hid, float* out, const ConvGeometry& cg,
+                      float st, float so, cudaStream_t stream, ConvElem e) {
+  const Geo g = geo_of(cg);
+  if (e != ConvElem::fp32 && mma_ok(g, wgrad_fast_ok(g)) && g.kh * g.w * g.c < kLim) {
+    g_nhwc_mma.fetch_add(1, std::memory_order_relaxed);
+    return weight_acts_gemm(e == ConvElem::bf16 ? kBf16 : kTf32, images, hid, out, g, st, so,
+                            stream, true);
+  }
+  weight_acts_nhwc_v1(images, hid, out, g, st, so, stream, e);
 }
 
 void conv_bias_grad(const float* hid, float* out, int64_t n, int64_t f, int64_t pixels, float st,
