@@ -4,7 +4,8 @@
 // (conv_gemm.cu, the default), 3 = the tensor-core implicit GEMM in tf32 (conv_mma.cu); and the
 // explicit tf32/bf16 entry points of version 3 with their fallbacks. Layout: NCHW images and
 // outputs, (F, C/groups, kh, kw) filters, dense fp32; groups, stride/padding pairs, ceil_mode;
-// the accumulate form out = st*out + so*result where st == 0 never reads out.
+// the accumulate form out = st*out + so*result where st == 0 never reads out. NHWC (*_nhwc):
+// every pass in tf32/bf16 on version 3 within its limits, else (and fp32) version 1.
 //
 // Here, once for versions 2 and 3 (Impl says which): the limits of the int32 tile indexing (past
 // them version 1 runs), the tile and split-K choice of filterActs/imgActs (the wave model of
