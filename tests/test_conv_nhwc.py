@@ -2,7 +2,8 @@
 hidden acts/grads (N, Ho, Wo, F), filters (F, kh, kw, C/groups), dense. CPU (NumPy, fp32) and GPU
 (DeviceArrays, fp32 / tf32 / bf16), every pass, channel counts per group that are multiples of 8
 and odd ones (3, 5), groups, strides, padding, ceil_mode, and each accumulate form: fresh,
-st 0 into a NaN-filled `out` (never read), st != 0 (read).
+st 0 into a NaN-filled `out` (never read), st != 0 (read). On the GPU tf32/bf16 run version 3 for
+every pass (filterActs/imgActs: the NHWC gather, weightActs: the NHWC kernel), fp32 version 1.
 
 References: float64 by windows (test_conv_cuda_tf32.references) on the operands as the kernel
 sees them (round_tf32 for tf32, the bf16 values for bf16), in NCHW, transposed to NHWC; every
@@ -271,3 +272,17 @@ def test_gpu_nhwc_grads_on_tensor_cores(rng, precision, name):
                 ref = _call(pass_name, ops_nchw[an], ops_nchw[bn], geometry, extra, out2, st, so,
                             precision, "NCHW").get()
                 np.testing.assert_array_equal(got, nhwc(ref), err_msg=what + " vs NCHW bitwise")
+
+
+@pytest.mark.cuda
+def test_gpu_unaligned_hid_grads_take_the_element_wise_gathers(rng):
+    """NHWC imgActs with F/groups = 16 (16-byte chunks allowed), but hid_grads starting 4 bytes
+    past a 16-byte boundary: the element-wise gathers run and fill shared memory with the same
+    values, so the result is bit-identical to the aligned one (as filterActs' test above)."""
+    gy = rng.standard_normal((2, 4, 5, 32)).astype(np.float32)  # (N, Ho, Wo, F)
+    w = dev(rng.standard_normal((32, 3, 3, 8)).astype(np.float32))  # (F, kh, kw, C/groups)
+    shifted = window(dev(np.concatenate([np.zeros(1, np.float32), gy.ravel()])), 1, gy.shape)
+    assert shifted.ptr % 16 != 0
+    kw = dict(image_size=(8, 9), stride=2, padding=1, groups=2, precision="tf32", layout="NHWC")
+    want = ops.img_acts(dev(gy), w, **kw).get()
+    np.testing.assert_array_equal(ops.img_acts(shifted, w, **kw).get(), want)
