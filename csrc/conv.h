@@ -156,10 +156,11 @@ void weight_acts_bf16(const uint16_t* images, const uint16_t* hid_grads, float* 
                       const ConvGeometry& g, float scale_targets, float scale_output,
                       cudaStream_t stream);
 
-// NHWC, every precision: version 1's direct loops with NHWC indexing (cuda/conv_reference.cu),
-// correct for every shape and slow (no tiling, no tensor cores); except filterActs in tf32/bf16,
-// which runs version 3 with an NHWC B loader (16-byte cp.async of 8 bf16 / 4 tf32 channels when
-// C/groups and C allow; conv_mma.cu) within version 3's limits. The operands are `elem`:
+// NHWC in tf32/bf16: version 3 within its limits (conv_mma.cu: filterActs and imgActs with NHWC
+// B loaders, 16-byte cp.async of 8 bf16 / 4 tf32 channels when C/groups resp. F/groups allow;
+// weightActs with element-wise loads along the channels; imgActs without space-to-depth).
+// fp32, and tf32/bf16 past version 3's limits: version 1's direct loops with NHWC indexing
+// (cuda/conv_reference.cu), correct for every shape and slow. The operands are `elem`:
 // fp32, tf32 (fp32 arrays, each operand rounded as cvt.rna does, as the *_tf32 functions) or
 // bf16 (uint16_t bits, widened exactly); products exact, sums fp32, results fp32.
 enum class ConvElem { fp32 = 0, tf32 = 1, bf16 = 2 };

@@ -271,18 +271,24 @@ __global__ void __launch_bounds__(256) table_im2col(int2* __restrict__ table, in
 }
 
 // imgActs' gather tables, one per tap phase (i0, j0): k = (f, ii, jj) reads hid_grads at
-// f*P - ii*Wo - jj from the column's corner, i.e. output pixel (oy - ii, ox - jj).
+// f*P - ii*Wo - jj from the column's corner, i.e. output pixel (oy - ii, ox - jj). With fpix > 0
+// (NHWC hid_grads, pixel stride fpix = F; version 3) k = (ii, jj, f) at (-ii*Wo - jj)*F + f.
 __global__ void __launch_bounds__(256) table_dgrad(int2* __restrict__ table, int pi, int pj,
                                                    int fg, int kh, int kw, int sh, int sw, int kp,
-                                                   int64_t pix, int wo) {
+                                                   int64_t pix, int wo, int fpix) {
   const int64_t total = static_cast<int64_t>(pi) * pj * kp;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int kk = static_cast<int>(idx % kp), t = static_cast<int>(idx / kp);
     int f, ii, jj;
-    table[idx] = dgrad_tap(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
-                     ? table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj)
-                     : make_int2(0, 0);
+    if (fpix > 0)
+      table[idx] = dgrad_tap_nhwc(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
+                       ? table_entry((-static_cast<int64_t>(ii) * wo - jj) * fpix + f, -ii, -jj)
+                       : make_int2(0, 0);
+    else
+      table[idx] = dgrad_tap(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
+                       ? table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj)
+                       : make_int2(0, 0);
   }
 }
 
@@ -426,9 +432,9 @@ void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t pla
 }
 
 void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
-                        int kp, int64_t pix, int wo, cudaStream_t stream) {
+                        int kp, int64_t pix, int wo, cudaStream_t stream, int fpix) {
   launch(table_dgrad, dim3(blocks_for(static_cast<int64_t>(pi) * pj * kp, 256)), dim3(256), stream,
-         table, pi, pj, fg, kh, kw, sh, sw, kp, pix, wo);
+         table, pi, pj, fg, kh, kw, sh, sw, kp, pix, wo, fpix);
   check_launch("img_acts (gather tables)");
 }
 

@@ -7,7 +7,7 @@
 //   weightActs: one block per filter weight reducing over batch and pixels (block_sum).
 // All index arithmetic in int64. Obviously correct, slow: for validation, the fallback of the
 // dispatcher (conv.cu) for geometries outside version 2's 32-bit tile indexing, and the NHWC
-// kernels (all but tf32/bf16 filterActs, which version 3 runs; here its fallback), in every
+// kernels (fp32; tf32/bf16 run version 3 and come here as its fallback), in every
 // precision: the operand type is a template (fp32 as is, tf32 rounded as version 3's cvt.rna
 // does, bf16 bits widened exactly); products of tf32/bf16 operands are exact in fp32 and the
 // sums are fp32, so version 3's error bound holds.
@@ -200,25 +200,19 @@ void filter_acts_nhwc_v1(const void* images, const void* filters, const float* b
   table[static_cast<int>(e)](images, filters, bias, out, g, st, so, ep, stream);
 }
 
-}  // namespace alexnet_ext::cuda::conv
-
-namespace alexnet_ext::cuda {
-using namespace conv;
-
 // The instantiation for the run-time element type: table[e].
-void img_acts_nhwc(const void* hid, const void* filters, float* out, const ConvGeometry& cg,
-                   float st, float so, const ConvEpilogue& ep, cudaStream_t stream, ConvElem e) {
-  note_epilogue(ep);
+void img_acts_nhwc_v1(const void* hid, const void* filters, float* out, const Geo& g, float st,
+                      float so, const ConvEpilogue& ep, cudaStream_t stream, ConvElem e) {
   decltype(&dgrad<true, ConvElem::fp32>) const table[] = {
       dgrad<true, ConvElem::fp32>, dgrad<true, ConvElem::tf32>, dgrad<true, ConvElem::bf16>};
-  table[static_cast<int>(e)](hid, filters, out, geo_of(cg), st, so, ep, stream);
+  table[static_cast<int>(e)](hid, filters, out, g, st, so, ep, stream);
 }
 
-void weight_acts_nhwc(const void* images, const void* hid, float* out, const ConvGeometry& cg,
-                      float st, float so, cudaStream_t stream, ConvElem e) {
+void weight_acts_nhwc_v1(const void* images, const void* hid, float* out, const Geo& g, float st,
+                         float so, cudaStream_t stream, ConvElem e) {
   decltype(&wgrad<true, ConvElem::fp32>) const table[] = {
       wgrad<true, ConvElem::fp32>, wgrad<true, ConvElem::tf32>, wgrad<true, ConvElem::bf16>};
-  table[static_cast<int>(e)](images, hid, out, geo_of(cg), st, so, stream);
+  table[static_cast<int>(e)](images, hid, out, g, st, so, stream);
 }
 
-}  // namespace alexnet_ext::cuda
+}  // namespace alexnet_ext::cuda::conv

@@ -23,10 +23,12 @@ precise. Nothing converts silently: mixed or mismatched operand dtypes raise ``T
 (N, H, W, C), hidden activations and their gradients (N, Ho, Wo, F), filters (F, kh, kw, C/groups),
 each a dense C-contiguous array in that order: the physical memory of PyTorch's
 ``channels_last`` tensors (``x.permute(0, 2, 3, 1).contiguous()``). Nothing is transposed per
-call. On the GPU filter_acts in "tf32"/"bf16" runs the tensor-core kernel with an NHWC loader
-(16-byte loads of 8 bf16 / 4 tf32 channels when C/groups is a multiple of that); the other NHWC
-passes and "fp32" are direct loops (``csrc/cuda/conv_reference.cu``): correct for every shape,
-but slow. On the CPU they are im2col + sgemm as NCHW.
+call. On the GPU all three passes in "tf32"/"bf16" run the tensor-core kernels with NHWC
+loaders (filter_acts / img_acts: 16-byte loads of 8 bf16 / 4 tf32 channels when C/groups resp.
+F/groups is a multiple of that; weight_acts: element-wise loads along the channels; img_acts
+without the space-to-depth path of NCHW); "fp32" NHWC runs direct loops
+(``csrc/cuda/conv_reference.cu``): correct for every shape, but slow. On the CPU they are
+im2col + sgemm as NCHW.
 
 Epilogue (filter_acts, img_acts): the layer's ReLU and a bfloat16 result are applied in the store
 of each output element, after bias and the accumulate form, so they cost no pass over the
