@@ -28,8 +28,6 @@ namespace alexnet_ext::cuda {
 namespace conv {
 namespace {
 
-__device__ __forceinline__ int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
-
 // ---------------------------------------------------------------- split reductions
 // out[i] = st*out[i] + so * (sum_s parts[s*total + i] + bias[(i / plane) % channels]), the
 // splits summed in order s = 0, 1, ... (bias may be null), stored by epilogue_store: for

@@ -8,6 +8,7 @@
 
 #include "conv.h"
 #include "cuda/conv_impl.cuh"
+#include "real.h"
 
 namespace alexnet_ext::cuda {
 namespace {
