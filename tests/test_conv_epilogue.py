@@ -54,7 +54,8 @@ def case_data(rng, case, layout):
     ho = ops.conv_output_size(h, kh, stride[0], padding[0], ceil)
     wo = ops.conv_output_size(w, kw, stride[1], padding[1], ceil)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    wt = (rng.standard_normal((f, c // groups, kh, kw)) / np.sqrt(c // groups * kh * kw)).astype(np.float32)
+    k = c // groups * kh * kw
+    wt = (rng.standard_normal((f, c // groups, kh, kw)) / np.sqrt(k)).astype(np.float32)
     b = rng.standard_normal(f).astype(np.float32)
     gy = rng.standard_normal((n, f, ho, wo)).astype(np.float32)
     mask = rng.standard_normal((n, c, h, w)).astype(np.float32)
@@ -142,7 +143,8 @@ def check_bf16_out(rng, side, case, layout, name):
     calls = {
         "filter_acts": (gy.shape, lambda **k: ops.filter_acts(xd, wd, bias=bd, activation="relu",
                                                               **kw, **k)),
-        "filter_acts (no relu)": (gy.shape, lambda **k: ops.filter_acts(xd, wd, bias=bd, **kw, **k)),
+        "filter_acts (no relu)": (gy.shape,
+                                  lambda **k: ops.filter_acts(xd, wd, bias=bd, **kw, **k)),
         "img_acts": (x.shape, lambda **k: ops.img_acts(gyd, wd, image_size=size, relu_mask=md,
                                                        **kw, **k)),
     }
@@ -172,7 +174,9 @@ def test_cpu_fused_against_float64(rng, layout):
     the mask or the relu says so."""
     case = CASES["odd_groups2_stride2x1_ceil"]
     x, wt, b, gy, mask, geo, size = case_data(rng, case, layout)
-    back = (lambda a: np.ascontiguousarray(a.transpose(0, 3, 1, 2))) if layout == "NHWC" else (lambda a: a)
+    def back(a):  # to NCHW for the references
+        return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if layout == "NHWC" else a
+
     xr, wr, gr, mr = back(x), back(wt), back(gy), back(mask)
     stride, padding, groups = case[7], case[8], case[9]
     want = ref_conv(xr, wr, b, stride, padding, groups, True)
@@ -205,7 +209,8 @@ def test_bad_arguments_name_the_argument():
             ops.filter_acts(x, w, out_dtype=bad)
         with pytest.raises(TypeError, match="out_dtype: expected None, numpy.float32 or"):
             ops.img_acts(gy, w, image_size=6, out_dtype=bad)
-    for op in (lambda **k: ops.filter_acts(x, w, **k), lambda **k: ops.img_acts(gy, w, image_size=6, **k)):
+    for op in (lambda **k: ops.filter_acts(x, w, **k),
+               lambda **k: ops.img_acts(gy, w, image_size=6, **k)):
         with pytest.raises(ValueError, match="out_dtype: a bfloat16 result runs on the GPU only"):
             op(out_dtype=cuda.bfloat16)
         np.testing.assert_array_equal(op(out_dtype=np.float32), op())
@@ -291,9 +296,10 @@ def test_gpu_space_to_depth_store(rng):
     with _kernel_version(2):
         for form, (st, so, target) in FORMS.items():
             t0 = _target(rng, x.shape, target)
-            call = lambda out, **k: ops.img_acts(d(gy), d(wt), image_size=size, scale_targets=st,  # noqa: E731
-                                                 scale_output=so, out=None if out is None else d(out),
-                                                 **geo, **k)
+            def call(out, **k):
+                return ops.img_acts(d(gy), d(wt), image_size=size, scale_targets=st,
+                                    scale_output=so, out=None if out is None else d(out), **geo,
+                                    **k)
             plain = call(t0)
             _same_bits(call(t0, relu_mask=d(mask)), ops.relu_undo(plain, d(mask)), f"s2d {form}")
             t16 = None if t0 is None else t0.astype(BF16)
