@@ -98,7 +98,7 @@ def test_precision_recorded_and_may_change_on_resume(tmp_path, tiny_data, tiny_m
     assert json.loads((run / "config.json").read_text())["precision"] == then
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["precision"] for r in rows] == [first, then]
-    assert all(np.isfinite(r["loss"]) for r in rows), rows
+    assert all(np.isfinite(r["train_loss"]) for r in rows), rows
 
 
 def _batch(spec, n, seed):
