@@ -373,3 +373,17 @@ def test_nhwc_shape_errors_name_the_argument():
         ops.response_norm_max_pool_undo(nchw(p), sp, X, dp, layout="NHWC")
     with pytest.raises(TypeError, match="^relu: expected a bool"):
         ops.response_norm_undo(X, X, yl, d, layout="NHWC", relu=1)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_nhwc_bad_switch_names_its_index(side):
+    """A switch outside [0, H*W) in NHWC: ValueError naming switches and its (n, oy, ox, c) index
+    (on the GPU at the next synchronisation); nothing written out of bounds."""
+    run = Side(side)
+    y, s = ops.max_pool(X, layout="NHWC")
+    s = s.copy()
+    s[1, 2, 3, 1] = 99  # H*W = 99
+    with pytest.raises(ValueError, match=r"^switches: .*got 99 at index \(1, 2, 3, 1\)"):
+        run(lambda g, sw: ops.max_pool_undo(g, sw, image_size=(9, 11), layout="NHWC"), y, s)
+        if run.gpu:
+            cuda.synchronize()

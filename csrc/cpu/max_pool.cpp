@@ -34,13 +34,16 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
     std::fill(gx, gx + in_len, 0.f);
     const I* sw = switches + pl * out_len;
     const float* gy = grad_y + pl * out_len;
-    for (int64_t e = 0; e < out_len; ++e) {  // e = q * inner + k: each pixel in output order
-      const int64_t s = static_cast<int64_t>(sw[e]);
-      if (s < 0 || s >= in_pixels) {
-        first_bad = std::min(first_bad, pl * out_len + e);
-        continue;
+    for (int64_t q = 0; q < out_pixels; ++q) {  // each pixel's gradients in output order
+      for (int64_t k = 0; k < inner; ++k) {
+        const int64_t e = q * inner + k;
+        const int64_t s = static_cast<int64_t>(sw[e]);
+        if (s < 0 || s >= in_pixels) {
+          first_bad = std::min(first_bad, pl * out_len + e);
+          continue;
+        }
+        gx[s * inner + k] += gy[e];
       }
-      gx[s * inner + e % inner] += gy[e];
     }
     if (relu_y) {
       const float* ry = relu_y + pl * in_len;
