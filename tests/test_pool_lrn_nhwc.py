@@ -95,6 +95,8 @@ def problems(rng, count=6):
                  "window_covers_image"):
         n, c, h, w, size, stride, padding, ceil_mode = CASES[name]
         yield (n, c, h, w), dict(size=size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    # channels past one CPU task's block of 16 (csrc/cpu/max_pool.cpp), a ragged last block
+    yield (1, 37, 9, 8), dict(size=3, stride=2, padding=1, ceil_mode=True)
     for _ in range(count):
         yield random_geometry(rng)
 
