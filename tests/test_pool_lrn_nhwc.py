@@ -95,6 +95,8 @@ def problems(rng, count=6):
                  "window_covers_image"):
         n, c, h, w, size, stride, padding, ceil_mode = CASES[name]
         yield (n, c, h, w), dict(size=size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    # channels past one CPU task's block of 16 (csrc/cpu/max_pool.cpp), a ragged last block
+    yield (1, 37, 9, 8), dict(size=3, stride=2, padding=1, ceil_mode=True)
     for _ in range(count):
         yield random_geometry(rng)
 
@@ -373,3 +375,17 @@ def test_nhwc_shape_errors_name_the_argument():
         ops.response_norm_max_pool_undo(nchw(p), sp, X, dp, layout="NHWC")
     with pytest.raises(TypeError, match="^relu: expected a bool"):
         ops.response_norm_undo(X, X, yl, d, layout="NHWC", relu=1)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_nhwc_bad_switch_names_its_index(side):
+    """A switch outside [0, H*W) in NHWC: ValueError naming switches and its (n, oy, ox, c) index
+    (on the GPU at the next synchronisation); nothing written out of bounds."""
+    run = Side(side)
+    y, s = ops.max_pool(X, layout="NHWC")
+    s = s.copy()
+    s[1, 2, 3, 1] = 99  # H*W = 99
+    with pytest.raises(ValueError, match=r"^switches: .*got 99 at index \(1, 2, 3, 1\)"):
+        run(lambda g, sw: ops.max_pool_undo(g, sw, image_size=(9, 11), layout="NHWC"), y, s)
+        if run.gpu:
+            cuda.synchronize()

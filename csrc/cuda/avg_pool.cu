@@ -18,11 +18,11 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <class T, class Idx>
+template <bool kNHWC, class T, class Idx>
 __global__ void __launch_bounds__(kThreads)
 avg_pool_forward(const T* __restrict__ x, T* __restrict__ y, PoolGeo<Idx> g, Idx total) {
-  const Idx cs = g.col_step();
-  for_each_window(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+  const Idx cs = g.template col_step<kNHWC>();
+  for_each_window<kNHWC>(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     float sum = 0.f;
     for (Idx iy = y0; iy < y1; ++iy)
       for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, to_f32(plane[(iy * g.w + ix) * cs]));
@@ -30,13 +30,13 @@ avg_pool_forward(const T* __restrict__ x, T* __restrict__ y, PoolGeo<Idx> g, Idx
   });
 }
 
-template <class T, class Idx>
+template <bool kNHWC, class T, class Idx>
 __global__ void __launch_bounds__(kThreads)
 avg_pool_undo_gather(const T* __restrict__ grad_y, T* __restrict__ grad_x, PoolGeo<Idx> g,
                      Idx total) {
-  const Idx cs = g.col_step();
-  for_each_element(total, g.h, g.w, g.c, g.nhwc, [&](Idx t, Idx pl, Idx iy, Idx ix) {
-    const T* gy = grad_y + g.plane_offset(pl, g.ho * g.wo);
+  const Idx cs = g.template col_step<kNHWC>();
+  for_each_element<kNHWC>(total, g.h, g.w, g.c, [&](Idx t, Idx pl, Idx iy, Idx ix) {
+    const T* gy = grad_y + g.template plane_offset<kNHWC>(pl, g.ho * g.wo);
     Idx oy0, oy1, ox0, ox1;
     covering(iy, g.kh, g.sh, g.ph, g.ho, oy0, oy1);
     covering(ix, g.kw, g.sw, g.pw, g.wo, ox0, ox1);
@@ -60,14 +60,25 @@ avg_pool_undo_gather(const T* __restrict__ grad_y, T* __restrict__ grad_x, PoolG
 
 template <class T>
 void avg_pool(const T* x, T* y, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("avg_pool", avg_pool_forward<T, int32_t>, avg_pool_forward<T, int64_t>,
-              g.planes() * g.ho * g.wo, g, kThreads, stream, x, y);
+  const int64_t total = g.planes() * g.ho * g.wo;
+  if (g.nhwc)
+    launch_pool("avg_pool", avg_pool_forward<true, T, int32_t>, avg_pool_forward<true, T, int64_t>,
+                total, g, kThreads, stream, x, y);
+  else
+    launch_pool("avg_pool", avg_pool_forward<false, T, int32_t>,
+                avg_pool_forward<false, T, int64_t>, total, g, kThreads, stream, x, y);
 }
 
 template <class T>
 void avg_pool_undo(const T* grad_y, T* grad_x, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("avg_pool_undo", avg_pool_undo_gather<T, int32_t>, avg_pool_undo_gather<T, int64_t>,
-              g.planes() * g.h * g.w, g, kThreads, stream, grad_y, grad_x);
+  const int64_t total = g.planes() * g.h * g.w;
+  if (g.nhwc)
+    launch_pool("avg_pool_undo", avg_pool_undo_gather<true, T, int32_t>,
+                avg_pool_undo_gather<true, T, int64_t>, total, g, kThreads, stream, grad_y, grad_x);
+  else
+    launch_pool("avg_pool_undo", avg_pool_undo_gather<false, T, int32_t>,
+                avg_pool_undo_gather<false, T, int64_t>, total, g, kThreads, stream, grad_y,
+                grad_x);
 }
 
 template void avg_pool(const float*, float*, const PoolGeometry&, cudaStream_t);

@@ -40,12 +40,12 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-template <class T, class I, class Idx>
+template <bool kNHWC, class T, class I, class Idx>
 __global__ void __launch_bounds__(kThreads)
 max_pool_forward(const T* __restrict__ x, T* __restrict__ y, I* __restrict__ switches,
                  PoolGeo<Idx> g, Idx total) {
-  const Idx cs = g.col_step();
-  for_each_window(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+  const Idx cs = g.template col_step<kNHWC>();
+  for_each_window<kNHWC>(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     Idx r, c;
     y[t] = from_f32<T>(
         window_max(plane + (y0 * g.w + x0) * cs, g.w * cs, cs, y1 - y0, x1 - x0, r, c));
@@ -136,8 +136,13 @@ max_pool_undo_columns(const T* __restrict__ grad_y, const I* __restrict__ switch
 
 template <class T, class I>
 void max_pool(const T* x, T* y, I* switches, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("max_pool", max_pool_forward<T, I, int32_t>, max_pool_forward<T, I, int64_t>,
-              g.planes() * g.ho * g.wo, g, kThreads, stream, x, y, switches);
+  const int64_t total = g.planes() * g.ho * g.wo;
+  if (g.nhwc)
+    launch_pool("max_pool", max_pool_forward<true, T, I, int32_t>,
+                max_pool_forward<true, T, I, int64_t>, total, g, kThreads, stream, x, y, switches);
+  else
+    launch_pool("max_pool", max_pool_forward<false, T, I, int32_t>,
+                max_pool_forward<false, T, I, int64_t>, total, g, kThreads, stream, x, y, switches);
 }
 
 template <class T, class I>

@@ -97,13 +97,13 @@ __device__ __forceinline__ Column column(int64_t t, int64_t n, int64_t c, int64_
   return {ni * c * pixels + q * ps, c0, min(c0 + seg_len, c)};
 }
 
-template <bool kTQ, class T>
+template <bool kTQ, bool kNHWC, class T>
 __global__ void __launch_bounds__(kThreads)
 lrn_forward(const T* __restrict__ x, T* __restrict__ y, float* __restrict__ denoms,
             int64_t n, int64_t c, int64_t pixels, int64_t seg_len, int64_t columns,
-            int64_t before, int64_t after, double k, double a, float beta, bool nhwc) {
+            int64_t before, int64_t after, double k, double a, float beta) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t cs = nhwc ? 1 : pixels, ps = nhwc ? c : 1;  // channel and pixel steps
+  const int64_t cs = kNHWC ? 1 : pixels, ps = kNHWC ? c : 1;  // channel and pixel steps
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
        t += stride) {
     const Column col = column(t, n, c, pixels, seg_len, ps);
@@ -122,14 +122,13 @@ lrn_forward(const T* __restrict__ x, T* __restrict__ y, float* __restrict__ deno
   }
 }
 
-template <bool kTQ, class T>
+template <bool kTQ, bool kNHWC, class T>
 __global__ void __launch_bounds__(kThreads)
 lrn_undo(const T* __restrict__ grad_y, const T* __restrict__ x, const T* __restrict__ y,
          const float* __restrict__ denoms, T* __restrict__ grad_x, int64_t n, int64_t c, int64_t pixels, int64_t seg_len,
-         int64_t columns, int64_t before, int64_t after, double coef, float beta, bool nhwc,
-         bool relu) {
+         int64_t columns, int64_t before, int64_t after, double coef, float beta, bool relu) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t cs = nhwc ? 1 : pixels, ps = nhwc ? c : 1;  // channel and pixel steps
+  const int64_t cs = kNHWC ? 1 : pixels, ps = kNHWC ? c : 1;  // channel and pixel steps
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
        t += stride) {
     const Column col = column(t, n, c, pixels, seg_len, ps);
@@ -165,12 +164,15 @@ void response_norm(const T* x, T* y, float* denoms, int64_t n, int64_t c, int64_
   const Split s = split_channels(n, c, pixels);
   const float beta = static_cast<float>(p.beta);
   const unsigned grid = blocks_for(s.columns, kThreads);
+  // The exponent and the layout are template parameters: four kernels, each branch-free.
+  auto go = [&](auto kernel) {
+    launch(kernel, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len, s.columns,
+           p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+  };
   if (beta == 0.75f)
-    launch(lrn_forward<true, T>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
-        s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta, nhwc);
+    nhwc ? go(lrn_forward<true, true, T>) : go(lrn_forward<true, false, T>);
   else
-    launch(lrn_forward<false, T>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
-        s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta, nhwc);
+    nhwc ? go(lrn_forward<false, true, T>) : go(lrn_forward<false, false, T>);
   check_launch("response_norm");
 }
 
@@ -183,12 +185,14 @@ void response_norm_undo(const T* grad_y, const T* x, const T* y, const float* de
   const float beta = static_cast<float>(p.beta);
   const double coef = 2.0 * p.a * p.beta;
   const unsigned grid = blocks_for(s.columns, kThreads);
+  auto go = [&](auto kernel) {
+    launch(kernel, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels, s.seg_len,
+           s.columns, p.size / 2, (p.size - 1) / 2, coef, beta, relu);
+  };
   if (beta == 0.75f)
-    launch(lrn_undo<true, T>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
-        s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta, nhwc, relu);
+    nhwc ? go(lrn_undo<true, true, T>) : go(lrn_undo<true, false, T>);
   else
-    launch(lrn_undo<false, T>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
-        s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta, nhwc, relu);
+    nhwc ? go(lrn_undo<false, true, T>) : go(lrn_undo<false, false, T>);
   check_launch("response_norm_undo");
 }
 

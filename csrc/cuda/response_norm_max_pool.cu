@@ -38,14 +38,14 @@ struct Tiling {
   int64_t tiles_y, tiles_x;
 };
 
-template <bool kTQ, class T, class I>
+template <bool kTQ, bool kNHWC, class T, class I>
 __global__ void __launch_bounds__(kThreads)
 lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict__ switches,
                  float* __restrict__ denoms, PoolGeometry g, Tiling tl, int64_t before,
                  int64_t after, double k, double a, float beta) {
   __shared__ float tile[2][kMaxTile];
   const int64_t c = g.c, h = g.h, w = g.w, pixels = h * w;
-  const int64_t cstep = g.nhwc ? 1 : pixels, pstep = g.nhwc ? c : 1;  // channel, pixel steps
+  const int64_t cstep = kNHWC ? 1 : pixels, pstep = kNHWC ? c : 1;  // channel, pixel steps
   const int64_t tiles = g.n * tl.tiles_y * tl.tiles_x;
   for (int64_t tix = blockIdx.x; tix < tiles; tix += gridDim.x) {  // uniform over the block
     const int64_t tx = tix % tl.tiles_x, ty = (tix / tl.tiles_x) % tl.tiles_y;
@@ -112,7 +112,8 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
         int64_t r, cc;  // max_pool's rule, on the tile
         const float best = window_max(buf + (y0 - rs.own_lo) * tw + (x0 - cs.own_lo), tw, y1 - y0,
                                       x1 - x0, r, cc);
-        const int64_t out = g.plane_offset(plane, g.ho * g.wo) + (oy * g.wo + ox) * pstep;
+        const int64_t out = kNHWC ? ((ni * g.ho + oy) * g.wo + ox) * c + i
+                                  : (plane * g.ho + oy) * g.wo + ox;
         pooled[out] = from_f32<T>(best);  // exact: best is a T value
         switches[out] = static_cast<I>((y0 + r) * w + x0 + cc);
       }
@@ -162,12 +163,14 @@ void response_norm_max_pool(const T* x, T* pooled, I* switches, float* denoms,
   }
   const float beta = static_cast<float>(p.beta);
   const unsigned grid = blocks_for(g.n * t.tiles_y * t.tiles_x, 1);
+  auto go = [&](auto kernel) {  // exponent and layout as template parameters: branch-free
+    launch(kernel, grid, kThreads, stream, x, pooled, switches, denoms, g, t, p.size / 2,
+           (p.size - 1) / 2, p.k, p.a, beta);
+  };
   if (beta == 0.75f)
-    launch(lrn_pool_forward<true, T, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
-        p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+    g.nhwc ? go(lrn_pool_forward<true, true, T, I>) : go(lrn_pool_forward<true, false, T, I>);
   else
-    launch(lrn_pool_forward<false, T, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
-        p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+    g.nhwc ? go(lrn_pool_forward<false, true, T, I>) : go(lrn_pool_forward<false, false, T, I>);
   check_launch("response_norm_max_pool");
 }
 
