@@ -137,8 +137,8 @@ def _out_dtype(out_dtype, on_gpu):
     if dt not in (V.FLOAT, V.BF16):
         raise TypeError(f"out_dtype: expected None, numpy.float32 or alexnet_ext.cuda.bfloat16, "
                         f"got {out_dtype!r}")
-    if dt == V.BF16 and not on_gpu:
-        raise ValueError("out_dtype: a bfloat16 result runs on the GPU only (DeviceArray "
+    if dt == V.BF16 and not on_gpu:  # TypeError, as every host bfloat16 refusal
+        raise TypeError("out_dtype: a bfloat16 result runs on the GPU only (DeviceArray "
                          "operands); on the host compute float32 and convert with ops.cast")
     return dt
 
@@ -205,6 +205,8 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
     if bias is not None:
         V.float_array(bias, "bias", 1, "(F,)")
         V.expect_shape(bias, (f,), "bias", "one per filter")
+    if activation is not None and not isinstance(activation, str):
+        raise TypeError(f"activation: expected None or 'relu', got {V._type_name(activation)}")
     if activation is not None and activation != "relu":
         raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
     k = V.backend(images, filters, bias, out)
