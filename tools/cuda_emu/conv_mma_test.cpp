@@ -165,7 +165,7 @@ void run_case(std::mt19937_64& rng, const Case& k) {
       ++nhwc_calls;
       gpu::img_acts_nhwc(bf16 ? static_cast<const void*>(gyn16.data()) : gyn.data(),
                          bf16 ? static_cast<const void*>(wn16.data()) : wn.data(), o, g, st, so,
-                         nullptr, elem);
+                         {}, nullptr, elem);
     });
     forms(rng, gwn, nullptr, kw_, tag + "weight_acts NHWC", [&](float* o, float st, float so) {
       ++nhwc_calls;
