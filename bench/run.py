@@ -18,11 +18,12 @@ bprop_filter (weightActs), as everywhere in bench/ and docs/PERF.md. Results als
 the working directory (or --out). No numbers are asserted anywhere.
 
 --precision (GPU only) sets the convolutions' numerics on both sides: tf32 is ours with
-precision="tf32" against cuDNN with allow_tf32; bf16 is ours on bf16 operands (fp32 accumulate,
-fp32 result) against cuDNN on bf16 channels-last tensors (bf16 result). The other ops stay fp32
-on both sides (bf16 through them is not built yet), and so does the conv bias gradient.
+precision="tf32" against cuDNN with allow_tf32; bf16 is ours on bf16 operands (fp32 accumulate;
+fprop and bprop_data write bf16 (out_dtype), bprop_filter fp32, the bias gradient reads the bf16
+gradient) against cuDNN on bf16 channels-last tensors. The other ops stay fp32 on both sides.
 --layout nhwc runs our conv passes on channels-innermost arrays (ops' layout="NHWC"; on the GPU
-only filterActs in tf32/bf16 has a fast NHWC kernel so far) beside PyTorch's channels_last.
+all three passes in tf32/bf16 have NHWC tensor-core kernels, fp32 NHWC runs version 1's loops)
+beside PyTorch's channels_last.
 """
 from __future__ import annotations
 
@@ -109,9 +110,11 @@ def build_entries(batch: int, rng, torch, device: str = "cpu", only=(),
                 else (lambda a: a))
         x, w, gy = put(mine(hx)), put(mine(hw)), put(mine(hgy))
         out, gx, gw, gb = empty(gy.shape), empty(x.shape), empty(w.shape), empty((L.f,))
-        gy32 = gy  # the bias gradient stays fp32
-        if precision == "bf16":  # the operands in bf16 (rounded on the GPU); results stay fp32
+        gy32 = gy
+        if precision == "bf16":  # bf16 operands (rounded on the GPU); the activations and their
+            # gradients written in bf16 as cuDNN's (out_dtype), the filter gradient in fp32
             x, w, gy = (ops.cast(a, cuda.bfloat16) for a in (x, w, gy))
+            out, gx, gy32 = empty(gy.shape, cuda.bfloat16), empty(x.shape, cuda.bfloat16), gy
         flops = L.flops(n)
         shape = (f"{n}x{L.c}x{L.h}x{L.h} * {'x'.join(map(str, L.filters()))} "
                  f"s{L.stride} p{L.padding} g{L.groups}")
@@ -430,10 +433,9 @@ def main(argv=None) -> int:
     step_bench.add_arguments(ap)
     args = ap.parse_args(argv)
 
-    if args.precision != "fp32" and (args.device != "cuda" or args.data or
-                                     (args.step and args.precision == "bf16")):
-        ap.error(f"--precision {args.precision}: the tensor-core convolutions run on the GPU only "
-                 "(with --device cuda, not with --data; bf16 training steps are not built yet)")
+    if args.precision != "fp32" and (args.device != "cuda" or args.data):
+        ap.error(f"--precision {args.precision}: the tensor-core convolutions and bfloat16 run on "
+                 "the GPU only (with --device cuda, not with --data)")
     if args.threads:
         alexnet_ext.set_num_threads(args.threads)
     if args.device == "cuda" and not alexnet_ext.cuda_available():

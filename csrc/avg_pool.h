@@ -5,7 +5,8 @@
 // Backward (the exact adjoint): grad_x[iy,ix] = sum over the windows w holding (iy,ix) of
 // grad_y[w] / count[w], computed as a gather so each grad_x element is written once.
 // Layout: (N, C, H, W) / (N, C, Ho, Wo) dense row-major float32 (on the GPU also bfloat16: both
-// arrays of one call, uint16_t bits, real.h). Deterministic.
+// arrays of one call, uint16_t bits, real.h). Deterministic. With g.nhwc both arrays are
+// (N, H, W, C) / (N, Ho, Wo, C) instead: the same operations in the same order per element.
 #pragma once
 #include <cstdint>
 

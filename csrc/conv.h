@@ -13,6 +13,10 @@
 //
 // Every pass has cuda-convnet's accumulate form: target = scale_targets * target
 // + scale_output * result. scale_targets == 0 never reads the target (it may hold NaNs).
+//
+// filterActs and imgActs take a ConvEpilogue (`ep`, after the scales): what the store of each
+// output element does after the accumulate form, so that the layer's ReLU (forward) or ReLU undo
+// (backward) and a bf16 result cost no pass of their own. weightActs takes none.
 #pragma once
 #include <cstdint>
 #include <initializer_list>
@@ -71,11 +75,26 @@ inline const char* conv_geometry_error(const ConvGeometry& g) {
   return nullptr;
 }
 
+// The store of every filterActs/imgActs output element, in this order: v = the accumulate form
+// (with out_bf16, the target read as its bf16 value widened), relu: v = relu_select(v) (relu.h;
+// NaN kept), relu_mask: v = relu_undo_select(v, mask[i]) (0 unless mask[i] > 0; mask shaped and
+// laid out as out), then the store: fp32, or with out_bf16 the bf16 bits of v rounded to nearest
+// even (out then points at uint16_t data, though typed float*). So the fused op is the unfused
+// op followed by ops.relu / ops.relu_undo / an RNE cast, bit for bit. {} is the plain store.
+// out_bf16 and bf16 masks are GPU only (the CPU throws std::invalid_argument).
+struct ConvEpilogue {
+  bool relu = false;
+  bool out_bf16 = false;
+  const void* relu_mask = nullptr;  // float, or uint16_t bf16 bits when mask_bf16
+  bool mask_bf16 = false;
+};
+
 namespace cpu {
 void filter_acts(const float* images, const float* filters, const float* bias, float* out,
-                 const ConvGeometry& g, float scale_targets, float scale_output);
+                 const ConvGeometry& g, float scale_targets, float scale_output,
+                 const ConvEpilogue& ep);
 void img_acts(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
-              float scale_targets, float scale_output);
+              float scale_targets, float scale_output, const ConvEpilogue& ep);
 void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
                  float scale_targets, float scale_output);
 // out[f] = scale_targets * out[f] + scale_output * sum_{n,y,x} hid_grads[n,f,y,x]
@@ -83,9 +102,10 @@ void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, in
                     float scale_targets, float scale_output);
 // NHWC (cpu/conv.cpp): im2col with NHWC indexing and the same sgemm.
 void filter_acts_nhwc(const float* images, const float* filters, const float* bias, float* out,
-                      const ConvGeometry& g, float scale_targets, float scale_output);
+                      const ConvGeometry& g, float scale_targets, float scale_output,
+                      const ConvEpilogue& ep);
 void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
-                   float scale_targets, float scale_output);
+                   float scale_targets, float scale_output, const ConvEpilogue& ep);
 void weight_acts_nhwc(const float* images, const float* hid_grads, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output);
 }  // namespace cpu
@@ -96,12 +116,16 @@ void weight_acts_nhwc(const float* images, const float* hid_grads, float* out,
 // device current. Throws CudaError on a launch error, OutOfMemory when the workspace cannot be had.
 namespace cuda {
 void filter_acts(const float* images, const float* filters, const float* bias, float* out,
-                 const ConvGeometry& g, float scale_targets, float scale_output, cudaStream_t stream);
+                 const ConvGeometry& g, float scale_targets, float scale_output,
+                 const ConvEpilogue& ep, cudaStream_t stream);
 void img_acts(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
-              float scale_targets, float scale_output, cudaStream_t stream);
+              float scale_targets, float scale_output, const ConvEpilogue& ep, cudaStream_t stream);
 void weight_acts(const float* images, const float* hid_grads, float* out, const ConvGeometry& g,
                  float scale_targets, float scale_output, cudaStream_t stream);
 void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
+                    float scale_targets, float scale_output, cudaStream_t stream);
+// bf16 hid_grads (uint16_t bits, widened exactly): the same sums in fp32, fp32 out.
+void conv_bias_grad(const uint16_t* hid_grads, float* out, int64_t n, int64_t f, int64_t pixels,
                     float scale_targets, float scale_output, cudaStream_t stream);
 
 // Version 3: tensor-core implicit GEMM (mma.sync, sm_80+; csrc/cuda/conv_mma.cu), same
@@ -112,34 +136,41 @@ void conv_bias_grad(const float* hid_grads, float* out, int64_t n, int64_t f, in
 // run version 2 (or 1) in fp32 on the same values (bf16 widened exactly): never less precise.
 void filter_acts_tf32(const float* images, const float* filters, const float* bias, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
+                      const ConvEpilogue& ep,
                       cudaStream_t stream);
 void img_acts_tf32(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
-                   float scale_targets, float scale_output, cudaStream_t stream);
+                   float scale_targets, float scale_output,
+                   const ConvEpilogue& ep, cudaStream_t stream);
 void weight_acts_tf32(const float* images, const float* hid_grads, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
                       cudaStream_t stream);
 void filter_acts_bf16(const uint16_t* images, const uint16_t* filters, const float* bias,
                       float* out, const ConvGeometry& g, float scale_targets, float scale_output,
+                      const ConvEpilogue& ep,
                       cudaStream_t stream);
 void img_acts_bf16(const uint16_t* hid_grads, const uint16_t* filters, float* out,
                    const ConvGeometry& g, float scale_targets, float scale_output,
+                   const ConvEpilogue& ep,
                    cudaStream_t stream);
 void weight_acts_bf16(const uint16_t* images, const uint16_t* hid_grads, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
                       cudaStream_t stream);
 
-// NHWC, every precision: version 1's direct loops with NHWC indexing (cuda/conv_reference.cu),
-// correct for every shape and slow (no tiling, no tensor cores); except filterActs in tf32/bf16,
-// which runs version 3 with an NHWC B loader (16-byte cp.async of 8 bf16 / 4 tf32 channels when
-// C/groups and C allow; conv_mma.cu) within version 3's limits. The operands are `elem`:
+// NHWC in tf32/bf16: version 3 within its limits (conv_mma.cu: filterActs and imgActs with NHWC
+// B loaders, 16-byte cp.async of 8 bf16 / 4 tf32 channels when C/groups resp. F/groups allow;
+// weightActs with element-wise loads along the channels; imgActs without space-to-depth).
+// fp32, and tf32/bf16 past version 3's limits: version 1's direct loops with NHWC indexing
+// (cuda/conv_reference.cu), correct for every shape and slow. The operands are `elem`:
 // fp32, tf32 (fp32 arrays, each operand rounded as cvt.rna does, as the *_tf32 functions) or
 // bf16 (uint16_t bits, widened exactly); products exact, sums fp32, results fp32.
 enum class ConvElem { fp32 = 0, tf32 = 1, bf16 = 2 };
 void filter_acts_nhwc(const void* images, const void* filters, const float* bias, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
+                      const ConvEpilogue& ep,
                       cudaStream_t stream, ConvElem elem = ConvElem::fp32);
 void img_acts_nhwc(const void* hid_grads, const void* filters, float* out, const ConvGeometry& g,
-                   float scale_targets, float scale_output, cudaStream_t stream,
+                   float scale_targets, float scale_output,
+                   const ConvEpilogue& ep, cudaStream_t stream,
                    ConvElem elem = ConvElem::fp32);
 void weight_acts_nhwc(const void* images, const void* hid_grads, float* out,
                       const ConvGeometry& g, float scale_targets, float scale_output,
@@ -152,6 +183,13 @@ void weight_acts_nhwc(const void* images, const void* hid_grads, float* out,
 // outside its 32-bit tile indexing, a GEMM dimension >= 2^30).
 void set_conv_kernel(int version);  // throws std::invalid_argument unless 1, 2 or 3
 int get_conv_kernel();
+
+// For tests, since the process started: filterActs/imgActs grids split along K, imgActs run by
+// space-to-depth, and filterActs/imgActs calls with an epilogue other than the plain store.
+struct ConvPathCounts {
+  int64_t split_k, s2d, fused;
+};
+ConvPathCounts conv_path_counts();
 }  // namespace cuda
 #endif
 

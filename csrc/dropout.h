@@ -4,6 +4,9 @@
 //   mask[i] = u[i] >= p                (kept with probability 1 - p; p = 0 keeps everything)
 //   y[i]    = mask[i] ? x[i] * scale : 0,   scale = float(1 / (1 - p))
 //   dropout_undo:  grad_x[i] = mask[i] ? grad_y[i] * scale : 0
+//                  with relu_mask (optional, the dropout's input: a ReLU output) also 0 where
+//                  !(relu_mask[i] > 0): dropout_undo followed by relu_undo in one pass, the same
+//                  bits (the ReLU select never rounds)
 // The mask (uint8, 0/1, x's shape) is the state the backward needs; it is an explicit output.
 // Because u[i] depends on (seed, offset, i) only, the mask is the same for every thread count and
 // on every device. The comparison runs on integers: u >= p  <=>  (word >> 8) >= ceil(p * 2^24),
@@ -54,18 +57,22 @@ struct DropoutLayout {
 namespace cpu {
 void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
              uint64_t seed, const uint64_t* seed_at, uint64_t offset, const DropoutLayout& layout);
-void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale);
+void dropout_undo(const float* grad_y, const uint8_t* mask, const float* relu_mask, float* grad_x,
+                  int64_t n, float scale);
 }  // namespace cpu
 
 #ifdef ALEXNET_EXT_WITH_CUDA
 // The same on device pointers, queued on `stream` (cuda/dropout.cu). The mask is the CPU's bit
-// for bit for the same (seed, offset), whatever the launch shape.
+// for bit for the same (seed, offset), whatever the launch shape, and whatever T: float, or bf16
+// as its uint16_t bits (real.h; GPU only: the product in float32, rounded once to bf16).
 namespace cuda {
-void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
+template <class T>
+void dropout(const T* x, T* y, uint8_t* mask, int64_t n, uint32_t threshold, float scale,
              uint64_t seed, const uint64_t* seed_at, uint64_t offset, const DropoutLayout& layout,
              cudaStream_t stream);
-void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n, float scale,
-                  cudaStream_t stream);
+template <class T>
+void dropout_undo(const T* grad_y, const uint8_t* mask, const T* relu_mask, T* grad_x, int64_t n,
+                  float scale, cudaStream_t stream);
 }  // namespace cuda
 #endif
 

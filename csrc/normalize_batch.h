@@ -14,8 +14,8 @@
 // (convert, subtract the mean crop, add the shift, multiply by scale): the results are the same
 // bits. A crop that does not fit (top outside [0, H-S], left outside [0, W-T]) is clamped into
 // the mean image and reported (the host path raises first; the GPU path through a deferred check,
-// cuda/report.h). Output dtype: float32 (bf16 is one more instantiation of the store, see the
-// .cu file).
+// cuda/report.h). Output dtype: float32; on the GPU also bf16 (uint16_t bits): the float32
+// value rounded once (real.h), so bit for bit the float32 result cast to bf16.
 #pragma once
 #include <cstdint>
 
@@ -72,8 +72,9 @@ int64_t normalize_batch(const uint8_t* x, const float* mean, const int32_t* offs
 // The same on device pointers, queued on `stream` (cuda/normalize_batch.cu); identical bits.
 // A bad offsets row is clamped and its flat position reported in `bad`.
 namespace alexnet_ext::cuda {
+template <class Out>  // float or uint16_t (bf16)
 void normalize_batch(const uint8_t* x, const float* mean, const int32_t* offsets,
-                     const float* shift, float scale, float* out, const NormalizeShape& g,
+                     const float* shift, float scale, Out* out, const NormalizeShape& g,
                      BadValues* bad, cudaStream_t stream);
 }  // namespace alexnet_ext::cuda
 #endif

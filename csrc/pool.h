@@ -18,8 +18,18 @@ struct PoolGeometry {
   int64_t kh, kw;         // window
   int64_t sh, sw, ph, pw; // stride, padding (top/left)
   int64_t ho, wo;         // output size, computed by the caller with pool_out_size
+  // Layout of every array of the op: false (N, C, H, W), true (N, H, W, C) dense (channels
+  // innermost). Set by the bindings from the layout argument, not part of the Python geometry.
+  bool nhwc = false;
 
-  int64_t planes() const { return n * c; }
+  ALEXNET_EXT_HD int64_t planes() const { return n * c; }
+  // The kernels index both layouts through these: element (plane, iy, ix) of an (h x w) array
+  // sits at plane_offset(plane, h*w) + iy*row_step(w) + ix*col_step().
+  ALEXNET_EXT_HD int64_t col_step() const { return nhwc ? c : 1; }
+  ALEXNET_EXT_HD int64_t row_step(int64_t width) const { return width * col_step(); }
+  ALEXNET_EXT_HD int64_t plane_offset(int64_t plane, int64_t pixels) const {
+    return nhwc ? (plane / c) * pixels * c + plane % c : plane * pixels;
+  }
 };
 
 inline int64_t pool_out_size(int64_t size, int64_t k, int64_t stride, int64_t pad, bool ceil_mode) {

@@ -11,12 +11,15 @@
 //             - 2 a beta x[j] * sum_{i : j in window(i)} grad_y[i] * y[i] / denoms[i]
 // where i ranges over j - (size-1)/2 .. j + size/2 (the mirrored window), clipped.
 //
-// Layout: x, y, denoms, grads (N, C, H, W) dense row-major float32. Both directions are one pass
-// per pixel column with a running window sum over channels, kept in double so that adding and
-// removing channels does not drift (its error stays near 2^-53 times the largest window sum seen
-// at that pixel, far below float32 resolution of denoms since denoms >= k). Where a running sum
-// is not finite (NaN or inf input) it is recomputed over the window, so a non-finite value
-// reaches exactly the outputs whose windows hold it. OpenMP splits the work over
+// Layout: x, y, denoms, grads (N, C, H, W) dense row-major float32, or with nhwc (N, H, W, C)
+// (channels innermost: a pixel's window is contiguous). The same arithmetic in either layout.
+// relu (undo only): x is a ReLU output and grad_x is zeroed where x <= 0 in the same pass
+// (relu.h's relu_undo_select): response_norm_undo then relu_undo, bit for bit.
+// Both directions are one pass per pixel column with a running window sum over channels, kept in
+// double so that adding and removing channels does not drift (its error stays near 2^-53 times the
+// largest window sum seen at that pixel, far below float32 resolution of denoms since denoms >= k).
+// Where a running sum is not finite (NaN or inf input) it is recomputed over the window, so a
+// non-finite value reaches exactly the outputs whose windows hold it. OpenMP splits the work over
 // (image, block of pixels).
 #pragma once
 #include <cmath>
@@ -61,13 +64,13 @@ struct ResponseNormParams {
 namespace cpu {
 // y, denoms: outputs of the shape of x, (n, c, pixels) with pixels = H*W.
 void response_norm(const float* x, float* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
-                   const ResponseNormParams& p);
+                   const ResponseNormParams& p, bool nhwc);
 // grad_x: output; grad_y, x, y, denoms are what response_norm read and wrote. y may be null: it
 // is then recomputed as x * denoms^(-beta), bit for bit the y the forward wrote (the undo of
 // response_norm_max_pool.h, whose forward never stores y).
 void response_norm_undo(const float* grad_y, const float* x, const float* y, const float* denoms,
                         float* grad_x, int64_t n, int64_t c, int64_t pixels,
-                        const ResponseNormParams& p);
+                        const ResponseNormParams& p, bool nhwc, bool relu);
 }  // namespace cpu
 
 #ifdef ALEXNET_EXT_WITH_CUDA
@@ -89,11 +92,11 @@ void response_norm_undo(const float* grad_y, const float* x, const float* y, con
 namespace cuda {
 template <class T>
 void response_norm(const T* x, T* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
-                   const ResponseNormParams& p, cudaStream_t stream);
+                   const ResponseNormParams& p, bool nhwc, cudaStream_t stream);
 template <class T>
 void response_norm_undo(const T* grad_y, const T* x, const T* y, const float* denoms, T* grad_x,
                         int64_t n, int64_t c, int64_t pixels, const ResponseNormParams& p,
-                        cudaStream_t stream);
+                        bool nhwc, bool relu, cudaStream_t stream);
 }  // namespace cuda
 #endif
 

@@ -11,7 +11,8 @@
 // x * denoms^(-beta) -- the very float the forward computed (same operands, same rounding), so
 // the gradient equals the unfused one bit for bit while reading one full-size tensor less.
 //
-// Layout: x, denoms (N, C, H, W); pooled, switches (N, C, Ho, Wo); dense row-major float32 (on
+// Layout: x, denoms (N, C, H, W); pooled, switches (N, C, Ho, Wo), or all four channels-last
+// with g.nhwc; dense row-major float32 (on
 // the GPU x and pooled may be bfloat16, see below), switches int32 or int64 as max_pool's. Geometry: PoolGeometry (pool.h, checked with
 // pool_geometry_ok) and ResponseNormParams (response_norm.h).
 //

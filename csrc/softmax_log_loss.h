@@ -10,6 +10,8 @@
 //   label_ranks:  rank[n] = #{k : probs[n, k] > probs[n, label_n]}, or K when that
 //                 probability is NaN; the label is in the top j iff rank[n] < j.
 // Results do not depend on the thread count.
+// bf16 logits (GPU only, uint16_t bits): each read widened exactly, everything else as above in
+// float32 / double (probs stay float32); the undo's grad may be bf16 (each value rounded once).
 #pragma once
 #include <cstdint>
 
@@ -35,15 +37,16 @@ void label_ranks(const float* probs, const int64_t* labels, int64_t* ranks, int6
 // range-checked in the kernels: a bad one is recorded in `bad` and its row's loss (or gradient)
 // becomes NaN; nothing is indexed with it.
 namespace alexnet_ext::cuda {
-// L (the label type) is int32_t or int64_t, instantiated there.
+// L (the label type) is int32_t or int64_t, X (the logits) and G (the gradient) float or
+// uint16_t (bf16), instantiated there.
 // row_loss: scratch of n doubles. The summed loss goes to *total (double) and/or *total_f
 // (float); either may be null. Deterministic (fixed reduction order), not the CPU's bits.
-template <class L>
-void softmax_log_loss(const float* logits, const L* labels, float* probs, int64_t n, int64_t k,
+template <class X, class L>
+void softmax_log_loss(const X* logits, const L* labels, float* probs, int64_t n, int64_t k,
                       double* row_loss, double* total, float* total_f, BadValues* bad,
                       cudaStream_t stream);
-template <class L>
-void softmax_log_loss_undo(const float* probs, const L* labels, float* grad, int64_t n, int64_t k,
+template <class L, class G>
+void softmax_log_loss_undo(const float* probs, const L* labels, G* grad, int64_t n, int64_t k,
                            float scale, BadValues* bad, cudaStream_t stream);
 // ranks (may be null): as cpu::label_ranks. counts[i] += #{rows : rank >= thresholds[i]} for
 // i < num_thresholds (counts must start at 0; thresholds and counts live on the device).

@@ -1,12 +1,15 @@
 """Op fuzzer driver (run by tests/test_fuzz_ops.py in child processes; also usable alone).
 
 Call i of a run is a pure function of (seed, i): a valid call of a random public op of
-alexnet_ext.ops on small random geometry, then 0-3 random mutations (wrong dtype, rank, shape,
-layout, read-only or aliased outputs, empty arrays, non-arrays, huge, negative and non-integer
-geometry, NaN scalars). Every array is carved out of a larger byte buffer whose guard zones hold a
-sentinel; after the call the guards must be unchanged (no out-of-bounds write) and the inputs too
-(unless the call may write them). The call must return or raise TypeError/ValueError; anything
-else is reported. A crash kills the child: the test then names the last call started.
+alexnet_ext.ops on small random geometry with random options (tests/fuzz_cases.py: NCHW/NHWC
+layouts, fused ReLU epilogues and backwards, result dtypes), then 0-3 random mutations (wrong
+dtype, rank, shape, layout, read-only or aliased outputs, empty arrays, non-arrays, huge, negative
+and non-integer geometry, NaN scalars, bad or swapped layout strings, bad activations, bools and
+result dtypes, bfloat16 results on the host). Every array is carved out of a larger byte buffer
+whose guard zones hold a sentinel; after the call the guards must be unchanged (no out-of-bounds
+write) and the inputs too (unless the call may write them). The call must return or raise
+TypeError/ValueError; anything else is reported. A crash kills the child: the test then names the
+last call started.
 
     python tests/fuzz_driver.py --seed S --start I --count N     # prints FAIL lines, exit 0
     python tests/fuzz_driver.py --seed S --start I --count 1 -v  # one call, described
@@ -19,16 +22,12 @@ import traceback
 import numpy as np
 
 from alexnet_ext import ops
+from fuzz_cases import BF16, OPTION_KEYS, bad_option, make_call, pick
 
 GUARD = 64  # bytes of sentinel on each side of every array
 SENTINEL = 0xA5
 HUGE = (-2**63 - 1, -2**63, -1, 0, 2**31, 2**62, 2**63 - 1, 2**63, 2**64, 10**30)
 BIG_OK = 2**31 - 1  # accepted for strides and paddings (the bound), never for sizes
-
-
-def pick(rng, seq):
-    """A random element of a sequence of mixed types (rng.choice wants one dtype)."""
-    return seq[int(rng.integers(len(seq)))]
 
 
 class Arrays:
@@ -71,150 +70,11 @@ class Arrays:
         return None
 
 
-def _conv_geo(rng):
-    n, g = int(rng.integers(1, 3)), int(rng.choice([1, 1, 2]))
-    cg, fg = int(rng.integers(1, 3)), int(rng.integers(1, 3))
-    h, w = (int(v) for v in rng.integers(1, 8, 2))
-    ph, pw = (int(v) for v in rng.integers(0, 3, 2))
-    kh, kw = int(rng.integers(1, h + 2 * ph + 1)), int(rng.integers(1, w + 2 * pw + 1))
-    sh, sw = (int(v) for v in rng.integers(1, 4, 2))
-    ceil = bool(rng.integers(2))
-    ho = ops.conv_output_size(h, kh, sh, ph, ceil)
-    wo = ops.conv_output_size(w, kw, sw, pw, ceil)
-    return n, g * cg, h, w, g * fg, kh, kw, (sh, sw), (ph, pw), g, ceil, ho, wo
-
-
-def _pool_geo(rng):
-    n, c = (int(v) for v in rng.integers(1, 3, 2))
-    h, w = (int(v) for v in rng.integers(1, 8, 2))
-    kh, kw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
-    ph, pw = int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1))
-    sh, sw = (int(v) for v in rng.integers(1, 4, 2))
-    ceil = bool(rng.integers(2))
-    ho = ops.pool_output_size(h, kh, sh, ph, ceil)
-    wo = ops.pool_output_size(w, kw, sw, pw, ceil)
-    return n, c, h, w, (kh, kw), (sh, sw), (ph, pw), ceil, ho, wo
-
-
-def make_call(rng, A):
-    """(op name, args, kwargs, writes): a valid call; `writes` names the arguments it may write."""
-    f32 = A.new
-    name = pick(rng, OPS)
-    if name in ("filter_acts", "img_acts", "weight_acts"):
-        n, c, h, w, f, kh, kw, s, p, g, ceil, ho, wo = _conv_geo(rng)
-        kw_ = dict(stride=s, padding=p, groups=g, ceil_mode=ceil)
-        out_shape = {"filter_acts": (n, f, ho, wo), "img_acts": (n, c, h, w),
-                     "weight_acts": (f, c // g, kh, kw)}[name]
-        if rng.integers(2):
-            kw_.update(out=f32(out_shape), scale_targets=float(rng.choice([0.0, 0.5])))
-        if name == "filter_acts":
-            if rng.integers(2):
-                kw_["bias"] = f32((f,))
-            return name, [f32((n, c, h, w)), f32((f, c // g, kh, kw))], kw_, ("out",)
-        if name == "img_acts":
-            kw_["image_size"] = (h, w)
-            return name, [f32((n, f, ho, wo)), f32((f, c // g, kh, kw))], kw_, ("out",)
-        kw_["filter_size"] = (kh, kw)
-        return name, [f32((n, c, h, w)), f32((n, f, ho, wo))], kw_, ("out",)
-    if name == "conv_bias_grad":
-        return name, [f32(tuple(int(v) for v in rng.integers(1, 4, 4)))], {}, ()
-    if name in ("max_pool", "avg_pool", "max_pool_undo", "avg_pool_undo"):
-        n, c, h, w, k, s, p, ceil, ho, wo = _pool_geo(rng)
-        kw_ = dict(size=k, stride=s, padding=p)
-        if name == "max_pool_undo":
-            sw = A.new((n, c, ho, wo), pick(rng, [np.int32, np.int64]), fill=rng.integers(0, h * w, (n, c, ho, wo)))
-            return name, [f32((n, c, ho, wo)), sw], dict(image_size=(h, w)), ()
-        kw_["ceil_mode"] = ceil
-        if name == "avg_pool_undo":
-            return name, [f32((n, c, ho, wo))], dict(kw_, image_size=(h, w)), ()
-        return name, [f32((n, c, h, w))], kw_, ()
-    if name in ("response_norm", "response_norm_undo"):
-        shape = tuple(int(v) for v in rng.integers(1, 5, 4))
-        kw_ = dict(size=int(rng.integers(1, 7)), k=2.0, alpha=1e-3, beta=0.75)
-        if name == "response_norm":
-            return name, [f32(shape)], kw_, ()
-        x = f32(shape)
-        y, d = ops.response_norm(x, **kw_)
-        yy, dd = f32(shape, fill=y), f32(shape, fill=d)
-        return name, [f32(shape), x, yy, dd], kw_, ()
-    if name in ("response_norm_max_pool", "response_norm_max_pool_undo"):
-        n, c, h, w, k, s, p, ceil, ho, wo = _pool_geo(rng)
-        kw_ = dict(size=int(rng.integers(1, 7)), k=2.0, alpha=1e-3, beta=0.75)
-        if name == "response_norm_max_pool":
-            return name, [f32((n, c, h, w))], dict(kw_, pool_size=k, pool_stride=s,
-                                                   pool_padding=p, ceil_mode=ceil), ()
-        sw = A.new((n, c, ho, wo), pick(rng, [np.int32, np.int64]),
-                   fill=rng.integers(0, h * w, (n, c, ho, wo)))
-        d = f32((n, c, h, w), fill=2.0 + rng.random((n, c, h, w)))
-        return name, [f32((n, c, ho, wo)), sw, f32((n, c, h, w)), d], kw_, ()
-    shape = tuple(int(v) for v in rng.integers(1, 5, int(rng.integers(1, 4))))
-    if name in ("relu", "add"):
-        args = [f32(shape)] if name == "relu" else [f32(shape), f32(shape)]
-        return name, args, dict(out=f32(shape)) if rng.integers(2) else {}, ("out",)
-    if name == "relu_undo":
-        return name, [f32(shape), f32(shape)], {}, ()
-    if name == "dropout":
-        kw_ = dict(p=float(rng.choice([0.0, 0.5, 0.9])), seed=int(rng.integers(0, 2**63)),
-                   offset=int(rng.integers(0, 9)))
-        if rng.integers(2):
-            kw_["mask_out"] = A.new(shape, np.uint8)
-        size = int(np.prod(shape))
-        if rng.integers(2):
-            kw_["block"] = (size, size + int(rng.integers(0, 3)), 0)
-        return name, [f32(shape)], kw_, ("out", "mask_out")
-    if name == "dropout_undo":
-        return name, [f32(shape), A.new(shape, np.uint8)], dict(p=0.5), ("out",)
-    if name == "normalize_batch":
-        b, c, s, t = (int(v) for v in rng.integers(1, 4, 4))
-        h, w = s + int(rng.integers(0, 3)), t + int(rng.integers(0, 3))
-        kw_ = dict(scale=0.5)
-        if rng.integers(2):
-            kw_["offsets"] = A.new((b, 3), np.int32, fill=np.stack(
-                [rng.integers(0, h - s + 1, b), rng.integers(0, w - t + 1, b), rng.integers(0, 2, b)], 1))
-        if rng.integers(2):
-            kw_["shift"] = f32((b, c))
-        if rng.integers(2):
-            kw_["out"] = f32((b, c, s, t))
-        return name, [A.new((b, c, s, t), np.uint8), f32((c, h, w))], kw_, ("out",)
-    n, k = (int(v) for v in rng.integers(1, 6, 2))
-    labels = A.new((n,), pick(rng, [np.int32, np.int64]), fill=rng.integers(0, k, n))
-    if name == "softmax_log_loss":
-        return name, [f32((n, k)), labels], {}, ("out",)
-    if name == "softmax_log_loss_undo":
-        probs = f32((n, k), fill=rng.random((n, k)))
-        return name, [probs, labels], dict(scale=1.0), ("out",)
-    if name == "top_k_errors":
-        return name, [f32((n, k)), labels], dict(ks=(1, int(rng.integers(1, 7)))), ()
-    if name == "fc":
-        d = int(rng.integers(1, 6))
-        return name, [f32((n, d)), f32((k, d)), f32((k,))], {}, ("out",)
-    if name == "fc_undo":
-        d = int(rng.integers(1, 6))
-        return name, [f32((n, k)), f32((n, d)), f32((k, d))], {}, ("grad_x_out", "grad_w_out", "grad_b_out")
-    if name == "sgd_update":
-        return name, [f32(shape), f32(shape), f32(shape)], dict(lr=0.01), (0, 2)
-    if name == "sgd_update_many":
-        shapes = [shape, (int(rng.integers(1, 5)),)]
-        return name, [[f32(s) for s in shapes], [f32(s) for s in shapes],
-                      [f32(s) for s in shapes]], dict(lr=0.01), (0, 2)
-    if name == "philox4x32_10":
-        return name, [tuple(int(v) for v in rng.integers(0, 2**32, 4, dtype=np.uint64)),
-                      tuple(int(v) for v in rng.integers(0, 2**32, 2, dtype=np.uint64))], {}, ()
-    if name in ("conv_output_size", "pool_output_size"):
-        return name, [int(rng.integers(1, 9)), int(rng.integers(1, 4)), int(rng.integers(1, 4))], {}, ()
-    return "switch_dtype", [int(rng.integers(1, 9)), int(rng.integers(1, 9))], {}, ()
-
-
-OPS = ["filter_acts", "img_acts", "weight_acts", "conv_bias_grad", "max_pool", "max_pool_undo",
-       "avg_pool", "avg_pool_undo", "response_norm", "response_norm_undo", "relu", "relu_undo",
-       "add", "dropout", "dropout_undo", "softmax_log_loss", "softmax_log_loss_undo",
-       "top_k_errors", "fc", "fc_undo", "sgd_update", "sgd_update_many", "philox4x32_10",
-       "conv_output_size", "pool_output_size", "switch_dtype", "normalize_batch",
-       "response_norm_max_pool", "response_norm_max_pool_undo"]
 GEOMETRY_KEYS = {"stride", "padding", "size", "image_size", "filter_size", "groups", "block", "ks",
                  "pool_size", "pool_stride", "pool_padding"}
 ARRAY_KEYS = {"out", "bias", "mask_out", "grad_x_out", "grad_w_out", "grad_b_out", "offsets",
-              "shift"}
+              "shift", "relu_mask", "relu_y"}
+READ_KEYS = ("bias", "offsets", "shift", "relu_mask", "relu_y")  # array options only read
 
 
 def _bad_array(rng, A, a):
@@ -222,7 +82,7 @@ def _bad_array(rng, A, a):
     shape = a.shape if isinstance(a, np.ndarray) else (3,)
     kind = int(rng.integers(9))
     if kind == 0:
-        return A.new(shape, pick(rng, [np.float64, np.float16, np.int32, np.int64, np.uint8, np.bool_, ">f4"]))
+        return A.new(shape, pick(rng, [np.float64, np.float16, np.int32, np.int64, np.uint8, np.bool_, ">f4", BF16]))
     if kind == 1:
         return A.new(shape + (int(rng.integers(1, 3)),) if rng.integers(2) or not shape else shape[1:] or (1,))
     if kind == 2 and shape:
@@ -261,12 +121,17 @@ def mutate(rng, A, name, args, kwargs, writes):
     """Applies one random mutation; returns True when it may make the call write an input."""
     slots = [("a", i) for i in range(len(args))] + [("k", k) for k in kwargs]
     accepted = inspect.signature(getattr(ops, name)).parameters
-    slots += [("k", k) for k in ARRAY_KEYS if k not in kwargs and k in accepted]
+    # absent optional arrays and options too; sorted: a set's order changes with the process's
+    # string hash seed, and call i must be the same call in every process
+    slots += [("k", k) for k in sorted(ARRAY_KEYS | OPTION_KEYS)
+              if k not in kwargs and k in accepted]
     where, key = slots[int(rng.integers(len(slots)))]
     cur = args[key] if where == "a" else kwargs.get(key)
     arrays = [a for a in args if isinstance(a, np.ndarray)]
     aliased = False
-    if isinstance(cur, list) and cur and isinstance(cur[0], np.ndarray):  # sgd_update_many lists
+    if where == "k" and key in OPTION_KEYS:  # layout, activation, relu, out_dtype, grad_x_dtype
+        new = bad_option(rng, key, cur)
+    elif isinstance(cur, list) and cur and isinstance(cur[0], np.ndarray):  # sgd_update_many
         j = int(rng.integers(len(cur)))
         new = list(cur)
         new[j] = _bad_array(rng, A, cur[j]) if rng.integers(3) else cur[(j + 1) % len(cur)]
@@ -363,7 +228,7 @@ def build(seed, i):
         may_write = True  # in place by design
     if not may_write:
         A.watch(*(a for a in args if isinstance(a, np.ndarray)))
-        A.watch(*(kwargs[k] for k in ("bias",) if k in kwargs))
+        A.watch(*(kwargs[k] for k in READ_KEYS if k in kwargs))
     desc = f"ops.{name}(" + ", ".join([describe(a) for a in args] +
                                       [f"{k}={describe(v)}" for k, v in kwargs.items()]) + ")"
     return name, args, kwargs, A, desc

@@ -97,9 +97,10 @@ def test_ops_selection_builds_what_it_selects(bench_run, entries, only):
 
 
 @pytest.mark.parametrize("args", [["--precision", "bf16"], ["--precision", "tf32", "--step"],
-                                  ["--precision", "bf16", "--step", "--device", "cuda"]])
+                                  ["--precision", "bf16", "--step"],
+                                  ["--precision", "bf16", "--device", "cuda", "--data"]])
 def test_precision_needs_the_gpu_kernels(tmp_path, args):
-    """tf32/bf16 name the tensor-core convolutions: refused on the CPU and for bf16 steps."""
+    """tf32/bf16 name the tensor-core kernels and bfloat16: refused on the CPU and for --data."""
     r = subprocess.run([sys.executable, str(BENCH / "run.py"), *args], cwd=tmp_path, env=_env(),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "run on the GPU only" in r.stderr, r.stderr

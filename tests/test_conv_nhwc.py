@@ -2,7 +2,8 @@
 hidden acts/grads (N, Ho, Wo, F), filters (F, kh, kw, C/groups), dense. CPU (NumPy, fp32) and GPU
 (DeviceArrays, fp32 / tf32 / bf16), every pass, channel counts per group that are multiples of 8
 and odd ones (3, 5), groups, strides, padding, ceil_mode, and each accumulate form: fresh,
-st 0 into a NaN-filled `out` (never read), st != 0 (read).
+st 0 into a NaN-filled `out` (never read), st != 0 (read). On the GPU tf32/bf16 run version 3 for
+every pass (filterActs/imgActs: the NHWC gather, weightActs: the NHWC kernel), fp32 version 1.
 
 References: float64 by windows (test_conv_cuda_tf32.references) on the operands as the kernel
 sees them (round_tf32 for tf32, the bf16 values for bf16), in NCHW, transposed to NHWC; every
@@ -218,3 +219,70 @@ def test_layout_and_shapes_are_checked_in_the_layouts_terms():
     assert ops.img_acts(gy, w, image_size=6, layout="NHWC").shape == (2, 6, 6, 3)
     assert ops.weight_acts(x, gy, filter_size=3, layout="NHWC").shape == (4, 3, 3, 3)
     assert ops.conv_bias_grad(gy, layout="NHWC").shape == (4,)
+
+
+# ---- version 3 (tensor cores) for NHWC imgActs and weightActs: conv_mma.cu's NHWC gather
+# (imgActs: k = (ii, jj, f), 16-byte chunks of F/groups channels when a multiple of 8 bf16 /
+# 4 tf32) and NHWC weightActs kernel. Same bound as above (_within: gamma_{K+8} with u = 2^-23 on
+# the rounded operands). The path is proven by bit identity where the arithmetic is the NCHW
+# kernel's: weightActs NHWC sums the same products over r in the same K-steps, tiles and splits as
+# NCHW weightActs (only the column order (i, j, c) vs (c, i, j) differs), so NHWC == the NCHW
+# result transposed, bit for bit; imgActs likewise when its k orders (ii, jj, f) and (f, ii, jj)
+# coincide (one tap per stride phase or one filter per group) and stride 1 (no space-to-depth
+# for NCHW). Version 1 (per-element fmaf loops, block sums) would not match bit for bit.
+GRAD_CASES = {
+    # F/groups = 16: the 16-byte hid_grads chunks, with stride phases, groups and padding
+    "fg16_groups2_s2_chunks": case(2, 12, (9, 8), 32, (3, 3), (2, 2), (1, 1), groups=2),
+    # F/groups = 5: element-wise; odd sides, ceil_mode, stride 3 > kh = 2 (a phase with no tap)
+    "fg5_s3x1_ceil_odd": case(3, 7, (10, 9), 5, (2, 3), (3, 1), (1, 0), ceil_mode=True),
+    # more than 128 rows per tile: imgActs M = C/groups = 136, weightActs M = F/groups = 130
+    "c136_f130_tiles": case(1, 136, (5, 6), 130, (3, 3), padding=(1, 1)),
+    # one filter per group, stride 1: imgActs' k orders coincide (bit identity with NCHW)
+    "fg1_groups3_bitwise": case(2, 9, (7, 8), 3, (3, 2), padding=(1, 1), groups=3),
+    # 1x1, stride 1, F/groups = 24: one tap (bit identity), chunked gathers, bf16 and tf32
+    "pointwise_fg24_bitwise": case(2, 20, (6, 5), 48, (1, 1), groups=2),
+}
+FORMS_V3 = dict(FORMS, st1=(1.0, 0.5,
+                            lambda rng, shape: rng.standard_normal(shape).astype(np.float32)))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("name", GRAD_CASES)
+def test_gpu_nhwc_grads_on_tensor_cores(rng, precision, name):
+    case = GRAD_CASES[name]
+    f, kh, kw, (sh, sw), _, groups, _ = case[4:]
+    ops_nchw, ops_nhwc, passes, geometry = _setup(rng, case, dev, precision)
+    same_order = {"weight_acts": True,
+                  "img_acts": sh == sw == 1 and (kh == kw == 1 or f // groups == 1)}
+    for form, (st, so, make_target) in FORMS_V3.items():
+        for pass_name in ("img_acts", "weight_acts"):
+            an, bn, exact, mag, k, extra = passes[pass_name]
+            t0 = make_target(rng, exact.shape) if make_target else None
+            out = None if t0 is None else dev(t0.copy())
+            got = _call(pass_name, ops_nhwc[an], ops_nhwc[bn], geometry, extra, out, st, so,
+                        precision, "NHWC")
+            assert out is None or got is out
+            got = got.get()
+            base = 0.0 if st == 0 else st * t0.astype(np.float64)
+            what = f"{name} {precision} {pass_name} {form}"
+            _within(got, base + so * exact, np.abs(base) + abs(so) * mag, k, what)
+            if same_order[pass_name]:
+                out2 = None if t0 is None else dev(np.ascontiguousarray(np.moveaxis(t0, -1, 1)))
+                ref = _call(pass_name, ops_nchw[an], ops_nchw[bn], geometry, extra, out2, st, so,
+                            precision, "NCHW").get()
+                np.testing.assert_array_equal(got, nhwc(ref), err_msg=what + " vs NCHW bitwise")
+
+
+@pytest.mark.cuda
+def test_gpu_unaligned_hid_grads_take_the_element_wise_gathers(rng):
+    """NHWC imgActs with F/groups = 16 (16-byte chunks allowed), but hid_grads starting 4 bytes
+    past a 16-byte boundary: the element-wise gathers run and fill shared memory with the same
+    values, so the result is bit-identical to the aligned one (as filterActs' test above)."""
+    gy = rng.standard_normal((2, 4, 5, 32)).astype(np.float32)  # (N, Ho, Wo, F)
+    w = dev(rng.standard_normal((32, 3, 3, 8)).astype(np.float32))  # (F, kh, kw, C/groups)
+    shifted = window(dev(np.concatenate([np.zeros(1, np.float32), gy.ravel()])), 1, gy.shape)
+    assert shifted.ptr % 16 != 0
+    kw = dict(image_size=(8, 9), stride=2, padding=1, groups=2, precision="tf32", layout="NHWC")
+    want = ops.img_acts(dev(gy), w, **kw).get()
+    np.testing.assert_array_equal(ops.img_acts(shifted, w, **kw).get(), want)

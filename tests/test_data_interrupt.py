@@ -104,6 +104,7 @@ def test_sigint_while_loader_workers_start(mode, delay):
 
 PREPARE = """
 import sys, runpy
+import alexnet_ext.data  # before "ready": on a loaded machine the interrupt must not land in imports
 print("ready", flush=True)
 sys.argv = ["prepare"] + sys.argv[1:]
 runpy.run_module("alexnet_ext.prepare", run_name="__main__")

@@ -1,11 +1,13 @@
 """Op fuzzer (issue 10): thousands of random mutated calls of every public op, in child processes.
 
 tests/fuzz_driver.py builds call i of a run from (seed, i) alone: a valid call on small random
-geometry, then random mutations (wrong dtypes, ranks, shapes, layouts, read-only or aliased outputs,
-empty arrays, non-arrays, huge / negative / non-integer geometry, NaN scalars). Each call must
-return or raise TypeError/ValueError, leave the sentinel guard zones around every array untouched
-(no out-of-bounds write) and its inputs unchanged. A crash of a child fails the test with the call
-that was running. The seed is fixed (ALEXNET_FUZZ_SEED overrides it, ALEXNET_FUZZ_CALLS the count);
+geometry with random options (tests/fuzz_cases.py: layout NCHW/NHWC, activation, relu masks and
+flags, result dtypes), then random mutations (wrong dtypes, ranks, shapes, layouts, read-only or
+aliased outputs, empty arrays, non-arrays, huge / negative / non-integer geometry, NaN scalars, bad
+or swapped layout strings, bad activations and result dtypes, bfloat16 results on the host). Each
+call must return or raise TypeError/ValueError, leave the sentinel guard zones around every array
+untouched (no out-of-bounds write) and its inputs unchanged. A crash of a child fails the test with
+the call that was running. The seed is fixed (ALEXNET_FUZZ_SEED overrides it, ALEXNET_FUZZ_CALLS the count);
 `python tests/fuzz_driver.py --seed S --start I --count 1 --describe` prints a failing call.
 """
 import os

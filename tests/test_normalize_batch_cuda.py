@@ -79,7 +79,7 @@ def test_on_device_switches_the_loader_to_uint8(rng):
     split, _, mean, pca = random_split(rng)
     f = loader(split, mean, pca)
     want = [x.copy() for x, _ in f.epoch(0)]
-    net = types.SimpleNamespace(data=types.SimpleNamespace(device="cuda:0"))
+    net = types.SimpleNamespace(data=types.SimpleNamespace(device="cuda:0", dtype=np.float32))
     feed = on_device(net, f)
     try:
         assert f.dtype == "uint8"
@@ -87,6 +87,29 @@ def test_on_device_switches_the_loader_to_uint8(rng):
             np.testing.assert_array_equal(x[0].get(), w)
     finally:
         feed.close()
-    cpu = types.SimpleNamespace(data=types.SimpleNamespace(device="cpu"))
+    cpu = types.SimpleNamespace(data=types.SimpleNamespace(device="cpu", dtype=np.float32))
     g = loader(split, mean, pca)
     assert on_device(cpu, g) is None and g.dtype == "float32"
+
+
+def test_feed_hands_a_bf16_net_its_batches_rounded_once(rng):
+    """DeviceFeed(dtype=bfloat16), what a bf16 net's trainer makes: the same kernel rounds the
+    finished batch to nearest even as it stores it, so the batch equals the float32 one rounded
+    independently (ml_dtypes), bit for bit; float32 host batches stay float32 (the net rounds)."""
+    import ml_dtypes
+    from alexnet_ext import cuda
+    split, _, mean, pca = random_split(rng)
+    want = [x.copy() for x, _ in loader(split, mean, pca).epoch(0)]
+    u = loader(split, mean, pca, dtype="uint8")
+    net = types.SimpleNamespace(data=types.SimpleNamespace(device="cuda:0", dtype=cuda.bfloat16))
+    feed = on_device(net, u)
+    try:
+        got = [x.get() for x, _ in feed(u.epoch(0))]
+    finally:
+        feed.close()
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.dtype == np.dtype(cuda.bfloat16)
+        np.testing.assert_array_equal(g.view(np.uint16), w.astype(ml_dtypes.bfloat16).view(np.uint16))
+    with pytest.raises(TypeError, match="dtype: expected float32 or bfloat16"):
+        DeviceFeed(0, dtype=np.float16)

@@ -1,9 +1,9 @@
 """Static evidence for versions 3 and 2 of the CUDA convolution (csrc/cuda/conv_mma.cu,
 conv_gemm.cu) where the CUDA toolchain is installed (no GPU needed): compiled for sm_80 and sm_90,
 every tensor-core conv kernel (filterActs/imgActs gather kernel and weightActs kernel, both tile
-heights, tf32 and bf16) contains HMMA of its precision, LDSM (ldmatrix) and LDGSTS (cp.async),
-every version 2 kernel FFMA, LDGSTS and LDS.128, and ptxas reports no spills, no stack frame and
-no local memory for any of them. Skipped without nvcc, cuobjdump and nvdisasm
+heights, tf32 and bf16, NCHW and NHWC) contains HMMA of its precision, LDSM (ldmatrix) and LDGSTS
+(cp.async), every version 2 kernel FFMA, LDGSTS and LDS.128, and ptxas reports no spills, no stack
+frame and no local memory for any of them. Skipped without nvcc, cuobjdump and nvdisasm
 (tests/sass_helpers.py says where they are looked for). The ptxas lines are recorded in
 docs/CUDA_CONV.md.
 """
@@ -15,16 +15,19 @@ TOOLS, WHY = toolchain()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(TOOLS is None, reason=WHY)]
 
 SOURCE = ROOT / "csrc" / "cuda" / "conv_mma.cu"
-# Mangled-name fragments: kernel template, tile height BM, bf16 flag (and, for the gather, DGRAD
-# and NHWC: the NHWC variant exists for filterActs only).
+# Mangled-name fragments: kernel template, tile height BM, bf16 flag (and, for the gather, DGRAD;
+# then NHWC, for the gather and the weightActs kernel).
 KERNELS = {}
 for _bm in (64, 128):
     for _bf in (False, True):
         _p = "bf16" if _bf else "tf32"
-        for _dg, _nhwc in ((False, False), (True, False), (False, True)):
-            KERNELS[f"mma_gather<{_bm},{_p},{'dgrad' if _dg else 'fprop'}{',nhwc' if _nhwc else ''}>"] = (
-                f"mma_gatherILi{_bm}ELb{int(_bf)}ELb{int(_dg)}ELb{int(_nhwc)}E", _bf)
-        KERNELS[f"mma_wgrad<{_bm},{_p}>"] = (f"mma_wgradILi{_bm}ELb{int(_bf)}E", _bf)
+        for _dg in (False, True):
+            for _nhwc in (False, True):
+                _name = f"mma_gather<{_bm},{_p},{'dgrad' if _dg else 'fprop'}{',nhwc' if _nhwc else ''}>"
+                KERNELS[_name] = (f"mma_gatherILi{_bm}ELb{int(_bf)}ELb{int(_dg)}ELb{int(_nhwc)}E", _bf)
+        for _nhwc in (False, True):
+            KERNELS[f"mma_wgrad<{_bm},{_p}{',nhwc' if _nhwc else ''}>"] = (
+                f"mma_wgradILi{_bm}ELb{int(_bf)}ELb{int(_nhwc)}E", _bf)
 
 
 def _build(source, arch, tmp_path_factory):
@@ -59,9 +62,11 @@ def test_conv_mma_sass_has_tensor_core_instructions(compiled, kernel):
         needles.append("+INF")
     for n in needles:
         assert n in text, f"{kernel}: '{n}' not in its SASS"
-    if "nhwc" in kernel:
+    if "nhwc" in kernel and "gather" in kernel:
         # channels innermost: both operands arrive by 16-byte cp.async (the NCHW gather of the
-        # images is element-wise), so there are more 16-byte LDGSTS than in the NCHW kernel
+        # images / hid_grads is element-wise), so there are more 16-byte LDGSTS than in the NCHW
+        # kernel. (NHWC weightActs gathers element-wise like its NCHW twin: along r, the
+        # reduction, neither layout is contiguous.)
         nchw = funcs[_one(funcs, KERNELS[kernel.replace(",nhwc", "")][0])]
         assert text.count("LDGSTS.E.BYPASS.128") > nchw.count("LDGSTS.E.BYPASS.128"), kernel
 

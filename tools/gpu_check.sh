@@ -75,18 +75,21 @@ if has bench; then
     timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --device cuda --precision $prec --ops conv \
         --out "$OUT/bench_cuda_$prec.json" 2>&1 | tee "$OUT/bench_cuda_$prec.txt"
   done
-  # NHWC (channels innermost): the tensor-core filterActs with 16-byte gathers beside cuDNN
-  # channels_last (imgActs/weightActs in NHWC still run version 1's loops: not timed here)
-  step "bench --device cuda --precision bf16 --layout nhwc (fprop, batch 128)"
+  # NHWC (channels innermost): all three tensor-core passes with NHWC loaders beside cuDNN
+  # channels_last (bf16)
+  step "bench --device cuda --precision bf16 --layout nhwc --ops conv (batch 128)"
   timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --device cuda --precision bf16 --layout nhwc \
-      --ops conv1.fprop,conv2.fprop,conv3.fprop,conv4.fprop,conv5.fprop \
-      --out "$OUT/bench_cuda_bf16_nhwc.json" 2>&1 | tee "$OUT/bench_cuda_bf16_nhwc.txt"
+      --ops conv --out "$OUT/bench_cuda_bf16_nhwc.json" 2>&1 | tee "$OUT/bench_cuda_bf16_nhwc.txt"
   step "bench --step --device cuda (alexnet training step, batch 128)"
   timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --out "$OUT/bench_step.json" 2>&1 \
       | tee "$OUT/bench_step.txt"
   step "bench --step --device cuda --precision tf32 (beside PyTorch TF32 eager)"
   timeout ${BENCH_TIMEOUT:-240} $PY bench/run.py --step --device cuda --precision tf32 \
       --out "$OUT/bench_step_tf32.json" 2>&1 | tee "$OUT/bench_step_tf32.txt"
+  # issue 12's target: >= 1.5x PyTorch bf16 channels-last under torch.compile
+  step "bench --step --device cuda --precision bf16 (beside PyTorch bf16 autocast NHWC, eager and compiled)"
+  timeout ${BENCH_TIMEOUT:-300} $PY bench/run.py --step --device cuda --precision bf16 \
+      --out "$OUT/bench_step_bf16.json" 2>&1 | tee "$OUT/bench_step_bf16.txt"
 fi
 
 # ===== stage "torch": alexnet_ext.torch custom ops on CUDA tensors (issue 13) =====

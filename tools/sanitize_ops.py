@@ -86,13 +86,16 @@ def main() -> int:
             ops.relu(xb)
     # a training step captured as a CUDA graph and replayed (Net.step_graph)
     from alexnet_ext.nn import Net, load_model
-    spec = load_model("lenet5")
-    net = Net(spec, devices=["cuda"], seed=0)
-    step = net.step_graph((4, *spec.input_shape))
-    xb = rng.standard_normal((4, *spec.input_shape)).astype(np.float32)
-    yb = rng.integers(0, spec.classes, 4)
-    for i in range(3):  # warm-up, capture, replay
-        float(step.run(xb, yb, step=i, seed=1, lr=0.01))
+    # in fp32 and in bf16 (bf16 activations, the fused conv+ReLU epilogue and the folded ReLU
+    # undos, the SGD step writing the bf16 weight copies)
+    for model, precision in (("lenet5", "fp32"), ("lenet5", "bf16"), ("alexnet-small", "bf16")):
+        spec = load_model(model)
+        net = Net(spec, devices=["cuda"], seed=0, precision=precision)
+        step = net.step_graph((4, *spec.input_shape))
+        xb = rng.standard_normal((4, *spec.input_shape)).astype(np.float32)
+        yb = rng.integers(0, spec.classes, 4)
+        for i in range(3):  # warm-up, capture, replay
+            float(step.run(xb, yb, step=i, seed=1, lr=0.01))
     cuda.synchronize()
     print("sanitize_ops: every op ran")
     return 0

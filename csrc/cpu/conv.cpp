@@ -12,12 +12,14 @@
 // deterministic.
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include <omp.h>
 
 #include "conv.h"
 #include "cpu/blas.h"
+#include "relu.h"
 
 namespace alexnet_ext::cpu {
 namespace {
@@ -129,10 +131,32 @@ void for_each_image_group(const ConvGeometry& g, int threads, Body body) {
   }
 }
 
+// ConvEpilogue on the CPU: fp32 out and mask only (bf16 is GPU only; the binding refuses first).
+void check_epilogue(const ConvEpilogue& ep) {
+  if (ep.out_bf16 || (ep.relu_mask && ep.mask_bf16))
+    throw std::invalid_argument("conv: bf16 out or relu_mask run on the GPU only");
+}
+
+// The epilogue after a block's accumulate form is complete: rows x len elements at `stride`
+// from o, the mask at the same offset `at` from its start as o from out's. The same selects
+// as ops.relu / relu_undo (relu.h), so fused == unfused bit for bit.
+void epilogue_block(float* o, int64_t at, int64_t rows, int64_t len, int64_t stride,
+                    const ConvEpilogue& ep) {
+  if (!ep.relu && !ep.relu_mask) return;
+  const float* m = ep.relu_mask ? static_cast<const float*>(ep.relu_mask) + at : nullptr;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < len; ++i) {
+      float& v = o[r * stride + i];
+      if (ep.relu) v = relu_select(v);
+      if (m) v = relu_undo_select(v, m[r * stride + i]);
+    }
+}
+
 }  // namespace
 
 void filter_acts(const float* images, const float* filters, const float* bias, float* out,
-                 const ConvGeometry& g, float st, float so) {
+                 const ConvGeometry& g, float st, float so, const ConvEpilogue& ep) {
+  check_epilogue(ep);
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
     const float* img = images + (n * g.c + gi * Cg) * g.h * g.w;
@@ -150,11 +174,13 @@ void filter_acts(const float* images, const float* filters, const float* bias, f
         for (int64_t p = 0; p < P; ++p) row[p] += v;
       }
     }
+    epilogue_block(o, o - out, 1, Fg * P, 0, ep);
   });
 }
 
 void img_acts(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
-              float st, float so) {
+              float st, float so, const ConvEpilogue& ep) {
+  check_epilogue(ep);
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
     const float* hid = hid_grads + (n * g.f + gi * Fg) * P;
@@ -162,11 +188,12 @@ void img_acts(const float* hid_grads, const float* filters, float* out, const Co
     float* img = out + (n * g.c + gi * Cg) * g.h * g.w;
     if (!col) {  // pointwise: the group's image block is exactly K x P
       sgemm(true, false, K, P, Fg, so, w, K, hid, P, st, img, P);
-      return;
+    } else {
+      sgemm(true, false, K, P, Fg, 1.f, w, K, hid, P, 0.f, col, P);
+      scale_in_place(img, Cg * g.h * g.w, st);
+      col2im_add(col, img, g, so);
     }
-    sgemm(true, false, K, P, Fg, 1.f, w, K, hid, P, 0.f, col, P);
-    scale_in_place(img, Cg * g.h * g.w, st);
-    col2im_add(col, img, g, so);
+    epilogue_block(img, img - out, 1, Cg * g.h * g.w, 0, ep);
   });
 }
 
@@ -299,8 +326,9 @@ void check_nhwc_dims(const ConvGeometry& g) {
 }  // namespace
 
 void filter_acts_nhwc(const float* images, const float* filters, const float* bias, float* out,
-                      const ConvGeometry& g, float st, float so) {
+                      const ConvGeometry& g, float st, float so, const ConvEpilogue& ep) {
   check_nhwc_dims(g);
+  check_epilogue(ep);
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
     const float* img = images + n * g.h * g.w * g.c + gi * Cg;
@@ -311,12 +339,14 @@ void filter_acts_nhwc(const float* images, const float* filters, const float* bi
     if (bias)
       for (int64_t p = 0; p < P; ++p)
         for (int64_t f = 0; f < Fg; ++f) o[p * g.f + f] += so * bias[gi * Fg + f];
+    epilogue_block(o, o - out, P, Fg, g.f, ep);
   });
 }
 
 void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, const ConvGeometry& g,
-                   float st, float so) {
+                   float st, float so, const ConvEpilogue& ep) {
   check_nhwc_dims(g);
+  check_epilogue(ep);
   const int64_t K = g.k(), P = g.p(), Fg = g.fg(), Cg = g.cg();
   for_each_image_group(g, omp_get_max_threads(), [&](int64_t n, int64_t gi, float* col, int) {
     const float* hid = hid_grads + n * P * g.f + gi * Fg;
@@ -324,11 +354,12 @@ void img_acts_nhwc(const float* hid_grads, const float* filters, float* out, con
     float* img = out + n * g.h * g.w * g.c + gi * Cg;
     if (!col) {  // pointwise: the group's channels of the image are exactly P x K
       sgemm(false, false, P, K, Fg, so, hid, g.f, w, K, st, img, g.c);
-      return;
+    } else {
+      sgemm(false, false, P, K, Fg, 1.f, hid, g.f, w, K, 0.f, col, K);
+      for (int64_t px = 0; px < g.h * g.w; ++px) scale_in_place(img + px * g.c, Cg, st);
+      col2im_nhwc_add(col, img, g, so);
     }
-    sgemm(false, false, P, K, Fg, 1.f, hid, g.f, w, K, 0.f, col, K);
-    for (int64_t px = 0; px < g.h * g.w; ++px) scale_in_place(img + px * g.c, Cg, st);
-    col2im_nhwc_add(col, img, g, so);
+    epilogue_block(img, img - out, g.h * g.w, Cg, g.c, ep);
   });
 }
 

@@ -42,10 +42,17 @@ void dropout(const float* x, float* y, uint8_t* mask, int64_t n, uint32_t thresh
   }
 }
 
-void dropout_undo(const float* grad_y, const uint8_t* mask, float* grad_x, int64_t n,
-                  float scale) {
+void dropout_undo(const float* grad_y, const uint8_t* mask, const float* relu_mask, float* grad_x,
+                  int64_t n, float scale) {
+  if (!relu_mask) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) grad_x[i] = mask[i] ? grad_y[i] * scale : 0.f;
+    for (int64_t i = 0; i < n; ++i) grad_x[i] = mask[i] ? grad_y[i] * scale : 0.f;
+    return;
+  }
+  // relu_undo_select's test (relu.h): a NaN or non-positive ReLU output passes nothing.
+#pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i)
+    grad_x[i] = mask[i] && relu_mask[i] > 0.f ? grad_y[i] * scale : 0.f;
 }
 
 }  // namespace alexnet_ext::cpu

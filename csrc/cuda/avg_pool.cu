@@ -4,7 +4,8 @@
 // grad_y / count in the CPU's order. Both equal the CPU's results bit for bit: the same float
 // operations in the same order, each rounded on its own (only additions and divisions; nothing
 // for the compiler to contract into an FMA). bf16 (T = uint16_t): the same float32 operations on
-// the widened elements, each output rounded once (real.h).
+// the widened elements, each output rounded once (real.h). NHWC (g.nhwc): the same per element,
+// threads over (n, y, x, c) with c fastest, so a warp reads and writes contiguous channels.
 #include <cstdint>
 
 #include "avg_pool.h"
@@ -17,23 +18,25 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <class T, class Idx>
+template <bool kNHWC, class T, class Idx>
 __global__ void __launch_bounds__(kThreads)
 avg_pool_forward(const T* __restrict__ x, T* __restrict__ y, PoolGeo<Idx> g, Idx total) {
-  for_each_window(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+  const Idx cs = g.template col_step<kNHWC>();
+  for_each_window<kNHWC>(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     float sum = 0.f;
     for (Idx iy = y0; iy < y1; ++iy)
-      for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, to_f32(plane[iy * g.w + ix]));
+      for (Idx ix = x0; ix < x1; ++ix) sum = __fadd_rn(sum, to_f32(plane[(iy * g.w + ix) * cs]));
     y[t] = from_f32<T>(__fdiv_rn(sum, static_cast<float>((y1 - y0) * (x1 - x0))));
   });
 }
 
-template <class T, class Idx>
+template <bool kNHWC, class T, class Idx>
 __global__ void __launch_bounds__(kThreads)
 avg_pool_undo_gather(const T* __restrict__ grad_y, T* __restrict__ grad_x, PoolGeo<Idx> g,
                      Idx total) {
-  for_each_element(total, g.h, g.w, [&](Idx t, Idx pl, Idx iy, Idx ix) {
-    const T* gy = grad_y + static_cast<int64_t>(pl) * g.ho * g.wo;
+  const Idx cs = g.template col_step<kNHWC>();
+  for_each_element<kNHWC>(total, g.h, g.w, g.c, [&](Idx t, Idx pl, Idx iy, Idx ix) {
+    const T* gy = grad_y + g.template plane_offset<kNHWC>(pl, g.ho * g.wo);
     Idx oy0, oy1, ox0, ox1;
     covering(iy, g.kh, g.sh, g.ph, g.ho, oy0, oy1);
     covering(ix, g.kw, g.sw, g.pw, g.wo, ox0, ox1);
@@ -46,7 +49,7 @@ avg_pool_undo_gather(const T* __restrict__ grad_y, T* __restrict__ grad_x, PoolG
         Idx c0, c1;
         window(ox, g.kw, g.sw, g.pw, g.w, c0, c1);
         const float cols = static_cast<float>(c1 - c0);
-        sum = __fadd_rn(sum, __fdiv_rn(to_f32(gy[oy * g.wo + ox]), __fmul_rn(rows, cols)));
+        sum = __fadd_rn(sum, __fdiv_rn(to_f32(gy[(oy * g.wo + ox) * cs]), __fmul_rn(rows, cols)));
       }
     }
     grad_x[t] = from_f32<T>(sum);
@@ -57,14 +60,25 @@ avg_pool_undo_gather(const T* __restrict__ grad_y, T* __restrict__ grad_x, PoolG
 
 template <class T>
 void avg_pool(const T* x, T* y, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("avg_pool", avg_pool_forward<T, int32_t>, avg_pool_forward<T, int64_t>,
-              g.planes() * g.ho * g.wo, g, kThreads, stream, x, y);
+  const int64_t total = g.planes() * g.ho * g.wo;
+  if (g.nhwc)
+    launch_pool("avg_pool", avg_pool_forward<true, T, int32_t>, avg_pool_forward<true, T, int64_t>,
+                total, g, kThreads, stream, x, y);
+  else
+    launch_pool("avg_pool", avg_pool_forward<false, T, int32_t>,
+                avg_pool_forward<false, T, int64_t>, total, g, kThreads, stream, x, y);
 }
 
 template <class T>
 void avg_pool_undo(const T* grad_y, T* grad_x, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("avg_pool_undo", avg_pool_undo_gather<T, int32_t>, avg_pool_undo_gather<T, int64_t>,
-              g.planes() * g.h * g.w, g, kThreads, stream, grad_y, grad_x);
+  const int64_t total = g.planes() * g.h * g.w;
+  if (g.nhwc)
+    launch_pool("avg_pool_undo", avg_pool_undo_gather<true, T, int32_t>,
+                avg_pool_undo_gather<true, T, int64_t>, total, g, kThreads, stream, grad_y, grad_x);
+  else
+    launch_pool("avg_pool_undo", avg_pool_undo_gather<false, T, int32_t>,
+                avg_pool_undo_gather<false, T, int64_t>, total, g, kThreads, stream, grad_y,
+                grad_x);
 }
 
 template void avg_pool(const float*, float*, const PoolGeometry&, cudaStream_t);

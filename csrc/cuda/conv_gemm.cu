@@ -116,10 +116,6 @@ __device__ __forceinline__ void tile_mma(const float (*as)[BM + kPad], const flo
   }
 }
 
-// filterActs' only epilogue transform today. A fused ReLU (cuda-convnet applies the neuron after
-// the conv) goes here, behind a template flag of conv_gather_gemm, after the accumulate form.
-__device__ __forceinline__ float fprop_activation(float v) { return v; }
-
 // The double-buffered mainloop of both kernels: acc = the product of the tiles that
 // issue(kt, buffer) queues for K-steps kt in [kb, ke). Buffer b^1 was last read in the step
 // before, which every thread finished before the barrier that ended it; its copies land while
@@ -234,12 +230,7 @@ __global__ void __launch_bounds__(BM * BN / 64, 512 / (BM * BN / 64))
         p.ws[split * p.out_total + roff + coff[j]] = acc[i][j];
         continue;
       }
-      float* o = p.out + roff + coff[j];
-      const float v = p.so * (acc[i][j] + b);
-      if (DGRAD)
-        store_scaled(o, v, p.st);
-      else
-        *o = fprop_activation(p.st == 0.f ? v : fmaf(p.st, *o, v));
+      epilogue_store(p.out, roff + coff[j], p.so * (acc[i][j] + b), p.st, p.ep);
     }
   }
 }
@@ -280,18 +271,24 @@ __global__ void __launch_bounds__(256) table_im2col(int2* __restrict__ table, in
 }
 
 // imgActs' gather tables, one per tap phase (i0, j0): k = (f, ii, jj) reads hid_grads at
-// f*P - ii*Wo - jj from the column's corner, i.e. output pixel (oy - ii, ox - jj).
+// f*P - ii*Wo - jj from the column's corner, i.e. output pixel (oy - ii, ox - jj). With fpix > 0
+// (NHWC hid_grads, pixel stride fpix = F; version 3) k = (ii, jj, f) at (-ii*Wo - jj)*F + f.
 __global__ void __launch_bounds__(256) table_dgrad(int2* __restrict__ table, int pi, int pj,
                                                    int fg, int kh, int kw, int sh, int sw, int kp,
-                                                   int64_t pix, int wo) {
+                                                   int64_t pix, int wo, int fpix) {
   const int64_t total = static_cast<int64_t>(pi) * pj * kp;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int kk = static_cast<int>(idx % kp), t = static_cast<int>(idx / kp);
     int f, ii, jj;
-    table[idx] = dgrad_tap(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
-                     ? table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj)
-                     : make_int2(0, 0);
+    if (fpix > 0)
+      table[idx] = dgrad_tap_nhwc(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
+                       ? table_entry((-static_cast<int64_t>(ii) * wo - jj) * fpix + f, -ii, -jj)
+                       : make_int2(0, 0);
+    else
+      table[idx] = dgrad_tap(kk, t / pj, t % pj, fg, kh, kw, sh, sw, f, ii, jj)
+                       ? table_entry(f * pix - static_cast<int64_t>(ii) * wo - jj, -ii, -jj)
+                       : make_int2(0, 0);
   }
 }
 
@@ -388,12 +385,13 @@ __global__ void __launch_bounds__(256) s2d_filters(const T* __restrict__ filters
 
 __global__ void __launch_bounds__(256) depth_to_space(const float* __restrict__ tmp,
                                                       float* __restrict__ out, Geo g, int64_t hs,
-                                                      int64_t ws, float st, float so) {
+                                                      int64_t ws, float st, float so,
+                                                      ConvEpilogue ep) {
   for_each_element(g.n, g.c, g.h, g.w, [&](int64_t idx, const Idx4& o) {  // (n, channel, y, x)
     const int64_t grp = o.b / g.cg, c = o.b - grp * g.cg;
     const int64_t ch = ((grp * g.sh + o.c % g.sh) * g.sw + o.d % g.sw) * g.cg + c;
     const int64_t from = ((o.a * g.c * g.sh * g.sw + ch) * hs + o.c / g.sh) * ws + o.d / g.sw;
-    store_scaled(out + idx, so * tmp[from], st);
+    epilogue_store(out, idx, so * tmp[from], st, ep);
   });
 }
 
@@ -412,9 +410,9 @@ void launch_s2d_filters(size_t elem_bytes, const void* filters, void* wt, const 
 }
 
 void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t hs, int64_t ws,
-                           float st, float so, cudaStream_t stream) {
+                           float st, float so, const ConvEpilogue& ep, cudaStream_t stream) {
   launch(depth_to_space, dim3(blocks_for(g.n * g.c * g.h * g.w, 256)), dim3(256), stream, tmp, out,
-         g, hs, ws, st, so);
+         g, hs, ws, st, so, ep);
   check_launch("img_acts (depth to space)");
 }
 
@@ -434,9 +432,9 @@ void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t pla
 }
 
 void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
-                        int kp, int64_t pix, int wo, cudaStream_t stream) {
+                        int kp, int64_t pix, int wo, cudaStream_t stream, int fpix) {
   launch(table_dgrad, dim3(blocks_for(static_cast<int64_t>(pi) * pj * kp, 256)), dim3(256), stream,
-         table, pi, pj, fg, kh, kw, sh, sw, kp, pix, wo);
+         table, pi, pj, fg, kh, kw, sh, sw, kp, pix, wo, fpix);
   check_launch("img_acts (gather tables)");
 }
 

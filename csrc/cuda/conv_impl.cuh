@@ -12,8 +12,10 @@
 #pragma once
 #include <cstdint>
 
+#include "cast.h"
 #include "conv.h"
 #include "cuda/common.cuh"
+#include "relu.h"
 
 namespace alexnet_ext::cuda::conv {
 
@@ -31,6 +33,27 @@ inline Geo geo_of(const ConvGeometry& g) {
 // The accumulate form for one element; never reads *t when st == 0 (it may hold NaNs).
 __device__ __forceinline__ void store_scaled(float* t, float v, float st) {
   *t = st == 0.f ? v : fmaf(st, *t, v);
+}
+
+// The store of every filterActs/imgActs output element (all versions, split-K's reduction,
+// space-to-depth's depth_to_space): v = so * (result + bias) in, then conv.h's ConvEpilogue:
+// the accumulate form (never reads out[i] when st == 0), relu, the ReLU-undo mask, the store as
+// fp32 or bf16 (RNE). i is the element's offset in out and in the mask (same shape and layout).
+// The same inline functions as ops.relu / relu_undo / cast, so fused == unfused bit for bit.
+__device__ __forceinline__ void epilogue_store(float* out, int64_t i, float v, float st,
+                                               const ConvEpilogue& ep) {
+  uint16_t* const o16 = reinterpret_cast<uint16_t*>(out);
+  if (st != 0.f) v = fmaf(st, ep.out_bf16 ? float_from_bf16(o16[i]) : out[i], v);
+  if (ep.relu) v = relu_select(v);
+  if (ep.relu_mask) {
+    const void* m = ep.relu_mask;
+    v = relu_undo_select(v, ep.mask_bf16 ? float_from_bf16(static_cast<const uint16_t*>(m)[i])
+                                         : static_cast<const float*>(m)[i]);
+  }
+  if (ep.out_bf16)
+    o16[i] = bf16_from_float(v);
+  else
+    out[i] = v;
 }
 
 // A flat NCHW-style index -> (a, b, c, d) over dimensions (., nb, nc, nd), d fastest.
@@ -86,20 +109,50 @@ __device__ __forceinline__ int64_t packed_source(bool dgrad, int64_t g, int i0, 
   if (m >= cg || !dgrad_tap(kk, i0, j0, fg, kh, kw, sh, sw, f, ii, jj)) return -1;
   return (((g * fg + f) * cg + m) * kh + i0 + sh * ii) * kw + j0 + sw * jj;
 }
+
+// NHWC imgActs (version 3): row kk of tap phase (i0, j0) is kk = (ii, jj, f), f innermost, so
+// that EPC consecutive rows of one tap are EPC consecutive channels of a hid_grads pixel (one
+// 16-byte chunk when F/groups allows); false past the last tap.
+__device__ __forceinline__ bool dgrad_tap_nhwc(int kk, int i0, int j0, int fg, int kh, int kw,
+                                               int sh, int sw, int& f, int& ii, int& jj) {
+  const int ntj = (kw - 1 - j0) / sw + 1, taps = ((kh - 1 - i0) / sh + 1) * ntj;
+  if (kk >= fg * taps) return false;
+  const int t = kk / fg;
+  f = kk - t * fg;
+  ii = t / ntj;
+  jj = t - ii * ntj;
+  return true;
+}
+
+// The filter element of NHWC imgActs' packed A (filters (F, kh, kw, C/groups)) at (group g,
+// phase (i0, j0), row kk = (ii, jj, f), column m = c), or -1 where A is zero padding.
+__device__ __forceinline__ int64_t packed_source_nhwc_dgrad(int64_t g, int i0, int j0, int kk,
+                                                            int m, int fg, int cg, int kh, int kw,
+                                                            int sh, int sw) {
+  int f, ii, jj;
+  if (m >= cg || !dgrad_tap_nhwc(kk, i0, j0, fg, kh, kw, sh, sw, f, ii, jj)) return -1;
+  return (((g * fg + f) * kh + i0 + sh * ii) * kw + j0 + sw * jj) * cg + m;
+}
 #endif
 
 // ---------------------------------------------------------------- version 1 (conv_reference.cu)
 constexpr int kRedThreads = 256;  // block size of the reduction kernels (a power of two)
 
 void filter_acts_v1(const float* images, const float* filters, const float* bias, float* out,
-                    const Geo& g, float st, float so, cudaStream_t stream);
+                    const Geo& g, float st, float so, const ConvEpilogue& ep, cudaStream_t stream);
 void img_acts_v1(const float* hid, const float* filters, float* out, const Geo& g, float st,
-                 float so, cudaStream_t stream);
+                 float so, const ConvEpilogue& ep, cudaStream_t stream);
 void weight_acts_v1(const float* images, const float* hid, float* out, const Geo& g, float st,
                     float so, cudaStream_t stream);
 // NHWC filterActs in version 1, any element type (conv.h's *_nhwc; the others are public there).
 void filter_acts_nhwc_v1(const void* images, const void* filters, const float* bias, float* out,
-                         const Geo& g, float st, float so, cudaStream_t stream, ConvElem e);
+                         const Geo& g, float st, float so, const ConvEpilogue& ep,
+                         cudaStream_t stream, ConvElem e);
+// NHWC imgActs / weightActs in version 1 (conv.h's *_nhwc outside version 3's reach).
+void img_acts_nhwc_v1(const void* hid, const void* filters, float* out, const Geo& g, float st,
+                      float so, const ConvEpilogue& ep, cudaStream_t stream, ConvElem e);
+void weight_acts_nhwc_v1(const void* images, const void* hid, float* out, const Geo& g, float st,
+                         float so, cudaStream_t stream, ConvElem e);
 
 // ---------------------------------------------------------------- version 2 (conv_gemm.cu)
 constexpr int kBK = 8;  // K-step; packed operands and tables are padded to a multiple of it
@@ -141,9 +194,12 @@ struct GatherParams {
   int splits, kps;                   // split-K: splits, K-steps per split (1, all: no split)
   float* ws;                         // splits > 1: [splits][out_total] partial sums
   int64_t out_total;                 // elements of the output tensor
-  // NHWC filterActs (version 3 only): the images' and outputs' pixel strides C and F, and
-  // whether the B loader may fetch 16-byte chunks (Cg and C multiples of the chunk, aligned).
+  // NHWC (version 3 only): the gathered tensor's and the output's pixel strides (filterActs C
+  // and F, imgActs F and C), and whether the B loader may fetch 16-byte chunks (channels per
+  // group and pixel stride multiples of the chunk, aligned). NHWC imgActs: out_nstride is in
+  // pixels (H*W), the output offset slot_out_offset * out_pix.
   int src_pix, out_pix, vec;
+  ConvEpilogue ep;  // the store (epilogue_store); split-K: reduce_splits applies it
 };
 
 // weightActs: grid (column tiles, row tiles, split * groups + group).
@@ -172,8 +228,9 @@ void launch_pack(bool dgrad, const float* filters, float* a, int groups, int pi,
 void launch_table_im2col(int2* table, int k, int kp, int kh, int kw, int64_t plane, int w,
                          cudaStream_t stream, const char* op, int cpix = 0);
 // imgActs' gather tables, one per tap phase: [pi][pj][kp].
+// fpix > 0: NHWC hid_grads with pixel stride fpix = F, k = (ii, jj, f) (dgrad_tap_nhwc).
 void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int sh, int sw,
-                        int kp, int64_t pix, int wo, cudaStream_t stream);
+                        int kp, int64_t pix, int wo, cudaStream_t stream, int fpix = 0);
 // imgActs by space-to-depth (conv.cu, img_acts_gemm): W'[(grp, ry, rx, c)][f][t][u] =
 // filters[grp*fg + f][c][ry + ph - sh*(dy + t)][rx + pw - sw*(dx + u)], zero outside the filter,
 // for 4-byte (fp32) or 2-byte (bf16) elements copied unchanged; then out = st*out + so*tmp with
@@ -181,7 +238,7 @@ void launch_table_dgrad(int2* table, int pi, int pj, int fg, int kh, int kw, int
 void launch_s2d_filters(size_t elem_bytes, const void* filters, void* wt, const Geo& g,
                         int64_t kdh, int64_t kdw, int64_t dy, int64_t dx, cudaStream_t stream);
 void launch_depth_to_space(const float* tmp, float* out, const Geo& g, int64_t hs, int64_t ws,
-                           float st, float so, cudaStream_t stream);
+                           float st, float so, const ConvEpilogue& ep, cudaStream_t stream);
 // The GEMM kernels: tile 128x128 (256 threads) when bm128, else 64x128 (128 threads).
 void launch_gather_gemm(bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
                         cudaStream_t stream, const char* op);
@@ -296,11 +353,18 @@ __device__ __forceinline__ int64_t slot_out_offset(const GatherParams& p, const 
 // ---------------------------------------------------------------- dispatch (conv.cu)
 // How often the dispatcher chose split-K for a filterActs/imgActs grid, and the space-to-depth
 // form of imgActs, since the process started: the emulator harnesses check that their cases
-// reach both paths.
+// reach both paths. nhwc_mma: NHWC passes (any of the three) that ran version 3.
+// fused: filterActs/imgActs calls whose ConvEpilogue is not the plain store (note_epilogue).
 struct PathCounts {
-  int64_t split_k, s2d;
+  int64_t split_k, s2d, fused;
+  int64_t nhwc_mma;
 };
 PathCounts path_counts();
+void note_epilogue(const ConvEpilogue& ep);
+// out = st*out + so * (sum of `splits` partial arrays of `total`), in split order (conv.cu).
+void reduce_parts(const float* parts, float* out, int64_t total, int64_t splits, float st,
+                  float so, cudaStream_t stream, const char* op);
+bool fast_kernels();  // set_conv_kernel chose version 2 or 3
 
 // ---------------------------------------------------------------- version 3 (conv_mma.cu)
 // Tensor-core implicit GEMM (mma.sync, sm_80+): tf32 (fp32 in memory) or bf16 (uint16_t bits in
@@ -321,21 +385,24 @@ struct MmaWgradParams {
   int f, fg, h, w, sh, sw, ph, pw, k, r, pix, groups, splits, kps;
   FastDivmod div_pix, div_wo;
   int img_nstride, img_gstride, hid_nstride;  // the dispatcher keeps tensors below 2^31 elements
+  int cpix;  // NHWC (mma_wgrad<.., NHWC>): the images' pixel stride C (img_gstride = C/groups)
 };
 
 // Packs the filters into version 3's A, converted (tf32 bits or bf16 bits), k innermost:
 // a[g][i0][j0][m][kk] (packed_source); filterActs with pi = pj = 1.
+// nhwc (imgActs only): NHWC filters, rows kk = (ii, jj, f) (packed_source_nhwc_dgrad).
 void launch_pack_mma(bool bf16, bool dgrad, const void* filters, void* a, int groups, int pi,
                      int pj, int fg, int cg, int kh, int kw, int sh, int sw, int kp, int mp,
-                     cudaStream_t stream);
+                     cudaStream_t stream, bool nhwc = false);
 // The GEMMs: tile BM x 128 (BM = 128: 256 threads, else 64: 128 threads), 3-stage pipeline in
 // dynamic shared memory (mma_smem_bytes).
 size_t mma_smem_bytes(bool bm128);
-// nhwc: filterActs on NHWC images into NHWC outputs (dgrad false).
+// nhwc: filterActs on NHWC images into NHWC outputs, imgActs on NHWC hid_grads into NHWC
+// outputs, weightActs on NHWC images and hid_grads into (F, kh, kw, C/groups).
 void launch_mma_gather(bool bf16, bool dgrad, bool bm128, dim3 grid, const GatherParams& p,
                        cudaStream_t stream, const char* op, bool nhwc = false);
 void launch_mma_wgrad(bool bf16, bool bm128, dim3 grid, const MmaWgradParams& p,
-                      cudaStream_t stream);
+                      cudaStream_t stream, bool nhwc = false);
 // out[i] = float(bf16 in[i]), for the fallback of the bf16 entry points to version 2.
 void launch_bf16_to_f32(const uint16_t* in, float* out, int64_t count, cudaStream_t stream);
 

@@ -5,9 +5,11 @@
 //   imgActs    per stride phase, C[c, (n,y,x)] = A[c, k] B[k, (n,y,x)], k = (f,ii,jj);
 //   weightActs C[f, (c,i,j)] = hid[f, r] im2col[r, (c,i,j)], r = (n,oy,ox), split-K;
 //   filterActs/imgActs split-K when the dispatcher's wave model asks (raw partials, as version 2).
-// Layout: NCHW images/outputs, (F, C/groups, kh, kw) filters (csrc/conv.h); filterActs also NHWC
-// (template flag NHWC: k = (i, j, c), the B loader fetches 16-byte channel chunks, the epilogue
-// writes (N, Ho, Wo, F)); the NHWC filters (F, kh, kw, C/groups) are then the same A rows.
+// Layout: NCHW images/outputs, (F, C/groups, kh, kw) filters (csrc/conv.h); every pass also NHWC
+// (template flag NHWC): filterActs k = (i, j, c), the B loader fetches 16-byte channel chunks, the
+// epilogue writes (N, Ho, Wo, F), the NHWC filters (F, kh, kw, C/groups) are the same A rows;
+// imgActs k = (ii, jj, f) per phase, the same chunked loader on hid_grads, output (N, H, W, C);
+// weightActs columns (i, j, c), element-wise loads along the channels (docs/CUDA_CONV.md).
 // Tile BM x 128 (BM = 128: 8 warps as 2 x 4; BM = 64: 4 warps as 1 x 4), warp tile 64 x 32
 // (4 x 4 mma tiles, 64 fp32 accumulators per thread). K-step: one 128-byte row per operand row
 // (32 tf32 or 64 bf16 elements, 4 mma k-steps; version 2 takes 8). Both operands are stored
@@ -27,7 +29,7 @@
 // (image, oy, ox) decomposition is done once per K-step and reused for its 16-32 rows.
 // The dispatcher (conv.cu) keeps every tensor below 2^31 elements (32-bit offsets), else it
 // falls back to version 2. Epilogue: bias, the accumulate form (never reading the target when
-// st == 0) and the activation hook, as version 2.
+// st == 0) and conv.h's ConvEpilogue (epilogue_store), as version 2.
 #include <cstdint>
 #include <type_traits>
 
@@ -54,56 +56,6 @@ __device__ __forceinline__ char* dyn_smem() {
 #else
   extern __shared__ __align__(128) char buf[];
   return buf;
-#endif
-}
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(ALEXNET_EXT_CUDA_EMULATION)
-#define CONV_MMA_ASYNC 1
-__device__ __forceinline__ unsigned smem_u32(const void* p) {
-  return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-#endif
-
-// BYTES = 4 (through L1) or 16 (L2 only; both sides 16-byte aligned), zero-filled when !pred
-// (a valid address is passed regardless).
-template <int BYTES>
-__device__ __forceinline__ void cpz(char* s, const void* g, bool pred) {
-#ifdef CONV_MMA_ASYNC
-  if constexpr (BYTES == 16)
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(s)), "l"(g),
-                 "r"(pred ? 16 : 0)
-                 : "memory");
-  else
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(s)), "l"(g),
-                 "r"(pred ? 4 : 0)
-                 : "memory");
-#else
-  using W = std::conditional_t<BYTES == 16, float4, uint32_t>;
-  *reinterpret_cast<W*>(s) = pred ? *static_cast<const W*>(g) : W{};
-#endif
-}
-
-// 16 bytes, both sides 16-byte aligned, L2 only.
-__device__ __forceinline__ void cp16(char* s, const void* g) {
-#ifdef CONV_MMA_ASYNC
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(s)), "l"(g)
-               : "memory");
-#else
-  *reinterpret_cast<float4*>(s) = *static_cast<const float4*>(g);
-#endif
-}
-
-__device__ __forceinline__ void cp_commit() {
-#ifdef CONV_MMA_ASYNC
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-
-// Waits until at most N of this thread's committed groups are in flight.
-template <int N>
-__device__ __forceinline__ void cp_wait() {
-#ifdef CONV_MMA_ASYNC
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
 
@@ -158,9 +110,6 @@ __device__ __forceinline__ void warp_mma(const char* at, const char* bt, float (
   }
 }
 
-// The epilogue's activation hook (identity today), as version 2's fprop_activation.
-__device__ __forceinline__ float mma_activation(float v) { return v; }
-
 // The 3-stage mainloop of both kernels: acc = the product of the tiles that issue(kt, stage)
 // queues for K-steps kt in [kb, ke). One __syncthreads per K-step: after it, every thread's
 // copies of step kt have landed and step kt-1's stage (wr) is free to refill.
@@ -203,10 +152,12 @@ __device__ __forceinline__ float acc_at(const float (&acc)[4][4][4], int i, int 
 }
 
 // ---------------------------------------------------------------- filterActs / imgActs
-// NHWC (filterActs only): images (N, H, W, C) gathered through the k = (i, j, c) table, output
-// (N, Ho, Wo, F) at column * F + f; with p.vec one 16-byte cp.async per EPC consecutive
-// channels of one tap (Cg a multiple of EPC: a chunk never straddles two taps), else the
-// element-wise gathers below with NHWC offsets.
+// NHWC filterActs: images (N, H, W, C) gathered through the k = (i, j, c) table, output
+// (N, Ho, Wo, F) at column * F + f. NHWC imgActs: hid_grads (N, Ho, Wo, F) gathered per stride
+// phase through the k = (ii, jj, f) table, output (N, H, W, C) at pixel * C + c (the epilogue's
+// 8 rows of a column are consecutive channels). Both: with p.vec one 16-byte cp.async per EPC
+// consecutive channels of one tap (channels per group a multiple of EPC: a chunk never
+// straddles two taps), else the element-wise gathers below with NHWC offsets.
 template <int BM, bool BF16, bool DGRAD, bool NHWC = false>
 __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const GatherParams p) {
   using E = std::conditional_t<BF16, uint16_t, float>;
@@ -231,7 +182,7 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
     const ColPixel c = slot_pixel(s, imin3(n0 + b_col, s.ncols - 1));
     cy = c.y * s.ay + s.by;
     cx = c.x * s.ax + s.bx;
-    colbase = NHWC ? c.img * static_cast<int>(p.src_nstride) + (cy * p.w + cx) * p.src_pix
+    colbase = NHWC ? c.img * static_cast<int>(p.src_nstride) + (cy * s.rowlen + cx) * p.src_pix
                    : c.img * static_cast<int>(p.src_nstride) + cy * s.rowlen + cx;
   }
 
@@ -311,29 +262,38 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_gather(const Ga
   for (int j = 0; j < 8; ++j) {
     const int col = n0 + acc_col(wn, j, t);
     if (col >= es.ncols) continue;
-    float* const ocol = NHWC ? p.out + static_cast<int64_t>(col) * p.out_pix
-                             : p.out + slot_out_offset(p, es, slot_pixel(es, col));
+    // Offsets, not pointers: with a bf16 out (ep.out_bf16) p.out's elements are 2 bytes.
+    const int64_t ocol =
+        NHWC ? (DGRAD ? slot_out_offset(p, es, slot_pixel(es, col)) : static_cast<int64_t>(col)) *
+                   p.out_pix
+             : slot_out_offset(p, es, slot_pixel(es, col));
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       const int m = m0 + acc_row(wm, i, g);
       if (m >= p.m) continue;
-      float* o = ocol + static_cast<int64_t>(grp * p.out_gplanes + m) * p.out_plane;
-      if (p.splits > 1) {  // raw partial; the reduction applies bias, scale and accumulate form
-        p.ws[split * p.out_total + (o - p.out)] = acc_at(acc, i, j);
+      const int64_t o = ocol + static_cast<int64_t>(grp * p.out_gplanes + m) * p.out_plane;
+      if (p.splits > 1) {  // raw partial; the reduction applies bias, scale and the epilogue
+        p.ws[split * p.out_total + o] = acc_at(acc, i, j);
         continue;
       }
       const float b = (!DGRAD && p.bias) ? __ldg(p.bias + grp * p.m + m) : 0.f;
-      const float v = p.so * (acc_at(acc, i, j) + b);
-      if (DGRAD)
-        store_scaled(o, v, p.st);
-      else
-        *o = mma_activation(p.st == 0.f ? v : fmaf(p.st, *o, v));
+      epilogue_store(p.out, o, p.so * (acc_at(acc, i, j) + b), p.st, p.ep);
     }
   }
 }
 
 // ---------------------------------------------------------------- weightActs
-template <int BM, bool BF16>
+// NHWC: hid_grads (N*Ho*Wo, F) and images (N, H, W, C) are contiguous along the tiles' m
+// (filters) and n (the channels of one tap: columns k = (i, j, c), the (F, kh, kw, C/groups)
+// output), not along the reduction r, and the tiles are stored k-innermost for plain ldmatrix
+// (ldmatrix.trans of an [r][m] tile has no tf32 form: it moves 16-bit elements). Element-wise
+// loads (4-byte cp.async for tf32, 2-byte pairs for bf16) with lanes as 8 rows x 4 words: per
+// word, 8 consecutive m (or channels) = one 32-byte sector (bf16: half of one), 4 sectors per
+// warp request as a 128-byte row would be; in shared memory the 4 words share a 16-byte chunk
+// and the XOR swizzle puts the 8 rows' chunks in 8 bank groups: conflict-free. (32 lanes along
+// m, one word each, would be a 4-way bank conflict: the swizzle spreads only 8 rows.) Each
+// lane's r is decomposed once per K-step and reused for 16 columns (B).
+template <int BM, bool BF16, bool NHWC = false>
 __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_wgrad(const MmaWgradParams p) {
   using E = std::conditional_t<BF16, uint16_t, float>;
   constexpr int THREADS = BM * 2, KE = BF16 ? 64 : 32, NW = THREADS / 32;
@@ -349,12 +309,73 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_wgrad(const Mma
   for (int c = tid; c < kBN; c += THREADS)
     cols[c] = __ldg(p.table + imin3(n0 + c, p.k - 1));  // past the end: valid, never stored
   __syncthreads();
-  const E* __restrict__ hid = static_cast<const E*>(p.hid) + grp * p.fg * p.pix;
+  const E* __restrict__ hid = static_cast<const E*>(p.hid) + grp * p.fg * (NHWC ? 1 : p.pix);
   const E* __restrict__ img = static_cast<const E*>(p.images) + grp * p.img_gstride;
 
   auto issue = [&](int kt, int stg) {
     char* at = as + stg * BM * kMmaRowBytes;
     char* bt = bs + stg * kBN * kMmaRowBytes;
+    if constexpr (NHWC) {
+      const int sub = lane & 7, wsub = lane >> 3;  // lanes: 8 rows x 4 words of one 16-byte chunk
+      // A: 8 x 8 word blocks of BM/8 row blocks, 16 per warp; hid_grads row r at r*F.
+#pragma unroll 4
+      for (int q = 0; q < 16; ++q) {
+        const int blk = warp + q * NW, row = (blk % (BM / 8)) * 8 + sub, mg = m0 + row;
+        const int wpos = (blk / (BM / 8)) * 4 + wsub, r = kt * KE + wpos * RPE;
+        if constexpr (!BF16) {
+          const bool ok = r < p.r && mg < p.fg;
+          cpz<4>(at + swz(row, wpos * 4), hid + (ok ? r * p.f + mg : 0), ok);
+        } else {
+          uint32_t v = 0;
+#pragma unroll
+          for (int u = 0; u < 2; ++u)
+            if (r + u < p.r && mg < p.fg)
+              v |= static_cast<uint32_t>(hid[(r + u) * p.f + mg]) << (16 * u);
+          *reinterpret_cast<uint32_t*>(at + swz(row, wpos * 4)) = v;
+        }
+      }
+      // B: this warp's word blocks (one r or r pair per lane, decomposed once) x 16 row blocks.
+#pragma unroll 1
+      for (int wb = warp; wb < 8; wb += NW) {
+        const int wpos = wb * 4 + wsub;
+        int ib[RPE], yb[RPE], xb[RPE];
+        bool rok[RPE];
+#pragma unroll
+        for (int u = 0; u < RPE; ++u) {
+          const int r = kt * KE + wpos * RPE + u;
+          uint32_t nimg, pix, oy, ox;
+          divmod(p.div_pix, static_cast<uint32_t>(r), nimg, pix);
+          divmod(p.div_wo, pix, oy, ox);
+          rok[u] = r < p.r;
+          yb[u] = static_cast<int>(oy) * p.sh - p.ph;
+          xb[u] = static_cast<int>(ox) * p.sw - p.pw;
+          ib[u] = static_cast<int>(nimg) * p.img_nstride + (yb[u] * p.w + xb[u]) * p.cpix;
+        }
+#pragma unroll 4
+        for (int nb = 0; nb < kBN / 8; ++nb) {
+          const int row = nb * 8 + sub;
+          const int2 e = cols[row];
+          char* const dst = bt + swz(row, wpos * 4);
+          bool ok[RPE];
+#pragma unroll
+          for (int u = 0; u < RPE; ++u) {
+            const int yy = yb[u] + tab_di(e), xx = xb[u] + tab_dj(e);
+            ok[u] = rok[u] && static_cast<unsigned>(yy) < static_cast<unsigned>(p.h) &&
+                    static_cast<unsigned>(xx) < static_cast<unsigned>(p.w);
+          }
+          if constexpr (!BF16) {
+            cpz<4>(dst, img + (ok[0] ? ib[0] + e.x : 0), ok[0]);
+          } else {
+            uint32_t v = 0;
+#pragma unroll
+            for (int u = 0; u < RPE; ++u)
+              if (ok[u]) v |= static_cast<uint32_t>(img[ib[u] + e.x]) << (16 * u);
+            *reinterpret_cast<uint32_t*>(dst) = v;
+          }
+        }
+      }
+      return;
+    }
     int hbase[RPE], ibase[RPE], cy[RPE], cx[RPE];
     bool rok[RPE];
 #pragma unroll
@@ -434,11 +455,13 @@ __global__ void __launch_bounds__(BM * 2, BM == 128 ? 2 : 3) mma_wgrad(const Mma
 template <class T, class O>
 __global__ void __launch_bounds__(256) pack_mma(const T* __restrict__ filters, O* __restrict__ a,
                                                 int groups, int pi, int pj, int fg, int cg, int kh,
-                                                int kw, int sh, int sw, int kp, int mp, int dgrad) {
+                                                int kw, int sh, int sw, int kp, int mp, int dgrad,
+                                                int nhwc) {
   for_each_element(groups, pi * pj, mp, kp, [&](int64_t idx, const Idx4& o) {
-    const int phase = static_cast<int>(o.b);
-    const int64_t from = packed_source(dgrad, o.a, phase / pj, phase % pj, static_cast<int>(o.d),
-                                       static_cast<int>(o.c), fg, cg, kh, kw, sh, sw);
+    const int phase = static_cast<int>(o.b), kk = static_cast<int>(o.d), m = static_cast<int>(o.c);
+    const int64_t from =
+        nhwc ? packed_source_nhwc_dgrad(o.a, phase / pj, phase % pj, kk, m, fg, cg, kh, kw, sh, sw)
+             : packed_source(dgrad, o.a, phase / pj, phase % pj, kk, m, fg, cg, kh, kw, sh, sw);
     if constexpr (std::is_same_v<T, float>)
       a[idx] = from < 0 ? 0u : to_tf32(filters[from]);
     else
@@ -477,16 +500,16 @@ size_t mma_smem_bytes(bool bm128) {
 
 void launch_pack_mma(bool bf16, bool dgrad, const void* filters, void* a, int groups, int pi,
                      int pj, int fg, int cg, int kh, int kw, int sh, int sw, int kp, int mp,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, bool nhwc) {
   const dim3 grid(blocks_for(static_cast<int64_t>(groups) * pi * pj * mp * kp, 256));
   if (bf16)
     launch(pack_mma<uint16_t, uint16_t>, grid, dim3(256), stream,
            static_cast<const uint16_t*>(filters), static_cast<uint16_t*>(a), groups, pi, pj, fg,
-           cg, kh, kw, sh, sw, kp, mp, static_cast<int>(dgrad));
+           cg, kh, kw, sh, sw, kp, mp, static_cast<int>(dgrad), static_cast<int>(dgrad && nhwc));
   else
     launch(pack_mma<float, uint32_t>, grid, dim3(256), stream, static_cast<const float*>(filters),
            static_cast<uint32_t*>(a), groups, pi, pj, fg, cg, kh, kw, sh, sw, kp, mp,
-           static_cast<int>(dgrad));
+           static_cast<int>(dgrad), static_cast<int>(dgrad && nhwc));
   check_launch(dgrad ? "img_acts (pack filters)" : "filter_acts (pack filters)");
 }
 
@@ -499,19 +522,25 @@ void launch_mma_gather(bool bf16, bool dgrad, bool bm128, dim3 grid, const Gathe
                     : (bm128 ? mma_gather<128, true, false> : mma_gather<64, true, false>))
            : (dgrad ? (bm128 ? mma_gather<128, false, true> : mma_gather<64, false, true>)
                     : (bm128 ? mma_gather<128, false, false> : mma_gather<64, false, false>));
-  if (nhwc)
+  if (nhwc && !dgrad)
     k = bf16 ? (bm128 ? mma_gather<128, true, false, true> : mma_gather<64, true, false, true>)
              : (bm128 ? mma_gather<128, false, false, true> : mma_gather<64, false, false, true>);
+  if (nhwc && dgrad)
+    k = bf16 ? (bm128 ? mma_gather<128, true, true, true> : mma_gather<64, true, true, true>)
+             : (bm128 ? mma_gather<128, false, true, true> : mma_gather<64, false, true, true>);
   launch_dyn(k, grid, block, smem, stream, op, p);
   check_launch(op);
 }
 
 void launch_mma_wgrad(bool bf16, bool bm128, dim3 grid, const MmaWgradParams& p,
-                      cudaStream_t stream) {
+                      cudaStream_t stream, bool nhwc) {
   const size_t smem = mma_smem_bytes(bm128);
   const dim3 block(bm128 ? 256 : 128);
   void (*k)(MmaWgradParams) = bf16 ? (bm128 ? mma_wgrad<128, true> : mma_wgrad<64, true>)
                                    : (bm128 ? mma_wgrad<128, false> : mma_wgrad<64, false>);
+  if (nhwc)
+    k = bf16 ? (bm128 ? mma_wgrad<128, true, true> : mma_wgrad<64, true, true>)
+             : (bm128 ? mma_wgrad<128, false, true> : mma_wgrad<64, false, true>);
   launch_dyn(k, grid, block, smem, stream, "weight_acts", p);
   check_launch("weight_acts");
 }

@@ -7,7 +7,7 @@
 //   weightActs: one block per filter weight reducing over batch and pixels (block_sum).
 // All index arithmetic in int64. Obviously correct, slow: for validation, the fallback of the
 // dispatcher (conv.cu) for geometries outside version 2's 32-bit tile indexing, and the NHWC
-// kernels (all but tf32/bf16 filterActs, which version 3 runs; here its fallback), in every
+// kernels (fp32; tf32/bf16 run version 3 and come here as its fallback), in every
 // precision: the operand type is a template (fp32 as is, tf32 rounded as version 3's cvt.rna
 // does, bf16 bits widened exactly); products of tf32/bf16 operands are exact in fp32 and the
 // sums are fp32, so version 3's error bound holds.
@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(256) filter_acts_ref(const elem_t<E>* __restri
                                                        const elem_t<E>* __restrict__ filters,
                                                        const float* __restrict__ bias,
                                                        float* __restrict__ out, Geo g, float st,
-                                                       float so) {
+                                                       float so, ConvEpilogue ep) {
   for_each_nchw<NHWC>(g.n, g.f, g.ho, g.wo, [&](int64_t idx, int64_t n, int64_t f, int64_t oy,
                                                 int64_t ox) {
     const int64_t c0 = f / g.fg * g.cg;
@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(256) filter_acts_ref(const elem_t<E>* __restri
         }
       }
     }
-    store_scaled(out + idx, so * (acc + (bias ? bias[f] : 0.f)), st);
+    epilogue_store(out, idx, so * (acc + (bias ? bias[f] : 0.f)), st, ep);
   });
 }
 
@@ -96,7 +96,7 @@ template <bool NHWC, ConvElem E>
 __global__ void __launch_bounds__(256) img_acts_ref(const elem_t<E>* __restrict__ hid,
                                                     const elem_t<E>* __restrict__ filters,
                                                     float* __restrict__ out, Geo g, float st,
-                                                    float so) {
+                                                    float so, ConvEpilogue ep) {
   for_each_nchw<NHWC>(g.n, g.c, g.h, g.w, [&](int64_t idx, int64_t n, int64_t c, int64_t y,
                                               int64_t x) {
     const int64_t grp = c / g.cg, cc = c - grp * g.cg;
@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(256) img_acts_ref(const elem_t<E>* __restrict_
         }
       }
     }
-    store_scaled(out + idx, so * acc, st);
+    epilogue_store(out, idx, so * acc, st, ep);
   });
 }
 
@@ -148,19 +148,19 @@ __global__ void __launch_bounds__(kRedThreads) weight_acts_ref(const elem_t<E>* 
 
 template <bool NHWC, ConvElem E>
 void fprop(const void* images, const void* filters, const float* bias, float* out, const Geo& g,
-           float st, float so, cudaStream_t stream) {
+           float st, float so, const ConvEpilogue& ep, cudaStream_t stream) {
   launch(filter_acts_ref<NHWC, E>, dim3(blocks_for(g.n * g.f * g.ho * g.wo, 256)), dim3(256),
          stream, static_cast<const elem_t<E>*>(images), static_cast<const elem_t<E>*>(filters),
-         bias, out, g, st, so);
+         bias, out, g, st, so, ep);
   check_launch("filter_acts");
 }
 
 template <bool NHWC, ConvElem E>
 void dgrad(const void* hid, const void* filters, float* out, const Geo& g, float st, float so,
-           cudaStream_t stream) {
+           const ConvEpilogue& ep, cudaStream_t stream) {
   launch(img_acts_ref<NHWC, E>, dim3(blocks_for(g.n * g.c * g.h * g.w, 256)), dim3(256), stream,
          static_cast<const elem_t<E>*>(hid), static_cast<const elem_t<E>*>(filters), out, g, st,
-         so);
+         so, ep);
   check_launch("img_acts");
 }
 
@@ -178,13 +178,13 @@ void wgrad(const void* images, const void* hid, float* out, const Geo& g, float 
 }  // namespace
 
 void filter_acts_v1(const float* images, const float* filters, const float* bias, float* out,
-                    const Geo& g, float st, float so, cudaStream_t stream) {
-  fprop<false, ConvElem::fp32>(images, filters, bias, out, g, st, so, stream);
+                    const Geo& g, float st, float so, const ConvEpilogue& ep, cudaStream_t stream) {
+  fprop<false, ConvElem::fp32>(images, filters, bias, out, g, st, so, ep, stream);
 }
 
 void img_acts_v1(const float* hid, const float* filters, float* out, const Geo& g, float st,
-                 float so, cudaStream_t stream) {
-  dgrad<false, ConvElem::fp32>(hid, filters, out, g, st, so, stream);
+                 float so, const ConvEpilogue& ep, cudaStream_t stream) {
+  dgrad<false, ConvElem::fp32>(hid, filters, out, g, st, so, ep, stream);
 }
 
 void weight_acts_v1(const float* images, const float* hid, float* out, const Geo& g, float st,
@@ -193,30 +193,26 @@ void weight_acts_v1(const float* images, const float* hid, float* out, const Geo
 }
 
 void filter_acts_nhwc_v1(const void* images, const void* filters, const float* bias, float* out,
-                         const Geo& g, float st, float so, cudaStream_t stream, ConvElem e) {
+                         const Geo& g, float st, float so, const ConvEpilogue& ep,
+                         cudaStream_t stream, ConvElem e) {
   decltype(&fprop<true, ConvElem::fp32>) const table[] = {
       fprop<true, ConvElem::fp32>, fprop<true, ConvElem::tf32>, fprop<true, ConvElem::bf16>};
-  table[static_cast<int>(e)](images, filters, bias, out, g, st, so, stream);
+  table[static_cast<int>(e)](images, filters, bias, out, g, st, so, ep, stream);
+}
+
+// The instantiation for the run-time element type: table[e].
+void img_acts_nhwc_v1(const void* hid, const void* filters, float* out, const Geo& g, float st,
+                      float so, const ConvEpilogue& ep, cudaStream_t stream, ConvElem e) {
+  decltype(&dgrad<true, ConvElem::fp32>) const table[] = {
+      dgrad<true, ConvElem::fp32>, dgrad<true, ConvElem::tf32>, dgrad<true, ConvElem::bf16>};
+  table[static_cast<int>(e)](hid, filters, out, g, st, so, ep, stream);
+}
+
+void weight_acts_nhwc_v1(const void* images, const void* hid, float* out, const Geo& g, float st,
+                         float so, cudaStream_t stream, ConvElem e) {
+  decltype(&wgrad<true, ConvElem::fp32>) const table[] = {
+      wgrad<true, ConvElem::fp32>, wgrad<true, ConvElem::tf32>, wgrad<true, ConvElem::bf16>};
+  table[static_cast<int>(e)](images, hid, out, g, st, so, stream);
 }
 
 }  // namespace alexnet_ext::cuda::conv
-
-namespace alexnet_ext::cuda {
-using namespace conv;
-
-// The instantiation for the run-time element type: table[e].
-void img_acts_nhwc(const void* hid, const void* filters, float* out, const ConvGeometry& cg,
-                   float st, float so, cudaStream_t stream, ConvElem e) {
-  decltype(&dgrad<true, ConvElem::fp32>) const table[] = {
-      dgrad<true, ConvElem::fp32>, dgrad<true, ConvElem::tf32>, dgrad<true, ConvElem::bf16>};
-  table[static_cast<int>(e)](hid, filters, out, geo_of(cg), st, so, stream);
-}
-
-void weight_acts_nhwc(const void* images, const void* hid, float* out, const ConvGeometry& cg,
-                      float st, float so, cudaStream_t stream, ConvElem e) {
-  decltype(&wgrad<true, ConvElem::fp32>) const table[] = {
-      wgrad<true, ConvElem::fp32>, wgrad<true, ConvElem::tf32>, wgrad<true, ConvElem::bf16>};
-  table[static_cast<int>(e)](images, hid, out, geo_of(cg), st, so, stream);
-}
-
-}  // namespace alexnet_ext::cuda

@@ -13,20 +13,28 @@
 // call. cuBLAS promises bitwise-reproducible results for the same problem on the same GPU model
 // and toolkit, with one stream per handle at a time (see its reproducibility notes): different
 // results across GPU models or cuBLAS versions are expected, at float32 rounding level.
+//
+// bf16 operands go through cublasGemmEx (CUDA_R_16BF inputs, CUBLAS_COMPUTE_32F: each product
+// exact in float32, float32 accumulation) into a float32 C. A bf16 y or grad_x is that float32
+// result, computed in a scratch buffer by the very calls of the float32 output, rounded once at the
+// end (cast.h's RNE): bf16 out == RNE(float32 out) bit for bit, bias and accumulate form included.
 #ifdef ALEXNET_EXT_WITH_CUBLAS
 #include <cstdint>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <string>
-
-#include "host_device.h"
+#include <type_traits>
 #include <vector>
 
 #include <cublas_v2.h>
 
+#include "cast.h"
 #include "cuda/common.cuh"
+#include "cuda/report.h"
 #include "fc.h"
+#include "host_device.h"
+#include "real.h"
 
 namespace alexnet_ext::cuda {
 namespace {
@@ -79,6 +87,24 @@ class Blas {
                "cublasSgemm");
   }
 
+  // The same for T = float (sgemm) or bf16 (GemmEx, float32 compute), C float32.
+  template <class T>
+  void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const T* a,
+            int64_t lda, const T* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+    if constexpr (std::is_same_v<T, float>) {
+      sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    } else {
+      if (m == 0 || n == 0) return;
+      check_blas(cublasGemmEx(h_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, gemm_dim(n, "n"),
+                              gemm_dim(m, "m"), gemm_dim(k, "k"), &alpha, b, CUDA_R_16BF,
+                              gemm_dim(ldb, "ldb"), a, CUDA_R_16BF, gemm_dim(lda, "lda"), &beta, c,
+                              CUDA_R_32F, gemm_dim(ldc, "ldc"), CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+    }
+  }
+
  private:
   // Never destroyed: handles outlive every caller, and destroying them at exit could run after
   // the CUDA driver has shut down.
@@ -108,14 +134,15 @@ add_bias(float* __restrict__ y, const float* __restrict__ bias, int64_t n, int64
 // gb[j] = st * gb[j] + so * sum_i gy[i, j]: one thread per column, rows in order into a double
 // (cpu/fc.cpp's order, hence its result bit for bit). Consecutive threads read consecutive
 // columns of a row, so each row step is coalesced.
+template <class T>
 __global__ void __launch_bounds__(kThreads)
-bias_grad(const float* __restrict__ gy, float* __restrict__ gb, int64_t n, int64_t f, float st,
+bias_grad(const T* __restrict__ gy, float* __restrict__ gb, int64_t n, int64_t f, float st,
           float so) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < f;
        j += stride) {
     double acc = 0.0;
-    for (int64_t i = 0; i < n; ++i) acc = __dadd_rn(acc, static_cast<double>(gy[i * f + j]));
+    for (int64_t i = 0; i < n; ++i) acc = __dadd_rn(acc, static_cast<double>(to_f32(gy[i * f + j])));
     accumulate_store(gb + j, static_cast<float>(acc), st, so);  // st == 0: never reads gb
   }
 }
@@ -126,42 +153,86 @@ void check_dims(int64_t n, int64_t d, int64_t f) {
   gemm_dim(f, "output features");
 }
 
+// Runs body(c) with c a float32 target standing for the (rows x cols) `out`: out itself when O is
+// float; for bf16 a scratch buffer holding widened out when the accumulate form reads it
+// (st != 0), rounded back into out afterwards (one rounding of the float32 result).
+template <class O, class Body>
+void float_target(O* out, int64_t count, float st, cudaStream_t stream, Body body) {
+  if constexpr (std::is_same_v<O, float>) {
+    body(out);
+  } else {
+    if (count == 0) return;
+    int dev = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    Scratch scratch(sizeof(float) * count, dev, stream);
+    float* c = scratch.as<float>();
+    if (st != 0.f) cast_to_f32(out, c, count, stream);
+    body(c);
+    cast_to_bf16(c, out, count, stream);
+  }
+}
+
 }  // namespace
 
-void fc_forward(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t d,
-                int64_t f, float st, float so, cudaStream_t stream) {
+template <class T, class O>
+void fc_forward(const T* x, const T* w, const float* bias, O* y, int64_t n, int64_t d, int64_t f,
+                float st, float so, cudaStream_t stream) {
   check_dims(n, d, f);
   if (n * f == 0) return;
-  {
+  float_target(y, n * f, st, stream, [&](float* c) {
+    {
+      Blas blas(stream);
+      blas.gemm(false, true, n, f, d, so, x, d, w, d, st, c, f);
+    }
+    if (bias) {
+      launch(add_bias, blocks_for(n * f, kThreads), kThreads, stream, c, bias, n, f, so);
+      check_launch("fc_forward (bias)");
+    }
+  });
+}
+
+template <class T, class O>
+void fc_grad_x(const T* grad_y, const T* w, O* grad_x, int64_t n, int64_t d, int64_t f, float st,
+               float so, cudaStream_t stream) {
+  check_dims(n, d, f);
+  float_target(grad_x, n * d, st, stream, [&](float* c) {
     Blas blas(stream);
-    blas.sgemm(false, true, n, f, d, so, x, d, w, d, st, y, f);
-  }
-  if (bias) {
-    launch(add_bias, blocks_for(n * f, kThreads), kThreads, stream, y, bias, n, f, so);
-    check_launch("fc_forward (bias)");
-  }
+    blas.gemm(false, false, n, d, f, so, grad_y, f, w, d, st, c, d);
+  });
 }
 
-void fc_grad_x(const float* grad_y, const float* w, float* grad_x, int64_t n, int64_t d, int64_t f,
+template <class T>
+void fc_grad_w(const T* grad_y, const T* x, float* grad_w, int64_t n, int64_t d, int64_t f,
                float st, float so, cudaStream_t stream) {
   check_dims(n, d, f);
   Blas blas(stream);
-  blas.sgemm(false, false, n, d, f, so, grad_y, f, w, d, st, grad_x, d);
+  blas.gemm(true, false, f, d, n, so, grad_y, f, x, d, st, grad_w, d);
 }
 
-void fc_grad_w(const float* grad_y, const float* x, float* grad_w, int64_t n, int64_t d, int64_t f,
-               float st, float so, cudaStream_t stream) {
-  check_dims(n, d, f);
-  Blas blas(stream);
-  blas.sgemm(true, false, f, d, n, so, grad_y, f, x, d, st, grad_w, d);
-}
-
-void fc_grad_b(const float* grad_y, float* grad_b, int64_t n, int64_t f, float st, float so,
+template <class T>
+void fc_grad_b(const T* grad_y, float* grad_b, int64_t n, int64_t f, float st, float so,
                cudaStream_t stream) {
   if (f == 0) return;
-  launch(bias_grad, blocks_for(f, kThreads), kThreads, stream, grad_y, grad_b, n, f, st, so);
+  launch(bias_grad<T>, blocks_for(f, kThreads), kThreads, stream, grad_y, grad_b, n, f, st, so);
   check_launch("fc_grad_b");
 }
+
+#define FC_OUT(T, O)                                                                            \
+  template void fc_forward(const T*, const T*, const float*, O*, int64_t, int64_t, int64_t,     \
+                           float, float, cudaStream_t);                                         \
+  template void fc_grad_x(const T*, const T*, O*, int64_t, int64_t, int64_t, float, float,      \
+                          cudaStream_t);
+FC_OUT(float, float)
+FC_OUT(uint16_t, float)
+FC_OUT(uint16_t, uint16_t)
+#undef FC_OUT
+#define FC_IN(T)                                                                                \
+  template void fc_grad_w(const T*, const T*, float*, int64_t, int64_t, int64_t, float, float,  \
+                          cudaStream_t);                                                        \
+  template void fc_grad_b(const T*, float*, int64_t, int64_t, float, float, cudaStream_t);
+FC_IN(float)
+FC_IN(uint16_t)
+#undef FC_IN
 
 }  // namespace alexnet_ext::cuda
 #endif  // ALEXNET_EXT_WITH_CUBLAS

@@ -18,6 +18,12 @@
 //
 // bf16 (x, y, grad_y, grad_x as uint16_t bits): the same kernels on widened values; the forward
 // stores the winning element itself, the undo scatters into float32 sums and rounds them once.
+//
+// NHWC: the forward's threads run over (n, oy, ox, c), c fastest (coalesced). The undo gives each
+// thread one (image, channel) column and walks its outputs in order, adding each gradient to the
+// pixel its switch names: again the CPU's sequence of additions per pixel, no atomics, and a
+// warp's loads and stores touch consecutive channels. relu_y (both layouts): the ReLU-undo mask
+// (relu.h relu_undo_select) applied by the same thread that owns the pixel, after its scatter.
 #include <cstdint>
 #include <type_traits>
 
@@ -26,6 +32,7 @@
 #include "cuda/pool.cuh"
 #include "cuda/report.h"
 #include "max_pool.h"
+#include "relu.h"
 
 namespace alexnet_ext::cuda {
 namespace {
@@ -33,13 +40,15 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-template <class T, class I, class Idx>
+template <bool kNHWC, class T, class I, class Idx>
 __global__ void __launch_bounds__(kThreads)
 max_pool_forward(const T* __restrict__ x, T* __restrict__ y, I* __restrict__ switches,
                  PoolGeo<Idx> g, Idx total) {
-  for_each_window(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
+  const Idx cs = g.template col_step<kNHWC>();
+  for_each_window<kNHWC>(x, g, total, [&](Idx t, const T* plane, Idx y0, Idx y1, Idx x0, Idx x1) {
     Idx r, c;
-    y[t] = from_f32<T>(window_max(plane + y0 * g.w + x0, g.w, y1 - y0, x1 - x0, r, c));
+    y[t] = from_f32<T>(
+        window_max(plane + (y0 * g.w + x0) * cs, g.w * cs, cs, y1 - y0, x1 - x0, r, c));
     switches[t] = static_cast<I>((y0 + r) * g.w + x0 + c);
   });
 }
@@ -48,7 +57,7 @@ template <class T, class I>
 __global__ void __launch_bounds__(kThreads)
 max_pool_undo_kernel(const T* __restrict__ grad_y, const I* __restrict__ switches,
                      float* __restrict__ grad_x, int64_t planes, int64_t in_pixels,
-                     int64_t out_pixels, BadValues* bad) {
+                     int64_t out_pixels, const T* __restrict__ relu_y, BadValues* bad) {
   __shared__ float vals[kThreads];  // each lane's gradient, read by its group's leader
   const unsigned lane = threadIdx.x & 31u;
   const unsigned warp_base = threadIdx.x & ~31u;
@@ -84,6 +93,42 @@ max_pool_undo_kernel(const T* __restrict__ grad_y, const I* __restrict__ switche
       }
       __syncwarp();  // this chunk's sums are visible to the next chunk, and vals is free again
     }
+    if (relu_y) {  // after the last chunk's __syncwarp: every sum of the plane is final
+      const T* ry = relu_y + pl * in_pixels;
+      for (int64_t i = lane; i < in_pixels; i += 32) gx[i] = relu_undo_select(gx[i], to_f32(ry[i]));
+    }
+  }
+}
+
+// NHWC (inner = C channels interleaved in each of `planes` images): one thread per (image,
+// channel), outputs in order, so each pixel's gradients add in the CPU's order.
+template <class T, class I>
+__global__ void __launch_bounds__(kThreads)
+max_pool_undo_columns(const T* __restrict__ grad_y, const I* __restrict__ switches,
+                      float* __restrict__ grad_x, int64_t planes, int64_t in_pixels,
+                      int64_t out_pixels, int64_t inner, const T* __restrict__ relu_y,
+                      BadValues* bad) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < planes * inner;
+       t += stride) {
+    const int64_t pl = t / inner, k = t % inner;
+    float* gx = grad_x + pl * in_pixels * inner + k;
+    const int64_t out0 = pl * out_pixels * inner + k;
+    for (int64_t i = 0; i < in_pixels; ++i) gx[i * inner] = 0.f;
+    for (int64_t q = 0; q < out_pixels; ++q) {
+      const int64_t e = out0 + q * inner;
+      const int64_t s = static_cast<int64_t>(switches[e]);
+      if (s < 0 || s >= in_pixels) {
+        report_bad(bad, e);
+        continue;
+      }
+      gx[s * inner] += to_f32(grad_y[e]);
+    }
+    if (relu_y) {
+      const T* ry = relu_y + pl * in_pixels * inner + k;
+      for (int64_t i = 0; i < in_pixels; ++i)
+        gx[i * inner] = relu_undo_select(gx[i * inner], to_f32(ry[i * inner]));
+    }
   }
 }
 
@@ -91,29 +136,40 @@ max_pool_undo_kernel(const T* __restrict__ grad_y, const I* __restrict__ switche
 
 template <class T, class I>
 void max_pool(const T* x, T* y, I* switches, const PoolGeometry& g, cudaStream_t stream) {
-  launch_pool("max_pool", max_pool_forward<T, I, int32_t>, max_pool_forward<T, I, int64_t>,
-              g.planes() * g.ho * g.wo, g, kThreads, stream, x, y, switches);
+  const int64_t total = g.planes() * g.ho * g.wo;
+  if (g.nhwc)
+    launch_pool("max_pool", max_pool_forward<true, T, I, int32_t>,
+                max_pool_forward<true, T, I, int64_t>, total, g, kThreads, stream, x, y, switches);
+  else
+    launch_pool("max_pool", max_pool_forward<false, T, I, int32_t>,
+                max_pool_forward<false, T, I, int64_t>, total, g, kThreads, stream, x, y, switches);
 }
 
 template <class T, class I>
 void max_pool_undo(const T* grad_y, const I* switches, T* grad_x, int64_t planes,
-                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream) {
+                   int64_t in_pixels, int64_t out_pixels, BadValues* bad, cudaStream_t stream,
+                   int64_t inner, const T* relu_y) {
   if (planes == 0) return;  // in_pixels == 0 still runs: every switch is then reported
   // A pixel's sum may span several chunks of 32 outputs: bf16 sums go to a float32 workspace
   // first, so each is rounded once, at the end.
   constexpr bool wide = std::is_same_v<T, float>;
-  Workspace sums(wide ? 0 : static_cast<size_t>(planes * in_pixels) * sizeof(float), stream);
+  const int64_t len = planes * in_pixels * inner;
+  Workspace sums(wide ? 0 : static_cast<size_t>(len) * sizeof(float), stream);
   float* gx = wide ? reinterpret_cast<float*>(grad_x) : sums.get<float>();
-  launch(max_pool_undo_kernel<T, I>, blocks_for(planes, kWarps), kThreads, stream, grad_y,
-         switches, gx, planes, in_pixels, out_pixels, bad);
+  if (inner == 1)
+    launch(max_pool_undo_kernel<T, I>, blocks_for(planes, kWarps), kThreads, stream, grad_y,
+           switches, gx, planes, in_pixels, out_pixels, relu_y, bad);
+  else
+    launch(max_pool_undo_columns<T, I>, blocks_for(planes * inner, kThreads), kThreads, stream,
+           grad_y, switches, gx, planes, in_pixels, out_pixels, inner, relu_y, bad);
   check_launch("max_pool_undo");
-  if constexpr (!wide) cast_to_bf16(gx, grad_x, planes * in_pixels, stream);
+  if constexpr (!wide) cast_to_bf16(gx, grad_x, len, stream);
 }
 
 #define ALEXNET_EXT_MAX_POOL(T, I)                                                          \
   template void max_pool(const T*, T*, I*, const PoolGeometry&, cudaStream_t);              \
   template void max_pool_undo(const T*, const I*, T*, int64_t, int64_t, int64_t, BadValues*, \
-                              cudaStream_t);
+                              cudaStream_t, int64_t, const T*);
 ALEXNET_EXT_MAX_POOL(float, int32_t)
 ALEXNET_EXT_MAX_POOL(float, int64_t)
 ALEXNET_EXT_MAX_POOL(uint16_t, int32_t)

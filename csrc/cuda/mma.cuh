@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace alexnet_ext::cuda {
 
@@ -168,5 +169,58 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* p) { ldma
 __device__ __forceinline__ void ldmatrix_x1_trans(uint32_t r[1], const void* p) { ldmatrix<1, true>(r, p); }
 __device__ __forceinline__ void ldmatrix_x2_trans(uint32_t r[2], const void* p) { ldmatrix<2, true>(r, p); }
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* p) { ldmatrix<4, true>(r, p); }
+
+// ----------------------------------------------------------------------------- cp.async
+// The conv kernels' global -> shared copies (conv_mma.cu): cp.async from sm_80, plain copies
+// under the emulator (and in compilation passes that never run them).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800 && !defined(ALEXNET_EXT_CUDA_EMULATION)
+#define CONV_MMA_ASYNC 1
+__device__ __forceinline__ unsigned smem_u32(const void* p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+#endif
+
+// BYTES = 4 (through L1) or 16 (L2 only; both sides 16-byte aligned), zero-filled when !pred
+// (a valid address is passed regardless).
+template <int BYTES>
+__device__ __forceinline__ void cpz(char* s, const void* g, bool pred) {
+#ifdef CONV_MMA_ASYNC
+  if constexpr (BYTES == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(s)), "l"(g),
+                 "r"(pred ? 16 : 0)
+                 : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(s)), "l"(g),
+                 "r"(pred ? 4 : 0)
+                 : "memory");
+#else
+  using W = std::conditional_t<BYTES == 16, float4, uint32_t>;
+  *reinterpret_cast<W*>(s) = pred ? *static_cast<const W*>(g) : W{};
+#endif
+}
+
+// 16 bytes, both sides 16-byte aligned, L2 only.
+__device__ __forceinline__ void cp16(char* s, const void* g) {
+#ifdef CONV_MMA_ASYNC
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(s)), "l"(g)
+               : "memory");
+#else
+  *reinterpret_cast<float4*>(s) = *static_cast<const float4*>(g);
+#endif
+}
+
+__device__ __forceinline__ void cp_commit() {
+#ifdef CONV_MMA_ASYNC
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+// Waits until at most N of this thread's committed groups are in flight.
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+#ifdef CONV_MMA_ASYNC
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 
 }  // namespace alexnet_ext::cuda

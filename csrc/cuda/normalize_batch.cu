@@ -3,13 +3,13 @@
 // and float32 writes; the mean row is read forwards or, for a flipped crop, backwards, both
 // contiguous per warp). Same per-element function as the CPU (normalize_value), hence the same
 // bits. A bad offsets row is clamped (nothing is read out of bounds) and reported by the thread
-// of the row's first element. The store is the one place to change for a bf16 output (a second
-// instantiation of the kernel with a rounding store).
+// of the row's first element. A bf16 output rounds at the store (real.h's from_f32), once.
 #include <cstdint>
 
 #include "cuda/common.cuh"
 #include "cuda/report.h"
 #include "normalize_batch.h"
+#include "real.h"
 
 namespace alexnet_ext::cuda {
 namespace {
@@ -32,20 +32,26 @@ normalize_kernel(const uint8_t* __restrict__ x, const float* __restrict__ mean,
     const int64_t wrong = normalize_corner(offsets, b, g, &top, &left, &flipped);
     if (wrong >= 0 && i == p * g.s * g.t && c == 0) report_bad(bad, wrong);  // once per image
     const float m = mean[(c * g.h + top + r) * g.w + left + (flipped ? g.t - 1 - q : q)];
-    out[i] = normalize_value(x[i], m, shift ? shift[p] : 0.f, scale);  // bf16: round here
+    out[i] = from_f32<Out>(normalize_value(x[i], m, shift ? shift[p] : 0.f, scale));
   }
 }
 
 }  // namespace
 
+template <class Out>
 void normalize_batch(const uint8_t* x, const float* mean, const int32_t* offsets,
-                     const float* shift, float scale, float* out, const NormalizeShape& g,
+                     const float* shift, float scale, Out* out, const NormalizeShape& g,
                      BadValues* bad, cudaStream_t stream) {
   const int64_t total = g.b * g.c * g.s * g.t;
   if (total == 0) return;
-  launch(normalize_kernel<float>, blocks_for(total, kThreads), kThreads, stream, x, mean, offsets,
+  launch(normalize_kernel<Out>, blocks_for(total, kThreads), kThreads, stream, x, mean, offsets,
          shift, scale, out, g, bad);
   check_launch("normalize_batch");
 }
+
+template void normalize_batch(const uint8_t*, const float*, const int32_t*, const float*, float,
+                              float*, const NormalizeShape&, BadValues*, cudaStream_t);
+template void normalize_batch(const uint8_t*, const float*, const int32_t*, const float*, float,
+                              uint16_t*, const NormalizeShape&, BadValues*, cudaStream_t);
 
 }  // namespace alexnet_ext::cuda

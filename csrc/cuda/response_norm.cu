@@ -17,11 +17,19 @@
 // always for beta = 0.75 (sqrt and division are correctly rounded on both), up to powf's last bit
 // for other exponents. bf16 (T = uint16_t; denoms stay float32): the same arithmetic on the
 // widened elements, each y or grad_x rounded once (real.h) from the float the float32 op stores.
+//
+// NHWC (channels innermost): the same threads, split and arithmetic through strides (channel step
+// 1, pixel step C), so the results equal the NCHW op's bit for bit. A thread's window is then
+// contiguous, but a warp's 32 loads per channel step are C floats apart (32 sectors per request).
+// A faster version would give a warp a run of pixels, load each pixel's C channels coalesced
+// (lanes over channels) into shared memory, and walk the window sums from there.
+// relu (undo): grad_x through relu_undo_select(., x) before it is stored (relu.h).
 #include <algorithm>
 #include <cstdint>
 
 #include "cuda/common.cuh"
 #include "real.h"
+#include "relu.h"
 #include "response_norm.h"
 
 namespace alexnet_ext::cuda {
@@ -75,36 +83,38 @@ Split split_channels(int64_t n, int64_t c, int64_t pixels) {
 
 // Work item t -> (segment, image, pixel) with the pixel fastest (coalescing).
 struct Column {
-  int64_t base;    // offset of (image, channel 0, pixel)
+  int64_t base;    // offset of (image, channel 0, pixel); channel j at base + j * cs
   int64_t c0, c1;  // this thread's channels
 };
 
+// ps: the pixel step (1 in NCHW, C in NHWC).
 __device__ __forceinline__ Column column(int64_t t, int64_t n, int64_t c, int64_t pixels,
-                                         int64_t seg_len) {
+                                         int64_t seg_len, int64_t ps) {
   const int64_t q = t % pixels;
   const int64_t r = t / pixels;
   const int64_t ni = r % n;
   const int64_t c0 = (r / n) * seg_len;
-  return {ni * c * pixels + q, c0, min(c0 + seg_len, c)};
+  return {ni * c * pixels + q * ps, c0, min(c0 + seg_len, c)};
 }
 
-template <bool kTQ, class T>
+template <bool kTQ, bool kNHWC, class T>
 __global__ void __launch_bounds__(kThreads)
 lrn_forward(const T* __restrict__ x, T* __restrict__ y, float* __restrict__ denoms,
             int64_t n, int64_t c, int64_t pixels, int64_t seg_len, int64_t columns,
             int64_t before, int64_t after, double k, double a, float beta) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t cs = kNHWC ? 1 : pixels, ps = kNHWC ? c : 1;  // channel and pixel steps
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
        t += stride) {
-    const Column col = column(t, n, c, pixels, seg_len);
+    const Column col = column(t, n, c, pixels, seg_len, ps);
     const T* xc = x + col.base;
     // A float's square is exact in double (24-bit mantissa squared fits in 53 bits).
     auto sq = [&](int64_t j) {
-      const double v = to_f32(xc[j * pixels]);
+      const double v = to_f32(xc[j * cs]);
       return __dmul_rn(v, v);
     };
     walk_channels(c, col.c0, col.c1, before, after, sq, [&](int64_t i, double sum) {
-      const int64_t o = col.base + i * pixels;
+      const int64_t o = col.base + i * cs;
       const float d = static_cast<float>(__dadd_rn(k, __dmul_rn(a, sum)));
       denoms[o] = d;
       y[o] = from_f32<T>(__fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(d, beta)));
@@ -112,20 +122,21 @@ lrn_forward(const T* __restrict__ x, T* __restrict__ y, float* __restrict__ deno
   }
 }
 
-template <bool kTQ, class T>
+template <bool kTQ, bool kNHWC, class T>
 __global__ void __launch_bounds__(kThreads)
 lrn_undo(const T* __restrict__ grad_y, const T* __restrict__ x, const T* __restrict__ y,
          const float* __restrict__ denoms, T* __restrict__ grad_x, int64_t n, int64_t c, int64_t pixels, int64_t seg_len,
-         int64_t columns, int64_t before, int64_t after, double coef, float beta) {
+         int64_t columns, int64_t before, int64_t after, double coef, float beta, bool relu) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t cs = kNHWC ? 1 : pixels, ps = kNHWC ? c : 1;  // channel and pixel steps
   for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < columns;
        t += stride) {
-    const Column col = column(t, n, c, pixels, seg_len);
+    const Column col = column(t, n, c, pixels, seg_len, ps);
     // r[i] = grad_y[i] * y[i] / denoms[i]; recomputed identically when channel i leaves.
     // Without y (response_norm_max_pool's undo), y[j] = x[j] * denoms[j]^(-beta), the forward's
     // float, rounded to T as the forward stored it.
     auto r = [&](int64_t j) {
-      const int64_t o = col.base + j * pixels;
+      const int64_t o = col.base + j * cs;
       const float yo = y ? to_f32(y[o])
                          : to_f32(from_f32<T>(__fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(denoms[o], beta))));
       return __ddiv_rn(__dmul_rn(static_cast<double>(to_f32(grad_y[o])), static_cast<double>(yo)),
@@ -133,11 +144,13 @@ lrn_undo(const T* __restrict__ grad_y, const T* __restrict__ x, const T* __restr
     };
     // Channel j receives from every i whose window holds j: i in [j - after, j + before].
     walk_channels(c, col.c0, col.c1, after, before, r, [&](int64_t j, double sum) {
-      const int64_t o = col.base + j * pixels;
+      const int64_t o = col.base + j * cs;
       const float g = __fmul_rn(to_f32(grad_y[o]), lrn_inv_pow<kTQ>(denoms[o], beta));
-      const double xo = to_f32(x[o]);
-      grad_x[o] = from_f32<T>(static_cast<float>(
-          __dsub_rn(static_cast<double>(g), __dmul_rn(__dmul_rn(coef, xo), sum))));
+      const float xf = to_f32(x[o]);
+      const double xo = xf;
+      const float gx = static_cast<float>(
+          __dsub_rn(static_cast<double>(g), __dmul_rn(__dmul_rn(coef, xo), sum)));
+      grad_x[o] = from_f32<T>(relu ? relu_undo_select(gx, xf) : gx);
     });
   }
 }
@@ -146,43 +159,49 @@ lrn_undo(const T* __restrict__ grad_y, const T* __restrict__ x, const T* __restr
 
 template <class T>
 void response_norm(const T* x, T* y, float* denoms, int64_t n, int64_t c, int64_t pixels,
-                   const ResponseNormParams& p, cudaStream_t stream) {
+                   const ResponseNormParams& p, bool nhwc, cudaStream_t stream) {
   if (n * c * pixels == 0) return;
   const Split s = split_channels(n, c, pixels);
   const float beta = static_cast<float>(p.beta);
   const unsigned grid = blocks_for(s.columns, kThreads);
+  // The exponent and the layout are template parameters: four kernels, each branch-free.
+  auto go = [&](auto kernel) {
+    launch(kernel, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len, s.columns,
+           p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+  };
   if (beta == 0.75f)
-    launch(lrn_forward<true, T>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
-        s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+    nhwc ? go(lrn_forward<true, true, T>) : go(lrn_forward<true, false, T>);
   else
-    launch(lrn_forward<false, T>, grid, kThreads, stream, x, y, denoms, n, c, pixels, s.seg_len,
-        s.columns, p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+    nhwc ? go(lrn_forward<false, true, T>) : go(lrn_forward<false, false, T>);
   check_launch("response_norm");
 }
 
 template <class T>
 void response_norm_undo(const T* grad_y, const T* x, const T* y, const float* denoms, T* grad_x,
                         int64_t n, int64_t c, int64_t pixels, const ResponseNormParams& p,
-                        cudaStream_t stream) {
+                        bool nhwc, bool relu, cudaStream_t stream) {
   if (n * c * pixels == 0) return;
   const Split s = split_channels(n, c, pixels);
   const float beta = static_cast<float>(p.beta);
   const double coef = 2.0 * p.a * p.beta;
   const unsigned grid = blocks_for(s.columns, kThreads);
+  auto go = [&](auto kernel) {
+    launch(kernel, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels, s.seg_len,
+           s.columns, p.size / 2, (p.size - 1) / 2, coef, beta, relu);
+  };
   if (beta == 0.75f)
-    launch(lrn_undo<true, T>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
-        s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta);
+    nhwc ? go(lrn_undo<true, true, T>) : go(lrn_undo<true, false, T>);
   else
-    launch(lrn_undo<false, T>, grid, kThreads, stream, grad_y, x, y, denoms, grad_x, n, c, pixels,
-        s.seg_len, s.columns, p.size / 2, (p.size - 1) / 2, coef, beta);
+    nhwc ? go(lrn_undo<false, true, T>) : go(lrn_undo<false, false, T>);
   check_launch("response_norm_undo");
 }
 
 #define ALEXNET_EXT_LRN(T)                                                                     \
   template void response_norm(const T*, T*, float*, int64_t, int64_t, int64_t,                \
-                              const ResponseNormParams&, cudaStream_t);                        \
+                              const ResponseNormParams&, bool, cudaStream_t);                  \
   template void response_norm_undo(const T*, const T*, const T*, const float*, T*, int64_t,   \
-                                   int64_t, int64_t, const ResponseNormParams&, cudaStream_t);
+                                   int64_t, int64_t, const ResponseNormParams&, bool, bool,   \
+                                   cudaStream_t);
 ALEXNET_EXT_LRN(float)
 ALEXNET_EXT_LRN(uint16_t)
 #undef ALEXNET_EXT_LRN

@@ -12,6 +12,10 @@
 // also guarantees that channel i's pooling is done before its buffer is written again.
 // bf16 (T = uint16_t): x widened on load, each normalised value rounded to bf16 (and held as its
 // float) before pooling, the pooled maximum stored as that bf16: the unfused bf16 ops' bits.
+// NHWC (g.nhwc): the same tiles and arithmetic through strides (channel step 1, pixel step C), so
+// the same bits; the per-channel loads are then C elements apart across a warp (uncoalesced). A
+// faster NHWC version would stage each tile pixel's C channels in shared memory with coalesced
+// loads (lanes over channels) and walk the sums from there.
 #include <algorithm>
 #include <cstdint>
 
@@ -34,13 +38,14 @@ struct Tiling {
   int64_t tiles_y, tiles_x;
 };
 
-template <bool kTQ, class T, class I>
+template <bool kTQ, bool kNHWC, class T, class I>
 __global__ void __launch_bounds__(kThreads)
 lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict__ switches,
                  float* __restrict__ denoms, PoolGeometry g, Tiling tl, int64_t before,
                  int64_t after, double k, double a, float beta) {
   __shared__ float tile[2][kMaxTile];
   const int64_t c = g.c, h = g.h, w = g.w, pixels = h * w;
+  const int64_t cstep = kNHWC ? 1 : pixels, pstep = kNHWC ? c : 1;  // channel, pixel steps
   const int64_t tiles = g.n * tl.tiles_y * tl.tiles_x;
   for (int64_t tix = blockIdx.x; tix < tiles; tix += gridDim.x) {  // uniform over the block
     const int64_t tx = tix % tl.tiles_x, ty = (tix / tl.tiles_x) % tl.tiles_y;
@@ -69,7 +74,7 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
       }
     }
     auto sq = [&](int u, int64_t j) {
-      const double v = to_f32(x[img + j * pixels + at[u]]);
+      const double v = to_f32(x[img + j * cstep + at[u] * pstep]);
       return __dmul_rn(v, v);
     };
     for (int64_t j = 0; j < min(after, c); ++j) {
@@ -90,7 +95,7 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
           for (int64_t j = max(i - before, int64_t{0}); j <= e; ++j) s = __dadd_rn(s, sq(u, j));
           sum[u] = s;
         }
-        const int64_t o = img + i * pixels + at[u];
+        const int64_t o = img + i * cstep + at[u] * pstep;
         const float d = static_cast<float>(__dadd_rn(k, __dmul_rn(a, sum[u])));
         if (own[u]) denoms[o] = d;
         const float t = __fmul_rn(to_f32(x[o]), lrn_inv_pow<kTQ>(d, beta));
@@ -107,7 +112,8 @@ lrn_pool_forward(const T* __restrict__ x, T* __restrict__ pooled, I* __restrict_
         int64_t r, cc;  // max_pool's rule, on the tile
         const float best = window_max(buf + (y0 - rs.own_lo) * tw + (x0 - cs.own_lo), tw, y1 - y0,
                                       x1 - x0, r, cc);
-        const int64_t out = (plane * g.ho + oy) * g.wo + ox;
+        const int64_t out = kNHWC ? ((ni * g.ho + oy) * g.wo + ox) * c + i
+                                  : (plane * g.ho + oy) * g.wo + ox;
         pooled[out] = from_f32<T>(best);  // exact: best is a T value
         switches[out] = static_cast<I>((y0 + r) * w + x0 + cc);
       }
@@ -150,19 +156,21 @@ void response_norm_max_pool(const T* x, T* pooled, I* switches, float* denoms,
     check(cudaGetDevice(&device), "response_norm_max_pool");
     T* y = static_cast<T*>(
         device_alloc(sizeof(T) * static_cast<size_t>(g.planes() * g.h * g.w), device, stream));
-    response_norm(x, y, denoms, g.n, g.c, g.h * g.w, p, stream);
+    response_norm(x, y, denoms, g.n, g.c, g.h * g.w, p, g.nhwc, stream);
     max_pool(y, pooled, switches, g, stream);
     device_free(y);  // reused only by later work on this stream
     return;
   }
   const float beta = static_cast<float>(p.beta);
   const unsigned grid = blocks_for(g.n * t.tiles_y * t.tiles_x, 1);
+  auto go = [&](auto kernel) {  // exponent and layout as template parameters: branch-free
+    launch(kernel, grid, kThreads, stream, x, pooled, switches, denoms, g, t, p.size / 2,
+           (p.size - 1) / 2, p.k, p.a, beta);
+  };
   if (beta == 0.75f)
-    launch(lrn_pool_forward<true, T, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
-        p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+    g.nhwc ? go(lrn_pool_forward<true, true, T, I>) : go(lrn_pool_forward<true, false, T, I>);
   else
-    launch(lrn_pool_forward<false, T, I>, grid, kThreads, stream, x, pooled, switches, denoms, g, t,
-        p.size / 2, (p.size - 1) / 2, p.k, p.a, beta);
+    g.nhwc ? go(lrn_pool_forward<false, true, T, I>) : go(lrn_pool_forward<false, false, T, I>);
   check_launch("response_norm_max_pool");
 }
 

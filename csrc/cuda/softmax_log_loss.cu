@@ -15,6 +15,9 @@
 //
 // Labels are checked in the kernels (cuda/report.h): a row with a label outside [0, K) gets NaN
 // for its loss (and for its gradient in the undo) and is reported; the binding raises.
+//
+// bf16 logits: every read widened exactly (real.h), so the forward is the float32 one on the
+// widened logits, bit for bit. A bf16 gradient is the float32 one rounded once.
 #include <cmath>
 #include <cstdint>
 
@@ -22,6 +25,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/report.h"
+#include "real.h"
 #include "softmax_log_loss.h"
 
 namespace alexnet_ext::cuda {
@@ -30,22 +34,22 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 
-template <class L>
+template <class X, class L>
 __global__ void __launch_bounds__(kThreads)
-softmax_rows(const float* __restrict__ logits, const L* __restrict__ labels,
+softmax_rows(const X* __restrict__ logits, const L* __restrict__ labels,
              float* __restrict__ probs, int64_t n, int64_t k, double* __restrict__ row_loss,
              BadValues* bad) {
   __shared__ float red_f[kThreads];
   __shared__ double red_d[kThreads];
   for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {  // uniform per block
-    const float* x = logits + row * k;
+    const X* x = logits + row * k;
     float* p = probs + row * k;
     float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < k; j += kThreads) m = fmaxf(m, x[j]);
+    for (int64_t j = threadIdx.x; j < k; j += kThreads) m = fmaxf(m, to_f32(x[j]));
     m = block_max<kThreads>(m, red_f);
     double s = 0.0;
     for (int64_t j = threadIdx.x; j < k; j += kThreads) {
-      const float e = expf(__fsub_rn(x[j], m));
+      const float e = expf(__fsub_rn(to_f32(x[j]), m));
       p[j] = e;
       s = __dadd_rn(s, static_cast<double>(e));
     }
@@ -59,7 +63,7 @@ softmax_rows(const float* __restrict__ logits, const L* __restrict__ labels,
         report_bad(bad, row);
         loss = CUDART_NAN;
       } else {
-        loss = __dsub_rn(__dadd_rn(log(s), static_cast<double>(m)), static_cast<double>(x[label]));
+        loss = __dsub_rn(__dadd_rn(log(s), static_cast<double>(m)), static_cast<double>(to_f32(x[label])));
       }
       row_loss[row] = loss;
     }
@@ -79,9 +83,9 @@ sum_rows(const double* __restrict__ row_loss, int64_t n, double* total, float* t
   }
 }
 
-template <class L>
+template <class L, class G>
 __global__ void __launch_bounds__(kThreads)
-undo_kernel(const float* probs, const L* __restrict__ labels, float* grad, int64_t n, int64_t k,
+undo_kernel(const float* probs, const L* __restrict__ labels, G* grad, int64_t n, int64_t k,
             float scale, BadValues* bad) {
   const int64_t total = n * k;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -91,11 +95,11 @@ undo_kernel(const float* probs, const L* __restrict__ labels, float* grad, int64
     const int64_t label = static_cast<int64_t>(labels[row]);
     if (label < 0 || label >= k) {
       if (j == 0) report_bad(bad, row);  // once per row: the count is of bad labels
-      grad[t] = CUDART_NAN_F;
+      grad[t] = from_f32<G>(CUDART_NAN_F);
       continue;
     }
     // probs may be grad (in place): element t is read, then written, by this thread only.
-    grad[t] = __fmul_rn(__fsub_rn(probs[t], j == label ? 1.f : 0.f), scale);
+    grad[t] = from_f32<G>(__fmul_rn(__fsub_rn(probs[t], j == label ? 1.f : 0.f), scale));
   }
 }
 
@@ -135,23 +139,23 @@ rank_kernel(const float* __restrict__ probs, const L* __restrict__ labels, int64
 
 }  // namespace
 
-template <class L>
-void softmax_log_loss(const float* logits, const L* labels, float* probs, int64_t n, int64_t k,
+template <class X, class L>
+void softmax_log_loss(const X* logits, const L* labels, float* probs, int64_t n, int64_t k,
                       double* row_loss, double* total, float* total_f, BadValues* bad,
                       cudaStream_t stream) {
   if (n == 0) return;  // k == 0 runs: every label is then out of range and reported
   const unsigned grid = static_cast<unsigned>(n < 65535 * 16 ? n : 65535 * 16);
-  launch(softmax_rows<L>, grid, kThreads, stream, logits, labels, probs, n, k, row_loss, bad);
+  launch(softmax_rows<X, L>, grid, kThreads, stream, logits, labels, probs, n, k, row_loss, bad);
   check_launch("softmax_log_loss");
   launch(sum_rows, 1, kThreads, stream, row_loss, n, total, total_f);
   check_launch("softmax_log_loss (sum)");
 }
 
-template <class L>
-void softmax_log_loss_undo(const float* probs, const L* labels, float* grad, int64_t n, int64_t k,
+template <class L, class G>
+void softmax_log_loss_undo(const float* probs, const L* labels, G* grad, int64_t n, int64_t k,
                            float scale, BadValues* bad, cudaStream_t stream) {
   if (n * k == 0) return;
-  launch(undo_kernel<L>, blocks_for(n * k, kThreads), kThreads, stream, probs, labels, grad, n, k,
+  launch(undo_kernel<L, G>, blocks_for(n * k, kThreads), kThreads, stream, probs, labels, grad, n, k,
       scale, bad);
   check_launch("softmax_log_loss_undo");
 }
@@ -166,15 +170,17 @@ void label_ranks(const float* probs, const L* labels, int64_t n, int64_t k, int6
   check_launch("label_ranks");
 }
 
-// The two label types.
-template void softmax_log_loss(const float*, const int32_t*, float*, int64_t, int64_t, double*,
-                               double*, float*, BadValues*, cudaStream_t);
-template void softmax_log_loss(const float*, const int64_t*, float*, int64_t, int64_t, double*,
-                               double*, float*, BadValues*, cudaStream_t);
-template void softmax_log_loss_undo(const float*, const int32_t*, float*, int64_t, int64_t, float,
-                                    BadValues*, cudaStream_t);
-template void softmax_log_loss_undo(const float*, const int64_t*, float*, int64_t, int64_t, float,
-                                    BadValues*, cudaStream_t);
+// The two label types, the two logits / gradient types.
+#define SOFTMAX_TYPES(X, L)                                                                      \
+  template void softmax_log_loss(const X*, const L*, float*, int64_t, int64_t, double*, double*, \
+                                 float*, BadValues*, cudaStream_t);                             \
+  template void softmax_log_loss_undo(const float*, const L*, X*, int64_t, int64_t, float,       \
+                                      BadValues*, cudaStream_t);
+SOFTMAX_TYPES(float, int32_t)
+SOFTMAX_TYPES(float, int64_t)
+SOFTMAX_TYPES(uint16_t, int32_t)
+SOFTMAX_TYPES(uint16_t, int64_t)
+#undef SOFTMAX_TYPES
 template void label_ranks(const float*, const int32_t*, int64_t, int64_t, int64_t*, const int64_t*,
                           unsigned long long*, int, BadValues*, cudaStream_t);
 template void label_ranks(const float*, const int64_t*, int64_t, int64_t, int64_t*, const int64_t*,

@@ -4,7 +4,11 @@
 // operands), the last two on the GPU only (conv.h's version 3); results and bias are float32.
 // And a layout: "NCHW" or "NHWC" (conv.h's *_nhwc functions); geometry and shapes are checked
 // here in the layout's terms (memory safety), everything else in Python.
+// filter_acts and img_acts also take conv.h's ConvEpilogue: relu (filter_acts), relu_mask
+// (img_acts: the ReLU output the gradient is undone against, out's shape) and a bfloat16 out
+// (GPU only), read off out's dtype.
 #include <string>
+#include <type_traits>
 
 #include "conv.h"
 #include "python/view.h"
@@ -72,12 +76,34 @@ void run(const P& pass, const std::string& precision, const Place& at, const Vie
   pass.bf16(ap, bp, rest..., at.stream());
 #endif
 }
+// out's data and the epilogue's store: float32 out, or (GPU only; with_real refuses the host)
+// bfloat16 out, its uint16_t bits behind the float* (conv.h's ConvEpilogue::out_bf16). The mask,
+// if any, must be out-shaped, float32 or bfloat16 (GPU only).
+float* epilogue_target(const Place& at, View& out, const std::optional<View>& mask,
+                       ConvEpilogue& ep) {
+  float* o = nullptr;
+  with_real(at, out, "out", [&](auto t) {
+    using T = decltype(t);
+    ep.out_bf16 = std::is_same_v<T, uint16_t>;
+    o = reinterpret_cast<float*>(out.mut<T>("out"));
+  });
+  if (mask) {
+    expect_same_shape(*mask, out, "relu_mask", "out");
+    with_real(at, *mask, "relu_mask", [&](auto t) {
+      using T = decltype(t);
+      ep.mask_bf16 = std::is_same_v<T, uint16_t>;
+      ep.relu_mask = mask->data<T>("relu_mask");
+    });
+  }
+  return o;
+}
 }  // namespace
 
 void bind_conv(py::module_& m, py::module_* cuda) {
   def_op(m, cuda, "filter_acts", [](View images, View filters, std::optional<View> bias, View out,
                                     const ConvGeometry& g, float st, float so,
-                                    const std::string& precision, const std::string& layout) {
+                                    const std::string& precision, const std::string& layout,
+                                    bool relu) {
     check(g);
     const bool nhwc = is_nhwc(layout);
     expect_shape(images, shape_of(kImages, g, nhwc), "images");
@@ -86,38 +112,67 @@ void bind_conv(py::module_& m, py::module_* cuda) {
     if (bias) expect_shape(*bias, {g.f}, "bias");
     Place at({&images, &filters, bias ? &*bias : nullptr, &out});
     const float* b = bias ? bias->data<float>("bias") : nullptr;
+    ConvEpilogue ep;
+    ep.relu = relu;
+    float* o = epilogue_target(at, out, std::nullopt, ep);
     if (nhwc)
       return run(CONV_PASS_NHWC(filter_acts_nhwc), precision, at, images, "images", filters,
-                 "filters", b, out.mut<float>("out"), g, st, so);
-    run(CONV_PASS(filter_acts), precision, at, images, "images", filters, "filters", b,
-        out.mut<float>("out"), g, st, so);
+                 "filters", b, o, g, st, so, ep);
+    run(CONV_PASS(filter_acts), precision, at, images, "images", filters, "filters", b, o, g, st,
+        so, ep);
   }, py::arg("images"), py::arg("filters"), py::arg("bias"), py::arg("out"), py::arg("geometry"),
      py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32",
-     py::arg("layout") = "NCHW");
+     py::arg("layout") = "NCHW", py::arg("relu") = false);
 
-  // img_acts (hid_grads, filters -> images) and weight_acts (images, hid_grads -> filters).
+  // img_acts (hid_grads, filters -> images; with the epilogue's relu_mask and bf16 out) and
+  // weight_acts (images, hid_grads -> filters; no epilogue): one checking body, two signatures.
   auto def_undo = [&](const char* op, Role ra, const char* a_name, Role rb, const char* b_name,
-                      Role r_out, auto pass, auto pass_nhwc) {
-    def_op(m, cuda, op, [=](View a, View b, View out, const ConvGeometry& g, float st, float so,
-                            const std::string& precision, const std::string& layout) {
+                      Role r_out, auto pass, auto pass_nhwc, auto with_epilogue) {
+    constexpr bool kEp = decltype(with_epilogue)::value;
+    auto body = [=](View a, View b, View out, const ConvGeometry& g, float st, float so,
+                    const std::string& precision, const std::string& layout,
+                    const std::optional<View>& mask) {
       check(g);
       const bool nhwc = is_nhwc(layout);
       expect_shape(a, shape_of(ra, g, nhwc), a_name);
       expect_shape(b, shape_of(rb, g, nhwc), b_name);
       expect_shape(out, shape_of(r_out, g, nhwc), "out");
-      Place at({&a, &b, &out});
-      if (nhwc)
-        return run(pass_nhwc, precision, at, a, a_name, b, b_name, out.mut<float>("out"), g, st,
-                   so);
-      run(pass, precision, at, a, a_name, b, b_name, out.mut<float>("out"), g, st, so);
-    }, py::arg(a_name), py::arg(b_name), py::arg("out"), py::arg("geometry"),
-       py::arg("scale_targets"), py::arg("scale_output"), py::arg("precision") = "fp32",
-       py::arg("layout") = "NCHW");
+      Place at({&a, &b, &out, mask ? &*mask : nullptr});
+      if constexpr (kEp) {
+        ConvEpilogue ep;
+        float* o = epilogue_target(at, out, mask, ep);
+        if (nhwc) return run(pass_nhwc, precision, at, a, a_name, b, b_name, o, g, st, so, ep);
+        run(pass, precision, at, a, a_name, b, b_name, o, g, st, so, ep);
+      } else {
+        if (nhwc)
+          return run(pass_nhwc, precision, at, a, a_name, b, b_name, out.mut<float>("out"), g,
+                     st, so);
+        run(pass, precision, at, a, a_name, b, b_name, out.mut<float>("out"), g, st, so);
+      }
+    };
+    const auto args = std::make_tuple(py::arg(a_name), py::arg(b_name), py::arg("out"),
+                                      py::arg("geometry"), py::arg("scale_targets"),
+                                      py::arg("scale_output"), py::arg("precision") = "fp32",
+                                      py::arg("layout") = "NCHW");
+    std::apply([&](auto... arg) {
+      if constexpr (kEp)
+        def_op(m, cuda, op, [=](View a, View b, View out, const ConvGeometry& g, float st,
+                                float so, const std::string& precision,
+                                const std::string& layout, std::optional<View> relu_mask) {
+          body(a, b, out, g, st, so, precision, layout, relu_mask);
+        }, arg..., py::arg("relu_mask") = py::none());
+      else
+        def_op(m, cuda, op, [=](View a, View b, View out, const ConvGeometry& g, float st,
+                                float so, const std::string& precision,
+                                const std::string& layout) {
+          body(a, b, out, g, st, so, precision, layout, std::nullopt);
+        }, arg...);
+    }, args);
   };
   def_undo("img_acts", kHidden, "hid_grads", kFilters, "filters", kImages, CONV_PASS(img_acts),
-           CONV_PASS_NHWC(img_acts_nhwc));
+           CONV_PASS_NHWC(img_acts_nhwc), std::true_type{});
   def_undo("weight_acts", kImages, "images", kHidden, "hid_grads", kFilters,
-           CONV_PASS(weight_acts), CONV_PASS_NHWC(weight_acts_nhwc));
+           CONV_PASS(weight_acts), CONV_PASS_NHWC(weight_acts_nhwc), std::false_type{});
 
   // NHWC hid_grads are an (N*Ho*Wo, F) matrix: the NCHW reduction with one pixel per "image".
   def_op(m, cuda, "conv_bias_grad", [](View hid, View out, float st, float so,
@@ -129,10 +184,13 @@ void bind_conv(py::module_& m, py::module_* cuda) {
     const int64_t pixels = nhwc ? 1 : hid.shape[2] * hid.shape[3];
     expect_shape(out, {f}, "out");
     Place at({&hid, &out});
-    const float* h = hid.data<float>("hid_grads");
-    float* o = out.mut<float>("out");
     if (hid.size() == 0) throw py::value_error("hid_grads: expected a non-empty array");
-    ALEXNET_EXT_KERNELS(conv_bias_grad)(at, h, o, n, f, pixels, st, so);
+    with_real(at, hid, "hid_grads", [&](auto t) {  // bfloat16: GPU only
+      using T = decltype(t);
+      const T* h = hid.data<T>("hid_grads");
+      float* o = out.mut<float>("out");
+      ALEXNET_EXT_KERNELS(conv_bias_grad)(at, h, o, n, f, pixels, st, so);
+    });
   }, py::arg("hid_grads"), py::arg("out"), py::arg("scale_targets"), py::arg("scale_output"),
      py::arg("layout") = "NCHW");
 
@@ -142,6 +200,12 @@ void bind_conv(py::module_& m, py::module_* cuda) {
             "loops), 2 = tiled implicit GEMM (default), 3 = tensor cores in tf32. Process-wide.");
   cuda->def("get_conv_kernel", &cuda::get_conv_kernel,
             "The CUDA convolution kernel version in use (1, 2 or 3).");
+  cuda->def("_conv_path_counts", [] {
+    const cuda::ConvPathCounts c = cuda::conv_path_counts();
+    return py::dict(py::arg("split_k") = c.split_k, py::arg("s2d") = c.s2d,
+                    py::arg("fused") = c.fused);
+  }, "For tests: how often the conv dispatcher took split-K, imgActs by space-to-depth, and a "
+     "fused epilogue (relu, relu_mask or bf16 out) since the process started.");
 #endif
 }
 

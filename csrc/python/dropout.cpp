@@ -43,8 +43,6 @@ void bind_dropout(py::module_& m, py::module_* cuda) {
     expect_shape_of(x, "x", {{&out, "out"}, {&mask, "mask"}});
     const View* table = seed_table ? &*seed_table : nullptr;
     Place at({&x, &out, &mask, table});
-    const float* xp = x.data<float>("x");
-    float* o = out.mut<float>("out");
     uint8_t* mk = mask.mut<uint8_t>("mask");
     const uint64_t* seed_at = nullptr;
     if (table) {
@@ -52,21 +50,34 @@ void bind_dropout(py::module_& m, py::module_* cuda) {
         throw py::value_error("seed_table: expected a dense int64 array with element seed_index");
       seed_at = reinterpret_cast<const uint64_t*>(table->data<int64_t>("seed_table") + seed_index);
     }
-    ALEXNET_EXT_KERNELS(dropout)(at, xp, o, mk, x.size(), dropout_threshold(p), dropout_scale(p),
-                                 seed, seed_at, offset, layout);
+    with_real(at, x, "x", [&](auto t) {  // bf16: GPU only, the same mask
+      using T = decltype(t);
+      const T* xp = x.data<T>("x");
+      T* o = out.mut<T>("out");
+      ALEXNET_EXT_KERNELS(dropout)(at, xp, o, mk, x.size(), dropout_threshold(p),
+                                   dropout_scale(p), seed, seed_at, offset, layout);
+    });
   }, py::arg("x"), py::arg("out"), py::arg("mask"), py::arg("p"), py::arg("seed"),
      py::arg("offset"), py::arg("row") = -1, py::arg("stride") = -1, py::arg("start") = 0,
      py::arg("seed_table") = py::none(), py::arg("seed_index") = 0);
 
-  def_op(m, cuda, "dropout_undo", [](View grad_y, View mask, View out, double p) {
+  // relu_mask (optional, grad_y's shape and dtype): relu_undo folded in (dropout.h).
+  def_op(m, cuda, "dropout_undo", [](View grad_y, View mask, View out, double p,
+                                     std::optional<View> relu_mask) {
     check_p(p);
     expect_shape_of(grad_y, "grad_y", {{&mask, "mask"}, {&out, "out"}});
-    Place at({&grad_y, &mask, &out});
-    const float* gy = grad_y.data<float>("grad_y");
+    if (relu_mask) expect_same_shape(*relu_mask, grad_y, "relu_mask", "grad_y");
+    Place at({&grad_y, &mask, &out, relu_mask ? &*relu_mask : nullptr});
     const uint8_t* mk = mask.data<uint8_t>("mask");
-    float* o = out.mut<float>("out");
-    ALEXNET_EXT_KERNELS(dropout_undo)(at, gy, mk, o, grad_y.size(), dropout_scale(p));
-  }, py::arg("grad_y"), py::arg("mask"), py::arg("out"), py::arg("p"));
+    with_real(at, grad_y, "grad_y", [&](auto t) {
+      using T = decltype(t);
+      const T* gy = grad_y.data<T>("grad_y");
+      const T* rm = relu_mask ? relu_mask->data<T>("relu_mask") : nullptr;
+      T* o = out.mut<T>("out");
+      ALEXNET_EXT_KERNELS(dropout_undo)(at, gy, mk, rm, o, grad_y.size(), dropout_scale(p));
+    });
+  }, py::arg("grad_y"), py::arg("mask"), py::arg("out"), py::arg("p"),
+     py::arg("relu_mask") = py::none());
 
   m.def("philox4x32_10", [](uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
                             uint32_t k1) {

@@ -4,6 +4,7 @@
 // deferred check, cuda/report.h), so a training step never waits here.
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "normalize_batch.h"
 #include "python/view.h"
@@ -43,21 +44,26 @@ void bind_normalize_batch(py::module_& m, py::module_* cuda) {
     const float* mp = mean.data<float>("mean");
     const int32_t* op = offsets ? offsets->data<int32_t>("offsets") : nullptr;
     const float* sp = shift ? shift->data<float>("shift") : nullptr;
-    float* o = out.mut<float>("out");
-    if (!at.gpu()) {
-      int64_t bad;
-      {
-        py::gil_scoped_release release;
-        bad = cpu::normalize_batch(xp, mp, op, sp, scale, o, g);
+    with_real(at, out, "out", [&](auto t) {  // float32, or bf16 on the GPU
+      using O = decltype(t);
+      O* o = out.mut<O>("out");
+      if (!at.gpu()) {
+        if constexpr (std::is_same_v<O, float>) {
+          int64_t bad;
+          {
+            py::gil_scoped_release release;
+            bad = cpu::normalize_batch(xp, mp, op, sp, scale, o, g);
+          }
+          if (bad >= 0) throw py::value_error(bad_offset_message(bad, op[bad], g));
+        }
+        return;
       }
-      if (bad >= 0) throw py::value_error(bad_offset_message(bad, op[bad], g));
-      return;
-    }
 #ifdef ALEXNET_EXT_WITH_CUDA
-    launch_deferred(at, "normalize_batch", op, [g](const cuda::DeferredRecord& r) {
-      return bad_offset_message(static_cast<int64_t>(r.bad.first), r.value, g);
-    }, [&](auto* bad) { cuda::normalize_batch(xp, mp, op, sp, scale, o, g, bad, at.stream()); });
+      launch_deferred(at, "normalize_batch", op, [g](const cuda::DeferredRecord& r) {
+        return bad_offset_message(static_cast<int64_t>(r.bad.first), r.value, g);
+      }, [&](auto* bad) { cuda::normalize_batch(xp, mp, op, sp, scale, o, g, bad, at.stream()); });
 #endif
+    });
   }, py::arg("x"), py::arg("mean"), py::arg("offsets"), py::arg("shift"), py::arg("scale"),
      py::arg("out"));
 }

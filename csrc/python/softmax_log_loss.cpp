@@ -5,6 +5,7 @@
 // softmax_log_loss_undo, whose verdict is raised at the next synchronisation (a deferred check,
 // cuda/report.h).
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "python/view.h"
@@ -77,22 +78,25 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
     expect_rows(logits, labels, "logits", n, k);
     expect_shape(probs, {n, k}, "probs");
     Place at({&logits, &labels, &probs});
-    const float* x = logits.data<float>("logits");
     float* p = probs.mut<float>("probs");
     double total = 0.0;
-    with_labels(at, labels, n, k, [&](const auto* l, BadValues* bad) {
-      if (!bad) {
-        total = cpu::softmax_log_loss(x, l, p, n, k);
-        return;
-      }
+    with_real(at, logits, "logits", [&](auto t) {  // bf16 logits: GPU only
+      using T = decltype(t);
+      const T* x = logits.data<T>("logits");
+      with_labels(at, labels, n, k, [&](const auto* l, BadValues* bad) {
+        if (!bad) {
+          if constexpr (std::is_same_v<T, float>) total = cpu::softmax_log_loss(x, l, p, n, k);
+          return;
+        }
 #ifdef ALEXNET_EXT_WITH_CUDA
-      cuda::Scratch scratch(sizeof(double) * (n + 1), at.device(), at.stream());  // rows, total
-      double* rows = scratch.as<double>();
-      cuda::softmax_log_loss(x, l, p, n, k, rows, rows + n, nullptr, bad, at.stream());
-      if (n > 0) cuda::check(cudaMemcpyAsync(&total, rows + n, sizeof(double),
-                                             cudaMemcpyDeviceToHost, at.stream()),
-                             "softmax_log_loss: cudaMemcpyAsync");
+        cuda::Scratch scratch(sizeof(double) * (n + 1), at.device(), at.stream());  // rows, total
+        double* rows = scratch.as<double>();
+        cuda::softmax_log_loss(x, l, p, n, k, rows, rows + n, nullptr, bad, at.stream());
+        if (n > 0) cuda::check(cudaMemcpyAsync(&total, rows + n, sizeof(double),
+                                               cudaMemcpyDeviceToHost, at.stream()),
+                               "softmax_log_loss: cudaMemcpyAsync");
 #endif
+      });
     });
 #ifdef ALEXNET_EXT_WITH_CUDA
     if (at.gpu()) raise_deferred(at.device());  // it waited anyway
@@ -107,19 +111,23 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
     expect_shape(out, {n, k}, "out");
     Place at({&probs, &labels, &out});
     const float* p = probs.data<float>("probs");
-    float* o = out.mut<float>("out");
-    with_index(labels, "labels", false, [&](const auto* l) {
-      if (!at.gpu()) {
-        check_labels(l, n, k);
-        py::gil_scoped_release release;
-        return cpu::softmax_log_loss_undo(p, l, o, n, k, scale);
-      }
+    with_real(at, out, "out", [&](auto t) {  // the gradient: float32, or bf16 on the GPU
+      using G = decltype(t);
+      G* o = out.mut<G>("out");
+      with_index(labels, "labels", false, [&](const auto* l) {
+        if (!at.gpu()) {
+          check_labels(l, n, k);
+          py::gil_scoped_release release;
+          if constexpr (std::is_same_v<G, float>) cpu::softmax_log_loss_undo(p, l, o, n, k, scale);
+          return;
+        }
 #ifdef ALEXNET_EXT_WITH_CUDA
-      // A bad label's row of the gradient becomes NaN; the error is deferred.
-      launch_deferred(at, "softmax_log_loss_undo", l, [=](const cuda::DeferredRecord& r) {
-        return bad_label(static_cast<int64_t>(r.bad.first), r.value, k, r.bad.count);
-      }, [&](auto* bad) { cuda::softmax_log_loss_undo(p, l, o, n, k, scale, bad, at.stream()); });
+        // A bad label's row of the gradient becomes NaN; the error is deferred.
+        launch_deferred(at, "softmax_log_loss_undo", l, [=](const cuda::DeferredRecord& r) {
+          return bad_label(static_cast<int64_t>(r.bad.first), r.value, k, r.bad.count);
+        }, [&](auto* bad) { cuda::softmax_log_loss_undo(p, l, o, n, k, scale, bad, at.stream()); });
 #endif
+      });
     });
   }, py::arg("probs"), py::arg("labels"), py::arg("out"), py::arg("scale"));
 
@@ -146,20 +154,23 @@ void bind_softmax_log_loss(py::module_& m, py::module_* cuda) {
     expect_shape(loss, {1}, "loss");
     Place at({&logits, &labels, &probs, &loss});
     if (!at.gpu()) throw py::type_error("softmax_log_loss_nosync: expected DeviceArrays");
-    const float* x = logits.data<float>("logits");
     float *p = probs.mut<float>("probs"), *lo = loss.mut<float>("loss");
-    with_index(labels, "labels", false, [&](const auto* l) {
-      py::gil_scoped_release release;
-      if (n == 0) {
-        cuda::check(cudaMemsetAsync(lo, 0, sizeof(float), at.stream()), "cudaMemsetAsync");
-        return;
-      }
-      // The label check still runs (nothing is indexed with a bad label), but nobody reads its
-      // record: a bad label shows up as a NaN loss instead of an exception.
-      cuda::BadValueReport report(at.device(), at.stream());
-      cuda::Scratch scratch(sizeof(double) * n, at.device(), at.stream());
-      cuda::softmax_log_loss(x, l, p, n, k, scratch.as<double>(), nullptr, lo, report.device_ptr(),
-                             at.stream());
+    with_real(at, logits, "logits", [&](auto t) {
+      using T = decltype(t);
+      const T* x = logits.data<T>("logits");
+      with_index(labels, "labels", false, [&](const auto* l) {
+        py::gil_scoped_release release;
+        if (n == 0) {
+          cuda::check(cudaMemsetAsync(lo, 0, sizeof(float), at.stream()), "cudaMemsetAsync");
+          return;
+        }
+        // The label check still runs (nothing is indexed with a bad label), but nobody reads its
+        // record: a bad label shows up as a NaN loss instead of an exception.
+        cuda::BadValueReport report(at.device(), at.stream());
+        cuda::Scratch scratch(sizeof(double) * n, at.device(), at.stream());
+        cuda::softmax_log_loss(x, l, p, n, k, scratch.as<double>(), nullptr, lo,
+                               report.device_ptr(), at.stream());
+      });
     });
   }, py::arg("logits"), py::arg("labels"), py::arg("probs"), py::arg("loss"),
      "Fills probs and writes the summed (not averaged) loss, rounded to float32, to loss[0] (a "

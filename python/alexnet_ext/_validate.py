@@ -3,7 +3,8 @@
 One rule for all ops: data must already be a C-contiguous ``float32`` array (integer index and
 label arrays: ``int32`` or ``int64``; the convolutions' operands may be ``bfloat16``, see
 :func:`conv_precision`, and so may the activations of relu, add, the pooling ops and response
-norm on the GPU, see :func:`real_array`), a NumPy array for the CPU kernels or an
+norm, dropout, fc's operands and softmax's logits on the GPU, see :func:`real_array`; bfloat16
+outputs are chosen with :func:`out_dtype`), a NumPy array for the CPU kernels or an
 :class:`alexnet_ext.cuda.DeviceArray` for the GPU ones. Nothing is converted silently, because a silent copy hides
 a slow path and turns ``out=`` writes into writes to a temporary. A wrong dtype raises
 ``TypeError``; a wrong rank, shape, layout or value raises ``ValueError``. Each message names the
@@ -300,21 +301,49 @@ def empty_like(x, shape: tuple | None = None, dtype=None) -> object:
                              x.dtype if dtype is None else dtype, (x,))
 
 
-def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, **inputs) -> np.ndarray:
+def output(out, shape: tuple, name: str = "out", scale_targets: float = 0.0, dtype=None,
+           **inputs) -> np.ndarray:
     """The target array of an op: a fresh one when ``out`` is None, else a checked ``out``.
 
-    ``scale_targets`` other than 0 reads the target, so it needs an ``out`` to read.
+    ``scale_targets`` other than 0 reads the target, so it needs an ``out`` to read. ``dtype``
+    (None: float32; see :func:`out_dtype`) is the dtype of the fresh array, and the one ``out``
+    must have.
     """
+    dtype = FLOAT if dtype is None else np.dtype(dtype)
     if out is None:
         if scale_targets != 0.0:
             raise ValueError("scale_targets: a non-zero scale_targets accumulates into out=, "
                              "so out must be given")
-        return empty_like_inputs(shape, np.float32, inputs.values())
-    float_array(out, name, len(shape))
+        return empty_like_inputs(shape, dtype, inputs.values())
+    if dtype == FLOAT:
+        float_array(out, name, len(shape))
+    else:
+        array_of(out, name, (dtype,), len(shape))
     expect_shape(out, shape, name)
     writable(out, name)
     no_alias(out, name, **inputs)
     return out
+
+
+def out_dtype(dtype, name: str, out=None, out_name: str = "out", bf16: bool = False,
+              why: str = "") -> np.dtype:
+    """The dtype of an op's float output, chosen by the argument ``dtype`` (named ``name``):
+    float32 or bfloat16; None takes ``out``'s dtype when ``out`` is given (``out_name``), else
+    float32. bfloat16 only where ``bf16`` is true (else TypeError saying ``why``). A given ``out``
+    of another dtype is reported by :func:`output`."""
+    if dtype is None:
+        dt = out.dtype if out is not None and getattr(out, "dtype", None) in (FLOAT, BF16) else FLOAT
+    else:
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt not in (FLOAT, BF16):
+            raise TypeError(f"{name}: expected None, numpy.float32 or bfloat16, got {dtype!r}")
+    if dt == BF16 and not bf16:
+        src = name if dtype is not None else f"{out_name} (bfloat16)"
+        raise TypeError(f"{src}: a bfloat16 output {why}")
+    return dt
 
 
 MASK = np.dtype(np.uint8)

@@ -96,11 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="where the layers run (default: cuda when a GPU is usable, else cpu)")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="numerics of the convolutions (GPU only): fp32 (default) computes in "
-                        "fp32; tf32 runs them on the tensor cores with operands rounded to tf32 "
-                        "(10-bit mantissa) and fp32 accumulation, as PyTorch's allow_tf32; "
-                        "weights, activations and the other layers stay fp32. bf16 training is "
-                        "not built yet. May change on --resume")
+                   help="numerics (tf32 and bf16 on the GPU only): fp32 (default) computes in "
+                        "fp32; tf32 runs the convolutions on the tensor cores with operands "
+                        "rounded to tf32 (10-bit mantissa) and fp32 accumulation, as PyTorch's "
+                        "allow_tf32, all else fp32; bf16 keeps every activation and gradient in "
+                        "bfloat16 (8-bit significand; each op computes in fp32 and rounds what it "
+                        "stores once), convolutions and fc layers on bf16 copies of the weights, "
+                        "with fp32 master weights, momenta, probabilities and loss. May change on "
+                        "--resume (checkpoints hold the fp32 masters)")
     p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", help="queue each "
                    "step op by op, not as a replayed CUDA graph (default on one GPU; same numbers)")
     p.add_argument("--gpus", type=int, metavar="N",

@@ -66,8 +66,9 @@ def on_device(net: Net, loader):
     """A :class:`~alexnet_ext.data.device_feed.DeviceFeed` to the GPU of ``net``'s input, or None
     for a CPU net. Loaders with workers hand out a fixed set of shared-memory slots: those are
     pinned (close the feed before the loader). A loader that can (``set_dtype``) is switched to
-    uint8 batches, which the feed finishes on the GPU (a quarter of the bytes cross the bus); on
-    the CPU the loader keeps its float32 path."""
+    uint8 batches, which the feed finishes on the GPU (a quarter of the bytes cross the bus) in
+    the net's input dtype (bfloat16 for a bf16 net); on the CPU the loader keeps its float32
+    path."""
     gpu = D.gpu_index(net.data.device)
     if gpu is None:
         return None
@@ -75,7 +76,7 @@ def on_device(net: Net, loader):
     if hasattr(loader, "set_dtype"):
         loader.set_dtype("uint8")
         return DeviceFeed(gpu, pin=getattr(loader, "workers", 0) > 0, mean=loader.mean,
-                          scale=loader.scale)
+                          scale=loader.scale, dtype=net.data.dtype)
     return DeviceFeed(gpu, pin=getattr(loader, "workers", 0) > 0)
 
 

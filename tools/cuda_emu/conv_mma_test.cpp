@@ -16,7 +16,8 @@
 // only reorders the fp32 sum, and imgActs by space-to-depth only adds zero products (exact), so
 // the bound holds for every path unchanged.
 // With scale_targets = 0 the output starts as NaN (never read) and must come back finite.
-// filterActs is also checked in NHWC (images, filters and the reference transposed).
+// Every pass is also checked in NHWC (images, filters, hid_grads and the references transposed),
+// and every NHWC call must have run version 3 (path_counts().nhwc_mma).
 // Usage: conv_mma_test [seed] [random_cases] [fixed cases: all | none | name substring];
 // exit status 1 on any failure.
 #include <cmath>
@@ -78,6 +79,8 @@ void forms(std::mt19937_64& rng, const Result& want, const Ref* bias_of, int64_t
                                                             const std::string&) {});
 }
 
+int64_t nhwc_calls = 0;  // NHWC tf32/bf16 calls made: all within version 3's limits
+
 void run_case(std::mt19937_64& rng, const Case& k) {
   const ConvGeometry g = geometry(k);
   const Vec x = random_vec(rng, g.n * g.c * g.h * g.w);
@@ -106,21 +109,21 @@ void run_case(std::mt19937_64& rng, const Case& k) {
     const int64_t kf = g.k(), kd = g.fg() * g.kh * g.kw, kw_ = g.n * g.p();
     forms(rng, y, nullptr, kf, tag + "filter_acts", [&](float* o, float st, float so) {
       if (bf16)
-        gpu::filter_acts_bf16(x16.data(), w16.data(), nullptr, o, g, st, so, nullptr);
+        gpu::filter_acts_bf16(x16.data(), w16.data(), nullptr, o, g, st, so, {}, nullptr);
       else
-        gpu::filter_acts_tf32(x.data(), wt.data(), nullptr, o, g, st, so, nullptr);
+        gpu::filter_acts_tf32(x.data(), wt.data(), nullptr, o, g, st, so, {}, nullptr);
     });
     forms(rng, y, &bias_of, kf, tag + "filter_acts+bias", [&](float* o, float st, float so) {
       if (bf16)
-        gpu::filter_acts_bf16(x16.data(), w16.data(), b.data(), o, g, st, so, nullptr);
+        gpu::filter_acts_bf16(x16.data(), w16.data(), b.data(), o, g, st, so, {}, nullptr);
       else
-        gpu::filter_acts_tf32(x.data(), wt.data(), b.data(), o, g, st, so, nullptr);
+        gpu::filter_acts_tf32(x.data(), wt.data(), b.data(), o, g, st, so, {}, nullptr);
     });
     forms(rng, gx, nullptr, kd, tag + "img_acts", [&](float* o, float st, float so) {
       if (bf16)
-        gpu::img_acts_bf16(g16.data(), w16.data(), o, g, st, so, nullptr);
+        gpu::img_acts_bf16(g16.data(), w16.data(), o, g, st, so, {}, nullptr);
       else
-        gpu::img_acts_tf32(gy.data(), wt.data(), o, g, st, so, nullptr);
+        gpu::img_acts_tf32(gy.data(), wt.data(), o, g, st, so, {}, nullptr);
     });
     forms(rng, gw, nullptr, kw_, tag + "weight_acts", [&](float* o, float st, float so) {
       if (bf16)
@@ -140,22 +143,45 @@ void run_case(std::mt19937_64& rng, const Case& k) {
     const Vec16 wn16 = to_nhwc(w16, g.f, g.cg(), g.kh, g.kw);
     forms(rng, yn, &bias_nhwc, kf, tag + "filter_acts NHWC+bias",
           [&](float* o, float st, float so) {
+      ++nhwc_calls;
       if (bf16)
-        gpu::filter_acts_nhwc(xn16.data(), wn16.data(), b.data(), o, g, st, so, nullptr,
+        gpu::filter_acts_nhwc(xn16.data(), wn16.data(), b.data(), o, g, st, so, {}, nullptr,
                               gpu::ConvElem::bf16);
       else
-        gpu::filter_acts_nhwc(xn.data(), wn.data(), b.data(), o, g, st, so, nullptr,
+        gpu::filter_acts_nhwc(xn.data(), wn.data(), b.data(), o, g, st, so, {}, nullptr,
                               gpu::ConvElem::tf32);
+    });
+    // NHWC imgActs (k = (ii, jj, f) per phase, 16-byte hid_grads chunks when F/groups allows)
+    // and weightActs (columns (i, j, c)): results in NHWC order.
+    Result gxn(gx.val.size()), gwn(gw.val.size());
+    gxn.val = to_nhwc(gx.val, g.n, g.c, g.h, g.w);
+    gxn.mag = to_nhwc(gx.mag, g.n, g.c, g.h, g.w);
+    gwn.val = to_nhwc(gw.val, g.f, g.cg(), g.kh, g.kw);
+    gwn.mag = to_nhwc(gw.mag, g.f, g.cg(), g.kh, g.kw);
+    const Vec gyn = to_nhwc(gy, g.n, g.f, g.ho, g.wo);
+    const Vec16 gyn16 = to_nhwc(g16, g.n, g.f, g.ho, g.wo);
+    const gpu::ConvElem elem = bf16 ? gpu::ConvElem::bf16 : gpu::ConvElem::tf32;
+    forms(rng, gxn, nullptr, kd, tag + "img_acts NHWC", [&](float* o, float st, float so) {
+      ++nhwc_calls;
+      gpu::img_acts_nhwc(bf16 ? static_cast<const void*>(gyn16.data()) : gyn.data(),
+                         bf16 ? static_cast<const void*>(wn16.data()) : wn.data(), o, g, st, so,
+                         {}, nullptr, elem);
+    });
+    forms(rng, gwn, nullptr, kw_, tag + "weight_acts NHWC", [&](float* o, float st, float so) {
+      ++nhwc_calls;
+      gpu::weight_acts_nhwc(bf16 ? static_cast<const void*>(xn16.data()) : xn.data(),
+                            bf16 ? static_cast<const void*>(gyn16.data()) : gyn.data(), o, g,
+                            st, so, nullptr, elem);
     });
     if (!bf16) {  // the version switch routes the float entry points to version 3 (tf32)
       gpu::set_conv_kernel(3);
       forms(rng, y, &bias_of, kf, tag + "filter_acts (set_conv_kernel 3)",
                   [&](float* o, float st, float so) {
-                    gpu::filter_acts(x.data(), wt.data(), b.data(), o, g, st, so, nullptr);
+                    gpu::filter_acts(x.data(), wt.data(), b.data(), o, g, st, so, {}, nullptr);
                   });
       forms(rng, gx, nullptr, kd, tag + "img_acts (set_conv_kernel 3)",
                   [&](float* o, float st, float so) {
-                    gpu::img_acts(gy.data(), wt.data(), o, g, st, so, nullptr);
+                    gpu::img_acts(gy.data(), wt.data(), o, g, st, so, {}, nullptr);
                   });
       forms(rng, gw, nullptr, kw_, tag + "weight_acts (set_conv_kernel 3)",
                   [&](float* o, float st, float so) {
@@ -188,6 +214,13 @@ int main(int argc, char** argv) {
   };
   failures += run_cases(argc, argv, 6, cases, run_case,
                         [](std::mt19937_64& rng, int i) { return random_case(rng, i, 17, 9); });
+  const int64_t nhwc_mma = gpu::conv::path_counts().nhwc_mma;
+  std::printf("NHWC calls: %lld, on version 3: %lld\n", (long long)nhwc_calls,
+              (long long)nhwc_mma);
+  if (nhwc_mma != nhwc_calls) {
+    std::printf("FAIL: an NHWC tf32/bf16 call did not run version 3\n");
+    ++failures;
+  }
   std::printf("%d checks, %d failures (worst |err|/bound %.3g)\n", checks, failures, worst_ratio);
   return failures ? 1 : 0;
 }

@@ -17,6 +17,8 @@ uint8 batches (a loader with ``dtype="uint8"`` yields :class:`~alexnet_ext.data.
 quarter of the float32 batch's bytes) and finishes them on the copy stream with
 :func:`alexnet_ext.ops.normalize_batch` (``mean`` and ``scale`` given to the feed, the loader's),
 so what it hands out is the float32 batch the loader's float path would have made, bit for bit.
+With ``dtype=bfloat16`` (a bf16 net's input) the same kernel rounds it to bfloat16 once, as it
+stores it; float32 batches from the host stay float32 (the net rounds them).
 
 ``pin=True`` page-locks each distinct host buffer once (``cudaHostRegister``), so the copy is one
 asynchronous DMA; use it for loaders that reuse a fixed set of shared-memory slots (workers > 0),
@@ -33,8 +35,8 @@ __all__ = ["DeviceFeed"]
 
 
 class _Buffer:
-    def __init__(self, x_shape, y_shape, device, raw: bool):
-        self.x = C.empty(x_shape, np.float32, device=device)
+    def __init__(self, x_shape, y_shape, device, raw: bool, dtype=np.float32):
+        self.x = C.empty(x_shape, dtype if raw else np.float32, device=device)
         self.y = C.empty(y_shape, np.int64, device=device)
         if raw:  # the uint8 crops, their (top, left, flipped) rows and lighting shifts
             self.crops = C.empty(x_shape, np.uint8, device=device)
@@ -45,7 +47,10 @@ class _Buffer:
 
 class DeviceFeed:
     def __init__(self, device: int = 0, *, depth: int = 2, pin: bool = False, mean=None,
-                 scale: float = 1.0):
+                 scale: float = 1.0, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(C.bfloat16)):
+            raise TypeError(f"dtype: expected float32 or bfloat16, got {self.dtype}")
         if depth < 2:
             raise ValueError(f"depth: expected at least 2 (one batch in use, one being copied), got {depth}")
         self.device = C._device(device)
@@ -100,7 +105,7 @@ class DeviceFeed:
         i = self._next.get(key, 0)
         self._next[key] = (i + 1) % self.depth
         if len(ring) <= i:
-            ring.append(_Buffer(x.shape, y.shape, self.device, bool(raw)))
+            ring.append(_Buffer(x.shape, y.shape, self.device, bool(raw), self.dtype))
         buf = ring[i]
         self._pin(x)   # (offsets and shifts are a few bytes: staged)
         with self.stream:

@@ -48,13 +48,9 @@ def check_precision(precision, devices) -> str:
     """``precision`` if a net on ``devices`` can train in it, else a ValueError saying why."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "bf16":
-        raise ValueError("precision='bf16': bf16 training (bf16 activations through every layer, "
-                         "fp32 master weights) is not built yet; the bf16 convolution itself is "
-                         "(ops.filter_acts(..., precision='bf16')). Use 'tf32' or 'fp32'")
     if precision != "fp32" and not all(D.is_cuda(d) for d in devices):
-        raise ValueError(f"precision={precision!r}: the tensor-core kernels run on the GPU only; "
-                         "the CPU kernels compute in fp32 (use precision='fp32')")
+        raise ValueError(f"precision={precision!r}: the tensor-core kernels and bfloat16 run on "
+                         "the GPU only; the CPU kernels compute in fp32 (use precision='fp32')")
     return precision
 
 
@@ -95,16 +91,20 @@ class Net:
         devices: device of each column (cycled when shorter than the column count).
         seed: initialisation seed (weights ~ N(0, init_std), biases = init_bias).
         fuse: run a layer and its only consumer as one layer where the layer's type fuses them
-            (:meth:`~alexnet_ext.nn.layers.Layer.fuse`: response norm + max pool). The results
-            are the same bits; the intermediate tensor is then not kept (:meth:`output`
-            computes it on demand). ``"auto"`` (default): on GPUs, where the fusion saves
+            (:meth:`~alexnet_ext.nn.layers.Layer.fuse`: conv + ReLU, response norm + max pool),
+            and fold each ReLU's undo into the backward of the layers reading its output where
+            they all can (:meth:`_fold_relus`). The results are the same bits; the intermediate
+            tensor is then not kept (:meth:`output` computes it on demand). ``"auto"`` (default): on GPUs, where the fusion saves
             memory traffic; not on the CPU, where recomputing the normalised maps in the
             backward costs more than reading them (docs/PERF.md). True / False: always / never.
-        precision: ``"fp32"`` (default) or ``"tf32"``: the convolutions' three passes on the
-            tensor cores with operands rounded to tf32 (10 mantissa bits) and fp32 accumulation,
-            as PyTorch's ``allow_tf32``; GPU nets only. Parameters, activations and every other
-            op stay fp32. ``"bf16"`` (bf16 activations end to end) is not built yet and is
-            refused.
+        precision: ``"fp32"`` (default), ``"tf32"`` or ``"bf16"``; the last two on GPUs only.
+            tf32: the convolutions' three passes on the tensor cores with operands rounded to
+            tf32 (10 mantissa bits) and fp32 accumulation, as PyTorch's ``allow_tf32``;
+            parameters, activations and every other op stay fp32. bf16: every activation and
+            its gradient is bfloat16 (each op computes in fp32 and rounds what it stores once),
+            the convolutions and fc layers read bfloat16 copies of the weights (:attr:`Param.half`,
+            written by each SGD step), while the parameters, their gradients and momenta, the
+            class probabilities and the loss stay float32 (fp32 master weights).
     """
 
     def __init__(self, spec: ModelSpec, *, split_columns: bool = False, devices=("cpu",),
@@ -129,7 +129,10 @@ class Net:
         self._build()
         if D.fuses(self.devices[0], fuse):
             self._fuse()
+            self._fold_relus()
         self.params: list[Param] = [p for layer in self.layers for p in layer.params]
+        if self.precision == "bf16":
+            self._to_bf16()
         self._params_by_device = {d: [p for p in self.params if p.device == d]
                                   for d in dict.fromkeys(self.devices)}
         self.init(seed)
@@ -194,6 +197,32 @@ class Net:
             self._fused_away[layer.output.name] = fused
             layers.append(fused)
         self.layers = layers
+
+    def _fold_relus(self):
+        """Mark each ReLU output whose readers all fold the ReLU's undo into their backward
+        (:meth:`~alexnet_ext.nn.layers.Layer.folds_relu`): the readers then write the gradient
+        of the ReLU's input, and the ReLU's own undo (a pass over the gradient and the output)
+        disappears."""
+        readers = {}
+        for layer in self.layers:
+            for t in layer.inputs:
+                readers.setdefault(t.name, []).append(layer)
+        for layer in self.layers:
+            relu_out = layer.kind == "relu" or getattr(layer, "relu", False)
+            users = readers.get(layer.output.name, [])
+            if relu_out and users and all(u.folds_relu(layer.output) for u in users):
+                layer.output.relu_folded = True
+
+    def _to_bf16(self):
+        """A bf16 net: bfloat16 activations and gradients (the probabilities stay float32)
+        and a bfloat16 copy of each weight beside its float32 master."""
+        from .. import cuda as C
+        for t in self.tensors.values():
+            if t is not self.cost.output:
+                t.dtype = np.dtype(C.bfloat16)
+        for p in self.params:
+            if p.decay:                     # weights; the biases are read in float32
+                p.half = D.empty(p.shape, p.device, C.bfloat16)
 
     # ---- parameters --------------------------------------------------------------------------
 
@@ -260,12 +289,15 @@ class Net:
             if p.name in arrays:
                 block = np.asarray(arrays[p.name], dtype=np.float32)[p.index]
                 D.copy_into(getattr(p, kind), np.ascontiguousarray(block))
+                if kind == "value":
+                    p.refresh_half()
 
     # ---- running -----------------------------------------------------------------------------
 
     def forward(self, x: np.ndarray, labels: np.ndarray | None = None, *, train: bool = False,
                 step: int = 0, seed: int = 0, until: str | None = None, wait: bool = True):
-        """Run the net on a batch ``x`` (N, C, H, W) float32.
+        """Run the net on a batch ``x`` (N, C, H, W) float32 (or, for a bf16 net on the GPU,
+        bfloat16; a float32 batch is rounded to it there).
 
         With ``labels`` (N,) int64 the cost runs too and the mean loss is returned (``probs``
         holds the softmax output); without, the pass stops before the cost (returns None).
@@ -287,6 +319,8 @@ class Net:
             raise ValueError(f"labels: expected shape ({n},), got {tuple(labels.shape)}")
         if isinstance(x, np.ndarray):
             x = D.from_host(x, self.data.device)
+        if x.dtype != self.data.dtype:
+            x = ops.cast(x, self.data.dtype, out=self.data.buffer("value", n))
         if isinstance(labels, np.ndarray):
             labels = D.from_host(labels, self.cost.output.device)
         self.labels = labels
@@ -324,7 +358,8 @@ class Net:
         return self.cost.probs
 
     def output(self, name: str) -> np.ndarray:
-        """The last forward pass's value of model tensor ``name``, columns concatenated."""
+        """The last forward pass's value of model tensor ``name``, columns concatenated
+        (float32: a bf16 net's values widened exactly)."""
         if name not in self._parts:
             raise ValueError(f"no tensor {name!r} in model '{self.spec.name}'")
         for t in self._parts[name]:
@@ -332,7 +367,7 @@ class Net:
                 # skipped by a fused layer: computed now by the first layer of the pair, from
                 # its input (kept), as the unfused net would have
                 self._fused_away[t.name].parts[0].forward(self._ctx)
-        vals = [D.to_host(t.value) for t in self._parts[name]]
+        vals = [D.to_host(t.value).astype(np.float32, copy=False) for t in self._parts[name]]
         return vals[0] if len(vals) == 1 else np.concatenate(vals, axis=1)
 
     def backward(self, on_grads=None) -> None:
@@ -356,12 +391,15 @@ class Net:
     def update(self, *, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4,
                bias_decay: float = 0.0) -> None:
         """One SGD step on every parameter block, as the paper's equation:
-        ``v <- momentum v - decay lr w - lr grad; w <- w + v`` (biases use ``bias_decay``)."""
+        ``v <- momentum v - decay lr w - lr grad; w <- w + v`` (biases use ``bias_decay``). In a
+        bf16 net the same kernel writes each weight's bfloat16 copy for the next step."""
         # One sgd_update_many per device: on a GPU, one launch per 32 tensors.
         for ps in self._params_by_device.values():
+            halves = [p.half for p in ps]
             ops.sgd_update_many([p.value for p in ps], [p.grad for p in ps],
                                 [p.velocity for p in ps], lr=lr, momentum=momentum,
-                                weight_decay=[weight_decay if p.decay else bias_decay for p in ps])
+                                weight_decay=[weight_decay if p.decay else bias_decay for p in ps],
+                                copies_bf16=halves if any(h is not None for h in halves) else None)
 
     def step_graph(self, x_shape, labels_dtype=np.int64):
         """A :class:`~alexnet_ext.nn.step_graph.StepGraph`: forward (train) + backward + update

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import cuda as C
+from .. import ops
 from . import device as D
 from .net import derive_seed
 
@@ -52,7 +53,7 @@ class StepGraph:
         self.net = net
         self.device = D.gpu_index(net.devices[0])
         self.x_shape = x_shape
-        self.x = C.empty(x_shape, np.float32, device=self.device)
+        self.x = C.empty(x_shape, net.data.dtype, device=self.device)   # bfloat16 in a bf16 net
         self.labels = C.empty((x_shape[0],), labels_dtype, device=self.device)
         # one seed per dropout layer (split columns share their model layer's): at most one per layer
         self.seeds = C.zeros((max(len(net.layers), 1),), np.int64, device=self.device)
@@ -75,7 +76,11 @@ class StepGraph:
         net = self.net
         hyper = dict(lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay),
                      bias_decay=float(bias_decay))
-        C.copy(self.x, x)              # device to device, or staged from the host
+        if x.dtype == self.x.dtype:
+            C.copy(self.x, x)          # device to device, or staged from the host
+        else:                          # a float32 batch for a bf16 net: rounded on the GPU
+            ops.cast(x if isinstance(x, C.DeviceArray) else C.to_device(x, device=self.device),
+                     self.x.dtype, out=self.x)
         C.copy(self.labels, labels)
         if not self._warm:             # warm-up: the first step runs eagerly
             self._warm = True

@@ -1,10 +1,49 @@
-"""Window geometry shared by :mod:`.max_pool` and :mod:`.avg_pool` (C++ side: ``csrc/pool.h``)."""
+"""Window geometry shared by :mod:`.max_pool` and :mod:`.avg_pool` (C++ side: ``csrc/pool.h``),
+and the ``layout`` argument of the pooling and response-norm ops (C++ side:
+``csrc/python/pool_layout.h``)."""
 from __future__ import annotations
 
 import numpy as np
 
 from .. import _core
 from .. import _validate as V
+
+
+_IMAGES = {"NCHW": "(N, C, H, W)", "NHWC": "(N, H, W, C)"}
+_POOLED = {"NCHW": "(N, C, Ho, Wo)", "NHWC": "(N, Ho, Wo, C)"}
+
+
+def layout(value):
+    """The checked layout: ``"NCHW"`` (default of every op) or ``"NHWC"`` (channels innermost)."""
+    if not isinstance(value, str) or value not in _IMAGES:
+        raise ValueError(f"layout: expected 'NCHW' or 'NHWC', got {value!r}")
+    return value
+
+
+def image_desc(layout_):
+    """How an images-shaped array of the layout is described in errors, e.g. ``(N, H, W, C)``."""
+    return _IMAGES[layout_]
+
+
+def pooled_desc(layout_):
+    return _POOLED[layout_]
+
+
+def dims(shape, layout_):
+    """(n, c, h, w) of a 4-d array of the layout."""
+    n, a, b, c = shape
+    return (n, c, a, b) if layout_ == "NHWC" else (n, a, b, c)
+
+
+def shape(n, c, h, w, layout_):
+    """The shape of an (n, c, h, w) array in the layout."""
+    return (n, h, w, c) if layout_ == "NHWC" else (n, c, h, w)
+
+
+def boolean(v, name):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    return bool(v)
 
 
 def pool_output_size(size: int, window: int, stride: int, padding: int = 0,
@@ -50,15 +89,17 @@ def geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, size_name="size"):
                               ho=ho, wo=wo)
 
 
-def forward_setup(x, size, stride, padding, ceil_mode):
-    """What a pooling forward does before its kernel: check ``x`` (N, C, H, W), float32 or (on the
-    GPU) bfloat16, and the window.
+def forward_setup(x, size, stride, padding, ceil_mode, layout_="NCHW"):
+    """What a pooling forward does before its kernel: check the layout, ``x`` (N, C, H, W) or
+    (N, H, W, C), float32 or (on the GPU) bfloat16, and the window.
 
     Returns ``(geometry, kernels, y)``: the kernels' geometry tuple, the backend that holds ``x``
-    and the output ``y`` (N, C, Ho, Wo) of x's dtype to fill, on ``x``'s device.
+    and the output ``y`` ((N, C, Ho, Wo) or (N, Ho, Wo, C)) of x's dtype to fill, on ``x``'s
+    device.
     """
-    V.real_array(x, "x", 4, "(N, C, H, W)")
+    layout_ = layout(layout_)
+    V.real_array(x, "x", 4, image_desc(layout_))
     kh, kw, sh, sw, ph, pw, ceil_mode = params(size, stride, padding, ceil_mode)
-    n, c, h, w = x.shape
+    n, c, h, w = dims(x.shape, layout_)
     geo = geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
-    return geo, V.backend(x), V.empty_like(x, (n, c, geo.ho, geo.wo))
+    return geo, V.backend(x), V.empty_like(x, shape(n, c, geo.ho, geo.wo, layout_))

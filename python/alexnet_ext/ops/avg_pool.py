@@ -17,7 +17,7 @@ from . import _pool
 __all__ = ["avg_pool", "avg_pool_undo"]
 
 
-def avg_pool(x, *, size, stride, padding=0, ceil_mode=False):
+def avg_pool(x, *, size, stride, padding=0, ceil_mode=False, layout="NCHW"):
     """Average pooling forward.
 
     ``y[n, c, oy, ox]`` is the mean of ``x[n, c]`` over the window's real pixels: the window of
@@ -34,16 +34,18 @@ def avg_pool(x, *, size, stride, padding=0, ceil_mode=False):
         stride: int or (sh, sw).
         padding: int or (ph, pw), each at most half the window (``ph <= kh // 2``).
         ceil_mode: ceil instead of floor in the output size.
+        layout: ``"NCHW"`` or ``"NHWC"`` (x (N, H, W, C), y (N, Ho, Wo, C); the same values).
 
     Returns:
-        y, (N, C, Ho, Wo) of x's dtype.
+        y, (N, C, Ho, Wo) (NHWC: (N, Ho, Wo, C)) of x's dtype.
     """
-    geo, kern, y = _pool.forward_setup(x, size, stride, padding, ceil_mode)
-    kern.avg_pool(x, y, geo)
+    geo, kern, y = _pool.forward_setup(x, size, stride, padding, ceil_mode, layout)
+    kern.avg_pool(x, y, geo, layout)
     return y
 
 
-def avg_pool_undo(grad_y, *, image_size, size, stride, padding=0, ceil_mode=False):
+def avg_pool_undo(grad_y, *, image_size, size, stride, padding=0, ceil_mode=False,
+                  layout="NCHW"):
     """Gradient of :func:`avg_pool` with respect to its input (its exact adjoint).
 
     ``grad_x[n, c, iy, ix]`` is the sum, over the windows holding pixel (iy, ix), of
@@ -52,20 +54,21 @@ def avg_pool_undo(grad_y, *, image_size, size, stride, padding=0, ceil_mode=Fals
     Args:
         grad_y: (N, C, Ho, Wo) float32 (or bfloat16 on the GPU), the gradient w.r.t. ``y``.
         image_size: (H, W) of the pooled input, or an int for a square one.
-        size, stride, padding, ceil_mode: as passed to :func:`avg_pool`.
+        size, stride, padding, ceil_mode, layout: as passed to :func:`avg_pool`.
 
     Returns:
-        grad_x, (N, C, H, W) of grad_y's dtype.
+        grad_x, (N, C, H, W) (NHWC: (N, H, W, C)) of grad_y's dtype.
     """
-    V.real_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
+    layout = _pool.layout(layout)
+    V.real_array(grad_y, "grad_y", 4, _pool.pooled_desc(layout))
     h, w = V.int_pair(image_size, "image_size", 1)
     kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(size, stride, padding, ceil_mode)
-    n, c = grad_y.shape[:2]
+    n, c, _, _ = _pool.dims(grad_y.shape, layout)
     geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode)
-    V.expect_shape(grad_y, (n, c, geo.ho, geo.wo), "grad_y",
+    V.expect_shape(grad_y, _pool.shape(n, c, geo.ho, geo.wo, layout), "grad_y",
                    f"the output size of a {kh}x{kw} window, stride ({sh}, {sw}), over a "
                    f"{h}x{w} image")
     kern = V.backend(grad_y)
-    grad_x = V.empty_like(grad_y, (n, c, h, w))
-    kern.avg_pool_undo(grad_y, grad_x, geo)
+    grad_x = V.empty_like(grad_y, _pool.shape(n, c, h, w, layout))
+    kern.avg_pool_undo(grad_y, grad_x, geo, layout)
     return grad_x

@@ -23,10 +23,23 @@ precise. Nothing converts silently: mixed or mismatched operand dtypes raise ``T
 (N, H, W, C), hidden activations and their gradients (N, Ho, Wo, F), filters (F, kh, kw, C/groups),
 each a dense C-contiguous array in that order: the physical memory of PyTorch's
 ``channels_last`` tensors (``x.permute(0, 2, 3, 1).contiguous()``). Nothing is transposed per
-call. On the GPU filter_acts in "tf32"/"bf16" runs the tensor-core kernel with an NHWC loader
-(16-byte loads of 8 bf16 / 4 tf32 channels when C/groups is a multiple of that); the other NHWC
-passes and "fp32" are direct loops (``csrc/cuda/conv_reference.cu``): correct for every shape,
-but slow. On the CPU they are im2col + sgemm as NCHW.
+call. On the GPU all three passes in "tf32"/"bf16" run the tensor-core kernels with NHWC
+loaders (filter_acts / img_acts: 16-byte loads of 8 bf16 / 4 tf32 channels when C/groups resp.
+F/groups is a multiple of that; weight_acts: element-wise loads along the channels; img_acts
+without the space-to-depth path of NCHW); "fp32" NHWC runs direct loops
+(``csrc/cuda/conv_reference.cu``): correct for every shape, but slow. On the CPU they are
+im2col + sgemm as NCHW.
+
+Epilogue (filter_acts, img_acts): the layer's ReLU and a bfloat16 result are applied in the store
+of each output element, after bias and the accumulate form, so they cost no pass over the
+tensor (``csrc/conv.h``'s ``ConvEpilogue``; ``docs/CUDA_CONV.md``, "Epilogue"):
+
+* ``filter_acts(..., activation="relu")`` is ``ops.relu(filter_acts(...))``, bit for bit;
+* ``img_acts(..., relu_mask=y)`` is ``ops.relu_undo(img_acts(...), y)`` (the gradient zeroed
+  where the ReLU output ``y``, the conv's input images, is ``<= 0`` or NaN), bit for bit;
+* ``out_dtype=alexnet_ext.cuda.bfloat16`` (GPU only) stores each float32 result rounded to
+  nearest even: the float32 op followed by ``ops.cast``, bit for bit (a bfloat16 ``out`` read by
+  ``scale_targets != 0`` is widened exactly).
 """
 from __future__ import annotations
 
@@ -113,8 +126,44 @@ def _scales(scale_targets, scale_output):
     return V.real(scale_targets, "scale_targets"), V.real(scale_output, "scale_output")
 
 
+def _out_dtype(out_dtype, on_gpu):
+    """The result's dtype: float32 (None or float32) or bfloat16 (GPU only)."""
+    if out_dtype is None:
+        return V.FLOAT
+    try:
+        dt = np.dtype(out_dtype)
+    except TypeError:
+        dt = None
+    if dt not in (V.FLOAT, V.BF16):
+        raise TypeError(f"out_dtype: expected None, numpy.float32 or alexnet_ext.cuda.bfloat16, "
+                        f"got {out_dtype!r}")
+    if dt == V.BF16 and not on_gpu:  # TypeError, as every host bfloat16 refusal
+        raise TypeError("out_dtype: a bfloat16 result runs on the GPU only (DeviceArray "
+                         "operands); on the host compute float32 and convert with ops.cast")
+    return dt
+
+
+def _target(out, shape, dtype, st, **inputs):
+    """``out`` (or a fresh array) of ``shape`` and ``dtype`` (see V.output, which is float32)."""
+    if dtype == V.FLOAT:
+        return V.output(out, shape, scale_targets=st, **inputs)
+    if out is None:
+        if st != 0.0:
+            raise ValueError("scale_targets: a non-zero scale_targets accumulates into out=, "
+                             "so out must be given")
+        return V.empty_like_inputs(shape, dtype, inputs.values())
+    V.real_array(out, "out", len(shape))
+    if out.dtype != dtype:
+        raise TypeError(f"out: expected dtype bfloat16 (out_dtype), got {out.dtype}")
+    V.expect_shape(out, shape, "out")
+    V.writable(out, "out")
+    V.no_alias(out, "out", **inputs)
+    return out
+
+
 def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ceil_mode=False,
-                out=None, scale_targets=0.0, scale_output=1.0, precision=None, layout="NCHW"):
+                out=None, scale_targets=0.0, scale_output=1.0, precision=None, layout="NCHW",
+                activation=None, out_dtype=None):
     """Convolution forward (cuda-convnet's filterActs).
 
     Args:
@@ -132,9 +181,13 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
         precision: None, "fp32", "tf32" or "bf16" (see the module docstring).
         layout: "NCHW" or "NHWC" (images (N, H, W, C), filters (F, kh, kw, C/groups), result
             (N, Ho, Wo, F); see the module docstring).
+        activation: None or "relu": ``max(v, 0)`` (NaN kept) of every stored value, after bias
+            and the accumulate form (as ``ops.relu`` of the result, fused into the store).
+        out_dtype: None (float32) or ``alexnet_ext.cuda.bfloat16`` (GPU only): each float32
+            result rounded to nearest even (``out`` must then be bfloat16).
 
     Returns:
-        (N, F, Ho, Wo) float32 ((N, Ho, Wo, F) in NHWC), ``out`` itself when given.
+        (N, F, Ho, Wo) ((N, Ho, Wo, F) in NHWC) of ``out_dtype``, ``out`` itself when given.
     """
     layout, shp = _layout(layout)
     prec = V.conv_precision(precision, images=(images, shp["images"]),
@@ -152,15 +205,21 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
     if bias is not None:
         V.float_array(bias, "bias", 1, "(F,)")
         V.expect_shape(bias, (f,), "bias", "one per filter")
+    if activation is not None and not isinstance(activation, str):
+        raise TypeError(f"activation: expected None or 'relu', got {V._type_name(activation)}")
+    if activation is not None and activation != "relu":
+        raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
     k = V.backend(images, filters, bias, out)
-    out = V.output(out, _hid_shape(n, f, geo.ho, geo.wo, layout), scale_targets=st,
-                   images=images, filters=filters, bias=bias)
-    k.filter_acts(images, filters, bias, out, geo, st, so, prec, layout)
+    dtype = _out_dtype(out_dtype, V._is_device(images))
+    out = _target(out, _hid_shape(n, f, geo.ho, geo.wo, layout), dtype, st, images=images,
+                  filters=filters, bias=bias)
+    k.filter_acts(images, filters, bias, out, geo, st, so, prec, layout, activation == "relu")
     return out
 
 
 def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, ceil_mode=False,
-             out=None, scale_targets=0.0, scale_output=1.0, precision=None, layout="NCHW"):
+             out=None, scale_targets=0.0, scale_output=1.0, precision=None, layout="NCHW",
+             relu_mask=None, out_dtype=None):
     """Gradient of :func:`filter_acts` with respect to its images (cuda-convnet's imgActs).
 
     Args:
@@ -174,9 +233,15 @@ def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, c
         precision: None, "fp32", "tf32" or "bf16" (see the module docstring).
         layout: "NCHW" or "NHWC" (hid_grads (N, Ho, Wo, F), filters (F, kh, kw, C/groups),
             result (N, H, W, C)).
+        relu_mask: None, or the conv's input images when they are a ReLU's output (the result's
+            shape, hid_grads' dtype): the gradient is zeroed where ``relu_mask <= 0`` (or NaN),
+            after the accumulate form (as ``ops.relu_undo(result, relu_mask)``, fused into the
+            store).
+        out_dtype: None (float32) or ``alexnet_ext.cuda.bfloat16`` (GPU only), as
+            :func:`filter_acts`.
 
     Returns:
-        (N, C, H, W) float32 ((N, H, W, C) in NHWC) with C = (C/groups) * groups.
+        (N, C, H, W) ((N, H, W, C) in NHWC) of ``out_dtype`` with C = (C/groups) * groups.
     """
     layout, shp = _layout(layout)
     prec = V.conv_precision(precision, hid_grads=(hid_grads, shp["hid"]),
@@ -191,10 +256,16 @@ def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, c
     geo = _geometry(n, cg * groups, h, w, f, kh, kw, sh, sw, ph, pw, groups, ceil_mode, "images")
     V.expect_shape(hid_grads, _hid_shape(n, f, geo.ho, geo.wo, layout), "hid_grads",
                    f"the output size of a {kh}x{kw} filter over a {h}x{w} image, {shp['hid']}")
-    k = V.backend(hid_grads, filters, out)
-    out = V.output(out, _hid_shape(n, cg * groups, h, w, layout), scale_targets=st,
-                   hid_grads=hid_grads, filters=filters)
-    k.img_acts(hid_grads, filters, out, geo, st, so, prec, layout)
+    ishape = _hid_shape(n, cg * groups, h, w, layout)
+    if relu_mask is not None:
+        V.real_array(relu_mask, "relu_mask", 4, shp["images"], like=hid_grads,
+                     like_name="hid_grads")
+        V.expect_shape(relu_mask, ishape, "relu_mask", f"the images' shape, {shp['images']}")
+    k = V.backend(hid_grads, filters, out, relu_mask)
+    dtype = _out_dtype(out_dtype, V._is_device(hid_grads))
+    out = _target(out, ishape, dtype, st, hid_grads=hid_grads, filters=filters,
+                  relu_mask=relu_mask)
+    k.img_acts(hid_grads, filters, out, geo, st, so, prec, layout, relu_mask)
     return out
 
 
@@ -231,9 +302,10 @@ def weight_acts(images, hid_grads, *, filter_size, stride=1, padding=0, groups=1
 
 def conv_bias_grad(hid_grads, *, out=None, scale_targets=0.0, scale_output=1.0, layout="NCHW"):
     """Gradient of :func:`filter_acts`' bias: ``hid_grads`` (N, F, Ho, Wo) float32 ((N, Ho, Wo, F)
-    with ``layout="NHWC"``) summed to (F,)."""
+    with ``layout="NHWC"``; bfloat16 on the GPU, widened exactly) summed in float32 to a float32
+    (F,)."""
     layout, shp = _layout(layout)
-    V.float_array(hid_grads, "hid_grads", 4, shp["hid"])
+    V.real_array(hid_grads, "hid_grads", 4, shp["hid"])
     st, so = _scales(scale_targets, scale_output)
     k = V.backend(hid_grads, out)
     f = hid_grads.shape[3 if layout == "NHWC" else 1]

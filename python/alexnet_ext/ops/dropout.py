@@ -13,6 +13,10 @@ anywhere: the CPU (``csrc/cpu/dropout.cpp``) and the GPU (``csrc/cuda/dropout.cu
 ``alexnet_ext.cuda.DeviceArray`` inputs) give the same mask bit for bit. Different ``offset`` values give disjoint streams for the same ``seed``
 whatever the array sizes: a training loop can keep one seed and use e.g. ``offset = step * L + l``
 for layer ``l`` of ``L`` at step ``step``.
+
+bfloat16: on the GPU x (and out) may be bfloat16 DeviceArrays; the mask is the float32 one for
+the same seed and offset (the same Philox words), and each kept value is ``x * scale`` in float32
+rounded once to bfloat16. ``dropout_undo`` likewise (grad_y, relu_mask and out of one dtype).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
     """Inverted dropout (training mode): ``y = x * mask / (1 - p)``.
 
     Args:
-        x: float32 array of any shape (ndim >= 1), C-contiguous.
+        x: float32 array of any shape (ndim >= 1), C-contiguous (or a bfloat16 DeviceArray).
         p: drop probability, 0 <= p < 1 (the paper uses 0.5). p = 0 keeps everything (y = x).
         seed: int in [0, 2**64), the Philox key; or ``(table, i)``: the key is element ``i`` of
             ``table``, a 1-D int64 array on x's side (its bits as uint64), read when the kernel
@@ -43,7 +47,7 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
             passed as an int.
         offset: int in [0, 2**64), the upper 64 bits of the Philox counter; use a new one for
             every call that needs fresh randomness (see the module docstring).
-        out: optional float32 target of x's shape; ``out=x`` drops out in place.
+        out: optional target of x's shape and dtype; ``out=x`` drops out in place.
         mask_out: optional uint8 target for the mask, x's shape.
         block: optional ``(row, stride, start)``: x is a block of a larger array A, made of rows
             of ``row`` consecutive elements taken every ``stride`` elements of A (flat, C order)
@@ -55,20 +59,20 @@ def dropout(x, *, p, seed, offset=0, out=None, mask_out=None, block=None):
             ``stride >= row`` and ``start >= 0`` (any start: rows may begin past ``stride``).
 
     Returns:
-        (y, mask): y float32 of x's shape; mask uint8 of x's shape, 1 where the element was kept,
+        (y, mask): y of x's shape and dtype; mask uint8 of x's shape, 1 where the element was kept,
         0 where it was dropped. Kept elements are ``x * float32(1 / (1 - p))``, dropped ones
         are exactly 0 (also for non-finite x). Element i is kept iff
         ``u[i] >= p`` with ``u`` as in the module docstring, whatever the thread count.
         At test time use x itself (inverted dropout needs no rescaling there).
     """
-    V.float_array(x, "x")
+    V.real_array(x, "x")
     if x.ndim < 1:
         raise ValueError(f"x: expected at least 1 dimension, got shape {x.shape}")
     p = _p(p)
     seed, table, index = _seed(seed)
     offset = V.uint64(offset, "offset")
     k = V.backend(x, out, mask_out, table)
-    out = V.elementwise_output(out, x.shape, may_be=("x",), x=x)
+    out = V.elementwise_output(out, x.shape, may_be=("x",), like=x, x=x)
     if mask_out is None:
         mask_out = V.empty_like(x, dtype=np.uint8)
     else:
@@ -110,29 +114,38 @@ def _seed(seed):
     return 0, table, V.integer(index, "seed[1]", 0, table.shape[0] - 1)
 
 
-def dropout_undo(grad_y, mask, *, p, out=None):
+def dropout_undo(grad_y, mask, *, p, out=None, relu_mask=None):
     """Gradient of :func:`dropout`: ``grad_x = grad_y * mask / (1 - p)``.
 
     Args:
-        grad_y: float32, the gradient w.r.t. dropout's output.
+        grad_y: float32 (or a bfloat16 DeviceArray), the gradient w.r.t. dropout's output.
         mask: uint8 of grad_y's shape, the mask :func:`dropout` returned (nonzero = kept), on
             the same side (host or GPU) as grad_y.
         p: the same p as the forward call.
-        out: optional float32 target of grad_y's shape; ``out=grad_y`` works in place.
+        out: optional target of grad_y's shape and dtype; ``out=grad_y`` (or ``out=relu_mask``)
+            works in place.
+        relu_mask: optional, grad_y's shape and dtype: the dropout's *input* when that is a ReLU
+            output. The gradient is then also 0 where ``relu_mask <= 0`` (or NaN): the ReLU's
+            backward folded in, bit for bit ``relu_undo(dropout_undo(grad_y, mask, p=p),
+            relu_mask)`` in one pass.
 
     Returns:
-        grad_x, grad_y's shape: ``grad_y * float32(1 / (1 - p))`` where kept, exactly 0 where
-        dropped (the same arithmetic as the forward, so ``dropout_undo(x, mask, p=p)`` equals
-        the forward's y bit for bit).
+        grad_x, grad_y's shape and dtype: ``grad_y * float32(1 / (1 - p))`` where kept (rounded
+        once for bfloat16), exactly 0 where dropped (the same arithmetic as the forward, so
+        ``dropout_undo(x, mask, p=p)`` equals the forward's y bit for bit).
     """
-    V.float_array(grad_y, "grad_y")
+    V.real_array(grad_y, "grad_y")
     if grad_y.ndim < 1:
         raise ValueError(f"grad_y: expected at least 1 dimension, got shape {grad_y.shape}")
     V.mask_array(mask, "mask", grad_y.shape, "the shape of grad_y")
+    if relu_mask is not None:
+        V.real_array(relu_mask, "relu_mask", like=grad_y, like_name="grad_y")
+        V.expect_shape(relu_mask, grad_y.shape, "relu_mask", "the shape of grad_y")
     p = _p(p)
-    k = V.backend(grad_y, mask, out)
-    out = V.elementwise_output(out, grad_y.shape, may_be=("grad_y",), grad_y=grad_y, mask=mask)
-    k.dropout_undo(grad_y, mask, out, p)
+    k = V.backend(grad_y, mask, relu_mask, out)
+    out = V.elementwise_output(out, grad_y.shape, may_be=("grad_y", "relu_mask"), like=grad_y,
+                               grad_y=grad_y, mask=mask, relu_mask=relu_mask)
+    k.dropout_undo(grad_y, mask, out, p, relu_mask)
     return out
 
 

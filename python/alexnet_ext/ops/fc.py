@@ -3,6 +3,13 @@
 Kernels: ``csrc/cpu/fc.cpp`` (OpenBLAS sgemm, one slab per OpenMP thread) and ``csrc/cuda/fc.cu``
 (cuBLAS sgemm in plain FP32, for ``alexnet_ext.cuda.DeviceArray`` inputs; present when the build
 found cuBLAS). See ``csrc/fc.h``.
+
+bfloat16 (GPU only): x and w (and, for ``fc_undo``, grad_y) may all be bfloat16 DeviceArrays;
+the GEMMs then run through cublasGemmEx with float32 accumulation (each product exact). The
+outputs y and grad_x are float32 unless asked for in bfloat16 (``out_dtype`` /
+``grad_x_dtype``, or a bfloat16 ``out``): float32 keeps the logits and gradients at full
+precision for the loss, and a bfloat16 one is the float32 result rounded once (bit for bit
+``ops.cast`` of it). grad_w and grad_b are float32 always (they update float32 master weights).
 """
 from __future__ import annotations
 
@@ -17,24 +24,31 @@ def _scales(scale_targets, scale_output):
     return V.real(scale_targets, "scale_targets"), V.real(scale_output, "scale_output")
 
 
-def fc(x, w, b=None, *, out=None, scale_targets=0.0, scale_output=1.0):
+_BF16_OUT = "needs bfloat16 operands (DeviceArrays on the GPU)"
+
+
+def fc(x, w, b=None, *, out=None, scale_targets=0.0, scale_output=1.0, out_dtype=None):
     """Fully connected forward: ``y = x . w^T + b``.
 
     Args:
-        x: (N, D) float32. x must be 2-D: pass a (N, C, H, W) activation (e.g. pool5's
-            (N, 256, 6, 6)) as ``x.reshape(N, -1)``, which is free for a C-contiguous array.
-        w: (F, D) float32, one row per output neuron (PyTorch ``Linear`` layout; a conv filter
-            bank (F, C, H, W) reshaped to (F, C*H*W) matches the reshaped activation).
-        b: optional (F,) float32 bias.
+        x: (N, D) float32 (or a bfloat16 DeviceArray). x must be 2-D: pass a (N, C, H, W)
+            activation (e.g. pool5's (N, 256, 6, 6)) as ``x.reshape(N, -1)``, which is free for
+            a C-contiguous array.
+        w: (F, D), x's dtype, one row per output neuron (PyTorch ``Linear`` layout; a conv
+            filter bank (F, C, H, W) reshaped to (F, C*H*W) matches the reshaped activation).
+        b: optional (F,) float32 bias (float32 also with bfloat16 operands).
         out, scale_targets, scale_output: accumulate form,
             ``out = scale_targets * out + scale_output * (x . w^T + b)``. With
             ``scale_targets == 0`` ``out`` is not read (it may hold garbage or NaNs).
+        out_dtype: None (``out``'s dtype when given, else float32), ``numpy.float32`` or
+            ``alexnet_ext.cuda.bfloat16`` (bfloat16 operands only): the float32 result
+            rounded once.
 
     Returns:
-        (N, F) float32, ``out`` itself when given.
+        (N, F) of out_dtype, ``out`` itself when given.
     """
-    V.float_array(x, "x", 2, "(N, D); pass a (N, C, H, W) activation as x.reshape(N, -1)")
-    V.float_array(w, "w", 2, "(F, D)")
+    V.real_array(x, "x", 2, "(N, D); pass a (N, C, H, W) activation as x.reshape(N, -1)")
+    V.real_array(w, "w", 2, "(F, D)", like=x, like_name="x")
     st, so = _scales(scale_targets, scale_output)
     n, d = x.shape
     f = w.shape[0]
@@ -44,25 +58,28 @@ def fc(x, w, b=None, *, out=None, scale_targets=0.0, scale_output=1.0):
         V.float_array(b, "b", 1, "(F,)")
         V.expect_shape(b, (f,), "b", "one per output neuron")
     k = V.backend(x, w, b, out)
-    out = V.output(out, (n, f), scale_targets=st, x=x, w=w, b=b)
+    dt = V.out_dtype(out_dtype, "out_dtype", out, bf16=x.dtype == V.BF16, why=_BF16_OUT)
+    out = V.output(out, (n, f), scale_targets=st, dtype=dt, x=x, w=w, b=b)
     k.fc_forward(x, w, b, out, st, so)
     return out
 
 
 def fc_undo(grad_y, x, w, *, need_grad_x=True, grad_x_out=None, grad_w_out=None,
-            grad_b_out=None, scale_targets=0.0, scale_output=1.0):
+            grad_b_out=None, scale_targets=0.0, scale_output=1.0, grad_x_dtype=None):
     """Gradients of :func:`fc`.
 
     Args:
-        grad_y: (N, F) float32, the gradient w.r.t. fc's output.
-        x: (N, D) float32, fc's input (2-D, see :func:`fc`).
-        w: (F, D) float32, fc's weights.
+        grad_y: (N, F) float32 (or a bfloat16 DeviceArray), the gradient w.r.t. fc's output.
+        x: (N, D), grad_y's dtype, fc's input (2-D, see :func:`fc`).
+        w: (F, D), grad_y's dtype, fc's weights.
         need_grad_x: False skips grad_x (the first layer of a net has no use for it).
         grad_x_out, grad_w_out, grad_b_out: optional targets for the three gradients.
         scale_targets, scale_output: accumulate form applied to every gradient computed,
             ``target = scale_targets * target + scale_output * gradient``; a non-zero
             scale_targets needs every computed target given (two columns of a net can then
             sum into one buffer). With ``scale_targets == 0`` targets are not read.
+        grad_x_dtype: as :func:`fc`'s ``out_dtype``, for grad_x (grad_x_out's dtype when given,
+            else float32; bfloat16 needs bfloat16 operands). grad_w and grad_b are float32.
 
     Returns:
         (grad_x, grad_w, grad_b):
@@ -70,9 +87,10 @@ def fc_undo(grad_y, x, w, *, need_grad_x=True, grad_x_out=None, grad_w_out=None,
         grad_w (F, D) = grad_y^T . x (summed over the batch);
         grad_b (F,)   = grad_y summed over the batch.
     """
-    V.float_array(grad_y, "grad_y", 2, "(N, F)")
-    V.float_array(x, "x", 2, "(N, D); pass a (N, C, H, W) activation as x.reshape(N, -1)")
-    V.float_array(w, "w", 2, "(F, D)")
+    V.real_array(grad_y, "grad_y", 2, "(N, F)")
+    V.real_array(x, "x", 2, "(N, D); pass a (N, C, H, W) activation as x.reshape(N, -1)",
+                 like=grad_y, like_name="grad_y")
+    V.real_array(w, "w", 2, "(F, D)", like=grad_y, like_name="grad_y")
     if not isinstance(need_grad_x, (bool, np.bool_)):
         raise TypeError(f"need_grad_x: expected a bool, got {type(need_grad_x).__name__}")
     st, so = _scales(scale_targets, scale_output)
@@ -85,7 +103,9 @@ def fc_undo(grad_y, x, w, *, need_grad_x=True, grad_x_out=None, grad_w_out=None,
         raise ValueError("grad_x_out: given, but need_grad_x is False")
     k = V.backend(grad_y, x, w, grad_x_out, grad_w_out, grad_b_out)
     ins = dict(grad_y=grad_y, x=x, w=w)  # new targets go where the inputs are (host or GPU)
-    gx = V.output(grad_x_out, (n, d), "grad_x_out", st, **ins) if need_grad_x else None
+    dt = V.out_dtype(grad_x_dtype, "grad_x_dtype", grad_x_out, "grad_x_out",
+                     bf16=grad_y.dtype == V.BF16, why=_BF16_OUT)
+    gx = V.output(grad_x_out, (n, d), "grad_x_out", st, dt, **ins) if need_grad_x else None
     gw = V.output(grad_w_out, (f, d), "grad_w_out", st, **ins)
     gb = V.output(grad_b_out, (f,), "grad_b_out", st, **ins)
     # Every target is written while the inputs are read, and no two targets may overlap.

@@ -30,7 +30,7 @@ def switch_dtype(height: int, width: int) -> np.dtype:
     return np.dtype(np.int32 if height * width <= INT32_MAX else np.int64)
 
 
-def max_pool(x, *, size=3, stride=2, padding=0, ceil_mode=False):
+def max_pool(x, *, size=3, stride=2, padding=0, ceil_mode=False, layout="NCHW"):
     """Max pooling forward; also returns where each maximum came from.
 
     ``y[n, c, oy, ox]`` is the maximum of ``x[n, c]`` over the window of rows
@@ -50,20 +50,21 @@ def max_pool(x, *, size=3, stride=2, padding=0, ceil_mode=False):
         stride: int or (sh, sw) (paper: 2; stride < size gives overlapping pooling).
         padding: int or (ph, pw), each at most half the window (``ph <= kh // 2``).
         ceil_mode: see above.
+        layout: ``"NCHW"`` or ``"NHWC"`` (x (N, H, W, C); y and switches (N, Ho, Wo, C), the
+            same values as the NCHW op's on the transposed input).
 
     Returns:
         ``(y, switches)``: y (N, C, Ho, Wo) of x's dtype; switches (N, C, Ho, Wo) with the argmax's flat
         index ``iy*W + ix`` inside its input plane, dtype :func:`switch_dtype` (H, W) (int32
         unless a plane has more than 2**31 - 1 pixels). Pass switches to :func:`max_pool_undo`.
     """
-    geo, kern, y = _pool.forward_setup(x, size, stride, padding, ceil_mode)
-    _, _, h, w = x.shape
-    switches = V.empty_like(x, y.shape, switch_dtype(h, w))
-    kern.max_pool(x, y, switches, geo)
+    geo, kern, y = _pool.forward_setup(x, size, stride, padding, ceil_mode, layout)
+    switches = V.empty_like(x, y.shape, switch_dtype(geo.h, geo.w))
+    kern.max_pool(x, y, switches, geo, layout)
     return y, switches
 
 
-def max_pool_undo(grad_y, switches, *, image_size):
+def max_pool_undo(grad_y, switches, *, image_size, relu_y=None, layout="NCHW"):
     """Gradient of :func:`max_pool` with respect to its input.
 
     Every ``grad_y[n, c, oy, ox]`` goes to exactly the pixel ``switches[n, c, oy, ox]`` of plane
@@ -77,19 +78,32 @@ def max_pool_undo(grad_y, switches, *, image_size):
             is dropped and the ``ValueError`` is raised at the next synchronisation (the next
             ``get()``, loss read or ``cuda.synchronize()``).
         image_size: (H, W) of the pooled input, or an int for a square one.
+        relu_y: None, or the pool's input when that was a ReLU output ((N, C, H, W) of grad_y's
+            dtype): grad_x is then zeroed where ``relu_y <= 0`` in the same pass, bit for bit
+            ``relu_undo(max_pool_undo(grad_y, switches, ...), relu_y)``. (A selected pixel holds
+            its window's maximum, so this only zeroes the gradient of windows whose maximum is
+            <= 0; it is applied as the mask all the same, so the fold is exact for any input.)
+        layout: ``"NCHW"`` or ``"NHWC"`` (grad_y and switches (N, Ho, Wo, C); grad_x and relu_y
+            (N, H, W, C)), as passed to :func:`max_pool`.
 
     Returns:
-        grad_x, (N, C, H, W) of grad_y's dtype.
+        grad_x, (N, C, H, W) (NHWC: (N, H, W, C)) of grad_y's dtype.
     """
-    V.real_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
-    V.index_array(switches, "switches", 4, "(N, C, Ho, Wo)")
+    layout = _pool.layout(layout)
+    V.real_array(grad_y, "grad_y", 4, _pool.pooled_desc(layout))
+    V.index_array(switches, "switches", 4, _pool.pooled_desc(layout))
     V.expect_shape(switches, grad_y.shape, "switches", "the shape of grad_y")
     h, w = V.int_pair(image_size, "image_size", 1)
-    ho, wo = grad_y.shape[2:]
+    n, c, ho, wo = _pool.dims(grad_y.shape, layout)
     if ho > h + 1 or wo > w + 1:  # (Ho-1)*s <= H + 2p - k <= H since padding <= k/2
         raise ValueError(f"image_size: a {h}x{w} image cannot pool to grad_y's {ho}x{wo} "
                          f"(the output is at most one larger than the input per axis)")
-    kern = V.backend(grad_y, switches)
-    grad_x = V.empty_like(grad_y, (grad_y.shape[0], grad_y.shape[1], h, w))
-    kern.max_pool_undo(grad_y, switches, grad_x)
+    out_shape = _pool.shape(n, c, h, w, layout)
+    if relu_y is not None:
+        V.real_array(relu_y, "relu_y", 4, _pool.image_desc(layout), like=grad_y,
+                     like_name="grad_y")
+        V.expect_shape(relu_y, out_shape, "relu_y", "the shape of the pooled input")
+    kern = V.backend(grad_y, switches, relu_y)
+    grad_x = V.empty_like(grad_y, out_shape)
+    kern.max_pool_undo(grad_y, switches, grad_x, relu_y, layout)
     return grad_x

@@ -5,6 +5,9 @@ crops as uint8 with their crop corners, flips and lighting shifts; this op finis
 augmentation where the batch will be used (on the GPU in training: a quarter of the bytes cross
 the bus). Kernels: ``csrc/cpu/normalize_batch.cpp``, ``csrc/cuda/normalize_batch.cu``; see
 ``csrc/normalize_batch.h``. The result is bit for bit the loader's float32 path.
+
+bfloat16: on the GPU the output may be bfloat16 (``out_dtype=alexnet_ext.cuda.bfloat16`` or a
+bfloat16 ``out``): the float32 result rounded once, bit for bit ``ops.cast`` of the float32 op.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ _U8 = np.dtype(np.uint8)
 _I32 = np.dtype(np.int32)
 
 
-def normalize_batch(x, mean, offsets=None, shift=None, *, scale=1.0, out=None):
+def normalize_batch(x, mean, offsets=None, shift=None, *, scale=1.0, out=None, out_dtype=None):
     """``out = scale * (x + shift - mean_crop)`` per image, in float32.
 
     ``out[b, c, r, q] = ((float32(x[b, c, r, q]) - m) + shift[b, c]) * float32(scale)``, each
@@ -35,7 +38,9 @@ def normalize_batch(x, mean, offsets=None, shift=None, *, scale=1.0, out=None):
         shift: (B, C) float32 per-image lighting shift added to every pixel of a channel (in the
             units of x), or None for none.
         scale: a finite number; the product is taken in float32.
-        out: optional (B, C, S, T) float32 target (must not overlap the inputs).
+        out: optional (B, C, S, T) target of out_dtype (must not overlap the inputs).
+        out_dtype: None (``out``'s dtype when given, else float32), ``numpy.float32`` or
+            ``alexnet_ext.cuda.bfloat16`` (GPU only): the float32 value rounded once.
 
     A bad ``offsets`` entry raises ``ValueError`` naming it: at once for NumPy arrays (nothing is
     written); for DeviceArrays the kernel clamps the corner into the mean image (no read out of
@@ -43,7 +48,7 @@ def normalize_batch(x, mean, offsets=None, shift=None, *, scale=1.0, out=None):
     ``cuda.synchronize()``), so the call never waits for the GPU.
 
     Returns:
-        out, (B, C, S, T) float32 (``out`` itself when given).
+        out, (B, C, S, T) of out_dtype (``out`` itself when given).
     """
     if not isinstance(x, np.ndarray) and not V._is_device(x):
         raise TypeError(f"x: expected a numpy.ndarray of uint8, got {V._type_name(x)}")
@@ -69,6 +74,8 @@ def normalize_batch(x, mean, offsets=None, shift=None, *, scale=1.0, out=None):
         V.expect_shape(shift, (b, c), "shift", "one value per image and channel")
     scale = V.real(scale, "scale")
     kern = V.backend(x, mean, offsets, shift, out)
-    out = V.output(out, (b, c, s, t), x=x, mean=mean, offsets=offsets, shift=shift)
+    dt = V.out_dtype(out_dtype, "out_dtype", out, bf16=V._is_device(x),
+                     why="runs on the GPU only (DeviceArrays)")
+    out = V.output(out, (b, c, s, t), dtype=dt, x=x, mean=mean, offsets=offsets, shift=shift)
     kern.normalize_batch(x, mean, offsets, shift, scale, out)
     return out

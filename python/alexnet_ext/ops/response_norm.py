@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as V
+from . import _pool
 
 __all__ = ["response_norm", "response_norm_undo"]
 
@@ -34,7 +35,8 @@ def _params(size, k, alpha, beta, alpha_over_size):
     return size, k, alpha, beta, bool(alpha_over_size)
 
 
-def response_norm(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=False):
+def response_norm(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=False,
+                  layout="NCHW"):
     """Response normalization across kernel maps (the paper's LRN), forward.
 
     For every image n, channel i and pixel (y, x)::
@@ -58,22 +60,25 @@ def response_norm(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=Fa
         alpha: coefficient of the sum of squares (paper: 1e-4), >= 0.
         beta: exponent (paper: 0.75), >= 0.
         alpha_over_size: divide ``alpha`` by ``size`` (see above).
+        layout: ``"NCHW"`` or ``"NHWC"`` (x, y and denoms (N, H, W, C); the same values as the
+            NCHW op's on the transposed input, bit for bit).
 
     Returns:
-        ``(y, denoms)``, both (N, C, H, W): y of x's dtype, denoms float32. ``denoms`` is what
-        :func:`response_norm_undo` needs besides ``x`` and ``y``.
+        ``(y, denoms)``, both (N, C, H, W) (NHWC: (N, H, W, C)): y of x's dtype, denoms float32.
+        ``denoms`` is what :func:`response_norm_undo` needs besides ``x`` and ``y``.
     """
-    V.real_array(x, "x", 4, "(N, C, H, W)")
+    layout = _pool.layout(layout)
+    V.real_array(x, "x", 4, _pool.image_desc(layout))
     size, k, alpha, beta, aos = _params(size, k, alpha, beta, alpha_over_size)
     kern = V.backend(x)
     y = V.empty_like(x)
     denoms = V.empty_like(x, dtype=np.float32)
-    kern.response_norm(x, y, denoms, size, k, alpha, beta, aos)
+    kern.response_norm(x, y, denoms, size, k, alpha, beta, aos, layout)
     return y, denoms
 
 
 def response_norm_undo(grad_y, x, y, denoms, *, size=5, k=2.0, alpha=1e-4, beta=0.75,
-                       alpha_over_size=False):
+                       alpha_over_size=False, relu=False, layout="NCHW"):
     """Gradient of :func:`response_norm` with respect to its input.
 
     ::
@@ -89,18 +94,24 @@ def response_norm_undo(grad_y, x, y, denoms, *, size=5, k=2.0, alpha=1e-4, beta=
             returned (x and y of grad_y's dtype, denoms float32). None of the inputs is modified (unlike cuda-convnet's kernel, which
             reused one of them as scratch).
         size, k, alpha, beta, alpha_over_size: as passed to :func:`response_norm`.
+        relu: ``x`` is a ReLU output (AlexNet's norm1 / norm2): grad_x is also multiplied by
+            ``x > 0`` in the same pass, bit for bit ``relu_undo(response_norm_undo(...), x)``.
+        layout: ``"NCHW"`` or ``"NHWC"``, as passed to :func:`response_norm`.
 
     Returns:
-        grad_x, (N, C, H, W) of grad_y's dtype, a new array.
+        grad_x, of grad_y's shape and dtype, a new array.
     """
-    V.real_array(grad_y, "grad_y", 4, "(N, C, H, W)")
-    V.real_array(x, "x", 4, "(N, C, H, W)", like=grad_y, like_name="grad_y")
-    V.real_array(y, "y", 4, "(N, C, H, W)", like=grad_y, like_name="grad_y")
-    V.float_array(denoms, "denoms", 4, "(N, C, H, W)")
+    layout = _pool.layout(layout)
+    desc = _pool.image_desc(layout)
+    V.real_array(grad_y, "grad_y", 4, desc)
+    V.real_array(x, "x", 4, desc, like=grad_y, like_name="grad_y")
+    V.real_array(y, "y", 4, desc, like=grad_y, like_name="grad_y")
+    V.float_array(denoms, "denoms", 4, desc)
     for a, name in ((x, "x"), (y, "y"), (denoms, "denoms")):
         V.expect_shape(a, grad_y.shape, name, "the shape of grad_y")
     size, k, alpha, beta, aos = _params(size, k, alpha, beta, alpha_over_size)
+    relu = _pool.boolean(relu, "relu")
     kern = V.backend(grad_y, x, y, denoms)
     grad_x = V.empty_like(grad_y)
-    kern.response_norm_undo(grad_y, x, y, denoms, grad_x, size, k, alpha, beta, aos)
+    kern.response_norm_undo(grad_y, x, y, denoms, grad_x, size, k, alpha, beta, aos, layout, relu)
     return grad_x

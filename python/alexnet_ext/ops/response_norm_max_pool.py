@@ -22,7 +22,8 @@ _POOL_NAMES = ("pool_size", "pool_stride", "pool_padding")
 
 
 def response_norm_max_pool(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=False,
-                           pool_size=3, pool_stride=2, pool_padding=0, ceil_mode=False):
+                           pool_size=3, pool_stride=2, pool_padding=0, ceil_mode=False,
+                           layout="NCHW"):
     """``response_norm(x, ...)`` then ``max_pool(y, ...)`` in one pass.
 
     Equal bit for bit to::
@@ -42,6 +43,8 @@ def response_norm_max_pool(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_ove
             alpha/size).
         pool_size, pool_stride, pool_padding, ceil_mode: the max pool's ``size``, ``stride``,
             ``padding`` and ``ceil_mode``, as in :func:`~alexnet_ext.ops.max_pool`.
+        layout: ``"NCHW"`` or ``"NHWC"`` (x and denoms (N, H, W, C), pooled and switches
+            (N, Ho, Wo, C); the same values as the NCHW op's on the transposed input).
 
     bfloat16: on the GPU ``x`` may be a bfloat16 DeviceArray; pooled is then bfloat16 and denoms
     float32, bit for bit what ``response_norm`` then ``max_pool`` give in bfloat16 (each normalised
@@ -55,22 +58,25 @@ def response_norm_max_pool(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_ove
         denoms (N, C, H, W) float32, response_norm's denominators. Pass switches, ``x`` and
         denoms to :func:`response_norm_max_pool_undo`.
     """
-    V.real_array(x, "x", 4, "(N, C, H, W)")
+    layout = _pool.layout(layout)
+    V.real_array(x, "x", 4, _pool.image_desc(layout))
     size, k, alpha, beta, aos = _lrn_params(size, k, alpha, beta, alpha_over_size)
     kh, kw, sh, sw, ph, pw, ceil_mode = _pool.params(pool_size, pool_stride, pool_padding,
                                                      ceil_mode, _POOL_NAMES)
-    n, c, h, w = x.shape
+    n, c, h, w = _pool.dims(x.shape, layout)
     geo = _pool.geometry(n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, "pool_size")
     kern = V.backend(x)
-    pooled = V.empty_like(x, (n, c, geo.ho, geo.wo))
-    switches = V.empty_like(x, (n, c, geo.ho, geo.wo), switch_dtype(h, w))
+    out_shape = _pool.shape(n, c, geo.ho, geo.wo, layout)
+    pooled = V.empty_like(x, out_shape)
+    switches = V.empty_like(x, out_shape, switch_dtype(h, w))
     denoms = V.empty_like(x, dtype=np.float32)
-    kern.response_norm_max_pool(x, pooled, switches, denoms, geo, size, k, alpha, beta, aos)
+    kern.response_norm_max_pool(x, pooled, switches, denoms, geo, size, k, alpha, beta, aos,
+                                layout)
     return pooled, switches, denoms
 
 
 def response_norm_max_pool_undo(grad_y, switches, x, denoms, *, size=5, k=2.0, alpha=1e-4,
-                                beta=0.75, alpha_over_size=False):
+                                beta=0.75, alpha_over_size=False, relu=False, layout="NCHW"):
     """Gradient of :func:`response_norm_max_pool` with respect to ``x``.
 
     ``max_pool_undo`` (the pooled gradient scattered through the switches), then
@@ -84,20 +90,27 @@ def response_norm_max_pool_undo(grad_y, switches, x, denoms, *, size=5, k=2.0, a
         x: (N, C, H, W) of grad_y's dtype, its input. In bfloat16 the pool's gradient is rounded
             once to bfloat16 and the recomputed normalised values too, as the unfused ops do.
         size, k, alpha, beta, alpha_over_size: as passed to :func:`response_norm_max_pool`.
+        relu: ``x`` is a ReLU output: grad_x is also multiplied by ``x > 0`` in the LRN undo's
+            pass, bit for bit ``relu_undo(response_norm_max_pool_undo(...), x)``.
+        layout: ``"NCHW"`` or ``"NHWC"``, as passed to :func:`response_norm_max_pool`.
 
     Returns:
-        grad_x, (N, C, H, W) of grad_y's dtype, a new array. None of the inputs is modified.
+        grad_x, of x's shape and grad_y's dtype, a new array. None of the inputs is modified.
     """
-    V.real_array(grad_y, "grad_y", 4, "(N, C, Ho, Wo)")
-    V.real_array(x, "x", 4, "(N, C, H, W)", like=grad_y, like_name="grad_y")
-    V.float_array(denoms, "denoms", 4, "(N, C, H, W)")
+    layout = _pool.layout(layout)
+    V.real_array(grad_y, "grad_y", 4, _pool.pooled_desc(layout))
+    V.real_array(x, "x", 4, _pool.image_desc(layout), like=grad_y, like_name="grad_y")
+    V.float_array(denoms, "denoms", 4, _pool.image_desc(layout))
     V.expect_shape(denoms, x.shape, "denoms", "the shape of x")
-    if tuple(grad_y.shape[:2]) != tuple(x.shape[:2]):
-        raise ValueError(f"grad_y: expected (N, C) = {tuple(x.shape[:2])} as x, got shape "
+    n, c, h, w = _pool.dims(x.shape, layout)
+    if _pool.dims(grad_y.shape, layout)[:2] != (n, c):
+        raise ValueError(f"grad_y: expected (N, C) = {(n, c)} as x, got shape "
                          f"{tuple(grad_y.shape)}")
     size, k, alpha, beta, aos = _lrn_params(size, k, alpha, beta, alpha_over_size)
+    relu = _pool.boolean(relu, "relu")
     kern = V.backend(grad_y, switches, x, denoms)
-    grad_norm = max_pool_undo(grad_y, switches, image_size=tuple(x.shape[2:]))
+    grad_norm = max_pool_undo(grad_y, switches, image_size=(h, w), layout=layout)
     grad_x = V.empty_like(x)
-    kern.response_norm_max_pool_undo(grad_norm, x, denoms, grad_x, size, k, alpha, beta, aos)
+    kern.response_norm_max_pool_undo(grad_norm, x, denoms, grad_x, size, k, alpha, beta, aos,
+                                      layout, relu)
     return grad_x

@@ -11,6 +11,11 @@ loss read ``float(PendingLoss)``, a ``get()``, ``cuda.synchronize()``). The erro
 A training loop that must not wait passes ``wait=False``: the loss then stays on the GPU as a
 :class:`PendingLoss` (``float()`` of it waits), and a bad label shows up as a NaN loss there and
 as the undo's error at that read.
+
+bfloat16 (GPU only): the logits may be a bfloat16 DeviceArray (fc8's output in a bf16 net); they
+are read widened, so loss and probs are the float32 op's on the widened logits, float32 both.
+``softmax_log_loss_undo(..., out_dtype=alexnet_ext.cuda.bfloat16)`` returns the logits gradient
+in bfloat16 (the float32 gradient rounded once).
 """
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ def softmax_log_loss(logits, labels, *, out=None, wait=True):
     """Softmax and the mean negative log-probability of the correct labels.
 
     Args:
-        logits: (N, K) float32 scores (fc8's output).
+        logits: (N, K) float32 scores (fc8's output), or a bfloat16 DeviceArray (math in float32).
         labels: (N,) int32 or int64, each in [0, K); a label outside raises ValueError naming it.
         out: optional (N, K) float32 target for probs (must not overlap logits or labels).
         wait: on the GPU, False returns the loss as a :class:`PendingLoss` without waiting for
@@ -67,7 +72,7 @@ def softmax_log_loss(logits, labels, *, out=None, wait=True):
         subtracted (no overflow for large logits). probs is what :func:`softmax_log_loss_undo`
         and :func:`top_k_errors` take.
     """
-    V.float_array(logits, "logits", 2, "(N, K)")
+    V.real_array(logits, "logits", 2, "(N, K)")
     n, k = logits.shape
     _labels(labels, n, k, "logits")
     kern = V.backend(logits, labels, out)
@@ -81,7 +86,7 @@ def softmax_log_loss(logits, labels, *, out=None, wait=True):
     return total / n, out
 
 
-def softmax_log_loss_undo(probs, labels, *, scale=None, out=None):
+def softmax_log_loss_undo(probs, labels, *, scale=None, out=None, out_dtype=None):
     """Gradient of the loss w.r.t. the logits: ``(probs - onehot(labels)) * scale``.
 
     Args:
@@ -89,17 +94,25 @@ def softmax_log_loss_undo(probs, labels, *, scale=None, out=None):
         labels: (N,) int32 or int64 in [0, K), the same labels.
         scale: a finite number; default ``1 / N``, which makes this the gradient of the *mean*
             loss that :func:`softmax_log_loss` returns. Use 1.0 for the summed loss.
-        out: optional (N, K) float32 target; ``out=probs`` overwrites probs in place.
+        out: optional (N, K) target of out_dtype; ``out=probs`` (float32) overwrites probs in
+            place.
+        out_dtype: None (``out``'s dtype when given, else float32), ``numpy.float32`` or
+            ``alexnet_ext.cuda.bfloat16`` (GPU only): each float32 gradient value rounded once.
 
     Returns:
-        (N, K) float32 gradient w.r.t. the logits (``out`` itself when given).
+        (N, K) gradient w.r.t. the logits (``out`` itself when given).
     """
     V.float_array(probs, "probs", 2, "(N, K)")
     n, k = probs.shape
     _labels(labels, n, k, "probs")
     scale = 1.0 / n if scale is None else V.real(scale, "scale")
     kern = V.backend(probs, labels, out)
-    out = V.elementwise_output(out, (n, k), may_be=("probs",), probs=probs, labels=labels)
+    dt = V.out_dtype(out_dtype, "out_dtype", out, bf16=V._is_device(probs),
+                     why="runs on the GPU only (DeviceArrays)")
+    if dt == V.BF16:  # no in place: probs is float32
+        out = V.output(out, (n, k), dtype=dt, probs=probs, labels=labels)
+    else:
+        out = V.elementwise_output(out, (n, k), may_be=("probs",), probs=probs, labels=labels)
     kern.softmax_log_loss_undo(probs, labels, out, scale)
     return out
 

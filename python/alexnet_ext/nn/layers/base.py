@@ -44,21 +44,28 @@ class Tensor:
     """A named activation: per-image ``shape``, the column and device holding it.
 
     ``value``/``grad`` point at the arrays of the current step (batch first). ``needs_grad``:
-    some parameter lies upstream, so backward must produce this tensor's gradient.
+    some parameter lies upstream, so backward must produce this tensor's gradient. ``dtype``:
+    of its value and gradient (float32; bfloat16 in a bf16 net). ``relu_folded``: the tensor is
+    a ReLU's output and every layer reading it folds the ReLU's undo into its own backward, so
+    the gradient they leave in ``grad`` is already the gradient of the ReLU's input (set by
+    :meth:`~alexnet_ext.nn.net.Net._fold_relus`).
     """
 
     def __init__(self, name: str, shape: tuple, column: int, device: str):
         self.name, self.shape, self.column, self.device = name, tuple(shape), column, device
         self.value = self.grad = self.producer = None
-        self.grad_ready = self.needs_grad = False
+        self.grad_ready = self.needs_grad = self.relu_folded = False
+        self.dtype = np.dtype(np.float32)
         self._buffers = {}
 
-    def buffer(self, kind: str, n: int) -> np.ndarray:
-        """A kept (n, *shape) array for ``kind`` ("value", "grad", "scratch"): allocated once."""
-        key = (kind, n)
+    def buffer(self, kind: str, n: int, dtype=None) -> np.ndarray:
+        """A kept (n, *shape) array for ``kind`` ("value", "grad", "scratch", ...) of ``dtype``
+        (default: the tensor's): allocated once."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        key = (kind, n, dtype)
         b = self._buffers.get(key)
         if b is None:
-            b = self._buffers[key] = D.empty((n,) + self.shape, self.device)
+            b = self._buffers[key] = D.empty((n,) + self.shape, self.device, dtype)
         return b
 
     def release(self) -> None:
@@ -75,8 +82,11 @@ def emit_grad(t: Tensor, n: int, write, add=None) -> None:
     ``write(out)`` computes the contribution into ``out`` and returns it (or a new array, for
     ops without ``out=``). A later contribution is ``add(t.grad)`` where the op has an
     accumulate form (``scale_targets=1``), else ``write`` into scratch and
-    :func:`~alexnet_ext.nn.device.add_into`. The one place that rule lives.
+    :func:`~alexnet_ext.nn.device.add_into`. The one place that rule lives. A bfloat16 gradient
+    always takes the second way: each contribution is rounded once, then their sum once.
     """
+    if t.dtype != np.float32:
+        add = None
     if not t.grad_ready:
         t.grad = write(t.buffer("grad", n))
         t.grad_ready = True
@@ -100,6 +110,19 @@ class Param:
         self.value = D.zeros(shape, device)
         self.grad = D.zeros(shape, device)
         self.velocity = D.zeros(shape, device)
+        self.half = None    # a bf16 net's bfloat16 copy of a weight (Net._to_bf16)
+
+    @property
+    def operand(self):
+        """What the ops read: the bfloat16 copy in a bf16 net (written by every SGD step and
+        by loading weights), else the float32 master."""
+        return self.value if self.half is None else self.half
+
+    def refresh_half(self) -> None:
+        """The bfloat16 copy from the master (round to nearest even), after loading weights."""
+        if self.half is not None:
+            from ... import ops
+            ops.cast(self.value, self.half.dtype, out=self.half)
 
     def __repr__(self):
         return f"Param({self.name!r}{list(self.index)}, {self.shape})"
@@ -192,6 +215,12 @@ class Layer:
         return None
 
     # ---- running -----------------------------------------------------------------------------
+
+    def folds_relu(self, t: Tensor) -> bool:
+        """Whether this layer's backward can multiply the gradient it writes into input ``t``
+        by ``t.value > 0`` (the undo of the ReLU that produced ``t``) in the same kernel; it
+        does so when ``t.relu_folded``. Default: no."""
+        return False
 
     @property
     def needs_backward(self) -> bool:

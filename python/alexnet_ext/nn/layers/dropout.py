@@ -44,6 +44,9 @@ class Dropout(Layer):
         block = (size, parts * size, part * size) if parts > 1 else None
         return cls(name, [src], out, p=L.attrs["p"], seed_name=L.name, block=block)
 
+    def folds_relu(self, t):
+        return True
+
     def forward(self, ctx):
         x = self.inputs[0].value
         if not ctx.train or self.p == 0.0:
@@ -63,9 +66,13 @@ class Dropout(Layer):
             mask_out=self._masks[ctx.n], block=block)
 
     def backward(self, ctx):
-        gy = self.output.grad
+        gy, t = self.output.grad, self.inputs[0]
         if self.mask is None:
-            emit_grad(self.inputs[0], ctx.n, lambda out: D.copy_into(out, gy))
+            if t.relu_folded:
+                emit_grad(t, ctx.n, lambda out: ops.relu_undo(gy, t.value, out=out))
+            else:
+                emit_grad(t, ctx.n, lambda out: D.copy_into(out, gy))
         else:
-            emit_grad(self.inputs[0], ctx.n,
-                       lambda out: ops.dropout_undo(gy, self.mask, p=self.p, out=out))
+            fold = dict(relu_mask=t.value) if t.relu_folded else {}
+            emit_grad(t, ctx.n,
+                       lambda out: ops.dropout_undo(gy, self.mask, p=self.p, out=out, **fold))

@@ -4,10 +4,16 @@
 its flattening (channel-major), so the weight's input axis (canonical weight (F, D)) is ordered
 like PyTorch's ``flatten``; several inputs are concatenated along it. ``outputs = "classes"``
 takes the model's class count.
+
+In a bf16 net ``x``, ``y`` and their gradients are bfloat16, the weights the parameters' bfloat16
+copies (cuBLAS, fp32 accumulation); the weight and bias gradients are float32. Several sources
+sum in a float32 buffer, rounded once at the end.
 """
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from ... import ops
 from .. import device as D
@@ -51,9 +57,14 @@ class FC(Weighted):
     def forward(self, ctx):
         n = ctx.n
         y = self.output.buffer("value", n)
+        acc = y if len(self.sources) == 1 or y.dtype == np.float32 else \
+            self.output.buffer("acc", n, np.float32)
+        odt = {} if acc.dtype == np.float32 else {"out_dtype": acc.dtype}
         for i, (t, w) in enumerate(self.sources):
-            ops.fc(t.value.reshape(n, -1), w.value, self.bias.value if i == 0 else None,
-                   out=y, scale_targets=0.0 if i == 0 else 1.0)
+            ops.fc(t.value.reshape(n, -1), w.operand, self.bias.value if i == 0 else None,
+                   out=acc, scale_targets=0.0 if i == 0 else 1.0, **odt)
+        if acc is not y:
+            ops.cast(acc, y.dtype, out=y)
         self.output.value = y
 
     def backward(self, ctx):
@@ -64,12 +75,13 @@ class FC(Weighted):
             grads = dict(grad_w_out=w.grad, grad_b_out=self.bias.grad if i == 0 else self._scratch())
             x = t.value.reshape(n, -1)
             if not t.needs_grad:
-                ops.fc_undo(gy, x, w.value, need_grad_x=False, **grads)
+                ops.fc_undo(gy, x, w.operand, need_grad_x=False, **grads)
                 continue
 
             def write(out, x=x, w=w, grads=grads):
-                ops.fc_undo(gy, x, w.value, need_grad_x=True, grad_x_out=out.reshape(n, -1),
-                            **grads)
+                odt = {} if out.dtype == np.float32 else {"grad_x_dtype": out.dtype}
+                ops.fc_undo(gy, x, w.operand, need_grad_x=True, grad_x_out=out.reshape(n, -1),
+                            **grads, **odt)
                 return out
             emit_grad(t, n, write)
 

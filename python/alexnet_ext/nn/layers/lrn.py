@@ -58,6 +58,9 @@ class LRN(Layer):
             return LRNMaxPool(self, consumer)
         return None
 
+    def folds_relu(self, t):
+        return True
+
     def _view(self, a, n):
         c, h, w = self.output.shape
         return a.reshape(n * self.blocks, c // self.blocks, h, w)
@@ -70,8 +73,9 @@ class LRN(Layer):
     def backward(self, ctx):
         n = ctx.n
         x, y, gy = self.inputs[0].value, self.output.value, self.output.grad
+        relu = self.inputs[0].relu_folded
         emit_grad(self.inputs[0], n, lambda out: ops.response_norm_undo(
-            self._view(gy, n), self._view(x, n), self._view(y, n), self.denoms,
+            self._view(gy, n), self._view(x, n), self._view(y, n), self.denoms, relu=relu,
             **self.args).reshape((n,) + self.inputs[0].shape))
 
 
@@ -96,6 +100,9 @@ class LRNMaxPool(Layer):
         self.args = dict(lrn.args, pool_size=a["size"], pool_stride=a["stride"],
                          pool_padding=a["padding"], ceil_mode=a["ceil_mode"])
 
+    def folds_relu(self, t):
+        return True
+
     def _view(self, a, n, shape):
         c = shape[0]
         return a.reshape((n * self.blocks, c // self.blocks) + tuple(shape[1:]))
@@ -109,7 +116,8 @@ class LRNMaxPool(Layer):
 
     def backward(self, ctx):
         n, x, gy = ctx.n, self.inputs[0].value, self.output.grad
+        relu = self.inputs[0].relu_folded
         emit_grad(self.inputs[0], n, lambda out: ops.response_norm_max_pool_undo(
             self._view(gy, n, self.output.shape), self.switches,
-            self._view(x, n, self.inputs[0].shape), self.denoms,
+            self._view(x, n, self.inputs[0].shape), self.denoms, relu=relu,
             **self.lrn_args).reshape((n,) + self.inputs[0].shape))

@@ -45,6 +45,9 @@ class Pool(Layer):
     def from_spec(cls, L, name, src, out, part, parts):
         return cls(name, [src], out, **L.attrs)
 
+    def folds_relu(self, t):
+        return self.mode == "max"
+
     def forward(self, ctx):
         x = self.inputs[0].value
         if self.mode == "max":
@@ -56,8 +59,10 @@ class Pool(Layer):
         gy = self.output.grad
         hw = self.inputs[0].shape[1:]
         if self.mode == "max":
-            emit_grad(self.inputs[0], ctx.n,
-                       lambda out: ops.max_pool_undo(gy, self.switches, image_size=hw))
+            t = self.inputs[0]
+            fold = dict(relu_y=t.value) if t.relu_folded else {}
+            emit_grad(t, ctx.n,
+                       lambda out: ops.max_pool_undo(gy, self.switches, image_size=hw, **fold))
         else:
             emit_grad(self.inputs[0], ctx.n,
                        lambda out: ops.avg_pool_undo(gy, image_size=hw, **self.args))

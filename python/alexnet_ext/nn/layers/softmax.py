@@ -1,6 +1,10 @@
 """softmax: the cost -- softmax over the class scores and the mean negative log-probability of
-the labels. Its output tensor holds the probabilities; it must be whole (on one column)."""
+the labels. Its output tensor holds the probabilities; it must be whole (on one column). In a
+bf16 net it reads bfloat16 scores and computes in fp32: the probabilities and the loss are
+float32, the scores' gradient bfloat16."""
 from __future__ import annotations
+
+import numpy as np
 
 from ... import ops
 from .base import Layer, emit_grad, register
@@ -39,5 +43,7 @@ class Softmax(Layer):
 
     def backward(self, ctx):
         probs, labels = self.probs, ctx.labels
-        emit_grad(self.inputs[0], ctx.n,
-                   lambda out: ops.softmax_log_loss_undo(probs, labels, out=out))
+        def write(out):
+            odt = {} if out.dtype == np.float32 else {"out_dtype": out.dtype}
+            return ops.softmax_log_loss_undo(probs, labels, out=out, **odt)
+        emit_grad(self.inputs[0], ctx.n, write)
