@@ -37,10 +37,25 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t k0 = b * kChannelBlock, k1 = std::min(k0 + kChannelBlock, inner);
       float* gx = grad_x + pl * in_len;
-      for (int64_t i = 0; i < in_pixels; ++i)
-        std::fill(gx + i * inner + k0, gx + i * inner + k1, 0.f);
       const I* sw = switches + pl * out_len;
       const float* gy = grad_y + pl * out_len;
+      const float* ry = relu_y ? relu_y + pl * in_len : nullptr;
+      if (inner == 1) {  // NCHW: one plane per task, contiguous (no per-pixel channel loop)
+        std::fill(gx, gx + in_pixels, 0.f);
+        for (int64_t q = 0; q < out_pixels; ++q) {
+          const int64_t s = static_cast<int64_t>(sw[q]);
+          if (s < 0 || s >= in_pixels) {
+            first_bad = std::min(first_bad, pl * out_len + q);
+            continue;
+          }
+          gx[s] += gy[q];
+        }
+        if (ry)
+          for (int64_t i = 0; i < in_pixels; ++i) gx[i] = relu_undo_select(gx[i], ry[i]);
+        continue;
+      }
+      for (int64_t i = 0; i < in_pixels; ++i)
+        std::fill(gx + i * inner + k0, gx + i * inner + k1, 0.f);
       for (int64_t q = 0; q < out_pixels; ++q) {  // each pixel's gradients in output order
         for (int64_t k = k0; k < k1; ++k) {
           const int64_t e = q * inner + k;
@@ -52,12 +67,10 @@ int64_t max_pool_undo(const float* grad_y, const I* switches, float* grad_x, int
           gx[s * inner + k] += gy[e];
         }
       }
-      if (relu_y) {
-        const float* ry = relu_y + pl * in_len;
+      if (ry)
         for (int64_t i = 0; i < in_pixels; ++i)
           for (int64_t k = i * inner + k0; k < i * inner + k1; ++k)
             gx[k] = relu_undo_select(gx[k], ry[k]);
-      }
     }
   }
   return first_bad == std::numeric_limits<int64_t>::max() ? -1 : first_bad;
