@@ -50,3 +50,17 @@ def unaligned(a):
     d = window(dev(flat), 1, a.shape)
     assert d.ptr % 16 != 0
     return d
+
+
+class kernel_version:
+    """Context manager: run the block with conv kernel version ``v`` (cuda.set_conv_kernel)."""
+
+    def __init__(self, v):
+        self.v = v
+
+    def __enter__(self):
+        self.prev = cuda.get_conv_kernel()
+        cuda.set_conv_kernel(self.v)
+
+    def __exit__(self, *exc):
+        cuda.set_conv_kernel(self.prev)

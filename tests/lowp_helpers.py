@@ -115,3 +115,31 @@ def gamma32(n):
     rounded float32 operations chained (Higham, section 3.1)."""
     u = 2.0**-24
     return n * u / (1 - n * u)
+
+
+def specials(rng, shape):
+    """float32 normals with zeros of both signs, NaN and infinities sprinkled in."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[::7] = 0.0
+    flat[3::11] = -0.0
+    flat[5::13] = np.nan
+    flat[6::17] = -np.inf
+    flat[8::19] = np.inf
+    return x
+
+
+def bf16_array(x):
+    """float values rounded to bf16 (a NumPy bfloat16 array, ml_dtypes): test inputs."""
+    import ml_dtypes
+    return bf16_rne_reference(np.asarray(x, np.float32)).view(ml_dtypes.bfloat16)
+
+
+def device_bits(d):
+    """A bf16 DeviceArray's bits (uint16) on the host."""
+    return d.get().view(np.uint16)
+
+
+def bf16_wide(b):
+    """A bf16 array's exact values as float32."""
+    return bf16_to_float32(np.asarray(b).view(np.uint16))

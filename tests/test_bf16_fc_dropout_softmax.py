@@ -11,21 +11,10 @@ import pytest
 
 from alexnet_ext import _core, ops
 from dropout_refs import random_seed
+from lowp_helpers import specials
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 SIZES = (1, 3, 4, 5, 7, 1027, 4099)
-
-
-def specials(rng, shape):
-    """float32 normals with zeros of both signs, NaN and infinities sprinkled in."""
-    x = rng.standard_normal(shape).astype(np.float32)
-    flat = x.reshape(-1)
-    flat[::7] = 0.0
-    flat[3::11] = -0.0
-    flat[5::13] = np.nan
-    flat[6::17] = -np.inf
-    flat[8::19] = np.inf
-    return x
 
 
 def assert_same_bits(got, want):

@@ -32,7 +32,8 @@ import pytest
 from alexnet_ext import _core, cuda, ops
 from cuda_helpers import dev
 from dropout_refs import mask_ref, random_seed
-from lowp_helpers import assert_bf16_within, bf16_rne_reference, bf16_to_float32, gamma32
+from lowp_helpers import bf16_array as bf16, bf16_wide as wide, device_bits as bits
+from lowp_helpers import assert_bf16_within, bf16_rne_reference, gamma32
 
 pytestmark = pytest.mark.cuda
 needs_cublas = pytest.mark.skipif(not hasattr(getattr(_core, "cuda", None), "fc_forward"),
@@ -41,20 +42,6 @@ needs_cublas = pytest.mark.skipif(not hasattr(getattr(_core, "cuda", None), "fc_
 BF16 = np.dtype(cuda.bfloat16)
 SIZES = (1, 3, 4, 5, 7, 1027, 4099)
 U = 2.0**-24
-
-
-def bf16(x):
-    """float values rounded to bf16 (a NumPy bfloat16 array): the test inputs."""
-    return bf16_rne_reference(np.asarray(x, np.float32)).view(BF16)
-
-
-def bits(d):
-    return d.get().view(np.uint16)
-
-
-def wide(b):
-    """A bf16 array's exact values as float32."""
-    return bf16_to_float32(np.asarray(b).view(np.uint16))
 
 
 def nan_bf16(shape):

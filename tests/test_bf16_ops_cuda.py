@@ -19,7 +19,9 @@ from alexnet_ext import _core, cuda, ops
 from avg_pool_refs import ref_avg_pool, ref_avg_pool_grad
 from cuda_helpers import dev
 from lrn_pool_cases import BIG_CASES, lrn_args, random_problem, table_problem, unfused, unfused_grad
-from lowp_helpers import (assert_bf16_within, bf16_rne_f64, bf16_rne_reference, bf16_to_float32,
+from lowp_helpers import bf16_array as bf16, bf16_wide as wide, device_bits as bits
+from lowp_helpers import specials as float_specials
+from lowp_helpers import (assert_bf16_within, bf16_rne_f64, bf16_rne_reference,
                           gamma32)
 from max_pool_refs import ref_max_pool
 from pool_cases import CASES, random_geometry
@@ -31,29 +33,8 @@ BF16 = np.dtype(cuda.bfloat16)
 SIZES = (1, 3, 4, 5, 7, 1027, 4099)  # tails past the last group of four, one and several blocks
 
 
-def bf16(x):
-    """float values rounded to bf16 (a NumPy bfloat16 array) - the test inputs."""
-    return bf16_rne_reference(np.asarray(x, np.float32)).view(BF16)
-
-
-def bits(d):
-    return d.get().view(np.uint16)
-
-
-def wide(b):
-    """A bf16 array's exact values as float32 (the inputs of the float32 op)."""
-    return bf16_to_float32(np.asarray(b).view(np.uint16))
-
-
 def specials(rng, shape):
-    x = rng.standard_normal(shape).astype(np.float32)
-    flat = x.reshape(-1)
-    flat[::7] = 0.0
-    flat[3::11] = -0.0
-    flat[5::13] = np.nan
-    flat[6::17] = -np.inf
-    flat[8::19] = np.inf
-    return bf16(x)
+    return bf16(float_specials(rng, shape))
 
 
 def assert_bits_or_nan(got, want):

@@ -9,6 +9,7 @@ import pytest
 
 from alexnet_ext import _shapes as ALEXNET
 from alexnet_ext import cuda, ops
+from cuda_helpers import kernel_version as _kernel_version
 from cuda_helpers import torch_cuda
 from helpers import EPS32, assert_close, assert_within_sum_bound, random_indices
 from helpers import conv_geometry
@@ -26,20 +27,6 @@ def version(request):
     cuda.set_conv_kernel(request.param)
     yield request.param
     cuda.set_conv_kernel(prev)
-
-
-class _kernel_version:
-    """Context manager: run the block with conv kernel `v`."""
-
-    def __init__(self, v):
-        self.v = v
-
-    def __enter__(self):
-        self.prev = cuda.get_conv_kernel()
-        cuda.set_conv_kernel(self.v)
-
-    def __exit__(self, *exc):
-        cuda.set_conv_kernel(self.prev)
 
 
 def _dev(a):

@@ -26,6 +26,7 @@ import pytest
 
 from alexnet_ext import _core, cuda, ops
 from conv_refs import ref_conv, ref_img_grad
+from cuda_helpers import kernel_version as _kernel_version
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 # n, c, h, w, f, kh, kw, stride, padding, groups, ceil_mode
@@ -244,18 +245,6 @@ def test_bad_arguments_name_the_argument():
 
 
 # ---------------------------------------------------------------- GPU
-class _kernel_version:
-    def __init__(self, v):
-        self.v = v
-
-    def __enter__(self):
-        self.prev = cuda.get_conv_kernel()
-        cuda.set_conv_kernel(self.v)
-
-    def __exit__(self, *exc):
-        cuda.set_conv_kernel(self.prev)
-
-
 # fp32 on each kernel version; tf32 and bf16 (version 3 by precision, whatever the setting)
 RUNS = {"fp32_v1": ("fp32", 1), "fp32_v2": ("fp32", 2), "fp32_v3_tf32": ("fp32", 3),
         "tf32": ("tf32", 2), "bf16": ("bf16", 2)}

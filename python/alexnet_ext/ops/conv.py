@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import _core
 from .. import _validate as V
+from . import _pool as P
 
 __all__ = ["conv_bias_grad", "conv_output_size", "filter_acts", "img_acts", "weight_acts"]
 
@@ -101,25 +102,13 @@ _SHAPES = {
 
 
 def _layout(layout):
-    if not isinstance(layout, str) or layout not in _SHAPES:
-        raise ValueError(f"layout: expected 'NCHW' or 'NHWC', got {layout!r}")
-    return layout, _SHAPES[layout]
+    return P.layout(layout), _SHAPES[layout]
 
 
-def _image_dims(shape, layout):
-    """(n, c, h, w) of an images-shaped array."""
-    n, a, b, c = shape
-    return (n, c, a, b) if layout == "NHWC" else (n, a, b, c)
-
-
-def _filter_dims(shape, layout):
-    """(f, c/groups, kh, kw) of a filters-shaped array."""
-    f, a, b, c = shape
-    return (f, c, a, b) if layout == "NHWC" else (f, a, b, c)
-
-
-def _hid_shape(n, f, ho, wo, layout):
-    return (n, ho, wo, f) if layout == "NHWC" else (n, f, ho, wo)
+# (n, c, h, w) of an images-shaped array, (f, c/groups, kh, kw) of a filters-shaped one, and the
+# (n, f, ho, wo) shape in the layout: the pooling ops' helpers (channels move, the rest keeps order).
+_image_dims = _filter_dims = P.dims
+_hid_shape = P.shape
 
 
 def _scales(scale_targets, scale_output):
