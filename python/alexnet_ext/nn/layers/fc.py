@@ -59,10 +59,9 @@ class FC(Weighted):
         y = self.output.buffer("value", n)
         acc = y if len(self.sources) == 1 or y.dtype == np.float32 else \
             self.output.buffer("acc", n, np.float32)
-        odt = {} if acc.dtype == np.float32 else {"out_dtype": acc.dtype}
         for i, (t, w) in enumerate(self.sources):
             ops.fc(t.value.reshape(n, -1), w.operand, self.bias.value if i == 0 else None,
-                   out=acc, scale_targets=0.0 if i == 0 else 1.0, **odt)
+                   out=acc, scale_targets=0.0 if i == 0 else 1.0)
         if acc is not y:
             ops.cast(acc, y.dtype, out=y)
         self.output.value = y
@@ -79,9 +78,8 @@ class FC(Weighted):
                 continue
 
             def write(out, x=x, w=w, grads=grads):
-                odt = {} if out.dtype == np.float32 else {"grad_x_dtype": out.dtype}
                 ops.fc_undo(gy, x, w.operand, need_grad_x=True, grad_x_out=out.reshape(n, -1),
-                            **grads, **odt)
+                            **grads)
                 return out
             emit_grad(t, n, write)
 

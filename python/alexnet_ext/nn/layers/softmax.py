@@ -4,8 +4,6 @@ bf16 net it reads bfloat16 scores and computes in fp32: the probabilities and th
 float32, the scores' gradient bfloat16."""
 from __future__ import annotations
 
-import numpy as np
-
 from ... import ops
 from .base import Layer, emit_grad, register
 
@@ -43,7 +41,5 @@ class Softmax(Layer):
 
     def backward(self, ctx):
         probs, labels = self.probs, ctx.labels
-        def write(out):
-            odt = {} if out.dtype == np.float32 else {"out_dtype": out.dtype}
-            return ops.softmax_log_loss_undo(probs, labels, out=out, **odt)
-        emit_grad(self.inputs[0], ctx.n, write)
+        emit_grad(self.inputs[0], ctx.n,
+                   lambda out: ops.softmax_log_loss_undo(probs, labels, out=out))
