@@ -218,6 +218,11 @@ def test_bad_arguments_name_the_argument():
         with pytest.raises(TypeError, match="out_dtype: a bfloat16 result runs on the GPU only"):
             op(out_dtype=cuda.bfloat16)
         np.testing.assert_array_equal(op(out_dtype=np.float32), op())
+    # out_dtype=None takes out's dtype: a host bfloat16 out is refused by name
+    with pytest.raises(TypeError, match="out: a bfloat16 result runs on the GPU only"):
+        ops.filter_acts(x, w, out=np.zeros((2, 4, 4, 4), BF16))
+    with pytest.raises(TypeError, match="out: a bfloat16 result runs on the GPU only"):
+        ops.img_acts(gy, w, image_size=6, out=np.zeros((2, 3, 6, 6), BF16))
     with pytest.raises(ValueError, match=r"relu_mask: expected shape \(2, 3, 6, 6\)"):
         ops.img_acts(gy, w, image_size=6, relu_mask=np.ones((2, 3, 6, 5), np.float32))
     with pytest.raises(ValueError, match="relu_mask: expected 4 dimensions"):
@@ -277,6 +282,21 @@ def test_gpu_bf16_out_is_the_rne_cast(rng, name, run, layout):
 
 
 @pytest.mark.cuda
+def test_gpu_out_dtype_none_takes_the_dtype_of_out(rng):
+    """out_dtype=None with a bfloat16 out: the same bits as out_dtype=bfloat16 (as fc does)."""
+    d = cuda.to_device
+    x = d(rng.standard_normal((2, 3, 7, 6)).astype(np.float32))
+    w = d(rng.standard_normal((5, 3, 3, 2)).astype(np.float32))
+    gy = d(rng.standard_normal((2, 5, 5, 5)).astype(np.float32))
+    for call, shape in ((lambda **k: ops.filter_acts(x, w, **k), (2, 5, 5, 5)),
+                        (lambda **k: ops.img_acts(gy, w, image_size=(7, 6), **k), (2, 3, 7, 6))):
+        want = call(out_dtype=cuda.bfloat16).get()
+        out = cuda.empty(shape, cuda.bfloat16)
+        assert call(out=out) is out
+        _same_bits(out.get(), want, "out_dtype=None, bfloat16 out")
+
+
+@pytest.mark.cuda
 def test_gpu_space_to_depth_store(rng):
     """conv1's form (3 channels, 11x11 stride 4) at a size where fp32 imgActs runs by
     space-to-depth at any SM count (1 or 132): its depth_to_space applies the epilogue (relu_mask
@@ -311,7 +331,7 @@ def test_gpu_bad_arguments_name_the_argument(rng):
     with pytest.raises(TypeError, match="out: expected dtype bfloat16"):
         ops.filter_acts(x, w, out=cuda.empty((2, 4, 4, 4), np.float32), out_dtype=cuda.bfloat16)
     with pytest.raises(TypeError, match="out: expected dtype float32, got bfloat16"):
-        ops.filter_acts(x, w, out=cuda.empty((2, 4, 4, 4), cuda.bfloat16))
+        ops.filter_acts(x, w, out=cuda.empty((2, 4, 4, 4), cuda.bfloat16), out_dtype=np.float32)
     with pytest.raises(TypeError, match="relu_mask: dtype bfloat16 does not match hid_grads's float32"):
         ops.img_acts(gy, w, image_size=6, relu_mask=xb)
     with pytest.raises(TypeError, match="relu_mask: dtype float32 does not match hid_grads's bfloat16"):

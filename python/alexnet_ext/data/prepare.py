@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .. import _validate as V
 from . import shards as S
@@ -211,6 +210,16 @@ def _run_jobs(todo, workers, total, progress):
 
 
 def main(argv=None) -> int:
+    # Ctrl-C anywhere in the command (parsing, the work, the summary) ends it the same way.
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("prepare: interrupted; run the same command again to finish (finished shards "
+              "are kept)", file=sys.stderr)
+        return 130
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m alexnet_ext.prepare",
         description="Decode an image tree once into shard files for training: shorter side to "
@@ -245,10 +254,6 @@ def main(argv=None) -> int:
         where = f"{show_path(e.filename)}: " if e.filename else ""
         print(f"prepare: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("prepare: interrupted; run the same command again to finish (finished shards "
-              "are kept)", file=sys.stderr)
-        return 130
     counts = report["counts"]
     print(f"prepared {counts.get('train', 0)} train / {counts.get('val', 0)} val images of "
           f"{report['classes']} classes at {report['size']}x{report['size']} into "

@@ -115,9 +115,15 @@ def _scales(scale_targets, scale_output):
     return V.real(scale_targets, "scale_targets"), V.real(scale_output, "scale_output")
 
 
-def _out_dtype(out_dtype, on_gpu):
-    """The result's dtype: float32 (None or float32) or bfloat16 (GPU only)."""
+def _out_dtype(out_dtype, out, on_gpu):
+    """The result's dtype: float32 or bfloat16 (GPU only); None takes a given ``out``'s dtype
+    (as fc and softmax_log_loss_undo do), else float32."""
     if out_dtype is None:
+        if out is not None and getattr(out, "dtype", None) == V.BF16:
+            if not on_gpu:
+                raise TypeError("out: a bfloat16 result runs on the GPU only (DeviceArray "
+                                "operands); on the host compute float32 and convert with ops.cast")
+            return V.BF16
         return V.FLOAT
     try:
         dt = np.dtype(out_dtype)
@@ -172,8 +178,9 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
             (N, Ho, Wo, F); see the module docstring).
         activation: None or "relu": ``max(v, 0)`` (NaN kept) of every stored value, after bias
             and the accumulate form (as ``ops.relu`` of the result, fused into the store).
-        out_dtype: None (float32) or ``alexnet_ext.cuda.bfloat16`` (GPU only): each float32
-            result rounded to nearest even (``out`` must then be bfloat16).
+        out_dtype: ``numpy.float32`` or ``alexnet_ext.cuda.bfloat16`` (GPU only): each float32
+            result rounded to nearest even (``out`` must then be bfloat16). None: ``out``'s
+            dtype when given, else float32 (as :func:`~alexnet_ext.ops.fc`).
 
     Returns:
         (N, F, Ho, Wo) ((N, Ho, Wo, F) in NHWC) of ``out_dtype``, ``out`` itself when given.
@@ -199,7 +206,7 @@ def filter_acts(images, filters, *, bias=None, stride=1, padding=0, groups=1, ce
     if activation is not None and activation != "relu":
         raise ValueError(f"activation: expected None or 'relu', got {activation!r}")
     k = V.backend(images, filters, bias, out)
-    dtype = _out_dtype(out_dtype, V._is_device(images))
+    dtype = _out_dtype(out_dtype, out, V._is_device(images))
     out = _target(out, _hid_shape(n, f, geo.ho, geo.wo, layout), dtype, st, images=images,
                   filters=filters, bias=bias)
     k.filter_acts(images, filters, bias, out, geo, st, so, prec, layout, activation == "relu")
@@ -226,8 +233,7 @@ def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, c
             shape, hid_grads' dtype): the gradient is zeroed where ``relu_mask <= 0`` (or NaN),
             after the accumulate form (as ``ops.relu_undo(result, relu_mask)``, fused into the
             store).
-        out_dtype: None (float32) or ``alexnet_ext.cuda.bfloat16`` (GPU only), as
-            :func:`filter_acts`.
+        out_dtype: as :func:`filter_acts` (None: ``out``'s dtype when given, else float32).
 
     Returns:
         (N, C, H, W) ((N, H, W, C) in NHWC) of ``out_dtype`` with C = (C/groups) * groups.
@@ -251,7 +257,7 @@ def img_acts(hid_grads, filters, *, image_size, stride=1, padding=0, groups=1, c
                      like_name="hid_grads")
         V.expect_shape(relu_mask, ishape, "relu_mask", f"the images' shape, {shp['images']}")
     k = V.backend(hid_grads, filters, out, relu_mask)
-    dtype = _out_dtype(out_dtype, V._is_device(hid_grads))
+    dtype = _out_dtype(out_dtype, out, V._is_device(hid_grads))
     out = _target(out, ishape, dtype, st, hid_grads=hid_grads, filters=filters,
                   relu_mask=relu_mask)
     k.img_acts(hid_grads, filters, out, geo, st, so, prec, layout, relu_mask)
