@@ -129,3 +129,63 @@ def test_model_on_cuda(rng):
         loss.backward()
         opt.step()
     assert torch.isfinite(loss).item()
+
+
+def _conv_vs_float64(x, w, b, gy, cfg, precision, rel_in, rel_out):
+    """filter_acts with autograd at ``precision`` against float64 torch on the same values.
+
+    Bound per entry: the operands as the kernels see them are off by at most ``rel_in``
+    relatively (0 for fp32 and bf16 operands, 2**-11 each for tf32's rounding of float32), so a
+    product by 2*rel_in + rel_in**2; the float32 sum of L products adds gamma_L; the result stored
+    in a narrower dtype adds ``rel_out`` of |value| (2**-8 for bfloat16, round to nearest):
+    |got - want| <= rel_out*|want| + (1 + rel_out) * (2*rel_in + rel_in**2 + gamma_(L+2)) * sum|ab|."""
+    ins = [t.detach().clone(memory_format=torch.preserve_format).requires_grad_() for t in (x, w, b)]
+    y = K.filter_acts(*ins[:2], ins[2], *cfg, precision)
+    y.backward(gy)
+    ref = lambda x, w, b: AF.conv2d(x, w, b, stride=cfg[0], padding=cfg[1], groups=cfg[2],  # noqa: E731
+                                    ceil_mode=cfg[3], pure=True)
+    d = [t.detach().cpu().double().contiguous().requires_grad_() for t in (x, w, b)]
+    want = ref(*d)
+    want.backward(gy.cpu().double())
+    a = [t.detach().cpu().double().abs().requires_grad_() for t in (x, w, b)]
+    scale = ref(*a)
+    scale.backward(gy.cpu().double().abs())
+    n, f, ho, wo = y.shape
+    kh, kw = w.shape[2:]
+    terms = {"y": w.shape[1] * kh * kw + 1, "grad x": f // cfg[2] * kh * kw,
+             "grad w": n * ho * wo, "grad b": n * ho * wo}
+    for what, got, exp, s in (("y", y, want, scale), ("grad x", ins[0].grad, d[0].grad, a[0].grad),
+                              ("grad w", ins[1].grad, d[1].grad, a[1].grad),
+                              ("grad b", ins[2].grad, d[2].grad, a[2].grad)):
+        L = terms[what]
+        gamma = (L + 2) * 2.0**-24 / (1 - (L + 2) * 2.0**-24)
+        out_rel = rel_out if got.dtype == torch.bfloat16 else 0.0
+        bound = out_rel * exp.detach().abs() + (1 + out_rel) * (2 * rel_in + rel_in**2 + gamma) * s.detach()
+        err = (got.detach().cpu().double() - exp.detach()).abs()
+        assert bool((err <= bound + 1e-30).all()), \
+            f"{precision} {what}: worst {float((err / (bound + 1e-30)).max()):.3g} x the bound"
+    return y, ins
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_bf16_and_tf32_vs_float64(channels_last, rng):
+    """The tensor-core paths from torch: bfloat16 tensors (precision bf16, results bfloat16 but
+    weight/bias gradients float32, cast by autograd) and float32 with precision="tf32", in both
+    memory formats (channels-last runs the NHWC kernels and stays channels-last)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    cfg = ([2, 1], [1, 2], 2, True)
+    x = torch.from_numpy(rng.standard_normal((3, 8, 13, 11)).astype(np.float32))
+    w = torch.from_numpy(rng.standard_normal((8, 4, 5, 3)).astype(np.float32))
+    b = torch.from_numpy(rng.standard_normal(8).astype(np.float32))
+    ho = K.filter_acts(x, w, None, *cfg).shape
+    gy = torch.from_numpy(rng.standard_normal(tuple(ho)).astype(np.float32))
+    xg, wg, gyg = (t.to(DEV).contiguous(memory_format=fmt) for t in (x, w, gy))
+    y, ins = _conv_vs_float64(xg.bfloat16(), wg.bfloat16(), b.to(DEV).bfloat16(), gyg.bfloat16(),
+                              cfg, None, 0.0, 2.0**-8)
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=fmt)
+    assert ins[0].grad.dtype == ins[1].grad.dtype == torch.bfloat16
+    assert ins[0].grad.is_contiguous(memory_format=fmt)
+    y, ins = _conv_vs_float64(xg, wg, b.to(DEV), gyg, cfg, "tf32", 2.0**-11, 0.0)
+    assert y.dtype == torch.float32 and y.is_contiguous(memory_format=fmt)
+    with pytest.raises(TypeError, match="filters: dtype bfloat16 does not match images's float32"):
+        K.filter_acts(xg, wg.bfloat16(), None, *cfg)

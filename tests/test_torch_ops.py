@@ -52,7 +52,14 @@ def opcheck_cases(gen):
     ap = ([3, 3], [2, 1], [1, 0], True)
     ya = K.avg_pool(x.detach(), *ap)
     labels = torch.randint(0, 7, (5,), generator=gen)
+    # channels-last operands run the NHWC kernels: fake strides, autograd and double backward too
+    cl = dict(memory_format=torch.channels_last)
+    xc, hc = x.detach().to(**cl).requires_grad_(), hid.detach().to(**cl).requires_grad_()
     return {
+        "filter_acts_cl_fp32": (K.filter_acts, (xc, w, r(gen, 4), *geo, "fp32")),
+        "img_acts_cl": (K.img_acts, (hc, w, [7, 9], *geo)),
+        "weight_acts_cl": (K.weight_acts, (xc, hid, [3, 2], *geo)),
+        "conv_bias_grad_cl": (K.conv_bias_grad, (hc,)),
         "filter_acts": (K.filter_acts, (x, w, r(gen, 4), *geo)),
         "filter_acts_nobias_floor": (K.filter_acts, (r(gen, 1, 3, 5, 5), r(gen, 5, 3, 3, 3), None,
                                                      [1, 1], [0, 0], 1, False)),
@@ -90,15 +97,25 @@ def test_every_op_is_registered():
     names = {n for n in dir(torch.ops.alexnet_ext) if not n.startswith("_")}
     expected = set(K.__all__)
     assert expected <= names, expected - names
-    assert {c.rsplit("_nobias", 1)[0].rsplit("_even", 1)[0] for c in CASES} == expected
+    cases = opcheck_cases(torch.Generator().manual_seed(0))
+    assert {op._name for op, _ in cases.values()} == expected
 
 
 # ---- errors and conventions -----------------------------------------------------------------
 
 def test_errors_name_the_argument():
     x = torch.randn(2, 4, 5, 5)
-    with pytest.raises(TypeError, match="images: expected dtype float32, got float64"):
+    with pytest.raises(TypeError, match="images: expected dtype float32 or bfloat16, got float64"):
         AF.conv2d(x.double(), torch.randn(3, 4, 3, 3))
+    with pytest.raises(TypeError, match="images: bfloat16 runs on the GPU only"):
+        AF.conv2d(x.bfloat16(), torch.randn(3, 4, 3, 3).bfloat16())
+    with pytest.raises(TypeError, match="filters: bfloat16 runs on the GPU only"):
+        AF.conv2d(x, torch.randn(3, 4, 3, 3).bfloat16())
+    with pytest.raises(ValueError, match="precision: 'tf32' runs on the GPU only"):
+        K.filter_acts(x, torch.randn(3, 4, 3, 3), None, [1, 1], [0, 0], 1, False, "tf32")
+    with pytest.raises(ValueError, match="precision: expected None, 'fp32', 'tf32' or 'bf16'"):
+        K.img_acts(torch.randn(2, 3, 3, 3), torch.randn(3, 4, 3, 3), [5, 5], [1, 1], [0, 0], 1,
+                   False, "fp16")
     with pytest.raises(TypeError, match="x: expected dtype float32, got bfloat16"):
         AF.cross_map_lrn(x.bfloat16())
     with pytest.raises(TypeError, match="labels: expected dtype int32 or int64, got float32"):
@@ -123,6 +140,26 @@ def test_errors_name_the_argument():
     assert y.shape == s.shape == (2, 4, 2, 2) and s.dtype == torch.int32
 
 
+def test_fake_conv_dtypes_and_memory_formats():
+    """What the fake implementations promise (and opcheck holds the real ones to): filter_acts
+    and img_acts return the operands' dtype in the primary operand's memory format;
+    weight_acts float32 in the images' format; conv_bias_grad float32."""
+    cl = torch.channels_last
+    for dtype in (torch.float32, torch.bfloat16):
+        for fmt in (torch.contiguous_format, cl):
+            x = torch.empty(2, 4, 9, 8, device="meta", dtype=dtype, memory_format=fmt)
+            w = torch.empty(6, 2, 3, 3, device="meta", dtype=dtype)
+            y = K.filter_acts(x, w, None, [2, 2], [1, 1], 2, False)
+            assert y.shape == (2, 6, 5, 4) and y.dtype == dtype
+            assert y.is_contiguous(memory_format=fmt)
+            gx = K.img_acts(y, w, [9, 8], [2, 2], [1, 1], 2, False)
+            assert gx.shape == x.shape and gx.dtype == dtype and gx.is_contiguous(memory_format=fmt)
+            gw = K.weight_acts(x, y, [3, 3], [2, 2], [1, 1], 2, False)
+            assert gw.shape == w.shape and gw.dtype == torch.float32
+            assert gw.is_contiguous(memory_format=fmt)
+            assert K.conv_bias_grad(y).dtype == torch.float32
+
+
 def test_zero_copy_and_non_contiguous(gen):
     x = torch.randn(2, 6, 8, 8, generator=gen)
     y, switches = K.max_pool(x, [3, 3], [2, 2], [0, 0], False)
@@ -134,8 +171,11 @@ def test_zero_copy_and_non_contiguous(gen):
     assert not xt.is_contiguous()
     torch.testing.assert_close(AF.cross_map_lrn(xt), AF.cross_map_lrn(xt.contiguous()),
                                rtol=0, atol=0)
+    # (a non-contiguous tensor that is not channels-last: the NCHW kernels on a contiguous copy)
+    xs = torch.randn(2, 6, 8, 8, generator=gen).transpose(2, 3)
+    assert not xs.is_contiguous() and not xs.is_contiguous(memory_format=torch.channels_last)
     w = torch.randn(4, 6, 3, 3, generator=gen).transpose(2, 3)
-    torch.testing.assert_close(AF.conv2d(xt, w), AF.conv2d(xt.contiguous(), w.contiguous()),
+    torch.testing.assert_close(AF.conv2d(xs, w), AF.conv2d(xs.contiguous(), w.contiguous()),
                                rtol=0, atol=0)
 
 
@@ -173,6 +213,38 @@ def test_conv_vs_float64(cfg, gen):
     assert_within(gx, rx, sx, f * k[0] * k[1], "grad x")
     assert_within(gw, rw, sw, x.shape[0] * ours.shape[2] * ours.shape[3], "grad w")
     assert_within(gb, rb, sb, x.shape[0] * ours.shape[2] * ours.shape[3], "grad b")
+
+
+@pytest.mark.parametrize("w_channels_last", [False, True])
+def test_conv_channels_last_vs_float64(w_channels_last, gen):
+    """Channels-last images run the NHWC kernels: the result and the images' gradient stay
+    channels-last, and everything is within the same bounds as the NCHW path."""
+    cfg = dict(stride=(2, 1), padding=(1, 2), groups=2, ceil_mode=True)
+    c, f, k = 6, 4, (3, 5)
+    cl = torch.channels_last
+    x = torch.randn(3, c, 9, 10, generator=gen).to(memory_format=cl)
+    w = torch.randn(f, c // 2, *k, generator=gen)
+    if w_channels_last:
+        w = w.to(memory_format=cl)
+    b = torch.randn(f, generator=gen)
+    fwd = lambda x, w, b: AF.conv2d(x, w, b, **cfg)  # noqa: E731
+    gy = torch.randn(fwd(x, w, b).shape, generator=gen)
+    ins = [x.detach().clone(memory_format=torch.preserve_format).requires_grad_(),
+           w.detach().clone(memory_format=torch.preserve_format).requires_grad_(),
+           b.detach().clone().requires_grad_()]
+    ours = fwd(*ins)
+    ours.backward(gy)
+    assert ours.is_contiguous(memory_format=cl) and not ours.is_contiguous()
+    assert ins[0].grad.is_contiguous(memory_format=cl)
+    ref = lambda x, w, b: AF.conv2d(x, w, b, pure=True, **cfg)  # noqa: E731
+    d = [t.double().contiguous() for t in (x, w, b)]
+    want, (rx, rw, rb) = grads(ref, d, gy.double())
+    sy, (sx, sw, sb) = grads(ref, [t.abs() for t in d], gy.double().abs())
+    per_out = ours.shape[0] * ours.shape[2] * ours.shape[3]
+    assert_within(ours.detach(), want, sy, (c // 2) * k[0] * k[1] + 1, "y")
+    assert_within(ins[0].grad, rx, sx, f * k[0] * k[1], "grad x")
+    assert_within(ins[1].grad, rw, sw, per_out, "grad w")
+    assert_within(ins[2].grad, rb, sb, per_out, "grad b")
 
 
 @pytest.mark.parametrize("size,aos,blocks", [(5, False, 1), (4, True, 2), (9, False, 1)])

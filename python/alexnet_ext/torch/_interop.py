@@ -23,8 +23,48 @@ def _check(t, name: str, dtypes=(torch.float32,)) -> torch.Tensor:
     if t.dtype not in dtypes:
         want = " or ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name}: expected dtype {want}, got {str(t.dtype).replace('torch.', '')}"
-                        " (the alexnet_ext kernels are float32 only; cast with .float())")
+                        " (alexnet_ext.torch ops take float32, the convolutions also bfloat16 "
+                        "on the GPU; cast with .float())")
     return t
+
+
+_FLOATS = (torch.float32, torch.bfloat16)
+
+
+def _check_conv(t, name: str) -> torch.Tensor:
+    """A conv operand: float32 (CPU or CUDA) or bfloat16 (CUDA; the kernels' bf16 path)."""
+    _check(t, name, _FLOATS)
+    if t.dtype == torch.bfloat16 and t.device.type == "cpu":
+        raise TypeError(f"{name}: bfloat16 runs on the GPU only (cuda tensors); on the CPU the "
+                        "kernels are float32 (cast with .float())")
+    return t
+
+
+def _channels_last(t) -> bool:
+    """Whether a 4-D tensor is laid out channels-last (NHWC in memory) and not also plain
+    contiguous (C == 1 or H == W == 1 are both: those run as NCHW, the same bytes)."""
+    return (t.dim() == 4 and not t.is_contiguous()
+            and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def _layout_of(t) -> str:
+    return "NHWC" if _channels_last(t) else "NCHW"
+
+
+def _in_layout(t, layout: str):
+    """``t`` (logical NCHW shape) as the op sees it in ``layout``: NHWC is the channels-last
+    tensor permuted to (N, H, W, C), a contiguous view (a copy only if ``t`` is not channels-last
+    already)."""
+    if t is None or layout == "NCHW":
+        return t
+    return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+
+
+def _empty_in(shape, like: torch.Tensor, layout: str, dtype=None) -> torch.Tensor:
+    """A fresh tensor of logical shape ``shape`` in ``layout``'s memory format."""
+    fmt = torch.channels_last if layout == "NHWC" else torch.contiguous_format
+    return torch.empty(tuple(shape), dtype=dtype or like.dtype, device=like.device,
+                       memory_format=fmt)
 
 
 def _same_device(**tensors) -> torch.device:

@@ -22,10 +22,12 @@ Zero copy:
   alexnet_ext's next synchronisation (``alexnet_ext.cuda.synchronize()``, a ``get()``, the loss
   read); ``softmax_log_loss`` waits only to return its loss as a Python float.
 
-Conventions: float32 data only (a ``TypeError`` names the argument otherwise; the kernels have
-no float64 or bf16 path); index tensors int32/int64; all tensors of a call on one device (else
-``ValueError``). Non-contiguous inputs are made contiguous first (``Tensor.contiguous()``, a copy;
-contiguous inputs are never copied).
+Conventions: float32 data (a ``TypeError`` names the argument otherwise), and for the
+convolutions also bfloat16 CUDA tensors and a ``precision`` argument (None, "fp32", "tf32",
+"bf16"; see the convolution section); index tensors int32/int64; all tensors of a call on one
+device (else ``ValueError``). Non-contiguous inputs are made contiguous first
+(``Tensor.contiguous()``, a copy; contiguous inputs are never copied); the convolutions keep a
+channels-last (NHWC) input channels-last and run the NHWC kernels on it.
 """
 from __future__ import annotations
 
@@ -34,8 +36,9 @@ from collections.abc import Sequence
 import torch
 
 from .. import ops as _ops
-from ._interop import _INDEX, _arr, _check, _conv_out, _empty, _on, _pair, _pool_out, _same_device
-from ._interop import _run_into, _switch_dtype, _tensor
+from ._interop import _FLOATS, _INDEX, _arr, _channels_last, _check, _check_conv, _conv_out, _empty
+from ._interop import _empty_in, _in_layout, _layout_of, _on, _pair, _pool_out, _run_into
+from ._interop import _same_device, _switch_dtype, _tensor
 
 NS = "alexnet_ext"
 
@@ -46,106 +49,152 @@ __all__ = [
 ]
 
 # ---- convolution ----------------------------------------------------------------------------
+#
+# Layout follows the primary operand (images; hid_grads for img_acts and conv_bias_grad): a
+# channels-last tensor runs the kernels' NHWC path and the result is channels-last, as torch's
+# own conv does; the other 4-D operand is brought to the same memory format (a copy only if it
+# is not). Dtype: float32, or bfloat16 on the GPU (precision "bf16"); filter_acts and img_acts
+# return the operands' dtype, weight_acts and conv_bias_grad float32 (sums kept in float32;
+# autograd casts to a bfloat16 parameter's dtype). ``precision``: None (fp32 for float32, bf16
+# for bfloat16), "fp32", "tf32" (float32 on the GPU, tensor cores) or "bf16".
+
+def _conv_fake_check(images, filters, groups):
+    _check(images, "images", _FLOATS)
+    _check(filters, "filters", _FLOATS)
+    torch._check(images.dim() == 4, lambda: f"images: expected 4 dimensions, got {images.dim()}")
+    torch._check(filters.dim() == 4, lambda: f"filters: expected 4 dimensions, got {filters.dim()}")
+    torch._check(images.shape[1] == filters.shape[1] * groups,
+                 lambda: f"filters: expected {images.shape[1]}/{groups} input channels per filter, "
+                         f"got {filters.shape[1]}")
+
 
 @torch.library.custom_op(f"{NS}::filter_acts", mutates_args=())
 def filter_acts(images: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor | None,
                 stride: Sequence[int], padding: Sequence[int], groups: int,
-                ceil_mode: bool) -> torch.Tensor:
+                ceil_mode: bool, precision: str | None = None) -> torch.Tensor:
     """Convolution forward (:func:`alexnet_ext.ops.filter_acts`): images (N, C, H, W), filters
-    (F, C/groups, kh, kw), optional bias (F,) -> (N, F, Ho, Wo)."""
-    _check(images, "images")
-    _check(filters, "filters")
+    (F, C/groups, kh, kw), optional bias (F,) -> (N, F, Ho, Wo) of the images' dtype and memory
+    format. A bfloat16 bias is widened to float32 (exact) for the float32 epilogue."""
+    _check_conv(images, "images")
+    _check_conv(filters, "filters")
     if bias is not None:
-        _check(bias, "bias")
+        _check_conv(bias, "bias")
+        bias = bias.float()
     dev = _same_device(images=images, filters=filters, bias=bias)
     for t, n in ((images, "images"), (filters, "filters")):
         if t.dim() != 4:
             raise ValueError(f"{n}: expected 4 dimensions, got shape {tuple(t.shape)}")
     ho, wo = _conv_out(images.shape[2], images.shape[3], filters.shape[2], filters.shape[3],
                        _pair(stride, "stride"), _pair(padding, "padding"), ceil_mode)
-    out = _empty((images.shape[0], filters.shape[0], ho, wo), images)
+    layout = _layout_of(images)
+    out = _empty_in((images.shape[0], filters.shape[0], ho, wo), images, layout)
     with _on(dev):
-        _ops.filter_acts(_arr(images), _arr(filters), bias=_arr(bias), stride=tuple(stride),
-                         padding=tuple(padding), groups=groups, ceil_mode=ceil_mode,
-                         out=_arr(out))
+        _ops.filter_acts(_arr(_in_layout(images, layout)), _arr(_in_layout(filters, layout)),
+                         bias=_arr(bias), stride=tuple(stride), padding=tuple(padding),
+                         groups=groups, ceil_mode=ceil_mode, precision=precision, layout=layout,
+                         out=_arr(_in_layout(out, layout)))
     return out
 
 
 @filter_acts.register_fake
-def _(images, filters, bias, stride, padding, groups, ceil_mode):
-    _check(images, "images")
-    _check(filters, "filters")
-    torch._check(images.dim() == 4, lambda: f"images: expected 4 dimensions, got {images.dim()}")
-    torch._check(filters.dim() == 4, lambda: f"filters: expected 4 dimensions, got {filters.dim()}")
-    torch._check(images.shape[1] == filters.shape[1] * groups,
-                 lambda: f"filters: expected {images.shape[1]}/{groups} input channels per filter, "
-                         f"got {filters.shape[1]}")
+def _(images, filters, bias, stride, padding, groups, ceil_mode, precision=None):
+    _conv_fake_check(images, filters, groups)
     ho, wo = _conv_out(images.shape[2], images.shape[3], filters.shape[2], filters.shape[3],
                        stride, padding, ceil_mode)
-    return images.new_empty((images.shape[0], filters.shape[0], ho, wo))
+    return _empty_in((images.shape[0], filters.shape[0], ho, wo), images, _layout_of(images))
 
 
 @torch.library.custom_op(f"{NS}::img_acts", mutates_args=())
 def img_acts(hid_grads: torch.Tensor, filters: torch.Tensor, image_size: Sequence[int],
              stride: Sequence[int], padding: Sequence[int], groups: int,
-             ceil_mode: bool) -> torch.Tensor:
-    """Gradient of :func:`filter_acts` w.r.t. its images (:func:`alexnet_ext.ops.img_acts`)."""
-    _check(hid_grads, "hid_grads")
-    _check(filters, "filters")
-    shape = (hid_grads.shape[0], filters.shape[1] * groups, *image_size)
-    return _run_into(_ops.img_acts, shape, dict(hid_grads=hid_grads, filters=filters),
-                     image_size=tuple(image_size), stride=tuple(stride), padding=tuple(padding),
-                     groups=groups, ceil_mode=ceil_mode)
+             ceil_mode: bool, precision: str | None = None) -> torch.Tensor:
+    """Gradient of :func:`filter_acts` w.r.t. its images (:func:`alexnet_ext.ops.img_acts`), of
+    hid_grads' dtype and memory format."""
+    _check_conv(hid_grads, "hid_grads")
+    _check_conv(filters, "filters")
+    dev = _same_device(hid_grads=hid_grads, filters=filters)
+    layout = _layout_of(hid_grads)
+    out = _empty_in((hid_grads.shape[0], filters.shape[1] * groups, *image_size), hid_grads, layout)
+    with _on(dev):
+        _ops.img_acts(_arr(_in_layout(hid_grads, layout)), _arr(_in_layout(filters, layout)),
+                      image_size=tuple(image_size), stride=tuple(stride), padding=tuple(padding),
+                      groups=groups, ceil_mode=ceil_mode, precision=precision, layout=layout,
+                      out=_arr(_in_layout(out, layout)))
+    return out
 
 
 @img_acts.register_fake
-def _(hid_grads, filters, image_size, stride, padding, groups, ceil_mode):
-    return hid_grads.new_empty((hid_grads.shape[0], filters.shape[1] * groups, *image_size))
+def _(hid_grads, filters, image_size, stride, padding, groups, ceil_mode, precision=None):
+    _check(hid_grads, "hid_grads", _FLOATS)
+    return _empty_in((hid_grads.shape[0], filters.shape[1] * groups, *image_size), hid_grads,
+                     _layout_of(hid_grads))
 
 
 @torch.library.custom_op(f"{NS}::weight_acts", mutates_args=())
 def weight_acts(images: torch.Tensor, hid_grads: torch.Tensor, filter_size: Sequence[int],
                 stride: Sequence[int], padding: Sequence[int], groups: int,
-                ceil_mode: bool) -> torch.Tensor:
+                ceil_mode: bool, precision: str | None = None) -> torch.Tensor:
     """Gradient of :func:`filter_acts` w.r.t. its filters, summed over the batch
-    (:func:`alexnet_ext.ops.weight_acts`)."""
-    _check(images, "images")
-    _check(hid_grads, "hid_grads")
-    shape = (hid_grads.shape[1], images.shape[1] // groups, *filter_size)
-    return _run_into(_ops.weight_acts, shape, dict(images=images, hid_grads=hid_grads),
-                     filter_size=tuple(filter_size), stride=tuple(stride), padding=tuple(padding),
-                     groups=groups, ceil_mode=ceil_mode)
+    (:func:`alexnet_ext.ops.weight_acts`): float32, in the images' memory format."""
+    _check_conv(images, "images")
+    _check_conv(hid_grads, "hid_grads")
+    dev = _same_device(images=images, hid_grads=hid_grads)
+    layout = _layout_of(images)
+    out = _empty_in((hid_grads.shape[1], images.shape[1] // groups, *filter_size), images, layout,
+                    torch.float32)
+    with _on(dev):
+        _ops.weight_acts(_arr(_in_layout(images, layout)), _arr(_in_layout(hid_grads, layout)),
+                         filter_size=tuple(filter_size), stride=tuple(stride),
+                         padding=tuple(padding), groups=groups, ceil_mode=ceil_mode,
+                         precision=precision, layout=layout, out=_arr(_in_layout(out, layout)))
+    return out
 
 
 @weight_acts.register_fake
-def _(images, hid_grads, filter_size, stride, padding, groups, ceil_mode):
-    return images.new_empty((hid_grads.shape[1], images.shape[1] // groups, *filter_size))
+def _(images, hid_grads, filter_size, stride, padding, groups, ceil_mode, precision=None):
+    _check(images, "images", _FLOATS)
+    return _empty_in((hid_grads.shape[1], images.shape[1] // groups, *filter_size), images,
+                     _layout_of(images), torch.float32)
 
 
 @torch.library.custom_op(f"{NS}::conv_bias_grad", mutates_args=())
 def conv_bias_grad(hid_grads: torch.Tensor) -> torch.Tensor:
-    """Gradient of :func:`filter_acts`' bias: hid_grads (N, F, Ho, Wo) summed to (F,)."""
-    _check(hid_grads, "hid_grads")
-    return _run_into(_ops.conv_bias_grad, (hid_grads.shape[1],), dict(hid_grads=hid_grads))
+    """Gradient of :func:`filter_acts`' bias: hid_grads (N, F, Ho, Wo) summed to float32 (F,)."""
+    _check_conv(hid_grads, "hid_grads")
+    dev = _same_device(hid_grads=hid_grads)
+    layout = _layout_of(hid_grads)
+    out = _empty((hid_grads.shape[1],), hid_grads)
+    with _on(dev):
+        _ops.conv_bias_grad(_arr(_in_layout(hid_grads, layout)), layout=layout, out=_arr(out))
+    return out
 
 
 @conv_bias_grad.register_fake
 def _(hid_grads):
-    return hid_grads.new_empty((hid_grads.shape[1],))
+    _check(hid_grads, "hid_grads", _FLOATS)
+    return hid_grads.new_empty((hid_grads.shape[1],), dtype=torch.float32)
 
 
 def _conv_setup(ctx, inputs, output):
-    """The three conv passes take (a, b, bias or a size, stride, padding, groups, ceil_mode) and
-    are bilinear in (a, b): their gradients are the other two passes on the same geometry."""
-    a, b, third, stride, padding, groups, ceil_mode = inputs
+    """The three conv passes take (a, b, bias or a size, stride, padding, groups, ceil_mode,
+    precision) and are bilinear in (a, b): their gradients are the other two passes on the same
+    geometry and precision."""
+    a, b, third, stride, padding, groups, ceil_mode, precision = inputs
     ctx.save_for_backward(a, b)
-    ctx.geo = (list(stride), list(padding), groups, ceil_mode)
+    ctx.geo = (list(stride), list(padding), groups, ceil_mode, precision)
     ctx.has_bias = isinstance(third, torch.Tensor)
+
+
+def _like(t, ref):
+    """``t`` in ``ref``'s dtype and memory format (the kernels take one dtype per call, and a
+    gradient keeps the layout of what it is the gradient of)."""
+    return t.to(ref.dtype).contiguous(
+        memory_format=torch.channels_last if _channels_last(ref) else torch.contiguous_format)
 
 
 def _filter_acts_backward(ctx, grad):
     images, filters = ctx.saved_tensors
-    grad = grad.contiguous()
+    grad = _like(grad, images)
     gi = gw = gb = None
     if ctx.needs_input_grad[0]:
         gi = img_acts(grad, filters, list(images.shape[2:]), *ctx.geo)
@@ -153,7 +202,7 @@ def _filter_acts_backward(ctx, grad):
         gw = weight_acts(images, grad, list(filters.shape[2:]), *ctx.geo)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = conv_bias_grad(grad)
-    return gi, gw, gb, None, None, None, None
+    return gi, gw, gb, None, None, None, None, None
 
 
 filter_acts.register_autograd(_filter_acts_backward, setup_context=_conv_setup)
@@ -458,20 +507,20 @@ softmax_log_loss.register_autograd(_sl_backward, setup_context=_sl_setup)
 
 def _ia_backward(ctx, grad):               # img_acts(hid_grads, filters)
     hid_grads, filters = ctx.saved_tensors
-    grad = grad.contiguous()
+    grad = _like(grad, hid_grads)
     gh = filter_acts(grad, filters, None, *ctx.geo) if ctx.needs_input_grad[0] else None
     gf = (weight_acts(grad, hid_grads, list(filters.shape[2:]), *ctx.geo)
           if ctx.needs_input_grad[1] else None)
-    return gh, gf, None, None, None, None, None
+    return gh, gf, None, None, None, None, None, None
 
 
 def _wa_backward(ctx, grad):               # weight_acts(images, hid_grads)
     images, hid_grads = ctx.saved_tensors
-    grad = grad.contiguous()
+    grad = _like(grad, images)             # a filters gradient (float32) in the images' dtype
     gi = (img_acts(hid_grads, grad, list(images.shape[2:]), *ctx.geo)
           if ctx.needs_input_grad[0] else None)
     gh = filter_acts(images, grad, None, *ctx.geo) if ctx.needs_input_grad[1] else None
-    return gi, gh, None, None, None, None, None
+    return gi, gh, None, None, None, None, None, None
 
 
 img_acts.register_autograd(_ia_backward, setup_context=_conv_setup)

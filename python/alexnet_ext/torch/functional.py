@@ -37,11 +37,17 @@ def _pair(v, name):
     return [v, v]
 
 
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, groups=1, ceil_mode=False, pure=False):
-    """Convolution: x (N, C, H, W), weight (F, C/groups, kh, kw), bias (F,) or None."""
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, groups=1, ceil_mode=False,
+           precision=None, pure=False):
+    """Convolution: x (N, C, H, W), weight (F, C/groups, kh, kw), bias (F,) or None.
+
+    The kernel path takes float32 or (CUDA) bfloat16 tensors, contiguous or channels-last (the
+    result has x's dtype and memory format), and ``precision`` None, "fp32", "tf32" (float32
+    on the GPU's tensor cores) or "bf16" (see :mod:`alexnet_ext.ops.conv`). The pure path
+    ignores ``precision``: torch's own settings decide."""
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
     if not pure:
-        return K.filter_acts(x, weight, bias, stride, padding, groups, bool(ceil_mode))
+        return K.filter_acts(x, weight, bias, stride, padding, groups, bool(ceil_mode), precision)
     if ceil_mode:
         extra = []
         for ax in (0, 1):

@@ -18,8 +18,8 @@ class Conv2d(torch.nn.Module):
     """Convolution with cuda-convnet's filterActs; backward through imgActs / weightActs."""
 
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0, groups=1,
-                 bias=True, ceil_mode=False, init_std=0.01, init_bias=0.0, pure=False,
-                 device=None):
+                 bias=True, ceil_mode=False, init_std=0.01, init_bias=0.0, precision=None,
+                 pure=False, device=None):
         super().__init__()
         kh, kw = AF._pair(kernel_size, "kernel_size")
         if in_channels % groups or out_channels % groups:
@@ -29,6 +29,7 @@ class Conv2d(torch.nn.Module):
         self.kernel_size = (kh, kw)
         self.stride, self.padding = tuple(AF._pair(stride, "stride")), tuple(AF._pair(padding, "padding"))
         self.groups, self.ceil_mode, self.pure = groups, bool(ceil_mode), pure
+        self.precision = precision  # None, "fp32", "tf32" or "bf16": see functional.conv2d
         w = torch.empty(out_channels, in_channels // groups, kh, kw, device=device)
         self.weight = torch.nn.Parameter(w.normal_(0.0, init_std))
         self.bias = (torch.nn.Parameter(torch.full((out_channels,), float(init_bias), device=device))
@@ -36,12 +37,14 @@ class Conv2d(torch.nn.Module):
 
     def forward(self, x):
         return AF.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
-                         groups=self.groups, ceil_mode=self.ceil_mode, pure=self.pure)
+                         groups=self.groups, ceil_mode=self.ceil_mode, precision=self.precision,
+                         pure=self.pure)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, groups={self.groups}, "
-                f"ceil_mode={self.ceil_mode}, bias={self.bias is not None}, pure={self.pure}")
+                f"ceil_mode={self.ceil_mode}, bias={self.bias is not None}, "
+                f"precision={self.precision}, pure={self.pure}")
 
 
 class CrossMapLRN(torch.nn.Module):
