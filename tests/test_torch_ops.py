@@ -381,3 +381,21 @@ def test_lrn_denoms_and_probs_are_differentiable(gen):
     zr = z.double().requires_grad_(True)
     (F.cross_entropy(zr, labels) + (zr.softmax(1) * gp.double()).sum()).backward()
     assert_within(zz.grad, zr.grad, zr.grad.abs().max(), 5 + 2, "grad logits via loss and probs")
+
+
+def test_channels_last_conv_compiles_and_exports(gen):
+    """torch.compile (fullgraph, dynamic shapes) and torch.export trace the channels-last path:
+    the fake implementation's strides match the real op's, the result stays channels-last."""
+    import alexnet_ext.torch as at
+
+    m = at.Conv2d(4, 6, 3, padding=1, init_std=0.1)
+    x = torch.randn(2, 4, 9, 7, generator=gen).to(memory_format=torch.channels_last)
+    want = m(x)
+    got = torch.compile(m, backend="aot_eager", fullgraph=True, dynamic=True)(x.requires_grad_())
+    got.sum().backward()
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert x.grad.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    exported = torch.export.export(m, (x.detach(),)).module()(x.detach())
+    assert exported.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(exported, want, rtol=0, atol=0)
