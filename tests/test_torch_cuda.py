@@ -189,3 +189,54 @@ def test_conv_bf16_and_tf32_vs_float64(channels_last, rng):
     assert y.dtype == torch.float32 and y.is_contiguous(memory_format=fmt)
     with pytest.raises(TypeError, match="filters: dtype bfloat16 does not match images's float32"):
         K.filter_acts(xg, wg.bfloat16(), None, *cfg)
+
+
+BF16_OPS = {
+    "lrn": (lambda x: AF.cross_map_lrn(x, size=5, alpha=0.5), False),
+    "max_pool": (lambda x: AF.max_pool2d(x, size=3, stride=2, padding=1, ceil_mode=True), True),
+    "avg_pool": (lambda x: AF.avg_pool2d(x, size=(3, 2), stride=(2, 1), padding=1,
+                                         ceil_mode=True), False),
+    "dropout": (lambda x: AF.dropout(x, p=0.3, seed=7, offset=3), True),
+}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", list(BF16_OPS))
+def test_bf16_ops_from_torch(name, channels_last, rng):
+    """bfloat16 CUDA tensors through the non-conv ops: each result is the float32 op on the
+    widened input rounded once to bfloat16 (the kernels' contract), bit for bit, in x's memory
+    format. Gradients come back bfloat16 in that format; for max pooling and dropout (one
+    rounding of a float32 sum or product) also bit for bit against the float32 path."""
+    f, exact_grad = BF16_OPS[name]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.from_numpy(rng.standard_normal((2, 8, 9, 7)).astype(np.float32)).to(DEV)
+    x = x.bfloat16().contiguous(memory_format=fmt)
+    outs = []
+    for dtype in (torch.bfloat16, torch.float32):
+        xi = x.to(dtype).contiguous(memory_format=fmt).requires_grad_()
+        y = f(xi)
+        gy = torch.arange(y.numel(), device=DEV, dtype=torch.float32).reshape(y.shape).sin()
+        y.backward(gy.bfloat16().to(dtype))      # the same (bf16) values on both paths
+        outs.append((y.detach(), xi.grad))
+    (yb, gb), (yf, gf) = outs
+    assert yb.dtype == gb.dtype == torch.bfloat16
+    if name != "dropout":
+        assert yb.is_contiguous(memory_format=fmt) and gb.is_contiguous(memory_format=fmt)
+    assert torch.equal(yb, yf.bfloat16()), name
+    if exact_grad:
+        assert torch.equal(gb, gf.bfloat16()), name
+    assert bool(torch.isfinite(gb.float()).all())
+
+
+def test_softmax_log_loss_from_bf16_logits(rng):
+    """bf16 logits are widened and the op runs in float32: loss and probs (float32) equal the
+    float32 op's on the widened logits; the logits' gradient comes back bfloat16."""
+    z = torch.from_numpy(rng.standard_normal((6, 9)).astype(np.float32)).to(DEV).bfloat16()
+    labels = torch.arange(6, device=DEV) % 9
+    zb = z.clone().requires_grad_()
+    loss_b, probs_b = K.softmax_log_loss(zb, labels)
+    loss_f, probs_f = K.softmax_log_loss(z.float(), labels)
+    assert probs_b.dtype == torch.float32 and torch.equal(probs_b, probs_f)
+    assert torch.equal(loss_b, loss_f)
+    loss_b.backward()
+    assert zb.grad.dtype == torch.bfloat16

@@ -60,6 +60,16 @@ def opcheck_cases(gen):
         "img_acts_cl": (K.img_acts, (hc, w, [7, 9], *geo)),
         "weight_acts_cl": (K.weight_acts, (xc, hid, [3, 2], *geo)),
         "conv_bias_grad_cl": (K.conv_bias_grad, (hc,)),
+        "response_norm_cl": (K.response_norm, (xc, 5, 2.0, 0.1, 0.75, False)),
+        "response_norm_undo_cl": (K.response_norm_undo, (torch.randn(x.shape, generator=gen).to(**cl),
+                                                         x.detach().to(**cl), y, d, 5, 2.0, 0.1,
+                                                         0.75, False)),
+        "max_pool_cl": (K.max_pool, (xc, *mp)),
+        "max_pool_undo_cl": (K.max_pool_undo, (r(gen, *ym.shape).detach().to(**cl).requires_grad_(),
+                                               sw, [7, 9])),
+        "avg_pool_cl": (K.avg_pool, (xc, *ap)),
+        "avg_pool_undo_cl": (K.avg_pool_undo, (r(gen, *ya.shape).detach().to(**cl).requires_grad_(),
+                                               [7, 9], *ap)),
         "filter_acts": (K.filter_acts, (x, w, r(gen, 4), *geo)),
         "filter_acts_nobias_floor": (K.filter_acts, (r(gen, 1, 3, 5, 5), r(gen, 5, 3, 3, 3), None,
                                                      [1, 1], [0, 0], 1, False)),
@@ -116,8 +126,11 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="precision: expected None, 'fp32', 'tf32' or 'bf16'"):
         K.img_acts(torch.randn(2, 3, 3, 3), torch.randn(3, 4, 3, 3), [5, 5], [1, 1], [0, 0], 1,
                    False, "fp16")
-    with pytest.raises(TypeError, match="x: expected dtype float32, got bfloat16"):
-        AF.cross_map_lrn(x.bfloat16())
+    for op in (AF.cross_map_lrn, AF.max_pool2d, lambda x: AF.dropout(x, seed=1)):
+        with pytest.raises(TypeError, match="x: bfloat16 runs on the GPU only"):
+            op(x.bfloat16())
+        with pytest.raises(TypeError, match="x: expected dtype float32 or bfloat16, got float16"):
+            op(x.half())
     with pytest.raises(TypeError, match="labels: expected dtype int32 or int64, got float32"):
         AF.softmax_log_loss(torch.randn(3, 4), torch.zeros(3))
     with pytest.raises(ValueError, match="filters"):
@@ -245,6 +258,32 @@ def test_conv_channels_last_vs_float64(w_channels_last, gen):
     assert_within(ins[0].grad, rx, sx, f * k[0] * k[1], "grad x")
     assert_within(ins[1].grad, rw, sw, per_out, "grad w")
     assert_within(ins[2].grad, rb, sb, per_out, "grad b")
+
+
+CL_OPS = {
+    "lrn": lambda x: AF.cross_map_lrn(x * 3, size=5, alpha=0.05, beta=0.75),
+    "max_pool": lambda x: AF.max_pool2d(x, size=3, stride=2, padding=1, ceil_mode=True),
+    "avg_pool": lambda x: AF.avg_pool2d(x, size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True),
+}
+
+
+@pytest.mark.parametrize("name", list(CL_OPS))
+def test_lrn_and_pool_channels_last_equal_nchw(name, gen):
+    """Channels-last x runs the NHWC kernels, which equal the NCHW ones bit for bit (the same
+    arithmetic through other strides): result and gradient equal, and both stay channels-last."""
+    f = CL_OPS[name]
+    x = torch.randn(2, 7, 9, 8, generator=gen)
+    outs = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xi = x.clone().contiguous(memory_format=fmt).requires_grad_()
+        y = f(xi)
+        y.backward(torch.arange(y.numel(), dtype=torch.float32).reshape(y.shape).sin())
+        outs.append((y.detach(), xi.grad))
+    (y0, g0), (y1, g1) = outs
+    assert y1.is_contiguous(memory_format=torch.channels_last) and not y1.is_contiguous()
+    assert g1.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y1, y0, rtol=0, atol=0)
+    torch.testing.assert_close(g1, g0, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("size,aos,blocks", [(5, False, 1), (4, True, 2), (9, False, 1)])

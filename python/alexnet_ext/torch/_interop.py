@@ -23,16 +23,16 @@ def _check(t, name: str, dtypes=(torch.float32,)) -> torch.Tensor:
     if t.dtype not in dtypes:
         want = " or ".join(str(d).replace("torch.", "") for d in dtypes)
         raise TypeError(f"{name}: expected dtype {want}, got {str(t.dtype).replace('torch.', '')}"
-                        " (alexnet_ext.torch ops take float32, the convolutions also bfloat16 "
-                        "on the GPU; cast with .float())")
+                        " (alexnet_ext.torch ops take float32, and bfloat16 on the GPU; cast "
+                        "with .float())")
     return t
 
 
 _FLOATS = (torch.float32, torch.bfloat16)
 
 
-def _check_conv(t, name: str) -> torch.Tensor:
-    """A conv operand: float32 (CPU or CUDA) or bfloat16 (CUDA; the kernels' bf16 path)."""
+def _check_float(t, name: str) -> torch.Tensor:
+    """A data operand: float32 (CPU or CUDA) or bfloat16 (CUDA; the kernels' bf16 paths)."""
     _check(t, name, _FLOATS)
     if t.dtype == torch.bfloat16 and t.device.type == "cpu":
         raise TypeError(f"{name}: bfloat16 runs on the GPU only (cuda tensors); on the CPU the "
@@ -58,6 +58,11 @@ def _in_layout(t, layout: str):
     if t is None or layout == "NCHW":
         return t
     return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+
+
+def _from_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """An op's (N, H, W, C) result as the logical (N, C, H, W) channels-last tensor (a view)."""
+    return t.permute(0, 3, 1, 2) if layout == "NHWC" else t
 
 
 def _empty_in(shape, like: torch.Tensor, layout: str, dtype=None) -> torch.Tensor:
@@ -162,11 +167,11 @@ def _switch_dtype(h, w):
     return torch.int32 if h * w <= 2**31 - 1 else torch.int64   # symbolic: the same rule
 
 
-def _run_into(op, shape, tensors: dict, **kwargs) -> torch.Tensor:
-    """``op(*arrays, out=..., **kwargs)`` into a fresh float32 tensor of ``shape`` on the device of
-    ``tensors`` (checked to be one), the arrays zero-copy views of ``tensors`` in order."""
+def _run_into(op, shape, tensors: dict, dtype=torch.float32, **kwargs) -> torch.Tensor:
+    """``op(*arrays, out=..., **kwargs)`` into a fresh tensor of ``shape`` and ``dtype`` on the
+    device of ``tensors`` (checked to be one), the arrays zero-copy views of ``tensors`` in order."""
     dev = _same_device(**tensors)
-    out = _empty(shape, next(iter(tensors.values())))
+    out = _empty(shape, next(iter(tensors.values())), dtype)
     with _on(dev):
         op(*(_arr(t) for t in tensors.values()), out=_arr(out), **kwargs)
     return out

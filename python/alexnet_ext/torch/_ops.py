@@ -22,11 +22,11 @@ Zero copy:
   alexnet_ext's next synchronisation (``alexnet_ext.cuda.synchronize()``, a ``get()``, the loss
   read); ``softmax_log_loss`` waits only to return its loss as a Python float.
 
-Conventions: float32 data (a ``TypeError`` names the argument otherwise), and for the
-convolutions also bfloat16 CUDA tensors and a ``precision`` argument (None, "fp32", "tf32",
-"bf16"; see the convolution section); index tensors int32/int64; all tensors of a call on one
-device (else ``ValueError``). Non-contiguous inputs are made contiguous first
-(``Tensor.contiguous()``, a copy; contiguous inputs are never copied); the convolutions keep a
+Conventions: float32 data, and bfloat16 on CUDA tensors (a ``TypeError`` names the argument
+otherwise); the convolutions take a ``precision`` (None, "fp32", "tf32", "bf16"; see their
+section); index tensors int32/int64; all tensors of a call on one device (else ``ValueError``).
+Non-contiguous inputs are made contiguous first (``Tensor.contiguous()``, a copy; contiguous
+inputs are never copied), except that the convolutions, response norm and pooling keep a
 channels-last (NHWC) input channels-last and run the NHWC kernels on it.
 """
 from __future__ import annotations
@@ -36,8 +36,9 @@ from collections.abc import Sequence
 import torch
 
 from .. import ops as _ops
-from ._interop import _FLOATS, _INDEX, _arr, _channels_last, _check, _check_conv, _conv_out, _empty
-from ._interop import _empty_in, _in_layout, _layout_of, _on, _pair, _pool_out, _run_into
+from ._interop import _FLOATS, _INDEX, _arr, _channels_last, _check, _check_float, _conv_out, _empty
+from ._interop import _empty_in, _from_layout, _in_layout, _layout_of, _on, _pair, _pool_out
+from ._interop import _run_into
 from ._interop import _same_device, _switch_dtype, _tensor
 
 NS = "alexnet_ext"
@@ -75,10 +76,10 @@ def filter_acts(images: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor 
     """Convolution forward (:func:`alexnet_ext.ops.filter_acts`): images (N, C, H, W), filters
     (F, C/groups, kh, kw), optional bias (F,) -> (N, F, Ho, Wo) of the images' dtype and memory
     format. A bfloat16 bias is widened to float32 (exact) for the float32 epilogue."""
-    _check_conv(images, "images")
-    _check_conv(filters, "filters")
+    _check_float(images, "images")
+    _check_float(filters, "filters")
     if bias is not None:
-        _check_conv(bias, "bias")
+        _check_float(bias, "bias")
         bias = bias.float()
     dev = _same_device(images=images, filters=filters, bias=bias)
     for t, n in ((images, "images"), (filters, "filters")):
@@ -110,8 +111,8 @@ def img_acts(hid_grads: torch.Tensor, filters: torch.Tensor, image_size: Sequenc
              ceil_mode: bool, precision: str | None = None) -> torch.Tensor:
     """Gradient of :func:`filter_acts` w.r.t. its images (:func:`alexnet_ext.ops.img_acts`), of
     hid_grads' dtype and memory format."""
-    _check_conv(hid_grads, "hid_grads")
-    _check_conv(filters, "filters")
+    _check_float(hid_grads, "hid_grads")
+    _check_float(filters, "filters")
     dev = _same_device(hid_grads=hid_grads, filters=filters)
     layout = _layout_of(hid_grads)
     out = _empty_in((hid_grads.shape[0], filters.shape[1] * groups, *image_size), hid_grads, layout)
@@ -136,8 +137,8 @@ def weight_acts(images: torch.Tensor, hid_grads: torch.Tensor, filter_size: Sequ
                 ceil_mode: bool, precision: str | None = None) -> torch.Tensor:
     """Gradient of :func:`filter_acts` w.r.t. its filters, summed over the batch
     (:func:`alexnet_ext.ops.weight_acts`): float32, in the images' memory format."""
-    _check_conv(images, "images")
-    _check_conv(hid_grads, "hid_grads")
+    _check_float(images, "images")
+    _check_float(hid_grads, "hid_grads")
     dev = _same_device(images=images, hid_grads=hid_grads)
     layout = _layout_of(images)
     out = _empty_in((hid_grads.shape[1], images.shape[1] // groups, *filter_size), images, layout,
@@ -160,7 +161,7 @@ def _(images, hid_grads, filter_size, stride, padding, groups, ceil_mode, precis
 @torch.library.custom_op(f"{NS}::conv_bias_grad", mutates_args=())
 def conv_bias_grad(hid_grads: torch.Tensor) -> torch.Tensor:
     """Gradient of :func:`filter_acts`' bias: hid_grads (N, F, Ho, Wo) summed to float32 (F,)."""
-    _check_conv(hid_grads, "hid_grads")
+    _check_float(hid_grads, "hid_grads")
     dev = _same_device(hid_grads=hid_grads)
     layout = _layout_of(hid_grads)
     out = _empty((hid_grads.shape[1],), hid_grads)
@@ -188,8 +189,15 @@ def _conv_setup(ctx, inputs, output):
 def _like(t, ref):
     """``t`` in ``ref``'s dtype and memory format (the kernels take one dtype per call, and a
     gradient keeps the layout of what it is the gradient of)."""
-    return t.to(ref.dtype).contiguous(
-        memory_format=torch.channels_last if _channels_last(ref) else torch.contiguous_format)
+    return _as(t, (ref.dtype, _channels_last(ref)))
+
+
+def _as(t, form):
+    """``t`` in ``form`` = (dtype, channels-last?), what a setup_context keeps of an input
+    instead of the input itself."""
+    dtype, cl = form
+    return t.to(dtype).contiguous(memory_format=torch.channels_last if cl else
+                                  torch.contiguous_format)
 
 
 def _filter_acts_backward(ctx, grad):
@@ -209,46 +217,55 @@ filter_acts.register_autograd(_filter_acts_backward, setup_context=_conv_setup)
 
 
 # ---- response normalisation -----------------------------------------------------------------
+#
+# As the convolutions: float32, or bfloat16 on the GPU (y and the gradients in x's dtype, denoms
+# float32); a channels-last x runs the NHWC kernels and every 4-D result is channels-last.
 
 @torch.library.custom_op(f"{NS}::response_norm", mutates_args=())
 def response_norm(x: torch.Tensor, size: int, k: float, alpha: float, beta: float,
                   alpha_over_size: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Response normalisation across maps (:func:`alexnet_ext.ops.response_norm`) -> (y, denoms).
 
-    ``denoms`` (``k + a * window sum of x**2``, what the backward needs) is differentiable too."""
-    _check(x, "x")
+    ``denoms`` (``k + a * window sum of x**2``, float32, what the backward needs) is
+    differentiable too."""
+    _check_float(x, "x")
     dev = _same_device(x=x)
+    layout = _layout_of(x)
     with _on(dev):
-        y, d = _ops.response_norm(_arr(x), size=size, k=k, alpha=alpha, beta=beta,
-                                  alpha_over_size=alpha_over_size)
-    return _tensor(y, dev), _tensor(d, dev)
+        y, d = _ops.response_norm(_arr(_in_layout(x, layout)), size=size, k=k, alpha=alpha,
+                                  beta=beta, alpha_over_size=alpha_over_size, layout=layout)
+    return _from_layout(_tensor(y, dev), layout), _from_layout(_tensor(d, dev), layout)
 
 
 @response_norm.register_fake
 def _(x, size, k, alpha, beta, alpha_over_size):
-    _check(x, "x")
+    _check(x, "x", _FLOATS)
     torch._check(x.dim() == 4, lambda: f"x: expected 4 dimensions (N, C, H, W), got {x.dim()}")
-    return torch.empty_like(x, memory_format=torch.contiguous_format), \
-        torch.empty_like(x, memory_format=torch.contiguous_format)
+    layout = _layout_of(x)
+    return _empty_in(x.shape, x, layout), _empty_in(x.shape, x, layout, torch.float32)
 
 
 @torch.library.custom_op(f"{NS}::response_norm_undo", mutates_args=())
 def response_norm_undo(grad_y: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                        denoms: torch.Tensor, size: int, k: float, alpha: float, beta: float,
                        alpha_over_size: bool) -> torch.Tensor:
-    """Gradient of :func:`response_norm` w.r.t. x (:func:`alexnet_ext.ops.response_norm_undo`)."""
-    for t, n in ((grad_y, "grad_y"), (x, "x"), (y, "y"), (denoms, "denoms")):
-        _check(t, n)
+    """Gradient of :func:`response_norm` w.r.t. x (:func:`alexnet_ext.ops.response_norm_undo`),
+    in x's dtype and memory format (the other tensors are brought to x's format)."""
+    for t, n in ((grad_y, "grad_y"), (x, "x"), (y, "y")):
+        _check_float(t, n)
+    _check(denoms, "denoms")
     dev = _same_device(grad_y=grad_y, x=x, y=y, denoms=denoms)
+    layout = _layout_of(x)
     with _on(dev):
-        g = _ops.response_norm_undo(_arr(grad_y), _arr(x), _arr(y), _arr(denoms), size=size,
-                                    k=k, alpha=alpha, beta=beta, alpha_over_size=alpha_over_size)
-    return _tensor(g, dev)
+        g = _ops.response_norm_undo(*(_arr(_in_layout(t, layout)) for t in (grad_y, x, y, denoms)),
+                                    size=size, k=k, alpha=alpha, beta=beta,
+                                    alpha_over_size=alpha_over_size, layout=layout)
+    return _from_layout(_tensor(g, dev), layout)
 
 
 @response_norm_undo.register_fake
 def _(grad_y, x, y, denoms, size, k, alpha, beta, alpha_over_size):
-    return torch.empty_like(grad_y, memory_format=torch.contiguous_format)
+    return _empty_in(x.shape, grad_y, _layout_of(x))
 
 
 def _rn_setup(ctx, inputs, output):
@@ -264,7 +281,7 @@ def _rn_backward(ctx, grad_y, grad_denoms):
     size, k, alpha, beta, aos = ctx.args
     g = None
     if grad_y is not None:
-        g = response_norm_undo(grad_y.contiguous(), x, y, denoms, *ctx.args)
+        g = response_norm_undo(_like(grad_y, x), x, y, denoms, *ctx.args)
     if grad_denoms is not None:
         # denoms[i] = k + a * sum_{j in window(i)} x_j**2: x_j receives 2 a x_j times the sum of
         # grad_denoms[i] over the i whose window holds j (channels j - (size-1)//2 .. j + size//2)
@@ -283,55 +300,64 @@ response_norm.register_autograd(_rn_backward, setup_context=_rn_setup)
 
 
 # ---- pooling --------------------------------------------------------------------------------
+#
+# float32, or bfloat16 on the GPU; a channels-last x (grad_y for the undos) runs the NHWC kernels
+# and the results (switches too) are channels-last. Switches index the plane either way.
 
 @torch.library.custom_op(f"{NS}::max_pool", mutates_args=())
 def max_pool(x: torch.Tensor, size: Sequence[int], stride: Sequence[int],
              padding: Sequence[int], ceil_mode: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Max pooling (:func:`alexnet_ext.ops.max_pool`) -> (y, switches); switches (int32, or int64
     for planes past 2**31 pixels) hold each maximum's flat index ``iy*W + ix`` in its plane."""
-    _check(x, "x")
+    _check_float(x, "x")
     dev = _same_device(x=x)
+    layout = _layout_of(x)
     with _on(dev):
-        y, s = _ops.max_pool(_arr(x), size=tuple(size), stride=tuple(stride),
-                             padding=tuple(padding), ceil_mode=ceil_mode)
-    return _tensor(y, dev), _tensor(s, dev)
+        y, s = _ops.max_pool(_arr(_in_layout(x, layout)), size=tuple(size), stride=tuple(stride),
+                             padding=tuple(padding), ceil_mode=ceil_mode, layout=layout)
+    return _from_layout(_tensor(y, dev), layout), _from_layout(_tensor(s, dev), layout)
 
 
 @max_pool.register_fake
 def _(x, size, stride, padding, ceil_mode):
-    _check(x, "x")
+    _check(x, "x", _FLOATS)
     torch._check(x.dim() == 4, lambda: f"x: expected 4 dimensions (N, C, H, W), got {x.dim()}")
     ho, wo = _pool_out(x.shape[2], x.shape[3], size, stride, padding, ceil_mode)
     shape = (x.shape[0], x.shape[1], ho, wo)
-    return x.new_empty(shape), x.new_empty(shape, dtype=_switch_dtype(x.shape[2], x.shape[3]))
+    layout = _layout_of(x)
+    return (_empty_in(shape, x, layout),
+            _empty_in(shape, x, layout, _switch_dtype(x.shape[2], x.shape[3])))
 
 
 @torch.library.custom_op(f"{NS}::max_pool_undo", mutates_args=())
 def max_pool_undo(grad_y: torch.Tensor, switches: torch.Tensor,
                   image_size: Sequence[int]) -> torch.Tensor:
     """Gradient of :func:`max_pool` w.r.t. x (:func:`alexnet_ext.ops.max_pool_undo`)."""
-    _check(grad_y, "grad_y")
+    _check_float(grad_y, "grad_y")
     _check(switches, "switches", _INDEX)
     dev = _same_device(grad_y=grad_y, switches=switches)
+    layout = _layout_of(grad_y)
     with _on(dev):
-        g = _ops.max_pool_undo(_arr(grad_y), _arr(switches), image_size=tuple(image_size))
-    return _tensor(g, dev)
+        g = _ops.max_pool_undo(_arr(_in_layout(grad_y, layout)), _arr(_in_layout(switches, layout)),
+                               image_size=tuple(image_size), layout=layout)
+    return _from_layout(_tensor(g, dev), layout)
 
 
 @max_pool_undo.register_fake
 def _(grad_y, switches, image_size):
-    return grad_y.new_empty((grad_y.shape[0], grad_y.shape[1], *image_size))
+    return _empty_in((grad_y.shape[0], grad_y.shape[1], *image_size), grad_y, _layout_of(grad_y))
 
 
 def _mp_setup(ctx, inputs, output):
     x = inputs[0]
     ctx.save_for_backward(output[1])
     ctx.image_size = list(x.shape[2:])
+    ctx.form = (x.dtype, _channels_last(x))
 
 
 def _mp_backward(ctx, grad_y, _grad_switches):
     (switches,) = ctx.saved_tensors
-    return max_pool_undo(grad_y.contiguous(), switches, ctx.image_size), None, None, None, None
+    return max_pool_undo(_as(grad_y, ctx.form), switches, ctx.image_size), None, None, None, None
 
 
 max_pool.register_autograd(_mp_backward, setup_context=_mp_setup)
@@ -341,64 +367,71 @@ max_pool.register_autograd(_mp_backward, setup_context=_mp_setup)
 def avg_pool(x: torch.Tensor, size: Sequence[int], stride: Sequence[int],
              padding: Sequence[int], ceil_mode: bool) -> torch.Tensor:
     """Average pooling over each window's real pixels (:func:`alexnet_ext.ops.avg_pool`)."""
-    _check(x, "x")
+    _check_float(x, "x")
     dev = _same_device(x=x)
+    layout = _layout_of(x)
     with _on(dev):
-        y = _ops.avg_pool(_arr(x), size=tuple(size), stride=tuple(stride),
-                          padding=tuple(padding), ceil_mode=ceil_mode)
-    return _tensor(y, dev)
+        y = _ops.avg_pool(_arr(_in_layout(x, layout)), size=tuple(size), stride=tuple(stride),
+                          padding=tuple(padding), ceil_mode=ceil_mode, layout=layout)
+    return _from_layout(_tensor(y, dev), layout)
 
 
 @avg_pool.register_fake
 def _(x, size, stride, padding, ceil_mode):
-    _check(x, "x")
+    _check(x, "x", _FLOATS)
     torch._check(x.dim() == 4, lambda: f"x: expected 4 dimensions (N, C, H, W), got {x.dim()}")
     ho, wo = _pool_out(x.shape[2], x.shape[3], size, stride, padding, ceil_mode)
-    return x.new_empty((x.shape[0], x.shape[1], ho, wo))
+    return _empty_in((x.shape[0], x.shape[1], ho, wo), x, _layout_of(x))
 
 
 @torch.library.custom_op(f"{NS}::avg_pool_undo", mutates_args=())
 def avg_pool_undo(grad_y: torch.Tensor, image_size: Sequence[int], size: Sequence[int],
                   stride: Sequence[int], padding: Sequence[int], ceil_mode: bool) -> torch.Tensor:
     """Gradient of :func:`avg_pool` w.r.t. x (:func:`alexnet_ext.ops.avg_pool_undo`)."""
-    _check(grad_y, "grad_y")
+    _check_float(grad_y, "grad_y")
     dev = _same_device(grad_y=grad_y)
+    layout = _layout_of(grad_y)
     with _on(dev):
-        g = _ops.avg_pool_undo(_arr(grad_y), image_size=tuple(image_size), size=tuple(size),
-                               stride=tuple(stride), padding=tuple(padding), ceil_mode=ceil_mode)
-    return _tensor(g, dev)
+        g = _ops.avg_pool_undo(_arr(_in_layout(grad_y, layout)), image_size=tuple(image_size),
+                               size=tuple(size), stride=tuple(stride), padding=tuple(padding),
+                               ceil_mode=ceil_mode, layout=layout)
+    return _from_layout(_tensor(g, dev), layout)
 
 
 @avg_pool_undo.register_fake
 def _(grad_y, image_size, size, stride, padding, ceil_mode):
-    return grad_y.new_empty((grad_y.shape[0], grad_y.shape[1], *image_size))
+    return _empty_in((grad_y.shape[0], grad_y.shape[1], *image_size), grad_y, _layout_of(grad_y))
 
 
 def _ap_setup(ctx, inputs, output):
     x, size, stride, padding, ceil_mode = inputs
     ctx.args = (list(x.shape[2:]), list(size), list(stride), list(padding), ceil_mode)
+    ctx.form = (x.dtype, _channels_last(x))
 
 
 def _ap_backward(ctx, grad_y):
-    return avg_pool_undo(grad_y.contiguous(), *ctx.args), None, None, None, None
+    return avg_pool_undo(_as(grad_y, ctx.form), *ctx.args), None, None, None, None
 
 
 avg_pool.register_autograd(_ap_backward, setup_context=_ap_setup)
 
 
 # ---- dropout --------------------------------------------------------------------------------
+#
+# Element-wise in the logical (row-major) order, so a mask depends on (seed, offset) and the
+# shape only, never on the memory format (a channels-last x is read through a contiguous copy).
 
 @torch.library.custom_op(f"{NS}::dropout", mutates_args=())
 def dropout(x: torch.Tensor, p: float, seed: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverted dropout with the package's Philox masks (:func:`alexnet_ext.ops.dropout`)
-    -> (y, mask uint8). ``seed`` and ``offset`` are ints in [0, 2**63) (torch's int is 64-bit
-    signed; the kernels accept up to 2**64 - 1)."""
-    _check(x, "x")
+    -> (y of x's dtype, mask uint8). ``seed`` and ``offset`` are ints in [0, 2**63) (torch's
+    int is 64-bit signed; the kernels accept up to 2**64 - 1)."""
+    _check_float(x, "x")
     dev = _same_device(x=x)
     for v, n in ((seed, "seed"), (offset, "offset")):
         if v < 0:
             raise ValueError(f"{n}: expected an int in [0, 2**63), got {v}")
-    y = _empty(x.shape, x)
+    y = _empty(x.shape, x, x.dtype)
     mask = _empty(x.shape, x, torch.uint8)
     with _on(dev):
         _ops.dropout(_arr(x), p=p, seed=seed, offset=offset, out=_arr(y), mask_out=_arr(mask))
@@ -407,16 +440,17 @@ def dropout(x: torch.Tensor, p: float, seed: int, offset: int) -> tuple[torch.Te
 
 @dropout.register_fake
 def _(x, p, seed, offset):
-    _check(x, "x")
+    _check(x, "x", _FLOATS)
     return x.new_empty(x.shape), x.new_empty(x.shape, dtype=torch.uint8)
 
 
 @torch.library.custom_op(f"{NS}::dropout_undo", mutates_args=())
 def dropout_undo(grad_y: torch.Tensor, mask: torch.Tensor, p: float) -> torch.Tensor:
-    """Gradient of :func:`dropout` (:func:`alexnet_ext.ops.dropout_undo`)."""
-    _check(grad_y, "grad_y")
+    """Gradient of :func:`dropout` (:func:`alexnet_ext.ops.dropout_undo`), of grad_y's dtype."""
+    _check_float(grad_y, "grad_y")
     _check(mask, "mask", (torch.uint8,))
-    return _run_into(_ops.dropout_undo, grad_y.shape, dict(grad_y=grad_y, mask=mask), p=p)
+    return _run_into(_ops.dropout_undo, grad_y.shape, dict(grad_y=grad_y, mask=mask),
+                     grad_y.dtype, p=p)
 
 
 @dropout_undo.register_fake
@@ -427,11 +461,12 @@ def _(grad_y, mask, p):
 def _do_setup(ctx, inputs, output):
     ctx.save_for_backward(output[1])
     ctx.p = inputs[1]
+    ctx.dtype = inputs[0].dtype
 
 
 def _do_backward(ctx, grad_y, _grad_mask):
     (mask,) = ctx.saved_tensors
-    return dropout_undo(grad_y.contiguous(), mask, ctx.p), None, None, None
+    return dropout_undo(grad_y.to(ctx.dtype).contiguous(), mask, ctx.p), None, None, None
 
 
 dropout.register_autograd(_do_backward, setup_context=_do_setup)
@@ -442,14 +477,15 @@ dropout.register_autograd(_do_backward, setup_context=_do_setup)
 @torch.library.custom_op(f"{NS}::softmax_log_loss", mutates_args=())
 def softmax_log_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax and the mean negative log-probability of the labels
-    (:func:`alexnet_ext.ops.softmax_log_loss`) -> (loss: 0-dim float32, probs (N, K)).
+    (:func:`alexnet_ext.ops.softmax_log_loss`) -> (loss: 0-dim float32, probs (N, K) float32).
 
-    Both outputs are differentiable. On the CPU the loss is summed in double and rounded once; on
-    the GPU it stays on the device (no wait for the GPU)."""
-    _check(logits, "logits")
+    Both outputs are differentiable. Logits may be bfloat16 on the GPU (computed in float32).
+    On the CPU the loss is summed in double and rounded once; on the GPU it stays on the device
+    (no wait for the GPU)."""
+    _check_float(logits, "logits")
     _check(labels, "labels", _INDEX)
     dev = _same_device(logits=logits, labels=labels)
-    probs = _empty(logits.shape, logits)
+    probs = _empty(logits.shape, logits, torch.float32)
     with _on(dev):
         loss, _ = _ops.softmax_log_loss(_arr(logits), _arr(labels), out=_arr(probs), wait=False)
     if dev.type == "cpu":
@@ -460,9 +496,10 @@ def softmax_log_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
 
 @softmax_log_loss.register_fake
 def _(logits, labels):
-    _check(logits, "logits")
+    _check(logits, "logits", _FLOATS)
     _check(labels, "labels", _INDEX)
-    return logits.new_empty(()), logits.new_empty(logits.shape)
+    return logits.new_empty((), dtype=torch.float32), logits.new_empty(logits.shape,
+                                                                        dtype=torch.float32)
 
 
 @torch.library.custom_op(f"{NS}::softmax_log_loss_undo", mutates_args=())

@@ -85,7 +85,7 @@ def cross_map_lrn(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=Fa
     if pure:
         y = _lrn_pure(xb, size, k, alpha, beta, alpha_over_size)
     else:
-        y = K.response_norm(xb.contiguous(), size, float(k), float(alpha), float(beta),
+        y = K.response_norm(xb, size, float(k), float(alpha), float(beta),
                             bool(alpha_over_size))[0]
     return y.reshape(n, c, h, w) if blocks > 1 else y
 
