@@ -156,7 +156,8 @@ def test_refusals_on_device_arrays():
     with pytest.raises(TypeError, match="bias: expected dtype float32, got bfloat16"):
         ops.filter_acts(fb, wb, bias=ops.cast(dev(np.ones(4, np.float32)), cuda.bfloat16))
     with pytest.raises(TypeError, match="out: expected dtype float32, got bfloat16"):
-        ops.filter_acts(fb, wb, out=cuda.empty((2, 4, 4, 4), cuda.bfloat16))
+        ops.filter_acts(fb, wb, out=cuda.empty((2, 4, 4, 4), cuda.bfloat16), out_dtype=np.float32)
+    # (out_dtype=None takes a bfloat16 out's dtype: tests/test_conv_epilogue.py)
     with pytest.raises(TypeError, match="mix host"):
         ops.filter_acts(fb, np.ones((4, 3, 3, 3), BF16))
     # (conv_bias_grad takes bfloat16 hid_grads on the GPU: tests/test_conv_epilogue.py)

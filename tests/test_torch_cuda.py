@@ -240,3 +240,24 @@ def test_softmax_log_loss_from_bf16_logits(rng):
     assert torch.equal(loss_b, loss_f)
     loss_b.backward()
     assert zb.grad.dtype == torch.bfloat16
+
+
+def test_cuda_autocast_runs_the_conv_in_bf16(rng):
+    """Under torch.autocast("cuda", bfloat16) the convolution forward takes its float32 inputs
+    cast to bfloat16 (the tensor cores): the same bits as the explicit bfloat16 call; the
+    softmax log-loss takes bfloat16 logits in float32; gradients come back float32 for float32
+    leaves (autograd converts through the casts)."""
+    x = torch.from_numpy(rng.standard_normal((2, 6, 11, 9)).astype(np.float32)).to(DEV)
+    w = torch.from_numpy(rng.standard_normal((8, 3, 3, 3)).astype(np.float32)).to(DEV)
+    b = torch.from_numpy(rng.standard_normal(8).astype(np.float32)).to(DEV)
+    xi, wi = x.clone().requires_grad_(), w.clone().requires_grad_()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = AF.conv2d(xi, wi, b, padding=1, groups=2)
+        z = torch.nn.functional.linear(y.flatten(1), torch.randn(5, y[0].numel(), device=DEV))
+        loss = AF.softmax_log_loss(z, torch.arange(2, device=DEV))
+    assert y.dtype == torch.bfloat16 and z.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    want = AF.conv2d(x.bfloat16(), w.bfloat16(), b.bfloat16(), padding=1, groups=2)
+    assert torch.equal(y, want)
+    loss.backward()
+    assert xi.grad.dtype == wi.grad.dtype == torch.float32
+    assert bool(torch.isfinite(xi.grad).all()) and bool(torch.isfinite(wi.grad).all())

@@ -438,3 +438,36 @@ def test_channels_last_conv_compiles_and_exports(gen):
     exported = torch.export.export(m, (x.detach(),)).module()(x.detach())
     assert exported.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(exported, want, rtol=0, atol=0)
+
+
+def test_cpu_autocast_runs_the_float32_kernels(gen):
+    """Under torch.autocast("cpu", bfloat16) a torch layer hands our ops bfloat16 activations:
+    the CPU kernels are float32, so the ops take them cast to float32 (the same result as an
+    explicit .float()), and the gradient reaches the bfloat16 input through the cast. Outside
+    autocast the same call is refused by name."""
+    x = torch.randn(2, 4, 9, 8, generator=gen).bfloat16()
+    w = torch.randn(6, 4, 3, 3, generator=gen)
+    ops = {"conv2d": lambda x: AF.conv2d(x, w, padding=1),
+           "lrn": lambda x: AF.cross_map_lrn(x, alpha=0.5),
+           "max_pool": lambda x: AF.max_pool2d(x, ceil_mode=True),
+           "avg_pool": lambda x: AF.avg_pool2d(x, size=3, stride=2),
+           "dropout": lambda x: AF.dropout(x, p=0.25, seed=3)}
+    for name, f in ops.items():
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = f(xi)
+        assert y.dtype == torch.float32, name
+        torch.testing.assert_close(y, f(x.float()), rtol=0, atol=0, msg=name)
+        y.sum().backward()
+        assert xi.grad.dtype == torch.bfloat16 and bool(torch.isfinite(xi.grad.float()).all()), name
+        with pytest.raises(TypeError, match="bfloat16 runs on the GPU only"):
+            f(x)
+    logits = torch.randn(5, 7, generator=gen).bfloat16()
+    labels = torch.arange(5) % 7
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = AF.softmax_log_loss(logits, labels)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, AF.softmax_log_loss(logits.float(), labels), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="expected dtype float32 or bfloat16, got float64"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            AF.conv2d(x.double(), w.double())       # float64 is not autocast's to change

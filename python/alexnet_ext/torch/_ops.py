@@ -623,3 +623,19 @@ def _slu_backward(ctx, grad):
 
 
 softmax_log_loss_undo.register_autograd(_slu_backward, setup_context=_slu_setup)
+
+
+# ---- autocast -------------------------------------------------------------------------------
+# Under torch.autocast, on the GPU the convolution forward runs in bfloat16 on the tensor cores
+# (the kernels have no float16 path, so an autocast dtype of float16 gives bfloat16 here too)
+# and the softmax log-loss in float32 (torch's own policy for softmax and cross entropy); the
+# other ops run in their inputs' dtype. On the CPU the kernels are float32 only, so every op's
+# floating inputs are cast to float32 there (a bfloat16 activation from a torch layer is
+# accepted instead of refused). float64 is never cast: it is refused as outside autocast.
+# The casts are differentiable (autograd converts the gradients back).
+
+for _op, _cuda in ((filter_acts, torch.bfloat16), (softmax_log_loss, torch.float32),
+                   (response_norm, None), (max_pool, None), (avg_pool, None), (dropout, None)):
+    _op.register_autocast("cpu", torch.float32)
+    if _cuda is not None:
+        _op.register_autocast("cuda", _cuda)
