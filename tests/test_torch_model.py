@@ -50,6 +50,45 @@ def test_from_model_matches_net(model_file, rng, pure):
         at.from_model(model_file, init="he")
 
 
+def test_channels_last_model_matches_nchw(model_file, rng):
+    """The whole two-column model on channels-last input: every conv, per-column response norm
+    and pool runs the NHWC kernels (the activations stay channels-last up to the first fc); the
+    class scores and every parameter gradient agree with the NCHW run within float32 reordering
+    (the NHWC conv sums in another order; LRN and pooling are bit for bit)."""
+    mod = at.from_model(model_file, seed=int(rng.integers(1 << 30))).eval()
+    x = torch.from_numpy(rng.standard_normal((3, 3, 23, 23)).astype(np.float32))
+    runs = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        mod.zero_grad()
+        out = mod(x.contiguous(memory_format=fmt))
+        out.square().sum().backward()
+        runs.append((out.detach(), {k: p.grad.clone() for k, p in mod.named_parameters()}))
+    (y0, g0), (y1, g1) = runs
+    # as test_from_model_matches_net: depth * L * eps relative to each array's largest entry
+    tol = 8 * 145 * EPS32 * 4
+    torch.testing.assert_close(y1, y0, rtol=0, atol=tol * float(y0.abs().max()))
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=0, atol=tol * float(g0[k].abs().max()),
+                                   msg=k)
+    # the activations really were channels-last: the conv and LRN outputs of the second run
+    cl = {}
+    orig = AF.conv2d, AF.cross_map_lrn, AF.max_pool2d
+    try:
+        def spy(name, f):
+            def g(*a, **k):
+                y = f(*a, **k)
+                cl.setdefault(name, []).append(y.is_contiguous(memory_format=torch.channels_last))
+                return y
+            return g
+        AF.conv2d, AF.cross_map_lrn, AF.max_pool2d = (spy(n, f) for n, f in
+                                                      zip(("conv", "lrn", "pool"), orig))
+        with torch.no_grad():
+            mod(x.contiguous(memory_format=torch.channels_last))
+    finally:
+        AF.conv2d, AF.cross_map_lrn, AF.max_pool2d = orig
+    assert cl and all(all(v) for v in cl.values()), cl
+
+
 def test_from_run(tmp_path, model_file, rng):
     from alexnet_ext.data import center_crop
     from alexnet_ext.evaluate import prepare

@@ -262,6 +262,7 @@ def test_conv_channels_last_vs_float64(w_channels_last, gen):
 
 CL_OPS = {
     "lrn": lambda x: AF.cross_map_lrn(x * 3, size=5, alpha=0.05, beta=0.75),
+    "lrn_blocks": lambda x: AF.cross_map_lrn(x * 3, size=3, alpha=0.5, blocks=2),
     "max_pool": lambda x: AF.max_pool2d(x, size=3, stride=2, padding=1, ceil_mode=True),
     "avg_pool": lambda x: AF.avg_pool2d(x, size=(3, 2), stride=(2, 1), padding=1, ceil_mode=True),
 }
@@ -272,7 +273,7 @@ def test_lrn_and_pool_channels_last_equal_nchw(name, gen):
     """Channels-last x runs the NHWC kernels, which equal the NCHW ones bit for bit (the same
     arithmetic through other strides): result and gradient equal, and both stay channels-last."""
     f = CL_OPS[name]
-    x = torch.randn(2, 7, 9, 8, generator=gen)
+    x = torch.randn(2, 8, 9, 7, generator=gen)
     outs = []
     for fmt in (torch.contiguous_format, torch.channels_last):
         xi = x.clone().contiguous(memory_format=fmt).requires_grad_()

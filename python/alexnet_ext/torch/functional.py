@@ -19,6 +19,7 @@ Semantics shared by both paths (see :mod:`alexnet_ext.ops` for the kernels' docs
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from .. import ops as _ops
@@ -81,12 +82,22 @@ def cross_map_lrn(x, *, size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_over_size=Fa
     n, c, h, w = x.shape
     if blocks < 1 or c % blocks:
         raise ValueError(f"blocks: {blocks} does not divide the {c} channels of x")
-    xb = x.reshape(n * blocks, c // blocks, h, w) if blocks > 1 else x
+    cl = blocks > 1 and not pure and x.dim() == 4 and not x.is_contiguous() and \
+        x.is_contiguous(memory_format=torch.channels_last)
+    if cl:
+        # channels-last: the blocks of a pixel's channels are consecutive in memory, so the
+        # (N, H, W, C) array is (N, H, W * blocks, C / blocks) without a copy; LRN on that
+        # (channels-last again) normalises within each block
+        xb = x.permute(0, 2, 3, 1).reshape(n, h, w * blocks, c // blocks).permute(0, 3, 1, 2)
+    else:
+        xb = x.reshape(n * blocks, c // blocks, h, w) if blocks > 1 else x
     if pure:
         y = _lrn_pure(xb, size, k, alpha, beta, alpha_over_size)
     else:
         y = K.response_norm(xb, size, float(k), float(alpha), float(beta),
                             bool(alpha_over_size))[0]
+    if cl:
+        return y.permute(0, 2, 3, 1).reshape(n, h, w, c).permute(0, 3, 1, 2)
     return y.reshape(n, c, h, w) if blocks > 1 else y
 
 
