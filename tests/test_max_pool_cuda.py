@@ -151,3 +151,29 @@ def test_core_backstop(rng):
         _core.cuda.max_pool(x, y, dev(np.empty((2, 3, 3, 3), np.uint8)), geo)
     with pytest.raises(ValueError, match="grad_x: expected shape"):
         _core.cuda.max_pool_undo(y, s, dev(np.empty((2, 4, 8, 8), np.float32)))
+
+
+@cuda
+def test_nhwc_undo_follows_any_switch_and_reports_the_first_bad_one(rng):
+    """NHWC undo (a warp per (image, channel) plane; grid x over channel blocks of 8, y over
+    images): any in-range switches, in output order, equal the CPU's NHWC undo bit for bit, with
+    more channels than one block takes and several 32-output chunks per plane; a bad switch is
+    reported as the CPU reports it (a second, later one is not)."""
+    n, c, h, w, ho, wo = 3, 19, 8, 10, 9, 11
+    gy = rng.standard_normal((n, ho, wo, c)).astype(np.float32)
+    for s in (rng.integers(0, h * w, (n, ho, wo, c)), rng.integers(0, 3, (n, ho, wo, c)),
+              np.zeros((n, ho, wo, c), np.int64)):
+        for dtype in (np.int32, np.int64):
+            t = s.astype(dtype)
+            want = ops.max_pool_undo(gy, t, image_size=(h, w), layout="NHWC")
+            got = ops.max_pool_undo(dev(gy), dev(t), image_size=(h, w), layout="NHWC").get()
+            np.testing.assert_array_equal(got, want)
+    bad = rng.integers(0, h * w, (n, ho, wo, c))
+    bad[0, 0, 0, 1] = h * w
+    bad[2, ho - 1, wo - 1, c - 1] = -1
+    with pytest.raises(ValueError) as on_cpu:
+        ops.max_pool_undo(gy, bad, image_size=(h, w), layout="NHWC")
+    with pytest.raises(ValueError) as on_gpu:
+        ops.max_pool_undo(dev(gy), dev(bad), image_size=(h, w), layout="NHWC").get()
+    assert str(on_gpu.value).startswith(str(on_cpu.value)), (str(on_gpu.value), str(on_cpu.value))
+    assert "(0, 0, 0, 1)" in str(on_cpu.value) and "2 bad values" in str(on_gpu.value)

@@ -19,11 +19,15 @@
 // bf16 (x, y, grad_y, grad_x as uint16_t bits): the same kernels on widened values; the forward
 // stores the winning element itself, the undo scatters into float32 sums and rounds them once.
 //
-// NHWC: the forward's threads run over (n, oy, ox, c), c fastest (coalesced). The undo gives each
-// thread one (image, channel) column and walks its outputs in order, adding each gradient to the
-// pixel its switch names: again the CPU's sequence of additions per pixel, no atomics, and a
-// warp's loads and stores touch consecutive channels. relu_y (both layouts): the ReLU-undo mask
-// (relu.h relu_undo_select) applied by the same thread that owns the pixel, after its scatter.
+// NHWC: the forward's threads run over (n, oy, ox, c), c fastest (coalesced). The undo is the
+// same warp-per-plane scatter, a plane being one (image, channel) with its pixels `inner` (= C)
+// elements apart: the CPU's sequence of additions per pixel again, no atomics, and N*C*32 threads
+// at work (one thread per plane walking its outputs serially left a GPU mostly idle: 12k threads
+// for pool1 at batch 128). A lane's loads are C apart, but the 8 warps of a block own 8
+// consecutive channels, so each 32-byte sector they touch is used whole (through L1).
+// relu_y (both layouts): the ReLU-undo mask (relu.h relu_undo_select) applied by the warp that
+// owns the plane, after its last chunk.
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -53,81 +57,60 @@ max_pool_forward(const T* __restrict__ x, T* __restrict__ y, I* __restrict__ swi
   });
 }
 
-template <class T, class I>
+template <bool kNHWC, class T, class I>
 __global__ void __launch_bounds__(kThreads)
 max_pool_undo_kernel(const T* __restrict__ grad_y, const I* __restrict__ switches,
                      float* __restrict__ grad_x, int64_t planes, int64_t in_pixels,
-                     int64_t out_pixels, const T* __restrict__ relu_y, BadValues* bad) {
+                     int64_t out_pixels, int64_t inner, const T* __restrict__ relu_y,
+                     BadValues* bad) {
   __shared__ float vals[kThreads];  // each lane's gradient, read by its group's leader
   const unsigned lane = threadIdx.x & 31u;
   const unsigned warp_base = threadIdx.x & ~31u;
   const unsigned below = (1u << lane) - 1u;  // lanes lower than this one
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
-  // pl, q0 and the loop bounds are the same for all 32 lanes, so every lane reaches every
-  // __match_any_sync and __syncwarp below.
-  for (int64_t pl = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); pl < planes;
-       pl += warps) {
-    float* gx = grad_x + pl * in_pixels;
-    const I* sw = switches + pl * out_pixels;
-    const T* gy = grad_y + pl * out_pixels;
-    for (int64_t i = lane; i < in_pixels; i += 32) gx[i] = 0.f;
-    __syncwarp();  // the zeros are visible to every lane before any lane adds to them
-    for (int64_t q0 = 0; q0 < out_pixels; q0 += 32) {
-      const int64_t q = q0 + lane;
-      long long target = -1;  // -1: no pixel (past the end, or a bad switch)
-      if (q < out_pixels) {
-        const int64_t s = static_cast<int64_t>(sw[q]);
-        if (s >= 0 && s < in_pixels) {
-          target = s;
-          vals[threadIdx.x] = to_f32(gy[q]);
-        } else {
-          report_bad(bad, pl * out_pixels + q);
+  // A plane is (image img, channel k), its elements at img * pixels * ps + k + pixel * ps.
+  // NCHW (ps 1, k 0): warps stride over the planes. NHWC: grid x over the channels (a block's 8
+  // warps take 8 consecutive ones), grid y strides over the images (no 64-bit division, which is
+  // a called subroutine that spilled registers). img, k, q0 and the loop bounds are the same for
+  // all 32 lanes, so every lane reaches every __match_any_sync and __syncwarp below.
+  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t warps_x = static_cast<int64_t>(gridDim.x) * kWarps;
+  const int64_t img0 = kNHWC ? static_cast<int64_t>(blockIdx.y) : warp;
+  const int64_t img_step = kNHWC ? static_cast<int64_t>(gridDim.y) : warps_x;
+  const int64_t ps = kNHWC ? inner : 1;  // the pixel step (a constant 1 in NCHW)
+  for (int64_t k = kNHWC ? warp : 0; k < ps; k += kNHWC ? warps_x : 1) {
+    for (int64_t img = img0; img < planes; img += img_step) {
+      float* gx = grad_x + img * in_pixels * ps + k;
+      const int64_t out0 = img * out_pixels * ps + k;
+      const I* sw = switches + out0;
+      const T* gy = grad_y + out0;
+      for (int64_t i = lane; i < in_pixels; i += 32) gx[i * ps] = 0.f;
+      __syncwarp();  // the zeros are visible to every lane before any lane adds to them
+      for (int64_t q0 = 0; q0 < out_pixels; q0 += 32) {
+        const int64_t q = q0 + lane;
+        long long target = -1;  // -1: no pixel (past the end, or a bad switch)
+        if (q < out_pixels) {
+          const int64_t s = static_cast<int64_t>(sw[q * ps]);
+          if (s >= 0 && s < in_pixels) {
+            target = s;
+            vals[threadIdx.x] = to_f32(gy[q * ps]);
+          } else {
+            report_bad(bad, out0 + q * ps);
+          }
         }
+        const unsigned group = __match_any_sync(0xFFFFFFFFu, static_cast<unsigned long long>(target));
+        __syncwarp();  // vals written before the leaders read them
+        if (target >= 0 && (group & below) == 0) {  // the lowest lane of its group leads it
+          float acc = gx[target * ps];
+          for (unsigned m = group; m != 0; m &= m - 1) acc += vals[warp_base + __ffs(m) - 1];
+          gx[target * ps] = acc;
+        }
+        __syncwarp();  // this chunk's sums are visible to the next chunk, and vals is free again
       }
-      const unsigned group = __match_any_sync(0xFFFFFFFFu, static_cast<unsigned long long>(target));
-      __syncwarp();  // vals written before the leaders read them
-      if (target >= 0 && (group & below) == 0) {  // the lowest lane of its group leads it
-        float acc = gx[target];
-        for (unsigned m = group; m != 0; m &= m - 1) acc += vals[warp_base + __ffs(m) - 1];
-        gx[target] = acc;
+      if (relu_y) {  // after the last chunk's __syncwarp: every sum of the plane is final
+        const T* ry = relu_y + img * in_pixels * ps + k;
+        for (int64_t i = lane; i < in_pixels; i += 32)
+          gx[i * ps] = relu_undo_select(gx[i * ps], to_f32(ry[i * ps]));
       }
-      __syncwarp();  // this chunk's sums are visible to the next chunk, and vals is free again
-    }
-    if (relu_y) {  // after the last chunk's __syncwarp: every sum of the plane is final
-      const T* ry = relu_y + pl * in_pixels;
-      for (int64_t i = lane; i < in_pixels; i += 32) gx[i] = relu_undo_select(gx[i], to_f32(ry[i]));
-    }
-  }
-}
-
-// NHWC (inner = C channels interleaved in each of `planes` images): one thread per (image,
-// channel), outputs in order, so each pixel's gradients add in the CPU's order.
-template <class T, class I>
-__global__ void __launch_bounds__(kThreads)
-max_pool_undo_columns(const T* __restrict__ grad_y, const I* __restrict__ switches,
-                      float* __restrict__ grad_x, int64_t planes, int64_t in_pixels,
-                      int64_t out_pixels, int64_t inner, const T* __restrict__ relu_y,
-                      BadValues* bad) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < planes * inner;
-       t += stride) {
-    const int64_t pl = t / inner, k = t % inner;
-    float* gx = grad_x + pl * in_pixels * inner + k;
-    const int64_t out0 = pl * out_pixels * inner + k;
-    for (int64_t i = 0; i < in_pixels; ++i) gx[i * inner] = 0.f;
-    for (int64_t q = 0; q < out_pixels; ++q) {
-      const int64_t e = out0 + q * inner;
-      const int64_t s = static_cast<int64_t>(switches[e]);
-      if (s < 0 || s >= in_pixels) {
-        report_bad(bad, e);
-        continue;
-      }
-      gx[s * inner] += to_f32(grad_y[e]);
-    }
-    if (relu_y) {
-      const T* ry = relu_y + pl * in_pixels * inner + k;
-      for (int64_t i = 0; i < in_pixels; ++i)
-        gx[i * inner] = relu_undo_select(gx[i * inner], to_f32(ry[i * inner]));
     }
   }
 }
@@ -156,12 +139,14 @@ void max_pool_undo(const T* grad_y, const I* switches, T* grad_x, int64_t planes
   const int64_t len = planes * in_pixels * inner;
   Workspace sums(wide ? 0 : static_cast<size_t>(len) * sizeof(float), stream);
   float* gx = wide ? reinterpret_cast<float*>(grad_x) : sums.get<float>();
-  if (inner == 1)
-    launch(max_pool_undo_kernel<T, I>, blocks_for(planes, kWarps), kThreads, stream, grad_y,
-           switches, gx, planes, in_pixels, out_pixels, relu_y, bad);
-  else
-    launch(max_pool_undo_columns<T, I>, blocks_for(planes * inner, kThreads), kThreads, stream,
-           grad_y, switches, gx, planes, in_pixels, out_pixels, inner, relu_y, bad);
+  if (inner == 1) {
+    launch(max_pool_undo_kernel<false, T, I>, blocks_for(planes, kWarps), kThreads, stream, grad_y,
+           switches, gx, planes, in_pixels, out_pixels, inner, relu_y, bad);
+  } else {
+    const dim3 grid(blocks_for(inner, kWarps), static_cast<unsigned>(std::min<int64_t>(planes, 65535)));
+    launch(max_pool_undo_kernel<true, T, I>, grid, kThreads, stream, grad_y, switches, gx, planes,
+           in_pixels, out_pixels, inner, relu_y, bad);
+  }
   check_launch("max_pool_undo");
   if constexpr (!wide) cast_to_bf16(gx, grad_x, len, stream);
 }
