@@ -59,6 +59,15 @@ __all__ = [
 # autograd casts to a bfloat16 parameter's dtype). ``precision``: None (fp32 for float32, bf16
 # for bfloat16), "fp32", "tf32" (float32 on the GPU, tensor cores) or "bf16".
 
+def _conv_pass(op, a, b, out, layout, dev, **kwargs):
+    """``op(a, b, out=out, layout=layout, **kwargs)`` on zero-copy views of the tensors in
+    ``layout`` (the three passes differ only in their operands and keywords)."""
+    with _on(dev):
+        op(_arr(_in_layout(a, layout)), _arr(_in_layout(b, layout)), layout=layout,
+           out=_arr(_in_layout(out, layout)), **kwargs)
+    return out
+
+
 def _conv_fake_check(images, filters, groups):
     _check(images, "images", _FLOATS)
     _check(filters, "filters", _FLOATS)
@@ -89,12 +98,9 @@ def filter_acts(images: torch.Tensor, filters: torch.Tensor, bias: torch.Tensor 
                        _pair(stride, "stride"), _pair(padding, "padding"), ceil_mode)
     layout = _layout_of(images)
     out = _empty_in((images.shape[0], filters.shape[0], ho, wo), images, layout)
-    with _on(dev):
-        _ops.filter_acts(_arr(_in_layout(images, layout)), _arr(_in_layout(filters, layout)),
-                         bias=_arr(bias), stride=tuple(stride), padding=tuple(padding),
-                         groups=groups, ceil_mode=ceil_mode, precision=precision, layout=layout,
-                         out=_arr(_in_layout(out, layout)))
-    return out
+    return _conv_pass(_ops.filter_acts, images, filters, out, layout, dev, bias=_arr(bias),
+                      stride=tuple(stride), padding=tuple(padding), groups=groups,
+                      ceil_mode=ceil_mode, precision=precision)
 
 
 @filter_acts.register_fake
@@ -116,12 +122,9 @@ def img_acts(hid_grads: torch.Tensor, filters: torch.Tensor, image_size: Sequenc
     dev = _same_device(hid_grads=hid_grads, filters=filters)
     layout = _layout_of(hid_grads)
     out = _empty_in((hid_grads.shape[0], filters.shape[1] * groups, *image_size), hid_grads, layout)
-    with _on(dev):
-        _ops.img_acts(_arr(_in_layout(hid_grads, layout)), _arr(_in_layout(filters, layout)),
+    return _conv_pass(_ops.img_acts, hid_grads, filters, out, layout, dev,
                       image_size=tuple(image_size), stride=tuple(stride), padding=tuple(padding),
-                      groups=groups, ceil_mode=ceil_mode, precision=precision, layout=layout,
-                      out=_arr(_in_layout(out, layout)))
-    return out
+                      groups=groups, ceil_mode=ceil_mode, precision=precision)
 
 
 @img_acts.register_fake
@@ -143,12 +146,10 @@ def weight_acts(images: torch.Tensor, hid_grads: torch.Tensor, filter_size: Sequ
     layout = _layout_of(images)
     out = _empty_in((hid_grads.shape[1], images.shape[1] // groups, *filter_size), images, layout,
                     torch.float32)
-    with _on(dev):
-        _ops.weight_acts(_arr(_in_layout(images, layout)), _arr(_in_layout(hid_grads, layout)),
-                         filter_size=tuple(filter_size), stride=tuple(stride),
-                         padding=tuple(padding), groups=groups, ceil_mode=ceil_mode,
-                         precision=precision, layout=layout, out=_arr(_in_layout(out, layout)))
-    return out
+    return _conv_pass(_ops.weight_acts, images, hid_grads, out, layout, dev,
+                      filter_size=tuple(filter_size), stride=tuple(stride),
+                      padding=tuple(padding), groups=groups, ceil_mode=ceil_mode,
+                      precision=precision)
 
 
 @weight_acts.register_fake
